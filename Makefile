@@ -1,0 +1,46 @@
+# anycast-announcer: every target installs what it needs on a fresh Debian 12 (as root).
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: help deps system-deps venv lint unit test integration fabric demo bench clean
+
+help:
+	@echo "make demo   - deploy a lab, announce with two sidecars, show the leaf's weighted route"
+	@echo "make test   - lint + the whole test suite (unit, integration with real FRR, fabric)"
+	@echo "make bench  - benchmarks (writes docs/benchmarks.md)"
+
+# FRR from Debian's packages is the test fabric; iproute2 builds the namespaces.
+system-deps:
+	@if ! [ -x /usr/lib/frr/bgpd ] || ! command -v ip >/dev/null || ! command -v vtysh >/dev/null; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q frr iproute2 procps; \
+	fi
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(STAMP)
+
+deps: system-deps venv
+
+lint: venv
+	$(BIN)/ruff check anycast_announcer tests
+	$(BIN)/mypy anycast_announcer
+
+unit: venv
+	$(BIN)/pytest tests/unit
+
+test: deps lint
+	$(BIN)/pytest -m "not benchmark" tests
+
+integration: deps
+	$(BIN)/pytest -m integration tests
+
+demo: deps
+	$(BIN)/python -m anycast_announcer.demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

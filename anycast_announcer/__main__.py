@@ -1,0 +1,3 @@
+from anycast_announcer.cli import main
+
+raise SystemExit(main())

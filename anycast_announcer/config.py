@@ -1,0 +1,506 @@
+"""The configuration file: pydantic models, YAML loading and error reporting.
+
+Everything a user can get wrong is caught here, before anything runs, and reported as a
+list of ``field.path: message`` lines (``ConfigError``). The models are frozen: the running
+sidecar never edits its configuration, it replaces it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    IPvAnyAddress,
+    IPvAnyNetwork,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+__all__ = [
+    "BgpConfig",
+    "CheckConfig",
+    "CommandCheck",
+    "Config",
+    "ConfigError",
+    "ExabgpConfig",
+    "HttpCheck",
+    "HttpConfig",
+    "LoggingConfig",
+    "PeerConfig",
+    "PrefixConfig",
+    "ServiceConfig",
+    "TcpCheck",
+    "WeightCommunity",
+    "load_config",
+    "parse_config",
+]
+
+AS_NUMBER_MAX = 4_294_967_295
+TWO_BYTE_AS_MAX = 65_535
+
+AsNumber = Annotated[int, Field(ge=1, le=AS_NUMBER_MAX, description="AS number (1..4294967295)")]
+Seconds = Annotated[float, Field(gt=0, le=3600, description="a duration in seconds")]
+Port = Annotated[int, Field(ge=1, le=65535)]
+Name = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description="letters, digits, '_', '.', '-'; at most 64 characters",
+    ),
+]
+
+_COMMUNITY = re.compile(r"^(\d+):(\d+)$")
+_LARGE_COMMUNITY = re.compile(r"^(\d+):(\d+):(\d+)$")
+
+
+class _Model(BaseModel):
+    # Unknown keys are typos until proven otherwise; frozen because a running config is
+    # replaced as a whole, never edited in place.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PeerConfig(_Model):
+    """One BGP session to a leaf switch."""
+
+    address: IPvAnyAddress
+    peer_as: AsNumber
+    local_address: IPvAnyAddress | None = Field(
+        default=None, description="source address of the session; default: chosen by the kernel"
+    )
+    md5_password: str | None = Field(
+        default=None, min_length=1, max_length=80, description="TCP-MD5 (RFC 2385) password"
+    )
+
+    @model_validator(mode="after")
+    def _same_family(self) -> PeerConfig:
+        if self.local_address is not None and self.local_address.version != self.address.version:
+            raise ValueError(
+                f"local_address {self.local_address} is IPv{self.local_address.version} "
+                f"but address {self.address} is IPv{self.address.version}"
+            )
+        return self
+
+
+class BgpConfig(_Model):
+    """This server's BGP identity and its sessions."""
+
+    local_as: AsNumber
+    router_id: ipaddress.IPv4Address
+    hold_time: int = Field(
+        default=9, description="seconds; 0 disables keepalives, otherwise at least 3"
+    )
+    peers: list[PeerConfig] = Field(min_length=1)
+    bandwidth_split: Literal["up_sessions", "none"] = Field(
+        default="up_sessions",
+        description=(
+            "how a prefix's bandwidth is spread over this server's sessions of its address "
+            "family: 'up_sessions' divides it by the number of established sessions, so a "
+            "dual-homed server is not counted twice and its surviving session carries the "
+            "whole weight; 'none' sends the full bandwidth on every session"
+        ),
+    )
+
+    @field_validator("hold_time")
+    @classmethod
+    def _hold_time_range(cls, value: int) -> int:
+        # RFC 4271 4.2: zero, or at least three seconds.
+        if value != 0 and not 3 <= value <= 65535:
+            raise ValueError("must be 0 or between 3 and 65535 seconds")
+        return value
+
+    @field_validator("peers")
+    @classmethod
+    def _unique_peers(cls, peers: list[PeerConfig]) -> list[PeerConfig]:
+        seen: set[str] = set()
+        for index, peer in enumerate(peers):
+            if str(peer.address) in seen:
+                raise ValueError(f"peers[{index}]: duplicate peer address {peer.address}")
+            seen.add(str(peer.address))
+        return peers
+
+
+class TcpCheck(_Model):
+    """Healthy when a TCP connection to host:port succeeds."""
+
+    type: Literal["tcp"]
+    host: str = Field(min_length=1, description="address or name to connect to")
+    port: Port
+
+
+class HttpCheck(_Model):
+    """Healthy when a GET returns one of the expected statuses (and the body matches)."""
+
+    type: Literal["http", "https"]
+    url: str = Field(pattern=r"^https?://[^/\s]+", description="http:// or https:// URL")
+    expected_status: list[Annotated[int, Field(ge=100, le=599)]] = Field(
+        default=[200], min_length=1
+    )
+    body_regex: str | None = Field(default=None, description="Python regex searched in the body")
+    verify_tls: bool = True
+    host_header: str | None = Field(default=None, min_length=1)
+
+    @field_validator("body_regex")
+    @classmethod
+    def _regex_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _scheme_matches_type(self) -> HttpCheck:
+        scheme = self.url.split("://", 1)[0].lower()
+        if scheme != self.type:
+            raise ValueError(f"url scheme {scheme!r} does not match check type {self.type!r}")
+        return self
+
+
+class CommandCheck(_Model):
+    """Healthy when the command exits 0 within the timeout."""
+
+    type: Literal["command"]
+    argv: list[str] = Field(min_length=1, description="program and arguments; no shell")
+    cwd: str | None = None
+    env: dict[str, str] = Field(default_factory=dict, description="added to the environment")
+
+
+CheckConfig = Annotated[TcpCheck | HttpCheck | CommandCheck, Field(discriminator="type")]
+
+
+class ServiceConfig(_Model):
+    """A local service and how to probe it."""
+
+    name: Name
+    check: CheckConfig
+    interval: Seconds = 1.0
+    timeout: Seconds = 0.5
+    rise: int = Field(default=2, ge=1, le=100, description="consecutive successes to go up")
+    fall: int = Field(default=2, ge=1, le=100, description="consecutive failures to go down")
+
+    @model_validator(mode="after")
+    def _timeout_within_interval(self) -> ServiceConfig:
+        # A probe that may outlive its interval would make the schedule drift.
+        if self.timeout > self.interval:
+            raise ValueError(
+                f"timeout ({self.timeout}s) must not exceed interval ({self.interval}s)"
+            )
+        return self
+
+
+class WeightCommunity(_Model):
+    """A standard community ``asn:weight`` for fabrics that set bandwidth by leaf policy."""
+
+    asn: int = Field(ge=0, le=TWO_BYTE_AS_MAX)
+    unit_mbps: float = Field(
+        default=1000.0, gt=0, description="weight = bandwidth_mbps / unit_mbps, rounded, 1..65535"
+    )
+
+
+class PrefixConfig(_Model):
+    """An anycast prefix and what must be healthy for it to be announced."""
+
+    prefix: IPvAnyNetwork
+    services: list[Name] = Field(min_length=1)
+    require: Literal["all", "any"] = Field(
+        default="all", description="announce when all (or any) of the services are up"
+    )
+    bandwidth_mbps: float | None = Field(
+        default=None,
+        gt=0,
+        le=100_000_000,
+        description="UCMP weight, sent as the BGP link-bandwidth extended community",
+    )
+    bandwidth_community: Literal["transitive", "non-transitive"] = Field(
+        default="transitive",
+        description="type 0x00 (as FRR sends it, so leaves pass sums upstream) or 0x40",
+    )
+    bandwidth_asn: int | None = Field(
+        default=None,
+        ge=0,
+        le=TWO_BYTE_AS_MAX,
+        description="AS in the community's 2-byte field; default local_as, or 23456 "
+        "(AS_TRANS) when local_as needs 4 bytes",
+    )
+    weight_community: WeightCommunity | None = None
+    communities: list[str] = Field(default_factory=list)
+    large_communities: list[str] = Field(default_factory=list)
+    med: int | None = Field(default=None, ge=0, le=AS_NUMBER_MAX)
+    as_path_prepend: int = Field(default=0, ge=0, le=16)
+    interface: str = Field(
+        default="lo",
+        min_length=1,
+        max_length=15,
+        description="the prefix's address must be on this interface to be announced",
+    )
+    manage_address: bool = Field(
+        default=False,
+        description="add the address to the interface at start; remove it after the "
+        "withdrawal was acknowledged",
+    )
+
+    @field_validator("communities")
+    @classmethod
+    def _valid_communities(cls, values: list[str]) -> list[str]:
+        for value in values:
+            match = _COMMUNITY.match(value)
+            if not match or any(int(part) > TWO_BYTE_AS_MAX for part in match.groups()):
+                raise ValueError(f"{value!r} is not a community 'A:B' with A, B in 0..65535")
+        return values
+
+    @field_validator("large_communities")
+    @classmethod
+    def _valid_large_communities(cls, values: list[str]) -> list[str]:
+        for value in values:
+            match = _LARGE_COMMUNITY.match(value)
+            if not match or any(int(part) > AS_NUMBER_MAX for part in match.groups()):
+                raise ValueError(
+                    f"{value!r} is not a large community 'A:B:C' with each part in 0..4294967295"
+                )
+        return values
+
+    @field_validator("prefix", mode="before")
+    @classmethod
+    def _strict_prefix(cls, value: Any) -> Any:
+        # pydantic parses with ip_network(strict=True); we only give clearer messages.
+        if isinstance(value, str):
+            if "/" not in value:
+                raise ValueError(f"{value!r} has no prefix length (e.g. {value}/32)")
+            try:
+                ipaddress.ip_network(value, strict=False)
+            except ValueError:
+                raise ValueError(f"{value!r} is not an IPv4 or IPv6 prefix") from None
+            try:
+                ipaddress.ip_network(value, strict=True)
+            except ValueError:
+                network = ipaddress.ip_network(value, strict=False)
+                raise ValueError(
+                    f"{value!r} has host bits set (did you mean {network}?)"
+                ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _weight_needs_bandwidth(self) -> PrefixConfig:
+        if self.weight_community is not None and self.bandwidth_mbps is None:
+            raise ValueError("weight_community needs bandwidth_mbps")
+        return self
+
+
+class HttpConfig(_Model):
+    """The status API."""
+
+    listen: str = Field(
+        default="127.0.0.1:9179", description="host:port ('[v6]:port' for IPv6), or '' to disable"
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        if value == "":
+            return value
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError(f"{value!r} is not host:port")
+        return value
+
+
+class LoggingConfig(_Model):
+    """Log output."""
+
+    format: Literal["auto", "json", "console"] = Field(
+        default="auto", description="auto: console on a terminal, JSON lines otherwise"
+    )
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class ExabgpConfig(_Model):
+    """How the ExaBGP child process is run."""
+
+    executable: str | None = Field(
+        default=None, description="path of exabgp; default: the one installed beside us"
+    )
+    run_dir: str | None = Field(
+        default=None, description="where rendered config and API socket live; default: a temp dir"
+    )
+    restart_backoff_initial: Seconds = 0.5
+    restart_backoff_max: Seconds = 30.0
+    ack_timeout: Seconds = 5.0
+
+
+class Config(_Model):
+    """The whole configuration file."""
+
+    bgp: BgpConfig
+    services: list[ServiceConfig] = Field(min_length=1)
+    prefixes: list[PrefixConfig] = Field(min_length=1)
+    allowed_prefixes: list[IPvAnyNetwork] | None = Field(
+        default=None, description="refuse to announce anything not inside one of these"
+    )
+    http: HttpConfig = HttpConfig()
+    logging: LoggingConfig = LoggingConfig()
+    exabgp: ExabgpConfig = ExabgpConfig()
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Config:
+        problems = list(_cross_reference_problems(self))
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def service(self, name: str) -> ServiceConfig:
+        """The service called ``name`` (validation guarantees it exists)."""
+        return next(service for service in self.services if service.name == name)
+
+
+def _cross_reference_problems(config: Config) -> Iterator[str]:
+    """Rules that span sections; each yields ``path: message``."""
+    names: set[str] = set()
+    for index, service in enumerate(config.services):
+        if service.name in names:
+            yield f"services[{index}].name: duplicate service name {service.name!r}"
+        names.add(service.name)
+
+    peer_families = {peer.address.version for peer in config.bgp.peers}
+    seen_prefixes: set[str] = set()
+    for index, prefix in enumerate(config.prefixes):
+        where = f"prefixes[{index}]"
+        if str(prefix.prefix) in seen_prefixes:
+            yield f"{where}.prefix: duplicate prefix {prefix.prefix}"
+        seen_prefixes.add(str(prefix.prefix))
+        for position, name in enumerate(prefix.services):
+            if name not in names:
+                yield f"{where}.services[{position}]: unknown service {name!r}"
+        if len(set(prefix.services)) != len(prefix.services):
+            yield f"{where}.services: a service is listed twice"
+        if prefix.prefix.version not in peer_families:
+            yield (
+                f"{where}.prefix: {prefix.prefix} is IPv{prefix.prefix.version} but no "
+                f"bgp.peers entry is, so it could never be announced"
+            )
+        if config.allowed_prefixes is not None and not any(
+            prefix.prefix.version == allowed.version
+            and prefix.prefix.subnet_of(allowed)  # type: ignore[arg-type]  # same version checked
+            for allowed in config.allowed_prefixes
+        ):
+            yield f"{where}.prefix: {prefix.prefix} is outside allowed_prefixes"
+    if config.exabgp.restart_backoff_initial > config.exabgp.restart_backoff_max:
+        yield "exabgp.restart_backoff_initial: must not exceed restart_backoff_max"
+
+
+class ConfigError(Exception):
+    """The user's configuration is wrong; ``problems`` lists ``path: message`` lines."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        """One line per problem, each prefixed with the file name."""
+        return "\n".join(f"{self.source}: {problem}" for problem in self.problems)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate mapping keys instead of keeping the last one."""
+
+
+def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    loader.flatten_mapping(node)
+    mapping: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in mapping:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        mapping[key] = loader.construct_object(value_node, deep=True)
+    return mapping
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+    _construct_unique_mapping,
+)
+
+
+def _format_location(location: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in location:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else part
+    return text
+
+
+def _validation_problems(error: ValidationError) -> list[str]:
+    problems: list[str] = []
+    for item in error.errors(include_url=False):
+        # Tagged unions add the tag ("tcp", "http") to the location; users never wrote it.
+        location = tuple(
+            part
+            for part in item["loc"]
+            if not (isinstance(part, str) and part in {"tcp", "http", "https", "command"})
+        )
+        path = _format_location(location)
+        message = str(item["msg"]).removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key (not allowed here)"
+        elif item["type"] == "missing":
+            message = "required key is missing"
+        elif "input" in item and item["type"] not in {"value_error", "assertion_error"}:
+            shown = repr(item["input"])
+            if len(shown) <= 60:
+                message += f" (got {shown})"
+        for line in message.splitlines():
+            # Cross-section rules already carry their own path.
+            problems.append(line if not path else f"{path}: {line}")
+    return problems
+
+
+def parse_config(text: str, source: str = "<config>") -> Config:
+    """Parse and validate YAML text; raises ConfigError listing every problem."""
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506  # SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError(source, [f"invalid YAML: {where}{exc.problem}"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, [f"invalid YAML: {exc}"]) from None
+    if data is None:
+        raise ConfigError(source, ["the file is empty"])
+    if not isinstance(data, dict):
+        raise ConfigError(source, [f"the top level must be a mapping, not {type(data).__name__}"])
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, _validation_problems(exc)) from None
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a config file; raises ConfigError for every user mistake."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(source, ["file not found"]) from None
+    except IsADirectoryError:
+        raise ConfigError(source, ["is a directory, not a file"]) from None
+    except PermissionError:
+        raise ConfigError(source, ["permission denied"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError(source, ["not UTF-8 text"]) from None
+    except OSError as exc:
+        raise ConfigError(source, [f"cannot read: {exc.strerror}"]) from None
+    return parse_config(text, source)

@@ -1,0 +1,80 @@
+"""ExaBGP's configuration file and environment, rendered from ours (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from anycast_announcer.config import BgpConfig
+
+__all__ = ["PROCESS_NAME", "render_config", "render_environment"]
+
+PROCESS_NAME = "anycast-announcer"
+
+
+def render_config(bgp: BgpConfig, api_argv: Sequence[str]) -> str:
+    """The ``exabgp.conf`` text: one API process and one neighbor block per peer."""
+    lines = [
+        "# Rendered by anycast-announcer at start; edits here are overwritten.",
+        f"process {PROCESS_NAME} {{",
+        "    run " + " ".join(api_argv) + ";",
+        "    encoder json;",
+        "}",
+    ]
+    for peer in bgp.peers:
+        family = "ipv4 unicast" if peer.address.version == 4 else "ipv6 unicast"
+        lines += [
+            "",
+            f"neighbor {peer.address} {{",
+            f"    router-id {bgp.router_id};",
+            f"    local-as {bgp.local_as};",
+            f"    peer-as {peer.peer_as};",
+            f"    hold-time {bgp.hold_time};",
+        ]
+        if peer.local_address is not None:
+            lines.append(f"    local-address {peer.local_address};")
+        if peer.md5_password is not None:
+            lines.append(f'    md5-password "{peer.md5_password}";')
+        lines += [
+            f"    family {{ {family}; }}",
+            # Routes only ever come from our API process; a peer flap must not replay a
+            # route we withdrew meanwhile, so we re-send on session up ourselves.
+            "    adj-rib-out false;",
+            f"    api {{ processes [ {PROCESS_NAME} ]; neighbor-changes; }}",
+            "}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def render_environment(user: str) -> dict[str, str]:
+    """ExaBGP settings passed as environment variables (they override any exabgp.env)."""
+    return {
+        "exabgp.daemon.user": user,
+        "exabgp.daemon.daemonize": "false",
+        "exabgp.daemon.pid": "",
+        "exabgp.daemon.drop": "false",
+        # No named pipes: our API process is the only control channel.
+        "exabgp.api.cli": "false",
+        "exabgp.api.ack": "true",
+        "exabgp.api.encoder": "json",
+        # If our API process dies, ExaBGP must die too: no route outlives its checker.
+        "exabgp.api.respawn": "false",
+        "exabgp.api.terminate": "true",
+        # Never listen for incoming BGP: we connect to our leaves.
+        "exabgp.tcp.bind": "",
+        "exabgp.log.destination": "stdout",
+        "exabgp.log.level": "WARNING",
+        "exabgp.log.routes": "false",
+        "exabgp.log.packets": "false",
+        "exabgp.log.parser": "false",
+        "exabgp.log.configuration": "false",
+        "exabgp.log.reactor": "false",
+        "exabgp.log.processes": "false",
+        "exabgp.log.network": "false",
+        "exabgp.log.statistics": "false",
+        "exabgp.log.message": "false",
+        "exabgp.log.rib": "false",
+        "exabgp.log.timers": "false",
+        "exabgp.log.daemon": "true",
+        "exabgp.log.short": "true",
+        "exabgp.cache.attributes": "true",
+    }
