@@ -77,7 +77,12 @@ class PeerConfig(_Model):
         default=None, description="source address of the session; default: chosen by the kernel"
     )
     md5_password: str | None = Field(
-        default=None, min_length=1, max_length=80, description="TCP-MD5 (RFC 2385) password"
+        default=None,
+        min_length=1,
+        max_length=80,
+        # It is written into ExaBGP's config file: no quotes, blanks or separators.
+        pattern=r"""^[^\s"';{}]+$""",
+        description="TCP-MD5 (RFC 2385) password; no blanks, quotes, ';' or braces",
     )
 
     @model_validator(mode="after")
@@ -116,16 +121,6 @@ class BgpConfig(_Model):
         if value != 0 and not 3 <= value <= 65535:
             raise ValueError("must be 0 or between 3 and 65535 seconds")
         return value
-
-    @field_validator("peers")
-    @classmethod
-    def _unique_peers(cls, peers: list[PeerConfig]) -> list[PeerConfig]:
-        seen: set[str] = set()
-        for index, peer in enumerate(peers):
-            if str(peer.address) in seen:
-                raise ValueError(f"peers[{index}]: duplicate peer address {peer.address}")
-            seen.add(str(peer.address))
-        return peers
 
 
 class TcpCheck(_Model):
@@ -275,7 +270,13 @@ class PrefixConfig(_Model):
         # pydantic parses with ip_network(strict=True); we only give clearer messages.
         if isinstance(value, str):
             if "/" not in value:
-                raise ValueError(f"{value!r} has no prefix length (e.g. {value}/32)")
+                try:
+                    address = ipaddress.ip_address(value)
+                except ValueError:
+                    raise ValueError(f"{value!r} is not an IPv4 or IPv6 prefix") from None
+                raise ValueError(
+                    f"{value!r} has no prefix length (e.g. {value}/{address.max_prefixlen})"
+                )
             try:
                 ipaddress.ip_network(value, strict=False)
             except ValueError:
@@ -364,6 +365,12 @@ class Config(_Model):
 
 def _cross_reference_problems(config: Config) -> Iterator[str]:
     """Rules that span sections; each yields ``path: message``."""
+    peer_addresses: set[str] = set()
+    for index, peer in enumerate(config.bgp.peers):
+        if str(peer.address) in peer_addresses:
+            yield f"bgp.peers[{index}].address: duplicate peer address {peer.address}"
+        peer_addresses.add(str(peer.address))
+
     names: set[str] = set()
     for index, service in enumerate(config.services):
         if service.name in names:
@@ -433,24 +440,43 @@ _UniqueKeyLoader.add_constructor(
 )
 
 
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+
+
 def _format_location(location: tuple[int | str, ...]) -> str:
     text = ""
     for part in location:
         if isinstance(part, int):
             text += f"[{part}]"
+        elif not _PLAIN_KEY.fullmatch(part):
+            # A mistyped key may hold anything, newlines included; quote it on one line.
+            text += f"[{part!r}]"
         else:
             text += f".{part}" if text else part
     return text
 
 
+_CHECK_TAGS = ("tcp", "http", "https", "command")
+
+
+def _kind(value: Any) -> str:
+    """What a YAML user would call a value's type."""
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return "a long string" if isinstance(value, str) else type(value).__name__
+
+
 def _validation_problems(error: ValidationError) -> list[str]:
     problems: list[str] = []
     for item in error.errors(include_url=False):
-        # Tagged unions add the tag ("tcp", "http") to the location; users never wrote it.
+        # Tagged unions add the tag ("tcp", "http") to the location right after the union
+        # field; users never wrote it. Only there: "http" is also a top-level section.
         location = tuple(
             part
-            for part in item["loc"]
-            if not (isinstance(part, str) and part in {"tcp", "http", "https", "command"})
+            for index, part in enumerate(item["loc"])
+            if not (index > 0 and item["loc"][index - 1] == "check" and part in _CHECK_TAGS)
         )
         path = _format_location(location)
         message = str(item["msg"]).removeprefix("Value error, ")
@@ -458,10 +484,23 @@ def _validation_problems(error: ValidationError) -> list[str]:
             message = "unknown key (not allowed here)"
         elif item["type"] == "missing":
             message = "required key is missing"
+        elif item["type"] in {"model_type", "model_attributes_type", "dict_type"}:
+            # pydantic would say "a valid dictionary or instance of BgpConfig".
+            message = f"must be a mapping (got {_kind(item.get('input'))})"
+        elif item["type"] in {"union_tag_not_found", "union_tag_invalid"}:
+            context = item.get("ctx", {})
+            path = _format_location((*location, context.get("discriminator", "type").strip("'")))
+            expected = ", ".join(repr(tag) for tag in _CHECK_TAGS)
+            if item["type"] == "union_tag_not_found":
+                message = f"required key is missing (one of {expected})"
+            else:
+                message = f"{context.get('tag')!r} is not one of {expected}"
         elif "input" in item and item["type"] not in {"value_error", "assertion_error"}:
             shown = repr(item["input"])
             if len(shown) <= 60:
                 message += f" (got {shown})"
+            else:
+                message += f" (got {_kind(item['input'])})"
         for line in message.splitlines():
             # Cross-section rules already carry their own path.
             problems.append(line if not path else f"{path}: {line}")
@@ -476,6 +515,13 @@ def parse_config(text: str, source: str = "<config>") -> Config:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         raise ConfigError(source, [f"invalid YAML: {where}{exc.problem}"]) from None
+    except yaml.reader.ReaderError as exc:
+        # Its str() spans two lines; the character and offset are what the user needs.
+        raise ConfigError(
+            source,
+            [f"invalid YAML: character #x{exc.character:04x} at offset {exc.position} "
+             "is not allowed"],
+        ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(source, [f"invalid YAML: {exc}"]) from None
     if data is None:

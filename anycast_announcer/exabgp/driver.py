@@ -205,7 +205,11 @@ class ExabgpDriver:
         relay = [sys.executable, "-m", "anycast_announcer.exabgp.bridge", str(socket_path)]
         conf.write_text(render_config(self._bgp, relay), encoding="utf-8")
         user = pwd.getpwuid(os.getuid()).pw_name
-        env = {**os.environ, **render_environment(user)}
+        # All settings travel as environment variables; an empty env file stops ExaBGP
+        # from reading a system-wide one (and from advising us to create it).
+        env_file = run_dir / "exabgp.env"
+        env_file.write_text("", encoding="utf-8")
+        env = {**os.environ, **render_environment(user), "EXABGP_ENVFILE": str(env_file)}
         executable = self._settings.executable or _default_executable()
         # Drain stale connections from a previous generation's relay.
         while not connections.empty():
