@@ -1,0 +1,75 @@
+"""The TCP probe against real loopback listeners."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from probe_helpers import LOOPBACK, open_fds
+
+from anycast_announcer.checks import ProbeResult
+from anycast_announcer.checks.tcp import probe
+from anycast_announcer.config import TcpCheck
+
+
+def tcp(port: int, host: str = LOOPBACK) -> TcpCheck:
+    return TcpCheck(type="tcp", host=host, port=port)
+
+
+class TestTcpProbe:
+    async def test_healthy_when_a_listener_accepts(self, accepting_port: int) -> None:
+        """A listening port is healthy; the latency is measured and small."""
+        result = await probe(tcp(accepting_port), timeout=1.0)
+        assert result == ProbeResult(ok=True, latency=result.latency, reason="connected")
+        assert 0 <= result.latency < 1.0
+
+    async def test_refused_when_nothing_listens(self, closed_port: int) -> None:
+        """A port without a listener is reported as refused, at once."""
+        result = await probe(tcp(closed_port), timeout=1.0)
+        assert (result.ok, result.reason) == (False, "connect refused")
+
+    async def test_times_out_when_the_handshake_never_completes(
+        self, unresponsive_port: int
+    ) -> None:
+        """A connect that hangs ends at the timeout, names it, and leaks no socket."""
+        before = open_fds()
+        started = time.monotonic()
+        result = await probe(tcp(unresponsive_port), timeout=0.3)
+        elapsed = time.monotonic() - started
+        assert (result.ok, result.reason) == (False, "timeout after 0.3s")
+        assert 0.3 <= elapsed < 1.0
+        assert open_fds() <= before
+
+    async def test_connection_is_closed_after_success(self, accepting_port: int) -> None:
+        """Repeated probes do not accumulate file descriptors."""
+        await probe(tcp(accepting_port), timeout=1.0)
+        await asyncio.sleep(0.05)  # let the server side of that first connection close
+        before = open_fds()
+        for _ in range(20):
+            assert (await probe(tcp(accepting_port), timeout=1.0)).ok
+        await asyncio.sleep(0.05)
+        assert open_fds() <= before
+
+    async def test_resolves_names(self, accepting_port: int) -> None:
+        """A host name is resolved (localhost may give ::1 first; one address is enough)."""
+        result = await probe(tcp(accepting_port, host="localhost"), timeout=1.0)
+        assert result.ok, result.reason
+
+    async def test_unresolvable_name_is_a_failure_not_an_error(self) -> None:
+        """A name that does not resolve is a failed probe with a reason naming the host."""
+        result = await probe(tcp(80, host="no-such-host.invalid"), timeout=2.0)
+        assert not result.ok
+        assert result.reason.startswith("cannot resolve no-such-host.invalid")
+
+    async def test_cancellation_propagates_and_closes_the_socket(
+        self, unresponsive_port: int
+    ) -> None:
+        """Cancelling a hanging probe raises CancelledError and leaks no socket."""
+        before = open_fds()
+        task = asyncio.create_task(probe(tcp(unresponsive_port), timeout=10.0))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert open_fds() <= before
