@@ -40,7 +40,7 @@ integration: deps
 	$(BIN)/pytest -m integration tests
 
 demo: deps
-	$(BIN)/python -m anycast_announcer.demo
+	$(BIN)/python -m anycast_announcer.netlab.demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

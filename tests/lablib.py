@@ -45,11 +45,21 @@ def unique_lab_name(prefix: str = "t") -> str:
 
 
 def require_lab_host() -> None:
-    """Skip the calling test unless we are root and FRR is installed."""
+    """Skip the calling test unless we are root with FRR installed; in CI, fail instead.
+
+    A developer without root can still run the unit tests, but CI (CI=true) must never
+    count a lab test it could not run as anything but a failure.
+    """
+    problem = None
     if os.geteuid() != 0:
-        pytest.skip("lab tests need root (network namespaces)")
-    if not Path("/usr/lib/frr/zebra").exists() or shutil.which("vtysh") is None:
-        pytest.skip("lab tests need FRR (/usr/lib/frr/zebra and vtysh)")
+        problem = "lab tests need root (network namespaces)"
+    elif not Path("/usr/lib/frr/zebra").exists() or shutil.which("vtysh") is None:
+        problem = "lab tests need FRR (/usr/lib/frr/zebra and vtysh): run `make deps`"
+    if problem is None:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{problem}; CI must run them")
+    pytest.skip(problem)
 
 
 @contextmanager
