@@ -29,11 +29,15 @@ __all__ = [
     "BgpConfig",
     "CheckConfig",
     "CommandCheck",
+    "CommandHook",
     "Config",
     "ConfigError",
+    "DampeningConfig",
+    "DrainConfig",
     "ExabgpConfig",
     "HttpCheck",
     "HttpConfig",
+    "HttpHook",
     "LoggingConfig",
     "PeerConfig",
     "PrefixConfig",
@@ -202,6 +206,69 @@ class WeightCommunity(_Model):
     )
 
 
+class DampeningConfig(_Model):
+    """Flap dampening: a prefix withdrawn too often is kept out until it has been calm.
+
+    Each withdrawal caused by health adds ``penalty``; the penalty halves every
+    ``half_life`` seconds. Above ``suppress`` the prefix is not re-announced (withdrawals
+    are never delayed) until the penalty decays below ``reuse``, or ``max_suppress``
+    seconds have passed. Defaults: three quick flaps suppress for about 30 s.
+    """
+
+    enabled: bool = True
+    half_life: Seconds = 15.0
+    penalty: float = Field(default=1000.0, gt=0)
+    suppress: float = Field(default=3000.0, gt=0)
+    reuse: float = Field(default=750.0, gt=0)
+    max_suppress: Seconds = 120.0
+
+    @model_validator(mode="after")
+    def _thresholds_ordered(self) -> DampeningConfig:
+        if self.reuse >= self.suppress:
+            raise ValueError(f"reuse ({self.reuse}) must be below suppress ({self.suppress})")
+        return self
+
+
+class CommandHook(_Model):
+    """Run a command (no shell); exit 0 means the application accepted the drain."""
+
+    type: Literal["command"]
+    argv: list[str] = Field(min_length=1)
+
+
+class HttpHook(_Model):
+    """Call a URL on the local application (e.g. its admin endpoint)."""
+
+    type: Literal["http"]
+    url: str = Field(pattern=r"^https?://[^/\s]+", description="http:// or https:// URL")
+    method: Literal["GET", "POST", "PUT"] = "POST"
+
+
+DrainHook = Annotated[CommandHook | HttpHook, Field(discriminator="type")]
+
+
+class DrainConfig(_Model):
+    """How a drain takes a server out of service without breaking its sessions.
+
+    Order: run ``hook`` (the prefix stays announced), wait until established connections
+    to the prefix's ports fall to ``connection_threshold`` (or ``connection_timeout``),
+    re-announce with GRACEFUL_SHUTDOWN 65535:0 (RFC 8326) for ``graceful_shutdown_hold``
+    seconds, then withdraw.
+    """
+
+    hook: DrainHook | None = None
+    hook_timeout: Seconds = 10.0
+    connection_threshold: int = Field(default=0, ge=0)
+    connection_timeout: Seconds = 30.0
+    graceful_shutdown_hold: float = Field(default=5.0, ge=0, le=3600)
+    state_file: str | None = Field(
+        default=None, description="where a drain is persisted so it survives restarts"
+    )
+    drain_file: str | None = Field(
+        default=None, description="while this file exists, every prefix is drained"
+    )
+
+
 class PrefixConfig(_Model):
     """An anycast prefix and what must be healthy for it to be announced."""
 
@@ -238,6 +305,12 @@ class PrefixConfig(_Model):
         max_length=15,
         description="the prefix's address must be on this interface to be announced",
     )
+    ports: list[Port] | None = Field(
+        default=None,
+        description="service ports whose connections a drain waits for; default: the ports "
+        "of the prefix's tcp checks",
+    )
+    dampening: DampeningConfig = DampeningConfig()
     manage_address: bool = Field(
         default=False,
         description="add the address to the interface at start; remove it after the "
@@ -347,6 +420,7 @@ class Config(_Model):
     allowed_prefixes: list[IPvAnyNetwork] | None = Field(
         default=None, description="refuse to announce anything not inside one of these"
     )
+    drain: DrainConfig = DrainConfig()
     http: HttpConfig = HttpConfig()
     logging: LoggingConfig = LoggingConfig()
     exabgp: ExabgpConfig = ExabgpConfig()
@@ -456,7 +530,11 @@ def _format_location(location: tuple[int | str, ...]) -> str:
     return text
 
 
-_CHECK_TAGS = ("tcp", "http", "https", "command")
+_UNION_TAGS: dict[str, tuple[str, ...]] = {
+    "check": ("tcp", "http", "https", "command"),
+    "hook": ("command", "http"),
+}
+"""Tagged-union fields and their tags (pydantic puts the tag into error locations)."""
 
 
 def _kind(value: Any) -> str:
@@ -476,7 +554,11 @@ def _validation_problems(error: ValidationError) -> list[str]:
         location = tuple(
             part
             for index, part in enumerate(item["loc"])
-            if not (index > 0 and item["loc"][index - 1] == "check" and part in _CHECK_TAGS)
+            if not (
+                index > 0
+                and isinstance(item["loc"][index - 1], str)
+                and part in _UNION_TAGS.get(str(item["loc"][index - 1]), ())
+            )
         )
         path = _format_location(location)
         message = str(item["msg"]).removeprefix("Value error, ")
@@ -490,7 +572,8 @@ def _validation_problems(error: ValidationError) -> list[str]:
         elif item["type"] in {"union_tag_not_found", "union_tag_invalid"}:
             context = item.get("ctx", {})
             path = _format_location((*location, context.get("discriminator", "type").strip("'")))
-            expected = ", ".join(repr(tag) for tag in _CHECK_TAGS)
+            union = str(location[-1]) if location else "check"
+            expected = ", ".join(repr(tag) for tag in _UNION_TAGS.get(union, ()))
             if item["type"] == "union_tag_not_found":
                 message = f"required key is missing (one of {expected})"
             else:
