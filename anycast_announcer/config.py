@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     IPvAnyAddress,
@@ -62,6 +63,17 @@ Name = Annotated[
     ),
 ]
 
+def _address_text(value: Any) -> Any:
+    # pydantic would read 1 as 0.0.0.1 and true as 0.0.0.1: an address must be written out.
+    if isinstance(value, bool | int | float):
+        raise ValueError(f"must be an address written as text, like '10.0.0.1' (got {value!r})")
+    return value
+
+
+IPAddress = Annotated[IPvAnyAddress, BeforeValidator(_address_text)]
+IPv4 = Annotated[ipaddress.IPv4Address, BeforeValidator(_address_text)]
+IPNetworkText = Annotated[IPvAnyNetwork, BeforeValidator(_address_text)]
+
 _COMMUNITY = re.compile(r"^(\d+):(\d+)$")
 _LARGE_COMMUNITY = re.compile(r"^(\d+):(\d+):(\d+)$")
 
@@ -75,9 +87,9 @@ class _Model(BaseModel):
 class PeerConfig(_Model):
     """One BGP session to a leaf switch."""
 
-    address: IPvAnyAddress
+    address: IPAddress
     peer_as: AsNumber
-    local_address: IPvAnyAddress | None = Field(
+    local_address: IPAddress | None = Field(
         default=None, description="source address of the session; default: chosen by the kernel"
     )
     md5_password: str | None = Field(
@@ -103,7 +115,7 @@ class BgpConfig(_Model):
     """This server's BGP identity and its sessions."""
 
     local_as: AsNumber
-    router_id: ipaddress.IPv4Address
+    router_id: IPv4
     hold_time: int = Field(
         default=9, description="seconds; 0 disables keepalives, otherwise at least 3"
     )
@@ -218,7 +230,7 @@ class DampeningConfig(_Model):
     enabled: bool = True
     half_life: Seconds = 15.0
     penalty: float = Field(default=1000.0, gt=0)
-    suppress: float = Field(default=3000.0, gt=0)
+    suppress: float = Field(default=2500.0, gt=0)
     reuse: float = Field(default=750.0, gt=0)
     max_suppress: Seconds = 120.0
 
@@ -272,7 +284,7 @@ class DrainConfig(_Model):
 class PrefixConfig(_Model):
     """An anycast prefix and what must be healthy for it to be announced."""
 
-    prefix: IPvAnyNetwork
+    prefix: IPNetworkText
     services: list[Name] = Field(min_length=1)
     require: Literal["all", "any"] = Field(
         default="all", description="announce when all (or any) of the services are up"
@@ -387,6 +399,27 @@ class HttpConfig(_Model):
             raise ValueError(f"{value!r} is not host:port")
         return value
 
+    token_file: str | None = Field(
+        default=None,
+        min_length=1,
+        description="file holding the bearer token for drain, undrain and reload "
+        "(mode 0600); without it those endpoints answer 403",
+    )
+    unix_socket: str | None = Field(
+        default=None,
+        min_length=1,
+        pattern=r"^/",
+        # sun_path holds 108 bytes, one of them the terminating NUL.
+        max_length=107,
+        description="also serve the API on this unix socket (absolute path, mode 0600)",
+    )
+    max_body_bytes: int = Field(
+        default=65536,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description="larger request bodies are refused with 413",
+    )
+
 
 class LoggingConfig(_Model):
     """Log output."""
@@ -417,7 +450,7 @@ class Config(_Model):
     bgp: BgpConfig
     services: list[ServiceConfig] = Field(min_length=1)
     prefixes: list[PrefixConfig] = Field(min_length=1)
-    allowed_prefixes: list[IPvAnyNetwork] | None = Field(
+    allowed_prefixes: list[IPNetworkText] | None = Field(
         default=None, description="refuse to announce anything not inside one of these"
     )
     drain: DrainConfig = DrainConfig()

@@ -11,6 +11,9 @@ recomputation cannot drift the way incremental bookkeeping can):
    divided over the established sessions (``bandwidth_split: up_sessions``) so that a
    server dual-homed to two leaves weighs what it is worth in the fabric, not twice that;
    when one session drops, the survivor carries the whole weight.
+
+Between the two, ``apply_operations`` lays an operator's drain and flap dampening over
+the health decision; neither can ever announce what health withdrew.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from anycast_announcer.config import Config, PrefixConfig
+from anycast_announcer.drain import DrainPhase
 from anycast_announcer.health import Health
 from anycast_announcer.routes import (
     Route,
@@ -28,7 +32,17 @@ from anycast_announcer.routes import (
     weight_community_value,
 )
 
-__all__ = ["PrefixDecision", "decide_prefix", "desired_routes"]
+__all__ = [
+    "GRACEFUL_SHUTDOWN",
+    "PrefixDecision",
+    "apply_operations",
+    "decide_prefix",
+    "desired_routes",
+]
+
+
+GRACEFUL_SHUTDOWN = "65535:0"
+"""RFC 8326's well-known community: receivers set local preference 0 on the path."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +52,13 @@ class PrefixDecision:
     prefix: str
     announce: bool
     reason: str
+    state: str = ""
+    """``announced``, ``withdrawn``, ``draining``, ``drained`` or ``dampened``."""
+    graceful_shutdown: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.state:
+            object.__setattr__(self, "state", "announced" if self.announce else "withdrawn")
 
 
 def decide_prefix(
@@ -55,6 +76,37 @@ def decide_prefix(
         address = prefix.prefix.network_address
         return PrefixDecision(name, False, f"address {address} not on {prefix.interface}")
     return PrefixDecision(name, True, "services up")
+
+
+def apply_operations(
+    health: PrefixDecision,
+    drain_phase: DrainPhase,
+    drain_reason: str | None,
+    dampened_for: float | None,
+) -> PrefixDecision:
+    """Overlay a drain and dampening on the health decision.
+
+    ``dampened_for`` is the seconds of suppression left (None when not suppressed).
+    Neither ever turns a withdrawn prefix into an announced one.
+    """
+    name = health.prefix
+    if drain_phase is DrainPhase.WITHDRAWN:
+        return PrefixDecision(name, False, f"drained: {drain_reason}", state="drained")
+    if drain_phase is not DrainPhase.NONE:
+        return PrefixDecision(
+            name,
+            health.announce,
+            f"draining ({drain_phase.value}): {drain_reason}"
+            + ("" if health.announce else f"; {health.reason}"),
+            state="draining",
+            graceful_shutdown=drain_phase is DrainPhase.GRACEFUL_SHUTDOWN,
+        )
+    if health.announce and dampened_for is not None:
+        return PrefixDecision(
+            name, False, f"dampened after flapping; released in {dampened_for:.0f}s",
+            state="dampened",
+        )
+    return health
 
 
 def desired_routes(
@@ -77,13 +129,17 @@ def desired_routes(
             continue
         share = 1 if config.bgp.bandwidth_split == "none" else len(peers)
         for peer in peers:
-            route = _route(config, prefix, peer, share)
+            route = _route(config, prefix, peer, share, decision.graceful_shutdown)
             routes[route.key] = route
     return routes
 
 
-def _route(config: Config, prefix: PrefixConfig, peer: str, share: int) -> Route:
+def _route(
+    config: Config, prefix: PrefixConfig, peer: str, share: int, graceful_shutdown: bool
+) -> Route:
     communities = list(prefix.communities)
+    if graceful_shutdown:
+        communities.append(GRACEFUL_SHUTDOWN)
     extended: list[str] = []
     bandwidth_bps: float | None = None
     if prefix.bandwidth_mbps is not None:

@@ -90,11 +90,17 @@ class ExabgpDriver:
     """Runs ExaBGP and keeps what it announces equal to the desired route set."""
 
     def __init__(
-        self, bgp: BgpConfig, settings: ExabgpConfig, on_session: SessionCallback
+        self,
+        bgp: BgpConfig,
+        settings: ExabgpConfig,
+        on_session: SessionCallback,
+        on_restart: Callable[[], None] | None = None,
     ) -> None:
         self._bgp = bgp
         self._settings = settings
         self._on_session = on_session
+        self._on_restart = on_restart
+        self._restart_now = False
         self._desired: dict[RouteKey, Route] = {}
         self._acknowledged: dict[RouteKey, Route] = {}
         self._rejected: dict[RouteKey, Route] = {}
@@ -138,6 +144,16 @@ class ExabgpDriver:
             desired=len(self._desired),
         )
 
+    def reconfigure(self, bgp: BgpConfig, settings: ExabgpConfig) -> None:
+        """New neighbors or settings: restart ExaBGP with them, without backoff."""
+        self._bgp = bgp
+        self._settings = settings
+        self._restart_now = True
+        process = self._process
+        if process is not None and process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.terminate()
+
     async def stop(self) -> None:
         """Stop ExaBGP now (the caller withdrew what it wanted withdrawn first)."""
         self._stopping = True
@@ -171,9 +187,16 @@ class ExabgpDriver:
                     if self._stopping:
                         break
                     ran = asyncio.get_running_loop().time() - started
-                    if ran >= _STABLE_AFTER:
+                    if ran >= _STABLE_AFTER or self._restart_now:
                         backoff = self._settings.restart_backoff_initial
                     self._restarts += 1
+                    if self._on_restart is not None:
+                        self._on_restart()
+                    if self._restart_now:
+                        self._restart_now = False
+                        log.info("exabgp_restarting", in_seconds=0, restarts=self._restarts,
+                                 reason="reconfigured")
+                        continue
                     log.info("exabgp_restarting", in_seconds=round(backoff, 3),
                              restarts=self._restarts)
                     await asyncio.sleep(backoff)

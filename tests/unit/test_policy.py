@@ -7,8 +7,14 @@ from typing import Any
 import pytest
 
 from anycast_announcer.config import Config
+from anycast_announcer.drain import DrainPhase
 from anycast_announcer.health import Health
-from anycast_announcer.policy import PrefixDecision, decide_prefix, desired_routes
+from anycast_announcer.policy import (
+    PrefixDecision,
+    apply_operations,
+    decide_prefix,
+    desired_routes,
+)
 from anycast_announcer.routes import RouteKey
 
 
@@ -145,3 +151,43 @@ class TestDesiredRoutes:
     def test_no_session_no_route(self, sessions: set[str]) -> None:
         config = make_config()
         assert desired_routes(config, decisions_for(config), sessions) == {}
+
+
+class TestApplyOperations:
+    healthy = PrefixDecision("10.255.0.1/32", True, "services up")
+    sick = PrefixDecision("10.255.0.1/32", False, "service web down")
+
+    def test_no_operations_keep_health(self) -> None:
+        assert apply_operations(self.healthy, DrainPhase.NONE, None, None) is self.healthy
+
+    def test_draining_keeps_announcing_until_graceful_shutdown(self) -> None:
+        waiting = apply_operations(self.healthy, DrainPhase.WAITING_CONNECTIONS, "m", None)
+        assert waiting.announce
+        assert not waiting.graceful_shutdown
+        assert waiting.state == "draining"
+        gshut = apply_operations(self.healthy, DrainPhase.GRACEFUL_SHUTDOWN, "m", None)
+        assert gshut.announce
+        assert gshut.graceful_shutdown
+
+    def test_drained_is_withdrawn(self) -> None:
+        decision = apply_operations(self.healthy, DrainPhase.WITHDRAWN, "maintenance", None)
+        assert not decision.announce
+        assert decision.state == "drained"
+        assert decision.reason == "drained: maintenance"
+
+    def test_operations_never_announce_what_health_withdrew(self) -> None:
+        for phase in DrainPhase:
+            assert not apply_operations(self.sick, phase, "m", None).announce
+        assert not apply_operations(self.sick, DrainPhase.NONE, None, 10.0).announce
+
+    def test_dampened(self) -> None:
+        decision = apply_operations(self.healthy, DrainPhase.NONE, None, 12.4)
+        assert not decision.announce
+        assert decision.state == "dampened"
+        assert decision.reason == "dampened after flapping; released in 12s"
+
+    def test_graceful_shutdown_community_is_added(self) -> None:
+        config = make_config({"communities": ["65001:100"]})
+        decision = PrefixDecision("10.255.0.1/32", True, "x", graceful_shutdown=True)
+        (route,) = desired_routes(config, {decision.prefix: decision}, {"10.0.1.1"}).values()
+        assert route.communities == ("65001:100", "65535:0")
