@@ -315,10 +315,11 @@ class Supervisor:
         while True:
             try:
                 count = await asyncio.to_thread(count_established, address, ports)
-            except OSError as error:
-                log.warning("connection_count_failed", prefix=name, error=str(error))
-                count = 0
-            self._inputs.put_nowait(ConnectionsCounted(name, count))
+            except Exception as error:  # netlink trouble must not stall a drain
+                # Counting failed: the drain falls back to its connection timeout.
+                log.warning("connection_count_failed", prefix=name, error=repr(error))
+            else:
+                self._inputs.put_nowait(ConnectionsCounted(name, count))
             await asyncio.sleep(CONNECTION_POLL_INTERVAL)
 
     def _drain_ports(self, prefix: PrefixConfig) -> list[int]:
@@ -365,6 +366,8 @@ class Supervisor:
         elif isinstance(item, ConnectionsCounted):
             drain = self.drains.get(item.prefix)
             if drain is not None:
+                if drain.connections != item.count:
+                    log.info("drain_connections", prefix=item.prefix, established=item.count)
                 drain.connections_counted(now, item.count)
         else:
             self._apply_control(item, now)
