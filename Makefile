@@ -39,6 +39,9 @@ test: deps lint
 integration: deps
 	$(BIN)/pytest -m integration tests
 
+fabric: deps
+	$(BIN)/pytest -m fabric tests
+
 demo: deps
 	$(BIN)/python -m anycast_announcer.netlab.demo
 

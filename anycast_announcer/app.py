@@ -30,7 +30,14 @@ import structlog
 
 from anycast_announcer import __version__
 from anycast_announcer.checks import Probe, Prober, ProbeResult
-from anycast_announcer.config import Config, ConfigError, PrefixConfig, ServiceConfig, load_config
+from anycast_announcer.config import (
+    Config,
+    ConfigError,
+    PrefixConfig,
+    ServiceConfig,
+    config_warnings,
+    load_config,
+)
 from anycast_announcer.connections import count_established
 from anycast_announcer.dampening import PrefixDampening
 from anycast_announcer.drain import DrainPhase, PrefixDrain
@@ -791,6 +798,8 @@ def run_sidecar(
     """Run the sidecar until SIGTERM/SIGINT; the process exit code."""
     configure_logging(config.logging.format, config.logging.level)
     log.info("config_loaded", path=config_path)
+    for warning in config_warnings(config):
+        log.warning("config_warning", warning=warning)
     try:
         asyncio.run(_serve(config, config_path, http, metrics))
     except (AddressError, StartupError, FileNotFoundError) as error:

@@ -45,6 +45,7 @@ __all__ = [
     "ServiceConfig",
     "TcpCheck",
     "WeightCommunity",
+    "config_warnings",
     "load_config",
     "parse_config",
 ]
@@ -509,6 +510,26 @@ def _cross_reference_problems(config: Config) -> Iterator[str]:
             yield f"{where}.prefix: {prefix.prefix} is outside allowed_prefixes"
     if config.exabgp.restart_backoff_initial > config.exabgp.restart_backoff_max:
         yield "exabgp.restart_backoff_initial: must not exceed restart_backoff_max"
+
+
+FRR_LINK_BANDWIDTH_MAX_MBPS = (2**32 - 1) * 8 / 1e6
+"""FRR 8.4 holds link bandwidth as a 32-bit count of bytes/s: about 34359 Mbit/s."""
+
+
+def config_warnings(config: Config) -> list[str]:
+    """Valid but probably unintended settings, as ``path: message`` lines."""
+    warnings = []
+    for index, prefix in enumerate(config.prefixes):
+        if prefix.bandwidth_mbps is not None and (
+            prefix.bandwidth_mbps > FRR_LINK_BANDWIDTH_MAX_MBPS
+        ):
+            warnings.append(
+                f"prefixes[{index}].bandwidth_mbps: {prefix.bandwidth_mbps:g} exceeds what "
+                f"FRR 8.4 can hold ({FRR_LINK_BANDWIDTH_MAX_MBPS:.0f} Mbit/s, a 32-bit count "
+                "of bytes/s; larger values wrap). Weights are relative: scale every server's "
+                "bandwidth by the same factor, keeping leaf sums below that too."
+            )
+    return warnings
 
 
 class ConfigError(Exception):

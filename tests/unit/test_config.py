@@ -324,3 +324,26 @@ class TestLoadConfig:
             check=False,
         )
         assert completed.stdout.strip() == "['permission denied']", completed.stderr
+
+
+class TestWarnings:
+    """Valid settings that FRR 8.4 would mangle are accepted with a warning."""
+
+    def test_bandwidth_above_what_frr_84_holds_warns(self) -> None:
+        from anycast_announcer.config import config_warnings, parse_config
+
+        text = VALID_WARN_BASE.replace("BANDWIDTH", "100000")
+        (warning,) = config_warnings(parse_config(text))
+        assert warning.startswith("prefixes[0].bandwidth_mbps: 100000 exceeds what FRR 8.4")
+
+    def test_ordinary_bandwidth_does_not_warn(self) -> None:
+        from anycast_announcer.config import config_warnings, parse_config
+
+        assert config_warnings(parse_config(VALID_WARN_BASE.replace("BANDWIDTH", "25000"))) == []
+
+
+VALID_WARN_BASE = """
+bgp: {local_as: 65001, router_id: 10.0.0.1, peers: [{address: 10.0.0.2, peer_as: 65100}]}
+services: [{name: web, check: {type: tcp, host: 127.0.0.1, port: 80}}]
+prefixes: [{prefix: 10.255.0.1/32, services: [web], bandwidth_mbps: BANDWIDTH}]
+"""

@@ -1,0 +1,290 @@
+"""The leaf-spine fabric with real sidecars: cumulative weights, traffic shares, failures.
+
+One deployment of ``containerlab/leaf-spine`` (network namespaces, FRR 8.4 on two spines
+and three leaves) serves the whole module; every server runs the lab TCP service and
+``anycast-announcer run`` with its own config from the lab folder. Each test starts from
+the healthy fabric and the ``healthy`` fixture puts it back afterwards (services, sidecars
+with their lab config, links), so the tests do not depend on their order.
+
+Timings are printed and recorded with ``record_property``, never asserted.
+The lab announces a tenth of the nominal bandwidths (see the topology header: FRR 8.4
+cannot carry leaf1's 40G sum); shares and weights depend only on the ratios.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from anycast_announcer.netlab import BgpWait
+from tests.fabric.fabric import (
+    ANYCAST,
+    PLAN,
+    SERVERS,
+    SPINES,
+    TOPOLOGY,
+    Fabric,
+    expected_shares,
+    kernel_weights,
+    received_bandwidth,
+    server_shares,
+    weights_match,
+)
+from tests.lablib import REPO_ROOT, deployed, require_lab_host, unique_lab_name
+
+pytestmark = pytest.mark.fabric
+
+SHARE_TOLERANCE = 0.03  # 3 percentage points
+# 4,000 rather than the minimum 2,000: the largest share (54%) then has a binomial
+# standard deviation of 0.8 points, so 3 points is a 3.8-sigma bound, not a coin toss.
+CONNECTIONS = 4000
+RESULTS = REPO_ROOT / "results" / "fabric-sessions.json"
+
+
+@pytest.fixture(scope="module")
+def fabric(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fabric]:
+    require_lab_host()
+    workdir = tmp_path_factory.mktemp("leaf-spine")
+    with deployed(TOPOLOGY, name=unique_lab_name("ls"), start_cmds=False,
+                  wait_bgp=BgpWait.ROUTERS, wait_timeout=60) as lab:
+        state = Fabric(lab, workdir)
+        try:
+            state.restore(timeout=60)
+            yield state
+        finally:
+            state.stop_all()
+
+
+@pytest.fixture
+def healthy(fabric: Fabric) -> Iterator[Fabric]:
+    """The healthy fabric before the test, and again after it, whatever the test did."""
+    fabric.restore()
+    try:
+        yield fabric
+    finally:
+        fabric.restore()
+
+
+def assert_shares(result: dict[str, Any], expected: dict[str, float]) -> dict[str, float]:
+    """Every connection answered, and each server within 3 points of its share."""
+    assert result["failed"] == 0, result
+    answers: dict[str, int] = result["answers"]
+    total = sum(answers.values())
+    measured = {server: answers.get(server, 0) / total for server in SERVERS}
+    report = {server: f"{measured[server]:.1%} (want {expected.get(server, 0):.1%})"
+              for server in SERVERS}
+    print(f"shares over {total} connections: {report}")
+    for server in SERVERS:
+        assert abs(measured[server] - expected.get(server, 0.0)) <= SHARE_TOLERANCE, report
+    return measured
+
+
+def lb_gbps(values: dict[str, float]) -> dict[str, float]:
+    return {peer: round(value * 8 / 1e9, 3) for peer, value in values.items()}
+
+
+@pytest.mark.parametrize("family", [4, 6], ids=["ipv4", "ipv6"])
+def test_weights_follow_cumulative_bandwidth_at_every_hop(
+    healthy: Fabric, family: int, record_property: pytest.RecordProperty
+) -> None:
+    """Leaves weight their servers, spines weight leaf1 40G : leaf2 6G (cumulative, with
+    srv4 counted half on each leaf), leaf3 splits evenly over the spines; the spines and
+    leaf3 receive the re-originated sums in the link-bandwidth community."""
+    fabric = healthy
+    prefix = ANYCAST[family]
+    expected = expected_shares(fabric.baseline_bandwidth(), PLAN["homes"])
+    weights = {router: kernel_weights(fabric.lab, router, prefix) for router in expected}
+    print(f"IPv{family} kernel weights: {weights}")
+    record_property(f"weights_ipv{family}", json.dumps(weights))
+    for router, shares in expected.items():
+        assert weights_match(weights[router], shares), (router, weights[router], shares)
+    # Bytes/s in the community: leaf1 sends its sum (1 + 2.5 + 0.5 Gbit/s, the lab's
+    # tenth of 40G), leaf2 0.6, each spine 4.6.
+    for spine in SPINES:
+        seen = lb_gbps(received_bandwidth(fabric.lab, spine, prefix))
+        print(f"{spine} receives (Gbit/s): {seen}")
+        assert sorted(seen.values()) == pytest.approx([0.6, 4.0], rel=1e-3), seen
+    seen = lb_gbps(received_bandwidth(fabric.lab, "leaf3", prefix))
+    print(f"leaf3 receives (Gbit/s): {seen}")
+    assert sorted(seen.values()) == pytest.approx([4.6, 4.6], rel=1e-3), seen
+
+
+@pytest.mark.parametrize("family", [4, 6], ids=["ipv4", "ipv6"])
+def test_new_connections_split_by_bandwidth(
+    healthy: Fabric, family: int, record_property: pytest.RecordProperty
+) -> None:
+    """4,000 connections from the client land on each server within 3 points of its
+    bandwidth share: 10/46, 25/46, 1/46, 10/46."""
+    result = healthy.shares(family, CONNECTIONS)
+    measured = assert_shares(result, server_shares(healthy.baseline_bandwidth()))
+    record_property(f"shares_ipv{family}", json.dumps(measured))
+
+
+def test_killed_service_is_withdrawn_hop_by_hop(
+    healthy: Fabric, record_property: pytest.RecordProperty
+) -> None:
+    """srv2's service dies: leaf1 drops srv2, the spines reweigh leaf1 (15G) against leaf2
+    (6G), leaf3 learns the new sums; afterwards every new connection succeeds."""
+    fabric = healthy
+    prefix = ANYCAST[4]
+    after = {k: v for k, v in fabric.baseline_bandwidth().items() if k != "srv2"}
+    expected = expected_shares(after, PLAN["homes"])
+    leaf3_sum = sum(after.values()) / 1000  # Gbit/s each spine passes on
+    hops: dict[str, float] = {}
+
+    def leaf1_dropped() -> bool:
+        return "srv2" not in kernel_weights(fabric.lab, "leaf1", prefix)
+
+    def spines_reweighed() -> bool:
+        return all(weights_match(kernel_weights(fabric.lab, spine, prefix), expected[spine])
+                   for spine in SPINES)
+
+    def leaf3_updated() -> bool:
+        seen = lb_gbps(received_bandwidth(fabric.lab, "leaf3", prefix)).values()
+        return len(seen) == 2 and all(abs(v - leaf3_sum) < 0.01 for v in seen)
+
+    checks = {"leaf1": leaf1_dropped, "spines": spines_reweighed, "leaf3": leaf3_updated}
+    started = time.monotonic()
+    fabric.kill_service("srv2")
+    deadline = started + 20
+    while len(hops) < len(checks):
+        now = time.monotonic()
+        for name, check in checks.items():
+            if name not in hops and check():
+                hops[name] = round(time.monotonic() - started, 3)
+        if now > deadline:
+            raise AssertionError(f"not converged after 20 s; converged hops: {hops}\n"
+                                 f"{fabric.mismatches(after, PLAN['homes'], 4)}")
+        time.sleep(0.05)  # poll interval, bounded by the deadline above
+    print(f"convergence after srv2's service died (s): {hops}")
+    record_property("withdraw_convergence_seconds", json.dumps(hops))
+    fabric.wait_converged(after, PLAN["homes"], 4, timeout=10,
+                          message="weights never matched the model without srv2")
+    assert_shares(fabric.shares(4, CONNECTIONS), server_shares(after))
+
+
+def test_a_leaf_without_servers_leaves_the_spines_and_srv4_carries_its_full_bandwidth(
+    healthy: Fabric, record_property: pytest.RecordProperty
+) -> None:
+    """srv3's service stops and srv4's link to leaf2 goes down, so leaf2 has no server:
+    the spines keep only leaf1, and srv4's surviving session to leaf1 carries its full
+    bandwidth (up_sessions), which leaf1 receives and weighs."""
+    fabric = healthy
+    prefix = ANYCAST[4]
+    started = time.monotonic()
+    fabric.kill_service("srv3")
+    fabric.set_link("srv4", PLAN["server_links"]["srv4"]["leaf2"], up=False)
+    after = {k: v for k, v in fabric.baseline_bandwidth().items() if k != "srv3"}
+    homes = {**PLAN["homes"], "srv4": ["leaf1"]}
+    fabric.wait_converged(after, homes, 4, timeout=20,
+                          message="the fabric never dropped leaf2")
+    seconds = round(time.monotonic() - started, 3)
+    print(f"leaf2 out of the spines' next hops and srv4 reweighed after {seconds}s")
+    record_property("leaf_down_convergence_seconds", seconds)
+    for spine in SPINES:
+        assert set(kernel_weights(fabric.lab, spine, prefix)) == {"leaf1"}
+    srv4_full = fabric.base_bandwidth("srv4") * 1e6 / 8  # bytes/s
+    values = received_bandwidth(fabric.lab, "leaf1", prefix)
+    assert values["10.2.4.2"] == pytest.approx(srv4_full, rel=1e-3), values
+    events = fabric.sidecars["srv4"].events("bgp_session_changed")
+    assert any(e.get("peer") == "10.2.5.1" for e in events), events
+    assert_shares(fabric.shares(4, CONNECTIONS), server_shares(after))
+
+
+@pytest.mark.parametrize("family", [4, 6], ids=["ipv4", "ipv6"])
+def test_bandwidth_change_moves_weights_and_shares(
+    healthy: Fabric, family: int, record_property: pytest.RecordProperty
+) -> None:
+    """srv1 restarted with 25G instead of 10G: every hop reweighs (leaf1 now 55G against
+    6G) and new connections follow (25/61, 25/61, 1/61, 10/61)."""
+    fabric = healthy
+    bandwidth = {**fabric.baseline_bandwidth(), "srv1": fabric.base_bandwidth("srv2")}
+    started = time.monotonic()
+    fabric.stop_sidecar("srv1")
+    fabric.start_sidecar("srv1", bandwidth["srv1"])
+    fabric.wait_converged(bandwidth, PLAN["homes"], family, timeout=30,
+                          message="weights never followed srv1's new bandwidth")
+    seconds = round(time.monotonic() - started, 3)
+    print(f"IPv{family}: reweighed {seconds}s after the restart began: "
+          f"{ {r: kernel_weights(fabric.lab, r, ANYCAST[family]) for r in ('leaf1', 'spine1')} }")
+    record_property(f"reweigh_seconds_ipv{family}", seconds)
+    assert_shares(fabric.shares(family, CONNECTIONS), server_shares(bandwidth))
+
+
+def test_long_lived_sessions_through_failure_addition_and_weight_change(
+    healthy: Fabric, tmp_path: Path, record_property: pytest.RecordProperty
+) -> None:
+    """Established sessions across three events, each with a fresh set of 300: srv2's
+    service dies; srv2's sidecar, kept down meanwhile, starts (a server is added); srv1's
+    sidecar restarts with a new bandwidth. Counts go to results/fabric-sessions.json."""
+    fabric = healthy
+    base = fabric.baseline_bandwidth()
+    without_srv2 = {k: v for k, v in base.items() if k != "srv2"}
+    reweighed = {**base, "srv1": base["srv2"]}
+    report: dict[str, Any] = {"sessions_per_event": 300, "events": {}}
+
+    def observe(name: str, act: Any, bandwidth: dict[str, float]) -> dict[str, Any]:
+        holder = fabric.hold(4, 300, tmp_path / f"{name}.ready")
+        try:
+            start = holder.wait_ready()
+            assert start["total"] == 300, start
+            began = time.monotonic()
+            event_at = time.time()
+            act()
+            fabric.wait_converged(bandwidth, PLAN["homes"], 4, timeout=30,
+                                  message=f"{name}: fabric never converged")
+            converged = round(time.monotonic() - began, 3)
+            # A measurement window, not a wait for convergence: every session pings
+            # eight more times (interval 0.25 s) on the converged fabric.
+            time.sleep(2.0)
+            summary = holder.stop()
+        finally:
+            holder.kill()
+        delays = sorted(s["at"] - event_at for s in summary.pop("broken_sessions"))
+        summary["convergence_seconds"] = converged
+        summary["broken_seconds_after_event"] = (
+            {"first": round(delays[0], 3), "median": round(delays[len(delays) // 2], 3),
+             "last": round(delays[-1], 3)} if delays else None)
+        counts_add_up = (summary["total"] == summary["survived"] + summary["broken"]
+                         and sum(summary["started_on"].values()) == summary["total"]
+                         and sum(summary["broken_by_server"].values()) == summary["broken"])
+        assert counts_add_up, summary
+        print(f"{name}: {summary['broken']}/{summary['total']} broken "
+              f"(started on {summary['started_on']}, broken {summary['broken_by_server']}, "
+              f"reasons {summary['broken_by_reason']}), converged in {converged}s")
+        report["events"][name] = summary
+        return summary
+
+    def kill_srv2() -> None:
+        fabric.kill_service("srv2")
+
+    failure = observe("failure_srv2_service_killed", kill_srv2, without_srv2)
+    on_srv2 = failure["started_on"].get("srv2", 0)
+    assert on_srv2 > 0, failure
+    assert failure["broken"] >= on_srv2, failure
+    assert failure["broken_by_server"].get("srv2", 0) == on_srv2, failure
+
+    # srv2 comes back as a new server: service up, its sidecar kept down until the event.
+    fabric.stop_sidecar("srv2")
+    fabric.start_service("srv2")
+
+    def add_srv2() -> None:
+        fabric.start_sidecar("srv2")
+
+    observe("addition_srv2_sidecar_started", add_srv2, base)
+
+    def reweigh_srv1() -> None:
+        fabric.stop_sidecar("srv1")
+        fabric.start_sidecar("srv1", reweighed["srv1"])
+
+    observe("weight_change_srv1_restarted_10g_to_25g", reweigh_srv1, reweighed)
+
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    record_property("sessions", json.dumps({name: event["broken"] for name, event
+                                            in report["events"].items()}))
