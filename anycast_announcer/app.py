@@ -209,7 +209,7 @@ class Supervisor:
         self._health_announce: dict[str, bool] = {}
         self._drain_file_present = False
         self._added_addresses: list[PrefixConfig] = []
-        self._probe_tasks: dict[str, asyncio.Task[None]] = {}
+        self._probe_tasks: dict[str, tuple[ServiceConfig, asyncio.Task[None]]] = {}
         self._drain_workers: dict[str, asyncio.Task[None]] = {}
         self._adopt(config)
 
@@ -278,10 +278,8 @@ class Supervisor:
         """One task per service; unchanged services keep theirs across reloads."""
         loop = asyncio.get_running_loop()
         wanted = {service.name: service for service in self.config.services}
-        for name in list(self._probe_tasks):
-            task = self._probe_tasks[name]
-            spec = wanted.get(name)
-            if spec is None or getattr(task, "spec", None) != spec:
+        for name, (spec, task) in list(self._probe_tasks.items()):
+            if wanted.get(name) != spec:
                 task.cancel()
                 del self._probe_tasks[name]
         count = len(wanted)
@@ -292,8 +290,7 @@ class Supervisor:
             # all connect in the same millisecond, but start-up must stay quick.
             offset = service.interval * 0.1 * index / max(count, 1)
             task = loop.create_task(self._probe_loop(service, offset))
-            task.spec = service  # type: ignore[attr-defined]  # remembered for reload diffs
-            self._probe_tasks[service.name] = task
+            self._probe_tasks[service.name] = (service, task)
 
     async def _watch_loop(self) -> None:
         """Addresses on their interfaces, and the drain file."""
@@ -701,7 +698,11 @@ class Supervisor:
                     raise RuntimeError("the ExaBGP driver stopped unexpectedly")
             stopping.cancel()
         finally:
-            background = [watcher, *self._probe_tasks.values(), *self._drain_workers.values()]
+            background = [
+                watcher,
+                *(task for _, task in self._probe_tasks.values()),
+                *self._drain_workers.values(),
+            ]
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
