@@ -11,10 +11,13 @@ help:
 	@echo "make test   - lint + the whole test suite (unit, integration with real FRR, fabric)"
 	@echo "make bench  - benchmarks (writes docs/benchmarks.md)"
 
-# FRR from Debian's packages is the test fabric; iproute2 builds the namespaces.
+# FRR from Debian's packages is the test fabric; iproute2 builds the namespaces;
+# chromium renders the status page in its test.
 system-deps:
-	@if ! [ -x /usr/lib/frr/bgpd ] || ! command -v ip >/dev/null || ! command -v vtysh >/dev/null; then \
-		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q frr iproute2 procps; \
+	@if ! [ -x /usr/lib/frr/bgpd ] || ! command -v ip >/dev/null || ! command -v vtysh >/dev/null \
+		|| ! command -v chromium >/dev/null; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+			frr iproute2 procps chromium; \
 	fi
 
 $(STAMP): pyproject.toml

@@ -44,8 +44,10 @@ from anycast_announcer.drain import DrainPhase, PrefixDrain
 from anycast_announcer.exabgp.driver import ExabgpDriver
 from anycast_announcer.health import Health, ServiceHealth
 from anycast_announcer.hooks import run_hook
+from anycast_announcer.http import TokenFileError
 from anycast_announcer.localaddr import AddressBook, AddressError, NetlinkAddresses
 from anycast_announcer.logging import configure_logging
+from anycast_announcer.metrics import Metrics
 from anycast_announcer.policy import (
     PrefixDecision,
     apply_operations,
@@ -793,17 +795,37 @@ async def _serve(
 def run_sidecar(
     config: Config,
     config_path: str,
-    http: HttpStarter = _no_http,
-    metrics: MetricsSink | None = None,
+    http: HttpStarter | None = None,
+    metrics: Metrics | None = None,
 ) -> int:
-    """Run the sidecar until SIGTERM/SIGINT; the process exit code."""
+    """Run the sidecar until SIGTERM/SIGINT; the process exit code.
+
+    By default the status API (``http:``) and Prometheus metrics come with it.
+    """
     configure_logging(config.logging.format, config.logging.level)
     log.info("config_loaded", path=config_path)
     for warning in config_warnings(config):
         log.warning("config_warning", warning=warning)
+    if metrics is None:
+        metrics = Metrics()
+    if http is None:
+        http = _http_starter(config, metrics)
     try:
         asyncio.run(_serve(config, config_path, http, metrics))
-    except (AddressError, StartupError, FileNotFoundError) as error:
+    except (AddressError, StartupError, TokenFileError) as error:
+        log.error("sidecar_failed", error=str(error))
+        return 1
+    except OSError as error:
+        # At start-up: the API's port is taken, a socket path is in the way, no exabgp.
         log.error("sidecar_failed", error=str(error))
         return 1
     return 0
+
+
+def _http_starter(config: Config, metrics: Metrics) -> HttpStarter:
+    from anycast_announcer.http import serving
+
+    def start(supervisor: Supervisor) -> contextlib.AbstractAsyncContextManager[Any]:
+        return serving(supervisor, metrics, config.http)
+
+    return start

@@ -1,21 +1,59 @@
-"""Command line: argument parsing only; the work happens in ``app``.
+"""Command line: argument parsing only; the work happens in ``app`` and ``http.client``.
 
-Exit codes: 0 success, 1 runtime failure, 2 the user's input (arguments, config) is wrong.
+Exit codes: 0 success, 1 runtime failure (or the sidecar answered with an error), 2 the
+user's input (arguments, config, token file) is wrong, 3 the sidecar cannot be reached.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from anycast_announcer import __version__
-from anycast_announcer.config import Config, ConfigError, load_config
+from anycast_announcer.config import Config, ConfigError, config_warnings, load_config
+from anycast_announcer.http.client import DEFAULT_URL
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+
+TOKEN_FILE_ENV = "ANYCAST_ANNOUNCER_TOKEN_FILE"  # noqa: S105  # a variable name, not a secret
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text!r} is not between 0 and 3600 seconds")
+    return value
+
+
+def _client_options(*, mutating: bool) -> argparse.ArgumentParser:
+    """--url/--socket (and --token-file) shared by the commands that talk to a sidecar."""
+    options = argparse.ArgumentParser(add_help=False)
+    where = options.add_mutually_exclusive_group()
+    where.add_argument(
+        "--url", default=DEFAULT_URL, help=f"the sidecar's status API (default: {DEFAULT_URL})"
+    )
+    where.add_argument("--socket", metavar="PATH", help="talk over this unix socket instead")
+    options.add_argument(
+        "--timeout", type=_seconds, default=10.0, metavar="SECONDS", help="default: 10"
+    )
+    if mutating:
+        options.add_argument(
+            "--token-file",
+            metavar="PATH",
+            default=os.environ.get(TOKEN_FILE_ENV) or None,
+            help=f"file holding the API token (mode 0600; default: ${TOKEN_FILE_ENV})",
+        )
+    return options
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,12 +71,83 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("config", help="configuration file (YAML)")
 
     commands.add_parser("schema", help="print the configuration's JSON Schema")
+
+    reader = _client_options(mutating=False)
+    writer = _client_options(mutating=True)
+    status = commands.add_parser(
+        "status", parents=[reader], help="show what a running sidecar announces, and why"
+    )
+    status.add_argument("--json", action="store_true", help="print the raw JSON status")
+    drain = commands.add_parser(
+        "drain", parents=[writer], help="withdraw prefixes gracefully and keep them withdrawn"
+    )
+    drain.add_argument("prefixes", nargs="*", metavar="PREFIX", help="default: every prefix")
+    drain.add_argument("--reason", help="shown in the status and the logs")
+    undrain = commands.add_parser(
+        "undrain", parents=[writer], help="announce drained prefixes again (when healthy)"
+    )
+    undrain.add_argument("prefixes", nargs="*", metavar="PREFIX", help="default: every prefix")
+    commands.add_parser(
+        "reload", parents=[writer], help="make a running sidecar re-read its config file"
+    )
     return parser
+
+
+def _remote(args: argparse.Namespace) -> int:
+    """status, drain, undrain, reload: one request to a running sidecar."""
+    from anycast_announcer.http.client import SidecarUnreachableError, call, format_status
+    from anycast_announcer.http.token import TokenFileError, load_token
+
+    token: str | None = None
+    token_file: str | None = getattr(args, "token_file", None)
+    if token_file:
+        try:
+            token = load_token(token_file)
+        except TokenFileError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return EXIT_USAGE
+    body: dict[str, Any] | None = None
+    if args.command == "status":
+        method, path = "GET", "/status"
+    else:
+        method, path, body = "POST", f"/{args.command}", {}
+        if args.command in {"drain", "undrain"} and args.prefixes:
+            body["prefixes"] = args.prefixes
+        if args.command == "drain" and args.reason is not None:
+            body["reason"] = args.reason
+    try:
+        answer = call(
+            method, path, url=args.url, unix_socket=args.socket, token=token, body=body,
+            timeout=args.timeout,
+        )
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except SidecarUnreachableError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    if not answer.ok or not isinstance(answer.data, dict):
+        print(f"error: {answer.error_message()}", file=sys.stderr)
+        if answer.status == 401 and token is None:
+            print(f"hint: pass --token-file or set ${TOKEN_FILE_ENV}", file=sys.stderr)
+        return EXIT_FAILURE
+    if args.command == "status":
+        if args.json:
+            print(json.dumps(answer.data, indent=2, sort_keys=True))
+        else:
+            print(format_status(answer.data))
+        return EXIT_OK
+    message = str(answer.data.get("message", "ok"))
+    prefixes = answer.data.get("prefixes") or []
+    print(f"{message}: {', '.join(map(str, prefixes))}" if prefixes else message)
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``anycast-announcer`` command."""
     args = _parser().parse_args(argv)
+    if args.command in {"status", "drain", "undrain", "reload"}:
+        return _remote(args)
     if args.command == "schema":
         print(json.dumps(Config.model_json_schema(), indent=2, sort_keys=True))
         return EXIT_OK
@@ -48,6 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(error.render(), file=sys.stderr)
         return EXIT_USAGE
     if args.command == "check-config":
+        for warning in config_warnings(config):
+            print(f"{args.config}: warning: {warning}", file=sys.stderr)
         print(f"{args.config}: ok")
         return EXIT_OK
 

@@ -1,0 +1,385 @@
+"""The aiohttp application: routes, authentication, request validation, error shape.
+
+Handlers only read snapshots (``Control.status()``) and forward requests to the
+supervisor (``Control.drain()`` and friends); they own no state. Every answer that is not
+a success is JSON ``{"error": "..."}``, including aiohttp's own 404/405/413, and nothing a
+client sends can produce a 500 or a traceback: an unexpected exception is logged and
+answered with a bare "internal error".
+
+Status codes of the mutating endpoints: 401 bad or missing token, 403 no token
+configured, 400 malformed body (not JSON, not UTF-8), 415 a body that is not JSON,
+422 well-formed JSON with a wrong field, 413 too large, and 409 when the supervisor
+refuses (``ControlResult.ok`` False: unknown prefix, invalid config on reload).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import json
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from aiohttp import hdrs, web
+
+from anycast_announcer.http.openapi import (
+    DRAIN_KEYS,
+    MAX_PREFIXES,
+    MAX_REASON,
+    PREFIX_PATTERN,
+    REASON_PATTERN,
+    UNDRAIN_KEYS,
+    openapi_document,
+)
+from anycast_announcer.http.page import CONTENT_SECURITY_POLICY, render_page
+from anycast_announcer.http.serialize import status_to_json
+from anycast_announcer.metrics import Metrics
+from anycast_announcer.status import Control, ControlResult
+
+__all__ = ["CONTROL", "METRICS", "SETTINGS", "HttpSettings", "create_app"]
+
+log = structlog.get_logger("anycast_announcer.http")
+
+DEFAULT_DRAIN_REASON = "drained via the API"
+NO_TOKEN_MESSAGE = "no token configured (http.token_file)"  # noqa: S105  # a message, not a secret
+_PREFIX_SHAPE = re.compile(PREFIX_PATTERN)
+_REASON_SHAPE = re.compile(REASON_PATTERN)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    """What the handlers need besides the control seam and the metrics."""
+
+    token: str | None
+    max_body: int
+    openapi: bytes
+
+
+CONTROL = web.AppKey[Control]("control")
+METRICS = web.AppKey("metrics", Metrics)
+SETTINGS = web.AppKey("settings", HttpSettings)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ApiError(Exception):
+    """A client error with its status code; turned into JSON by the middleware."""
+
+    def __init__(
+        self, status: int, message: str, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+def _json(
+    data: object, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=json.dumps(data, allow_nan=False, ensure_ascii=False).encode("utf-8"),
+        status=status,
+        content_type="application/json",
+        charset="utf-8",
+        headers=headers,
+    )
+
+
+def error_response(
+    status: int, message: str, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """The one shape of every error: ``{"error": message}``."""
+    return _json({"error": message}, status=status, headers=headers)
+
+
+def _http_exception_message(request: web.Request, exc: web.HTTPException) -> str:
+    if isinstance(exc, web.HTTPNotFound):
+        return f"no such endpoint: {request.path} (see /openapi.json)"
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        return f"method {request.method} not allowed on {request.path}; allowed: {allowed}"
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        return f"request body too large (limit {request.app[SETTINGS].max_body} bytes)"
+    return exc.reason
+
+
+@web.middleware
+async def _errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as error:
+        return error_response(error.status, error.message, error.headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        # Keep Allow (405) and the like; the body and its type are ours.
+        headers = {
+            name: value
+            for name, value in exc.headers.items()
+            if name.lower() not in {"content-type", "content-length"}
+        }
+        return error_response(exc.status, _http_exception_message(request, exc), headers)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("http_handler_failed", method=request.method, path=request.path)
+        return error_response(500, "internal error; see the sidecar's log")
+
+
+# -- read-only endpoints -------------------------------------------------------------
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    # Answering at all proves the event loop runs; ExaBGP is the other half.
+    try:
+        running = request.app[CONTROL].status().exabgp.running
+    except Exception:
+        log.exception("http_status_snapshot_failed")
+        return _json({"status": "unhealthy", "error": "cannot take a status snapshot"}, 503)
+    if not running:
+        return _json({"status": "unhealthy", "error": "exabgp is not running"}, 503)
+    return _json({"status": "ok"})
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    if request.app[CONTROL].ready():
+        return _json({"status": "ready"})
+    return _json(
+        {"status": "not_ready", "error": "exabgp not running or first probe round not done"}, 503
+    )
+
+
+async def _status(request: web.Request) -> web.Response:
+    return _json(status_to_json(request.app[CONTROL].status()))
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body, content_type = request.app[METRICS].render()
+    return web.Response(body=body, headers={hdrs.CONTENT_TYPE: content_type})
+
+
+async def _page(request: web.Request) -> web.Response:
+    page = render_page(request.app[CONTROL].status(), now=time.time())
+    return web.Response(
+        text=page,
+        content_type="text/html",
+        charset="utf-8",
+        headers={
+            "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+async def _openapi(request: web.Request) -> web.Response:
+    return web.Response(
+        body=request.app[SETTINGS].openapi, content_type="application/json", charset="utf-8"
+    )
+
+
+# -- authentication and request bodies ---------------------------------------------
+
+
+def _authorize(request: web.Request) -> None:
+    """Raise 403 when no token is configured, 401 unless the request presents it."""
+    token = request.app[SETTINGS].token
+    if token is None:
+        raise ApiError(403, NO_TOKEN_MESSAGE)
+    header = request.headers.get(hdrs.AUTHORIZATION, "")
+    scheme, _, presented = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not presented.strip():
+        raise ApiError(
+            401,
+            "missing bearer token (send 'Authorization: Bearer <token>')",
+            {hdrs.WWW_AUTHENTICATE: 'Bearer realm="anycast-announcer"'},
+        )
+    # Bytes, because compare_digest refuses non-ASCII str; a wrong token may hold anything.
+    if not hmac.compare_digest(
+        presented.strip().encode("utf-8", "replace"), token.encode("utf-8")
+    ):
+        raise ApiError(
+            401,
+            "invalid bearer token",
+            {hdrs.WWW_AUTHENTICATE: 'Bearer realm="anycast-announcer", error="invalid_token"'},
+        )
+
+
+def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    return "an object"
+
+
+async def _json_body(request: web.Request, allowed: tuple[str, ...]) -> dict[str, Any]:
+    """The body as a JSON object with only ``allowed`` keys; no body is ``{}``."""
+    raw = await request.read()  # raises 413 above client_max_size
+    if not raw:
+        return {}
+    if request.content_type != "application/json" and not request.content_type.endswith(
+        "+json"
+    ):
+        raise ApiError(
+            415,
+            f"the body must be application/json (got {request.content_type}); "
+            "add 'Content-Type: application/json'",
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(400, "the body is not UTF-8 text") from None
+    try:
+        data = json.loads(
+            text, object_pairs_hook=_reject_duplicate_keys, parse_constant=_reject_constant
+        )
+    except json.JSONDecodeError as error:
+        raise ApiError(
+            400, f"invalid JSON: {error.msg} at line {error.lineno} column {error.colno}"
+        ) from None
+    except ValueError as error:
+        raise ApiError(400, f"invalid JSON: {error}") from None
+    except RecursionError:
+        raise ApiError(400, "invalid JSON: nested too deeply") from None
+    if not isinstance(data, dict):
+        raise ApiError(422, f"the body must be a JSON object, not {_kind(data)}")
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        raise ApiError(
+            422,
+            f"unknown field {unknown[0]!r} (allowed: {', '.join(allowed)})",
+        )
+    return data
+
+
+def _prefixes(data: Mapping[str, Any]) -> list[str] | None:
+    """The ``prefixes`` field, normalized; None (all prefixes) when absent."""
+    if "prefixes" not in data:
+        return None
+    value = data["prefixes"]
+    if not isinstance(value, list):
+        raise ApiError(422, f"prefixes: must be a list of prefixes, not {_kind(value)}")
+    if not value:
+        raise ApiError(422, "prefixes: must not be empty (leave it out to mean every prefix)")
+    if len(value) > MAX_PREFIXES:
+        raise ApiError(422, f"prefixes: at most {MAX_PREFIXES} entries")
+    result: list[str] = []
+    for index, item in enumerate(value):
+        where = f"prefixes[{index}]"
+        if not isinstance(item, str):
+            raise ApiError(422, f"{where}: must be a string, not {_kind(item)}")
+        if len(item) > 64 or not _PREFIX_SHAPE.match(item):
+            raise ApiError(422, f"{where}: {item[:64]!r} is not an IPv4 or IPv6 prefix")
+        try:
+            network = ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ApiError(422, f"{where}: {item!r} is not an IPv4 or IPv6 prefix") from None
+        try:
+            ipaddress.ip_network(item, strict=True)
+        except ValueError:
+            raise ApiError(
+                422, f"{where}: {item!r} has host bits set (did you mean {network}?)"
+            ) from None
+        if str(network) not in result:
+            result.append(str(network))
+    return result
+
+
+def _reason(data: Mapping[str, Any]) -> str:
+    if "reason" not in data:
+        return DEFAULT_DRAIN_REASON
+    value = data["reason"]
+    if not isinstance(value, str):
+        raise ApiError(422, f"reason: must be a string, not {_kind(value)}")
+    if not value:
+        raise ApiError(422, "reason: must not be empty")
+    if len(value) > MAX_REASON:
+        raise ApiError(422, f"reason: at most {MAX_REASON} characters")
+    if not _REASON_SHAPE.match(value):
+        raise ApiError(422, "reason: must be one line without control characters")
+    return value
+
+
+def _control_response(result: ControlResult) -> web.Response:
+    if not result.ok:
+        return _json({"error": result.message, "prefixes": list(result.prefixes)}, 409)
+    return _json({"ok": True, "message": result.message, "prefixes": list(result.prefixes)})
+
+
+# -- mutating endpoints ------------------------------------------------------------
+
+
+async def _drain(request: web.Request) -> web.Response:
+    _authorize(request)
+    data = await _json_body(request, DRAIN_KEYS)
+    prefixes, reason = _prefixes(data), _reason(data)
+    log.info("http_drain_requested", prefixes=prefixes, reason=reason, remote=request.remote)
+    return _control_response(await request.app[CONTROL].drain(prefixes, reason))
+
+
+async def _undrain(request: web.Request) -> web.Response:
+    _authorize(request)
+    prefixes = _prefixes(await _json_body(request, UNDRAIN_KEYS))
+    log.info("http_undrain_requested", prefixes=prefixes, remote=request.remote)
+    return _control_response(await request.app[CONTROL].undrain(prefixes))
+
+
+async def _reload(request: web.Request) -> web.Response:
+    _authorize(request)
+    await _json_body(request, ())
+    log.info("http_reload_requested", remote=request.remote)
+    return _control_response(await request.app[CONTROL].reload())
+
+
+def create_app(
+    control: Control, metrics: Metrics, *, token: str | None, max_body: int = 64 * 1024
+) -> web.Application:
+    """The status API and page; ``token`` None disables the mutating endpoints (403)."""
+    if max_body < 1:
+        raise ValueError(f"max_body must be positive, got {max_body}")
+    app = web.Application(middlewares=[_errors_as_json], client_max_size=max_body)
+    app[CONTROL] = control
+    app[METRICS] = metrics
+    app[SETTINGS] = HttpSettings(
+        token=token,
+        max_body=max_body,
+        openapi=json.dumps(openapi_document(), indent=2).encode("utf-8"),
+    )
+    # HEAD is left out on purpose: every route is in the OpenAPI document, and a route
+    # that is not there does not exist.
+    app.router.add_get("/", _page, allow_head=False)
+    app.router.add_get("/healthz", _healthz, allow_head=False)
+    app.router.add_get("/readyz", _readyz, allow_head=False)
+    app.router.add_get("/status", _status, allow_head=False)
+    app.router.add_get("/metrics", _metrics, allow_head=False)
+    app.router.add_get("/openapi.json", _openapi, allow_head=False)
+    app.router.add_post("/drain", _drain)
+    app.router.add_post("/undrain", _undrain)
+    app.router.add_post("/reload", _reload)
+    return app

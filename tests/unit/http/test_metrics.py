@@ -1,0 +1,116 @@
+"""The metrics the supervisor reports, as Prometheus sees them."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from anycast_announcer.metrics import REASON_CATEGORIES, Metrics, reason_category
+
+
+def _samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    body, _ = metrics.render()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(body.decode())
+        for sample in family.samples
+    }
+
+
+class TestMetrics:
+    def test_probe_latency_and_failures_by_category(self) -> None:
+        """Latency is a histogram per service; failures count by bounded category."""
+        metrics = Metrics()
+        metrics.probe_finished("web", ok=True, latency=0.002, reason="connected")
+        metrics.probe_finished("web", ok=False, latency=0.5, reason="timeout after 0.5s")
+        metrics.probe_finished("web", ok=False, latency=0.5, reason="timeout after 0.5s")
+        metrics.probe_finished("dns", ok=False, latency=0.01, reason="exit status 3: boom")
+        samples = _samples(metrics)
+        assert samples[("anycast_probe_duration_seconds_count", (("service", "web"),))] == 3
+        assert samples[
+            ("anycast_probe_duration_seconds_bucket", (("le", "0.0025"), ("service", "web")))
+        ] == 1
+        assert samples[
+            ("anycast_probe_failures_total", (("reason", "timeout"), ("service", "web")))
+        ] == 2
+        assert samples[
+            ("anycast_probe_failures_total", (("reason", "exit_status"), ("service", "dns")))
+        ] == 1
+        assert not any(
+            name == "anycast_probe_failures_total" and dict(labels)["reason"] == "other"
+            for name, labels in samples
+        )
+
+    def test_state_gauges_and_transitions(self) -> None:
+        """Service, prefix and peer gauges follow the last change; transitions add up."""
+        metrics = Metrics()
+        metrics.service_changed("web", up=True)
+        metrics.service_changed("web", up=False)
+        metrics.prefix_changed("10.255.0.1/32", announced=True)
+        metrics.peer_changed("10.0.1.1", up=True)
+        metrics.exabgp_restarted()
+        metrics.exabgp_restarted()
+        samples = _samples(metrics)
+        assert samples[("anycast_service_up", (("service", "web"),))] == 0
+        assert samples[("anycast_prefix_announced", (("prefix", "10.255.0.1/32"),))] == 1
+        assert samples[("anycast_bgp_peer_up", (("peer", "10.0.1.1"),))] == 1
+        assert samples[
+            ("anycast_state_transitions_total", (("kind", "service"), ("name", "web")))
+        ] == 2
+        assert samples[
+            ("anycast_state_transitions_total", (("kind", "prefix"), ("name", "10.255.0.1/32")))
+        ] == 1
+        assert samples[("anycast_exabgp_restarts_total", ())] == 2
+
+    def test_each_instance_has_its_own_registry(self) -> None:
+        """Two Metrics never share series (no global default registry)."""
+        first, second = Metrics(), Metrics()
+        first.exabgp_restarted()
+        assert _samples(second)[("anycast_exabgp_restarts_total", ())] == 0
+
+    def test_render_gives_the_prometheus_content_type(self) -> None:
+        """render() returns the body and the exposition content type."""
+        body, content_type = Metrics().render()
+        assert content_type.startswith("text/plain")
+        assert b"# TYPE anycast_service_up gauge" in body
+
+    def test_names_follow_conventions(self) -> None:
+        """anycast_ prefix; counters end in _total, the histogram in _seconds."""
+        metrics = Metrics()
+        metrics.probe_finished("web", ok=False, latency=0.1, reason="x")
+        body, _ = metrics.render()
+        families = list(text_string_to_metric_families(body.decode()))
+        assert families
+        for family in families:
+            assert family.name.startswith("anycast_"), family.name
+            if family.type == "histogram":
+                assert family.name.endswith("_seconds")
+
+
+@pytest.mark.parametrize(
+    ("reason", "category"),
+    [
+        ("timeout after 0.5s", "timeout"),
+        ("timed out", "timeout"),
+        ("connect timed out", "timeout"),
+        ("connect refused", "refused"),
+        ("connection refused", "refused"),
+        ("http status 503", "http_status"),
+        ("body did not match", "body_mismatch"),
+        ("tls: certificate verify failed", "tls"),
+        ("tls: wrong version number", "tls"),
+        ("exit status 3: boom", "exit_status"),
+        ("exit status 1: connection refused", "exit_status"),
+        ("killed by signal 9", "signal"),
+        ("cannot run: No such file or directory", "cannot_run"),
+        ("no route to host", "unreachable"),
+        ("network unreachable", "unreachable"),
+        ("cannot resolve db.example: Name or service not known", "unreachable"),
+        ("probe error: RuntimeError", "other"),
+        ("", "other"),
+    ],
+)
+def test_reason_category(reason: str, category: str) -> None:
+    """Free-text reasons map to a small fixed set of label values."""
+    assert reason_category(reason) == category
+    assert category in REASON_CATEGORIES

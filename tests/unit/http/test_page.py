@@ -1,0 +1,47 @@
+"""The status page as text: what it shows, and that user data is escaped."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from anycast_announcer.http.page import render_page
+from tests.unit.http.fakes import EVIL_SERVICE, NOW, sample_status
+
+
+class TestRenderPage:
+    def test_shows_each_prefix_with_its_state_and_reason(self) -> None:
+        """One badge per prefix, the withdrawn one with its reason."""
+        page = render_page(sample_status(), now=NOW)
+        assert 'data-state="announced"' in page
+        assert 'data-state="withdrawn"' in page
+        assert "service dns is down: timeout after 0.5s" in page
+        assert "25 Gbit/s" in page
+
+    def test_user_data_is_escaped(self) -> None:
+        """Names and reasons cannot inject markup."""
+        status = sample_status()
+        prefix = dataclasses.replace(status.prefixes[1], reason='"><img src=x onerror=alert(1)>')
+        page = render_page(dataclasses.replace(status, prefixes=(prefix,)), now=NOW)
+        assert EVIL_SERVICE not in page
+        assert "&lt;script&gt;" in page
+        assert "<img" not in page
+        assert "&quot;&gt;&lt;img src=x" in page
+
+    def test_reload_error_and_drain_are_visible(self) -> None:
+        """A failed reload and a drain in progress are spelled out."""
+        status = sample_status()
+        prefix = dataclasses.replace(
+            status.prefixes[0], state="draining", drain_phase="waiting_connections",
+            drain_reason="kernel upgrade", established_connections=17,
+        )
+        status = dataclasses.replace(
+            status, prefixes=(prefix,), last_reload_error="bgp.local_as: required key is missing"
+        )
+        page = render_page(status, now=NOW)
+        assert "last reload failed: bgp.local_as: required key is missing" in page
+        assert "drain: waiting_connections (kernel upgrade), 17 connections left" in page
+
+    def test_empty_sidecar(self) -> None:
+        """No prefixes, services or peers still renders a page."""
+        status = dataclasses.replace(sample_status(), prefixes=(), services=(), peers=())
+        assert "no prefixes configured" in render_page(status, now=NOW)
