@@ -119,6 +119,11 @@ def main() -> int:
         _say(f"   leaf1 dropped srv2 {elapsed:.2f}s after the kill "
              "(interval 0.5 s x fall 2 + timeout 0.25 s)\n")
         _print_state(lab)
+        _say("\nsrv2# anycast-announcer status")
+        status = lab.run("srv2", [sys.executable, "-m", "anycast_announcer", "status"],
+                         check=False)
+        for line in (status.stdout or status.stderr).splitlines():
+            _say("    " + line)
         _say(f"\n   sidecar logs (JSON lines): {logs}")
         return 0
     except NetlabError as error:
