@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help deps system-deps venv lint unit test integration fabric demo bench clean
+.PHONY: help deps system-deps venv lint unit test integration fabric reliability demo bench clean
 
 help:
 	@echo "make demo   - deploy a lab, announce with two sidecars, show the leaf's weighted route"
@@ -44,6 +44,14 @@ integration: deps
 
 fabric: deps
 	$(BIN)/pytest -m fabric tests
+
+reliability: deps
+	$(BIN)/pytest tests/reliability
+	$(BIN)/python -m tests.reliability.report
+
+bench: deps
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	$(BIN)/python -m tests.benchmarks.run
 
 demo: deps
 	$(BIN)/python -m anycast_announcer.netlab.demo
