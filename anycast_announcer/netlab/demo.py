@@ -1,13 +1,16 @@
-"""``make demo``: the whole job on the single-leaf lab, in about half a minute.
+"""``make demo``: the whole job on a lab, in well under a minute.
 
-Deploys containerlab/single-leaf on network namespaces, starts a TCP service and the
-sidecar on both servers (10 Gbit/s and 1 Gbit/s), prints leaf1's weighted route and the
-traffic split of real client connections, kills one service to show the withdrawal, and
-destroys the lab, whatever happens on the way.
+Deploys a lab on network namespaces (the leaf/spine fabric by default, or the
+single-leaf lab), starts a TCP service and the sidecar on every server, prints the
+weighted routes the routers installed next to the split of real client connections,
+kills one service to show the withdrawal, and destroys the lab, whatever happens.
+
+    python -m anycast_announcer.netlab.demo [--lab leaf-spine|single-leaf]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import secrets
 import subprocess
@@ -15,6 +18,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +26,52 @@ from anycast_announcer.netlab.errors import NetlabError
 from anycast_announcer.netlab.lab import Lab
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-LAB_DIR = REPO_ROOT / "containerlab" / "single-leaf"
-TOPOLOGY = LAB_DIR / "single-leaf.clab.yml"
-SERVERS = {"srv1": "10.0.1.2", "srv2": "10.0.2.2"}
 PREFIX = "10.255.0.1/32"
-CONNECTIONS = 1000
+CONNECTIONS = 2000
+
+
+@dataclass(frozen=True)
+class DemoLab:
+    """What the demo needs to know about a lab."""
+
+    name: str
+    servers: dict[str, float]
+    """Server -> nominal bandwidth in Gbit/s (what its share should follow)."""
+    routers: tuple[str, ...]
+    """Routers whose route to the prefix is printed, nearest to the client last."""
+    victim: str
+    """The server whose service is killed."""
+    victim_router: str
+    """The router that must drop the victim."""
+
+    @property
+    def topology(self) -> Path:
+        return REPO_ROOT / "containerlab" / self.name / f"{self.name}.clab.yml"
+
+    def config(self, server: str) -> Path:
+        return self.topology.parent / server / "anycast-announcer.yaml"
+
+
+LABS = {
+    "leaf-spine": DemoLab(
+        "leaf-spine",
+        {"srv1": 10, "srv2": 25, "srv3": 1, "srv4": 10},
+        ("leaf1", "spine1", "leaf3"),
+        victim="srv2",
+        victim_router="leaf1",
+    ),
+    "single-leaf": DemoLab(
+        "single-leaf", {"srv1": 10, "srv2": 1}, ("leaf1",), victim="srv2",
+        victim_router="leaf1",
+    ),
+}
 
 
 def _say(text: str = "") -> None:
     print(text, flush=True)
 
 
-def _wait(what: str, predicate: Callable[[], bool], timeout: float = 30.0) -> float:
+def _wait(what: str, predicate: Callable[[], bool], timeout: float = 60.0) -> float:
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         if predicate():
@@ -42,13 +80,14 @@ def _wait(what: str, predicate: Callable[[], bool], timeout: float = 30.0) -> fl
     raise NetlabError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def _next_hops(lab: Lab) -> dict[str, int]:
-    routes = json.loads(lab.run("leaf1", ["ip", "-j", "route", "show", PREFIX]).stdout or "[]")
-    hops: dict[str, int] = {}
-    for route in routes:
-        for hop in route.get("nexthops", [route] if "gateway" in route else []):
-            hops[hop["gateway"]] = int(hop.get("weight", 1))
-    return hops
+def _route(lab: Lab, router: str) -> list[str]:
+    output = lab.run(router, ["ip", "route", "show", PREFIX]).stdout
+    return [line.rstrip() for line in output.splitlines() if line.strip()]
+
+
+def _next_hops(lab: Lab, router: str) -> int:
+    routes = json.loads(lab.run(router, ["ip", "-j", "route", "show", PREFIX]).stdout or "[]")
+    return sum(len(route.get("nexthops", [route])) for route in routes)
 
 
 def _shares(lab: Lab) -> dict[str, Any]:
@@ -56,71 +95,80 @@ def _shares(lab: Lab) -> dict[str, Any]:
         "client",
         [sys.executable, "-m", "anycast_announcer.netlab.traffic", "shares",
          "--target", "10.255.0.1:8080", "--count", str(CONNECTIONS)],
-        timeout=120,
+        timeout=180,
     ).stdout
     result: dict[str, Any] = json.loads(output)
     return result
 
 
-def _print_state(lab: Lab) -> None:
-    _say("leaf1# ip route show " + PREFIX)
-    for line in lab.run("leaf1", ["ip", "route", "show", PREFIX]).stdout.splitlines():
-        _say("    " + line)
-    paths = lab.vtysh_json("leaf1", f"show bgp ipv4 unicast {PREFIX} json").get("paths", [])
-    hops = _next_hops(lab)
-    total_weight = sum(hops.values()) or 1
+def _print_state(lab: Lab, demo: DemoLab, alive: dict[str, float]) -> None:
+    for router in demo.routers:
+        _say(f"{router}# ip route show {PREFIX}")
+        for line in _route(lab, router) or ["(no route)"]:
+            _say("    " + line)
     shares = _shares(lab)
     answers = shares["answers"]
-    _say(f"\n  {'server':8} {'announced bandwidth':36} {'kernel weight':14} "
-         f"{'expected':9} {'measured share of ' + str(CONNECTIONS) + ' connections'}")
-    for node, address in SERVERS.items():
-        bandwidth = next(
-            (p.get("extendedCommunity", {}).get("string", "?") for p in paths
-             if p.get("nexthops", [{}])[0].get("ip") == address),
-            "(withdrawn)",
-        )
-        weight = hops.get(address, 0)
-        _say(f"  {node:8} {bandwidth:36} {weight:<14} {100 * weight / total_weight:7.1f}%  "
-             f"{100 * answers.get(node, 0) / CONNECTIONS:6.1f}%")
+    total = sum(alive.values())
+    _say(f"\n  {'server':8} {'bandwidth':>10} {'expected share':>15} "
+         f"{'measured share of ' + str(CONNECTIONS) + ' connections':>40}")
+    for server, gbps in demo.servers.items():
+        expected = 100 * alive.get(server, 0) / total if total else 0.0
+        measured = 100 * answers.get(server, 0) / CONNECTIONS
+        _say(f"  {server:8} {gbps:>7g} G {expected:>14.1f}% {measured:>39.1f}%")
     _say(f"  failed connections: {shares['failed']}")
 
 
-def main() -> int:
-    """Run the demo; 0 on success."""
-    lab = Lab.from_file(TOPOLOGY, name=f"demo{secrets.token_hex(2)}")
+def _start_servers(lab: Lab, demo: DemoLab, logs: Path) -> dict[str, subprocess.Popen[Any]]:
+    services = {}
+    for server in demo.servers:
+        services[server] = lab.popen(
+            server,
+            [sys.executable, "-m", "anycast_announcer.netlab.service", "--name", server,
+             "--listen", "10.255.0.1:8080", "--listen", "[fd00:255::1]:8080"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with (logs / f"{server}.log").open("wb") as log:
+            lab.popen(
+                server,
+                [sys.executable, "-m", "anycast_announcer", "run", "-c", str(demo.config(server))],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    return services
+
+
+def run(demo: DemoLab) -> int:
+    """Run the demo on one lab; 0 on success."""
+    lab = Lab.from_file(demo.topology, name=f"demo{secrets.token_hex(2)}")
     logs = Path(tempfile.mkdtemp(prefix="anycast-demo-"))
     try:
-        _say(f"== deploying {TOPOLOGY.relative_to(REPO_ROOT)} as lab {lab.name} "
-             "(network namespaces, FRR on leaf1)")
+        _say(f"== deploying {demo.topology.relative_to(REPO_ROOT)} as lab {lab.name} "
+             "(network namespaces, FRR on every router)")
         lab.deploy()
-        services: dict[str, subprocess.Popen[Any]] = {}
-        for node in SERVERS:
-            services[node] = lab.popen(
-                node,
-                [sys.executable, "-m", "anycast_announcer.netlab.service", "--name", node,
-                 "--listen", "10.255.0.1:8080", "--listen", "[fd00:255::1]:8080"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            with (logs / f"{node}.log").open("wb") as log:
-                lab.popen(
-                    node,
-                    [sys.executable, "-m", "anycast_announcer", "run",
-                     "-c", str(LAB_DIR / node / "anycast-announcer.yaml")],
-                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        _say("== sidecars started on srv1 (10G) and srv2 (1G); waiting for leaf1 to install "
-             "both paths")
-        elapsed = _wait("both servers in leaf1's FIB", lambda: len(_next_hops(lab)) == 2)
-        _say(f"   converged {elapsed:.1f}s after start\n")
-        _print_state(lab)
+        services = _start_servers(lab, demo, logs)
+        summary = ", ".join(f"{s} {g:g}G" for s, g in demo.servers.items())
+        _say(f"== services and sidecars started on {summary}")
+        nearest = demo.routers[0]
+        elapsed = _wait(
+            "every server in the fabric",
+            lambda: _shares_ready(lab, demo),
+        )
+        _say(f"   every router converged {elapsed:.1f}s after start "
+             f"({_next_hops(lab, nearest)} next hops on {nearest})\n")
+        _print_state(lab, demo, dict(demo.servers))
 
-        _say("\n== killing the service on srv2: its sidecar withdraws the prefix")
-        services["srv2"].kill()
-        services["srv2"].wait()
-        elapsed = _wait("srv2's withdrawal", lambda: set(_next_hops(lab)) == {SERVERS["srv1"]})
-        _say(f"   leaf1 dropped srv2 {elapsed:.2f}s after the kill "
-             "(interval 0.5 s x fall 2 + timeout 0.25 s)\n")
-        _print_state(lab)
-        _say("\nsrv2# anycast-announcer status")
-        status = lab.run("srv2", [sys.executable, "-m", "anycast_announcer", "status"],
+        _say(f"\n== killing the service on {demo.victim}: its sidecar withdraws the prefix")
+        before = _next_hops(lab, demo.victim_router)
+        services[demo.victim].kill()
+        services[demo.victim].wait()
+        elapsed = _wait(
+            f"{demo.victim}'s withdrawal on {demo.victim_router}",
+            lambda: _next_hops(lab, demo.victim_router) < before,
+        )
+        _say(f"   {demo.victim_router} dropped {demo.victim} {elapsed:.2f}s after the kill "
+             "(probe interval 0.5 s x fall 2 + timeout 0.25 s, then BGP)\n")
+        alive = {s: g for s, g in demo.servers.items() if s != demo.victim}
+        _wait("the fabric to settle", lambda: _shares_ready(lab, demo, alive), timeout=30)
+        _print_state(lab, demo, alive)
+        _say(f"\n{demo.victim}# anycast-announcer status")
+        status = lab.run(demo.victim, [sys.executable, "-m", "anycast_announcer", "status"],
                          check=False)
         for line in (status.stdout or status.stderr).splitlines():
             _say("    " + line)
@@ -132,6 +180,25 @@ def main() -> int:
     finally:
         _say("\n== destroying the lab")
         lab.destroy()
+
+
+def _shares_ready(lab: Lab, demo: DemoLab, alive: dict[str, float] | None = None) -> bool:
+    """Every live server answers a handful of connections, and no other does."""
+    alive = alive if alive is not None else demo.servers
+    result = json.loads(lab.run(
+        "client",
+        [sys.executable, "-m", "anycast_announcer.netlab.traffic", "shares",
+         "--target", "10.255.0.1:8080", "--count", "200"],
+        timeout=60,
+    ).stdout)
+    return result["failed"] == 0 and set(result["answers"]) == set(alive)
+
+
+def main() -> int:
+    """Command line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lab", choices=sorted(LABS), default="leaf-spine")
+    return run(LABS[parser.parse_args().lab])
 
 
 if __name__ == "__main__":
