@@ -73,6 +73,8 @@ CONNECTION_POLL_INTERVAL = 0.5
 WITHDRAW_ACK_TIMEOUT = 1.2
 """Budget for ExaBGP to acknowledge the withdrawals at shutdown (the exit budget is 2 s)."""
 RESULTS_KEPT = 10
+MAX_BATCH = 1000
+"""Inputs applied before one recompute; bounds the time between two route updates."""
 
 
 class StartupError(Exception):
@@ -342,6 +344,21 @@ class Supervisor:
 
     def apply(self, item: Input, now: float) -> None:
         """Apply one input to the state machines, then recompute the desired routes."""
+        self._ingest(item, now)
+        self.recompute(now)
+
+    def apply_batch(self, items: list[Input], now: float) -> None:
+        """Apply queued inputs in order, then recompute once.
+
+        With a thousand services, results arrive in bursts; recomputing every prefix
+        after each one made start-up take seconds. The outcome is the same: recompute
+        depends only on the state the inputs leave behind.
+        """
+        for item in items:
+            self._ingest(item, now)
+        self.recompute(now)
+
+    def _ingest(self, item: Input, now: float) -> None:
         if isinstance(item, ProbeOutcome):
             self._apply_probe(item)
         elif isinstance(item, SessionChange):
@@ -377,7 +394,6 @@ class Supervisor:
                 drain.connections_counted(now, item.count)
         else:
             self._apply_control(item, now)
-        self.recompute(now)
 
     def _apply_probe(self, item: ProbeOutcome) -> None:
         record = self.services.get(item.service)
@@ -690,7 +706,10 @@ class Supervisor:
                     return_when=asyncio.FIRST_COMPLETED,
                 )
                 if getting in done:
-                    self.apply(getting.result(), loop.time())
+                    batch = [getting.result()]
+                    while not self._inputs.empty() and len(batch) < MAX_BATCH:
+                        batch.append(self._inputs.get_nowait())
+                    self.apply_batch(batch, loop.time())
                 else:
                     getting.cancel()
                     if not done:  # a deadline passed

@@ -81,6 +81,12 @@ class NetlinkAddresses:
                 prefixlen=network.max_prefixlen,
             )
         except NetlinkError as exc:
+            if exc.code == errno.EPERM:
+                raise AddressError(
+                    f"cannot add {network} to {interface}: operation not permitted; "
+                    "manage_address needs CAP_NET_ADMIN (or configure the address "
+                    "yourself and set manage_address: false)"
+                ) from None
             if exc.code != errno.EEXIST:  # configured by someone else already: fine
                 raise AddressError(f"cannot add {network} to {interface}: {exc}") from None
 

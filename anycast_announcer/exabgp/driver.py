@@ -340,7 +340,12 @@ class ExabgpDriver:
             commands = [
                 command
                 for command in plan_commands(self._desired, self._acknowledged)
-                if command.route is None or self._rejected.get(command.key) != command.route
+                if command.route is None
+                # A session that just went down is still in the desired set until the
+                # supervisor hears of it; announcing into it would only be acked and
+                # logged as announced. The session's "up" triggers the real send.
+                or (command.key.peer in self._sessions_up
+                    and self._rejected.get(command.key) != command.route)
             ]
             if commands:
                 await self._send_batch(writer, commands)

@@ -280,6 +280,31 @@ class Lab:
                 addresses=tuple(self.addresses(node.name)) if present else ()))
         return statuses
 
+    def restart_frr(self, node: str) -> float:
+        """SIGKILL the router's FRR daemons and start them again from its config.
+
+        A crash, not a clean stop: peers see the TCP sessions die without a NOTIFICATION.
+        Returns the seconds the daemons were down (until their vty sockets were back).
+        """
+        spec = self._node(node)
+        if spec.frr_config is None:
+            raise LabError(f"node {node} runs no FRR")
+        daemons = {*self._daemons(spec), "zebra"}
+        victims = [(pid, _start_time(pid) or 0) for pid in _ns_pids(self.ns(node))
+                   if _comm(pid) in daemons]
+        started = time.monotonic()
+        for pid, _ in victims:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        _terminate(victims)  # waits until they are gone
+        for pid, _ in victims:  # reap the ones we started ourselves
+            child = self._children.pop(pid, None)
+            if child is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    child.wait(timeout=_KILL_GRACE)
+        self._start_frr(spec)
+        return time.monotonic() - started
+
     # -- deploy steps ------------------------------------------------------------
 
     def _check_bind_sources(self) -> None:
@@ -516,3 +541,10 @@ def _tail(path: Path, lines: int = 3) -> str:
     except OSError:
         return "no log"
     return " | ".join(text[-lines:]) or "empty log"
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""

@@ -1,0 +1,1 @@
+"""Fault-injection tests on the single-leaf lab; each records figures for docs/reliability.md."""
