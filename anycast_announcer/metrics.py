@@ -71,6 +71,14 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        # One series for the whole sidecar: lag is a property of the event loop, not of a
+        # service, and per-service buckets would multiply the series by the service count.
+        self._schedule_lag = Histogram(
+            "anycast_probe_schedule_lag_seconds",
+            "How late probes started against their schedule (event-loop load).",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=self.registry,
+        )
         self._probe_duration = Histogram(
             "anycast_probe_duration_seconds",
             "How long health probes took, successful or not.",
@@ -113,6 +121,10 @@ class Metrics:
             "Times the ExaBGP child process was restarted.",
             registry=self.registry,
         )
+
+    def probe_started(self, lag: float) -> None:
+        """A probe started ``lag`` seconds after its scheduled time."""
+        self._schedule_lag.observe(max(lag, 0.0))
 
     def probe_finished(self, service: str, ok: bool, latency: float, reason: str) -> None:
         """Record one probe; failures are counted by the category of their reason."""

@@ -73,3 +73,35 @@ class TestTcpProbe:
         with pytest.raises(asyncio.CancelledError):
             await task
         assert open_fds() <= before
+
+
+class TestAddressLiterals:
+    async def test_ipv6_literal(self) -> None:
+        """An IPv6 address connects without a resolver."""
+        server = await asyncio.start_server(lambda r, w: w.close(), "::1", 0)
+        try:
+            port = server.sockets[0].getsockname()[1]
+            result = await probe(tcp(port, host="::1"), timeout=1.0)
+            assert (result.ok, result.reason) == (True, "connected")
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    async def test_literals_skip_getaddrinfo(
+        self, accepting_port: int, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Address literals never reach the resolver's thread pool (it cost half the CPU
+        at 500 services); names still do."""
+        calls: list[str] = []
+        loop = asyncio.get_running_loop()
+        real = loop.getaddrinfo
+
+        async def counting(host: str, *args: object, **kwargs: object) -> object:
+            calls.append(host)
+            return await real(host, *args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(loop, "getaddrinfo", counting)
+        assert (await probe(tcp(accepting_port), timeout=1.0)).ok
+        assert calls == []
+        assert (await probe(tcp(accepting_port, host="localhost"), timeout=1.0)).ok
+        assert calls == ["localhost"]

@@ -41,6 +41,17 @@ class TestMetrics:
             for name, labels in samples
         )
 
+    def test_schedule_lag_histogram(self) -> None:
+        """How late probes start: one sidecar-wide histogram (event-loop load)."""
+        metrics = Metrics()
+        metrics.probe_started(0.0004)
+        metrics.probe_started(0.2)
+        metrics.probe_started(-0.001)  # early by clock rounding: counted as on time
+        samples = _samples(metrics)
+        assert samples[("anycast_probe_schedule_lag_seconds_count", ())] == 3
+        assert samples[("anycast_probe_schedule_lag_seconds_bucket", (("le", "0.001"),))] == 2
+        assert samples[("anycast_probe_schedule_lag_seconds_bucket", (("le", "0.1"),))] == 2
+
     def test_state_gauges_and_transitions(self) -> None:
         """Service, prefix and peer gauges follow the last change; transitions add up."""
         metrics = Metrics()
