@@ -1,0 +1,121 @@
+"""Every benchmark at tiny sizes: figures come out and are sane. Not a measurement.
+
+Full-size runs go through ``python -m tests.benchmarks.run`` (``make bench``) only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from anycast_announcer.netlab import Lab
+from tests.benchmarks import cost, report, run, sessions, withdraw
+from tests.benchmarks.common import CheckSettings, bench_lab, machine
+from tests.benchmarks.hashmath import movement, rfc2992_innocent_share
+from tests.lablib import require_lab_host
+
+pytestmark = pytest.mark.integration
+
+FAST = CheckSettings(interval=0.2, fall=2, rise=2, timeout=0.1)
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    require_lab_host()
+    with bench_lab() as deployed:
+        yield deployed
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("bench")
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture(scope="module")
+def results(lab: Lab, workdir: Path) -> dict[str, Any]:
+    """All four benchmarks at the smallest sizes that still say something."""
+    rows = cost.run(lab, [1, 3], [1, 2], 2.0, workdir, FAST)
+    rows["extrapolated"] = run.extrapolate(rows["rows"], [50])
+    return {
+        "machine": machine(),
+        "run": {"quick": True, "date": "smoke"},
+        "withdraw": withdraw.run(lab, 2, workdir, (FAST,)),
+        "cost": rows,
+        "ceiling": cost.ceiling(lab, [20], 2.0, workdir, FAST),
+        "sessions": sessions.run(lab, [2], 40, workdir, ("failure", "addition")),
+    }
+
+
+def _sane(value: float) -> bool:
+    return not math.isnan(value) and value >= 0
+
+
+def test_withdraw_latencies_are_measured_for_both_systems(results: dict[str, Any]) -> None:
+    """Each system withdrew and re-announced in every trial, with non-negative times."""
+    rows = {row["system"]: row for row in results["withdraw"]}
+    assert set(rows) == {"sidecar", "healthcheck"}
+    for row in rows.values():
+        assert row["missed"] == 0
+        assert len(row["samples"]["withdraw_leaf"]) == row["trials"]
+        assert all(_sane(v) for values in row["samples"].values() for v in values)
+        assert row["summary"]["withdraw_spine"]["p50"] >= row["summary"]["withdraw_leaf"]["p50"]
+    assert len(rows["sidecar"]["samples"]["detection"]) == rows["sidecar"]["trials"]
+
+
+def test_cost_counts_probes_cpu_and_memory(results: dict[str, Any]) -> None:
+    """Probes arrived at the listeners; CPU and RSS were read for every row."""
+    for row in results["cost"]["rows"]:
+        assert row["probes"] > 0, row
+        assert _sane(row["cpu_seconds"])
+        assert row["rss_mib"] > 0
+        assert row["processes"] >= (2 if row["system"] == "sidecar" else row["services"] + 1)
+    for row in results["cost"]["idle"]:
+        assert row["rss_mib"] > 0
+    assert results["cost"]["extrapolated"][0]["services"] == 50
+
+
+def test_ceiling_reports_schedule_lag(results: dict[str, Any]) -> None:
+    (row,) = results["ceiling"]
+    assert row["pinned"] == "1"
+    assert row["lag"]["n"] > 0
+    assert _sane(row["lag"]["p99"])
+
+
+def test_session_counts_add_up(results: dict[str, Any]) -> None:
+    """Every session held is broken, drained or survived; breaks split by server."""
+    for row in results["sessions"]:
+        assert row["sessions"] + row["failed_to_open"] == 40
+        assert row["broken"] + row["drained"] + row["survived"] == row["sessions"]
+        assert row["broken"] == row["broken_on_affected"] + row["broken_on_others"]
+        assert 0 <= row["floor"] <= row["sessions"]
+    failure = next(row for row in results["sessions"] if row["event"] == "failure")
+    assert failure["broken_on_affected"] == failure["on_affected"]
+
+
+def test_report_writes_markdown_json_and_plots(results: dict[str, Any], tmp_path: Path
+                                               ) -> None:
+    path = report.write(results, tmp_path, ["smoke"])
+    text = path.read_text(encoding="utf-8")
+    assert "## Targets" in text
+    assert "quick run" in text
+    for name in ("withdraw", "cost", "ceiling", "sessions"):
+        assert (tmp_path / "benchmarks" / f"{name}.png").stat().st_size > 0
+        assert (tmp_path / "benchmarks" / f"{name}.json").exists()
+
+
+def test_hash_threshold_arithmetic_matches_rfc_2992() -> None:
+    """The generic region overlap equals the closed form, and spans RFC 2992's 1/4..1/2."""
+    for n in (2, 4, 8):
+        hops = [(str(i), 1.0) for i in range(1, n + 1)]
+        for k in range(1, n + 1):
+            gone = movement(hops, [h for h in hops if h[0] != str(k)])
+            assert gone.innocent == pytest.approx(rfc2992_innocent_share(n, k))
+            assert gone.moved == pytest.approx(1 / n + rfc2992_innocent_share(n, k))
+    assert rfc2992_innocent_share(1000, 1) == pytest.approx(0.5, abs=2e-3)
+    assert rfc2992_innocent_share(1000, 500) == pytest.approx(0.25, abs=1e-2)
