@@ -22,7 +22,7 @@ system-deps:
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,bench]'
 	touch $@
 
 venv: $(STAMP)
@@ -50,7 +50,6 @@ reliability: deps
 	$(BIN)/python -m tests.reliability.report
 
 bench: deps
-	$(BIN)/pip install -q -e '.[dev,bench]'
 	$(BIN)/python -m tests.benchmarks.run
 
 demo: deps

@@ -173,3 +173,37 @@ def measure(predicate: Any, timeout: float, message: str, interval: float = 0.02
             return time.monotonic() - start
         time.sleep(interval)
     raise AssertionError(f"{message} (after {timeout}s)")
+
+
+class Running:
+    """Processes a test started; all stopped at teardown, whatever happened."""
+
+    def __init__(self, lab: Lab, workdir: Path) -> None:
+        self.lab = lab
+        self.workdir = workdir
+        self.sidecars: list[Sidecar] = []
+        self.services: list[Service] = []
+
+    def service(self, node: str) -> Service:
+        service = Service(self.lab, node)
+        service.start()
+        self.services.append(service)
+        return service
+
+    def sidecar(self, node: str, bandwidth_mbps: float = 10_000, **extra: object) -> Sidecar:
+        sidecar = Sidecar(self.lab, node, sidecar_config(node, bandwidth_mbps, **extra),
+                          self.workdir)
+        sidecar.start()
+        self.sidecars.append(sidecar)
+        return sidecar
+
+    def close(self) -> None:
+        for sidecar in self.sidecars:
+            sidecar.stop()
+        for service in self.services:
+            service.kill()
+
+
+def announced_via(lab: Lab, *gateways: str) -> bool:
+    """leaf1's kernel routes the IPv4 anycast prefix via exactly these gateways."""
+    return set(kernel_nexthops(lab, "leaf1", ANYCAST_V4)) == set(gateways)

@@ -6,16 +6,21 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from anycast_announcer.netlab import Lab
-from tests.integration.sidecar.test_sidecar_frr import Running, announced_via
-from tests.integration.sidecars import ANYCAST_V4, bgp_paths, kernel_nexthops, sidecar_config
-from tests.lablib import SINGLE_LEAF, deployed, require_lab_host, wait_until
+from tests.integration.sidecars import (
+    ANYCAST_V4,
+    Running,
+    announced_via,
+    bgp_paths,
+    kernel_nexthops,
+    sidecar_config,
+)
+from tests.lablib import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -23,22 +28,8 @@ SRV1 = "10.0.1.2"
 API = "http://127.0.0.1:9179"
 
 
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    require_lab_host()
-    with deployed(SINGLE_LEAF) as deployed_lab:
-        yield deployed_lab
 
 
-@pytest.fixture
-def running(lab: Lab, tmp_path: Path) -> Iterator[Running]:
-    state = Running(lab, tmp_path)
-    try:
-        yield state
-    finally:
-        state.close()
-        wait_until(lambda: not kernel_nexthops(lab, "leaf1", ANYCAST_V4), timeout=10,
-                   message="leaf1 still routes the anycast prefix after the test")
 
 
 def with_api(tmp_path: Path, token_mode: int = 0o600) -> dict[str, Any]:

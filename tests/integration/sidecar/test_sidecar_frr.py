@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,14 +19,13 @@ from anycast_announcer.netlab import Lab
 from tests.integration.sidecars import (
     ANYCAST_V4,
     ANYCAST_V6,
-    Service,
-    Sidecar,
+    Running,
+    announced_via,
     bgp_paths,
     kernel_nexthops,
     measure,
-    sidecar_config,
 )
-from tests.lablib import SINGLE_LEAF, deployed, require_lab_host, wait_until
+from tests.lablib import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -35,56 +33,6 @@ SRV1 = "10.0.1.2"
 SRV2 = "10.0.2.2"
 
 
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    require_lab_host()
-    with deployed(SINGLE_LEAF) as deployed_lab:
-        yield deployed_lab
-
-
-class Running:
-    """Processes a test started; all stopped at teardown, whatever happened."""
-
-    def __init__(self, lab: Lab, workdir: Path) -> None:
-        self.lab = lab
-        self.workdir = workdir
-        self.sidecars: list[Sidecar] = []
-        self.services: list[Service] = []
-
-    def service(self, node: str) -> Service:
-        service = Service(self.lab, node)
-        service.start()
-        self.services.append(service)
-        return service
-
-    def sidecar(self, node: str, bandwidth_mbps: float = 10_000, **extra: object) -> Sidecar:
-        sidecar = Sidecar(self.lab, node, sidecar_config(node, bandwidth_mbps, **extra),
-                          self.workdir)
-        sidecar.start()
-        self.sidecars.append(sidecar)
-        return sidecar
-
-    def close(self) -> None:
-        for sidecar in self.sidecars:
-            sidecar.stop()
-        for service in self.services:
-            service.kill()
-
-
-@pytest.fixture
-def running(lab: Lab, tmp_path: Path) -> Iterator[Running]:
-    state = Running(lab, tmp_path)
-    try:
-        yield state
-    finally:
-        state.close()
-        # The next test starts from an empty leaf: our shutdown must have withdrawn.
-        wait_until(lambda: not kernel_nexthops(lab, "leaf1", ANYCAST_V4), timeout=10,
-                   message="leaf1 still routes the anycast prefix after the test")
-
-
-def announced_via(lab: Lab, *gateways: str) -> bool:
-    return set(kernel_nexthops(lab, "leaf1", ANYCAST_V4)) == set(gateways)
 
 
 def test_announces_prefix_with_link_bandwidth_into_the_leaf_fib(
