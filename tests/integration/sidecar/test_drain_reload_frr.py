@@ -20,6 +20,7 @@ import pytest
 from anycast_announcer.netlab import Lab
 from tests.integration.sidecars import (
     ANYCAST_V4,
+    ANYCAST_V6,
     Running,
     announced_via,
     bgp_paths,
@@ -207,3 +208,34 @@ def test_invalid_reload_changes_nothing(lab: Lab, running: Running) -> None:
     assert announced_via(lab, SRV1)
     (path,) = bgp_paths(lab, "leaf1", ANYCAST_V4)
     assert path["extendedCommunity"]["string"] == "LB:65001:1250000000 (10.000 Gbps)"
+
+
+def test_reload_adding_a_peer_restarts_exabgp_and_leaves_nothing_stale(
+    lab: Lab, running: Running
+) -> None:
+    """A new peer in bgp.peers restarts ExaBGP (its own reload left unchanged peers
+    refusing our announcements in ExaBGP 5.0.15, so routes sent before it could no longer
+    be withdrawn). The IPv6 session comes up with the IPv6 prefix, and every route,
+    old session or new, is withdrawn when the service dies."""
+    running.service("srv1")
+    config = sidecar_config("srv1", 10_000)
+    ipv4_only = {**config, "bgp": {**config["bgp"], "peers": config["bgp"]["peers"][:1]},
+                 "prefixes": config["prefixes"][:1]}
+    srv1 = running.sidecar("srv1")
+    srv1.write_config(ipv4_only)
+    srv1.stop()
+    srv1.start()
+    wait_until(lambda: announced_via(lab, SRV1), timeout=20, message="never announced")
+    assert not kernel_nexthops(lab, "leaf1", ANYCAST_V6)
+    srv1.write_config(config)
+    srv1.signal(signal.SIGHUP)
+    wait_until(lambda: kernel_nexthops(lab, "leaf1", ANYCAST_V6), timeout=20,
+               message=f"the IPv6 prefix never arrived after the reload:\n{srv1.log_tail()}")
+    (reloaded,) = srv1.events("config_reloaded")
+    assert reloaded["notes"] == ["bgp changed: ExaBGP restarted"]
+    wait_until(lambda: announced_via(lab, SRV1), timeout=20,
+               message="the IPv4 prefix did not come back after the restart")
+    running.services[0].kill()
+    wait_until(lambda: not kernel_nexthops(lab, "leaf1", ANYCAST_V4)
+               and not kernel_nexthops(lab, "leaf1", ANYCAST_V6), timeout=10,
+               message="a route survived its service after the reload")
