@@ -6,25 +6,25 @@ set (``set_desired``); the driver sends the difference, checks every ``done``/``
 reports BGP session changes through a callback, restarts a dead ExaBGP with exponential
 backoff and, on a new ExaBGP, starts again from an empty acknowledged set.
 
-ExaBGP cannot outlive us: it runs with PR_SET_PDEATHSIG (the kernel kills it when we die,
-even by SIGKILL) and with ``api.terminate`` (it exits when our relay's socket closes).
+ExaBGP cannot outlive us: it is started through ``guard`` with PR_SET_PDEATHSIG (the
+kernel kills it when we die, even by SIGKILL) and runs with ``api.terminate`` (it exits
+when our relay's socket closes).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import ipaddress
 import os
 import pwd
 import shutil
-import signal
 import sys
 import tempfile
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import structlog
 
@@ -38,10 +38,11 @@ __all__ = ["DriverSnapshot", "ExabgpDriver", "SessionCallback"]
 
 log = structlog.get_logger("anycast_announcer.exabgp")
 
+_T = TypeVar("_T")
+
 SessionCallback = Callable[[str, bool, str], None]
 """Called with (peer address, established, reason) when a BGP session changes."""
 
-_PR_SET_PDEATHSIG = 1
 _CONNECT_TIMEOUT = 20.0
 _STABLE_AFTER = 30.0
 """A run this long resets the restart backoff."""
@@ -61,12 +62,6 @@ class DriverSnapshot:
 
 class _GenerationLostError(Exception):
     """The current ExaBGP process or its API connection is gone."""
-
-
-def _die_with_parent() -> None:
-    """Runs in the child before exec: ask the kernel to SIGKILL it when we die."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def _default_executable() -> str:
@@ -238,7 +233,9 @@ class ExabgpDriver:
         while not connections.empty():
             _, stale = connections.get_nowait()
             stale.close()
+        guard = [sys.executable, "-m", "anycast_announcer.exabgp.guard", str(os.getpid())]
         self._process = await asyncio.create_subprocess_exec(
+            *guard,
             executable,
             "server",
             str(conf),
@@ -248,14 +245,13 @@ class ExabgpDriver:
             env=env,
             # Own session: a Ctrl-C on our terminal must not reach ExaBGP before we withdrew.
             start_new_session=True,
-            preexec_fn=_die_with_parent,  # no threads exist before run()
         )
         process = self._process
         log.info("exabgp_started", pid=process.pid, executable=executable)
         loop = asyncio.get_running_loop()
-        tasks: list[asyncio.Task[object]] = []
+        tasks: list[asyncio.Future[Any]] = []
 
-        def spawn(coroutine: Coroutine[object, object, object]) -> asyncio.Task[object]:
+        def spawn(coroutine: Coroutine[Any, Any, _T]) -> asyncio.Task[_T]:
             task = loop.create_task(coroutine)
             tasks.append(task)
             return task
@@ -265,9 +261,7 @@ class ExabgpDriver:
         try:
             spawn(self._relay_output(process))
             exited = spawn(process.wait())
-            connected_task = loop.create_task(connections.get())
-            tasks.append(connected_task)  # type: ignore[arg-type,unused-ignore]
-            connected: asyncio.Task[object] = connected_task  # type: ignore[assignment,unused-ignore]
+            connected = spawn(connections.get())
             done, _ = await asyncio.wait(
                 {exited, connected}, timeout=_CONNECT_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
             )
@@ -277,7 +271,7 @@ class ExabgpDriver:
                     if exited in done
                     else "exabgp did not start its API process in time"
                 )
-            reader, writer = connected_task.result()
+            reader, writer = connected.result()
             self._connected = True
             self._acks = asyncio.Queue()
             log.info("exabgp_connected", pid=process.pid)
@@ -289,15 +283,15 @@ class ExabgpDriver:
                 )
                 if exited in done:
                     raise _GenerationLostError(f"exabgp exited with status {exited.result()}")
-                for task in done:
-                    if (error := task.exception()) is not None:
+                for finished in done:
+                    if (error := finished.exception()) is not None:
                         raise _GenerationLostError(str(error)) from error
                 raise _GenerationLostError("api connection closed")
             finally:
                 writer.close()
         finally:
-            for task in tasks:
-                task.cancel()
+            for pending in tasks:
+                pending.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _receive(self, reader: asyncio.StreamReader) -> None:
