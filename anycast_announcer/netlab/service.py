@@ -12,8 +12,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import socket
+from pathlib import Path
 
 
 def _split_listen(value: str) -> tuple[str, int]:
@@ -21,30 +23,48 @@ def _split_listen(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-async def _handle(name: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        writer.write(name)
-        await writer.drain()
-        while await reader.readline():
-            writer.write(name)
+class _Sessions:
+    """Open client sessions, so they can be shed or closed together."""
+
+    def __init__(self, name: str) -> None:
+        self.line = (name + "\n").encode()
+        self.writers: set[asyncio.StreamWriter] = set()
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.writers.add(writer)
+        try:
+            writer.write(self.line)
             await writer.drain()
-    except (ConnectionError, OSError):
-        pass
-    finally:
-        writer.close()
-        with contextlib.suppress(ConnectionError, OSError):
-            await writer.wait_closed()
+            while await reader.readline():
+                if writer.is_closing():
+                    break
+                writer.write(self.line)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self.writers.discard(writer)
+            writer.close()
+            with contextlib.suppress(ConnectionError, OSError):
+                await writer.wait_closed()
+
+    def shed(self) -> None:
+        """Say goodbye on every open session and close it cleanly (FIN, not RST)."""
+        for writer in list(self.writers):
+            with contextlib.suppress(ConnectionError, OSError, RuntimeError):
+                writer.write(b"BYE\n")
+                writer.close()
 
 
-async def serve(name: str, listens: list[str]) -> None:
-    """Serve until SIGTERM/SIGINT."""
-    line = (name + "\n").encode()
+async def serve(name: str, listens: list[str], pidfile: str | None = None) -> None:
+    """Serve until SIGTERM/SIGINT; SIGUSR1 sheds the open sessions."""
+    sessions = _Sessions(name)
     servers = []
     for listen in listens:
         host, port = _split_listen(listen)
         servers.append(
             await asyncio.start_server(
-                lambda r, w: _handle(line, r, w),
+                sessions.handle,
                 host,
                 port,
                 family=socket.AF_INET6 if ":" in host else socket.AF_INET,
@@ -52,13 +72,22 @@ async def serve(name: str, listens: list[str]) -> None:
                 backlog=4096,
             )
         )
+    if pidfile:
+        # Once, before serving: a blocking write here delays nobody.
+        Path(pidfile).write_text(f"{os.getpid()}\n", encoding="utf-8")  # noqa: ASYNC240
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, sessions.shed)
     await stop.wait()
     for server in servers:
         server.close()
+    # Close the sessions ourselves so their handlers end quietly instead of being
+    # cancelled by asyncio.run (which printed a traceback per open session).
+    for writer in list(sessions.writers):
+        writer.close()
+    await asyncio.sleep(0)
 
 
 def main() -> int:
@@ -66,8 +95,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--name", required=True, help="what to answer")
     parser.add_argument("--listen", action="append", required=True, help="host:port, repeatable")
+    parser.add_argument("--pidfile", help="write our pid here (for drain hooks)")
     args = parser.parse_args()
-    asyncio.run(serve(args.name, args.listen))
+    asyncio.run(serve(args.name, args.listen, args.pidfile))
     return 0
 
 

@@ -145,6 +145,46 @@ def test_drain_waits_for_sessions_then_graceful_shutdown_then_withdraws(
         client.stop()
 
 
+def test_drain_hook_lets_sessions_end_gracefully_before_the_route_moves(
+    lab: Lab, running: Running, tmp_path: Path
+) -> None:
+    """The hook tells the application to let its clients go (the lab service says BYE on
+    SIGUSR1): the open session ends with the application's goodbye, not a reset, and
+    the route changes only after the connection count reached zero."""
+    service = running.service("srv1")
+    running.service("srv2")
+    assert service.process is not None
+    hook = {"type": "command", "argv": ["kill", "-USR1", str(service.process.pid)]}
+    srv1 = running.sidecar("srv1")
+    srv1.write_config(drain_config(tmp_path, hook=hook))
+    srv1.stop()
+    srv1.start()
+    running.sidecar("srv2", bandwidth_mbps=10_000)
+    wait_until(lambda: announced_via(lab, SRV1, SRV2), timeout=20,
+               message=f"both servers never announced:\n{srv1.log_tail()}")
+    client = SessionClient(lab, "srv1")
+    try:
+        assert client.send("ping") == "srv1"
+        (tmp_path / "drain-now").touch()
+        wait_until(lambda: any(e.get("new") == "drained"
+                               for e in srv1.events("prefix_state_changed")),
+                   timeout=20, message=f"the drain never completed:\n{srv1.log_tail()}")
+        assert client.send("ping") == "BYE"  # a goodbye, not "broken: [Errno 104] ..."
+    finally:
+        client.stop()
+    order = [(e["event"], e.get("established"), e.get("graceful_shutdown"))
+             for e in srv1.events()
+             if e["event"] in {"drain_hook_finished", "drain_connections",
+                               "prefix_state_changed"}]
+    hook_done = order.index(("drain_hook_finished", None, None))
+    zero = order.index(("drain_connections", 0, None))
+    graceful = order.index(("prefix_state_changed", None, True))
+    assert hook_done < graceful
+    assert zero < graceful
+    wait_until(lambda: announced_via(lab, SRV2), timeout=10,
+               message="srv1 still in leaf1's FIB after the drain")
+
+
 def test_drain_survives_a_restart(lab: Lab, running: Running, tmp_path: Path) -> None:
     """A persisted drain keeps the server out after a sidecar restart, from the start."""
     running.service("srv1")
