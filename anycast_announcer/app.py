@@ -803,9 +803,13 @@ async def _serve(
             metrics=metrics,
         )
 
+        reloads: set[asyncio.Task[ControlResult]] = set()
+
         def on_hangup() -> None:
+            # The loop keeps only weak references to tasks: hold this one until it is done.
             reload = loop.create_task(supervisor.reload())
-            reload.add_done_callback(lambda _: None)
+            reloads.add(reload)
+            reload.add_done_callback(reloads.discard)
 
         loop.add_signal_handler(signal.SIGHUP, on_hangup)
         log.info("sidecar_started", version=__version__, services=len(config.services),
