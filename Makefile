@@ -4,20 +4,24 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help deps system-deps venv lint unit test integration fabric reliability demo bench clean
+.PHONY: help deps system-deps test-deps venv lint unit test integration fabric reliability demo bench clean
 
 help:
-	@echo "make demo   - deploy a lab, announce with two sidecars, show the leaf's weighted route"
-	@echo "make test   - lint + the whole test suite (unit, integration with real FRR, fabric)"
+	@echo "make demo   - deploy the leaf/spine lab, show weights and traffic split, withdraw a server"
+	@echo "make test   - lint + the whole suite (unit, integration with real FRR, fabric, faults)"
 	@echo "make bench  - benchmarks (writes docs/benchmarks.md)"
 
-# FRR from Debian's packages is the test fabric; iproute2 builds the namespaces;
-# chromium renders the status page in its test.
+# FRR from Debian's packages is the lab fabric; iproute2 builds the namespaces.
 system-deps:
-	@if ! [ -x /usr/lib/frr/bgpd ] || ! command -v ip >/dev/null || ! command -v vtysh >/dev/null \
-		|| ! command -v chromium >/dev/null; then \
+	@if ! [ -x /usr/lib/frr/bgpd ] || ! command -v ip >/dev/null || ! command -v vtysh >/dev/null; then \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-			frr iproute2 procps chromium; \
+			frr iproute2 procps; \
+	fi
+
+# Chromium renders the status page in its test; only the test suite needs it.
+test-deps: system-deps
+	@if ! command -v chromium >/dev/null; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
 	fi
 
 $(STAMP): pyproject.toml
@@ -36,7 +40,7 @@ lint: venv
 unit: venv
 	$(BIN)/pytest tests/unit
 
-test: deps lint
+test: deps test-deps lint
 	$(BIN)/pytest -m "not benchmark" tests
 
 integration: deps
