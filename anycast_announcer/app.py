@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import json
 import os
 import signal
@@ -156,6 +157,13 @@ class ControlRequest:
     reply: asyncio.Future[ControlResult] = field(repr=False)
 
 
+class Lifecycle(enum.Enum):
+    """Inputs about the supervisor itself."""
+
+    STOP = "stop"
+    DRIVER_ENDED = "driver_ended"
+
+
 Input = (
     ProbeOutcome
     | SessionChange
@@ -164,6 +172,7 @@ Input = (
     | HookFinished
     | ConnectionsCounted
     | ControlRequest
+    | Lifecycle
 )
 
 
@@ -348,35 +357,41 @@ class Supervisor:
 
     def apply(self, item: Input, now: float) -> None:
         """Apply one input to the state machines, then recompute the desired routes."""
-        self._ingest(item, now)
-        self.recompute(now)
+        self.apply_batch([item], now)
 
     def apply_batch(self, items: list[Input], now: float) -> None:
-        """Apply queued inputs in order, then recompute once.
+        """Apply queued inputs in order, then recompute once if any of them mattered.
 
         With a thousand services, results arrive in bursts; recomputing every prefix
-        after each one made start-up take seconds. The outcome is the same: recompute
-        depends only on the state the inputs leave behind.
+        after each one made start-up take seconds, and nearly every probe result changes
+        nothing (the service was up and stays up). Recompute depends only on the state the
+        inputs leave behind, so skipping it when no state moved changes no outcome.
         """
+        changed = False
         for item in items:
-            self._ingest(item, now)
-        self.recompute(now)
+            changed = self._ingest(item, now) or changed
+        if changed:
+            self.recompute(now)
 
-    def _ingest(self, item: Input, now: float) -> None:
+    def _ingest(self, item: Input, now: float) -> bool:
+        """Apply one input; whether it changed anything a decision depends on."""
         if isinstance(item, ProbeOutcome):
-            self._apply_probe(item)
-        elif isinstance(item, SessionChange):
+            return self._apply_probe(item)
+        if isinstance(item, SessionChange):
             record = self.peers.setdefault(item.peer, _PeerRecord())
-            if record.up != item.up:
-                record.up = item.up
-                record.last_change_at = time.time()
-                record.last_change_reason = item.reason
-                if self._metrics:
-                    self._metrics.peer_changed(item.peer, item.up)
-        elif isinstance(item, AddressChange):
+            if record.up == item.up:
+                return False
+            record.up = item.up
+            record.last_change_at = time.time()
+            record.last_change_reason = item.reason
+            if self._metrics:
+                self._metrics.peer_changed(item.peer, item.up)
+            return True
+        if isinstance(item, AddressChange):
             self.address_present[item.prefix] = item.present
             log.info("address_changed", prefix=item.prefix, present=item.present)
-        elif isinstance(item, DrainFileChange):
+            return True
+        if isinstance(item, DrainFileChange):
             self._drain_file_present = item.present
             log.info("drain_file_changed", path=self.config.drain.drain_file,
                      present=item.present)
@@ -384,38 +399,47 @@ class Supervisor:
                 self._start_drains(None, "drain file present", now)
             else:
                 self._undrain(None)
-        elif isinstance(item, HookFinished):
+            return True
+        if isinstance(item, HookFinished):
             drain = self.drains.get(item.prefix)
-            if drain is not None:
-                log.info("drain_hook_finished", prefix=item.prefix, ok=item.ok,
-                         outcome=item.outcome)
-                drain.hook_finished(now)
-        elif isinstance(item, ConnectionsCounted):
+            if drain is None:
+                return False
+            log.info("drain_hook_finished", prefix=item.prefix, ok=item.ok,
+                     outcome=item.outcome)
+            drain.hook_finished(now)
+            return True
+        if isinstance(item, ConnectionsCounted):
             drain = self.drains.get(item.prefix)
-            if drain is not None:
-                if drain.connections != item.count:
-                    log.info("drain_connections", prefix=item.prefix, established=item.count)
-                drain.connections_counted(now, item.count)
-        else:
+            if drain is None:
+                return False
+            if drain.connections != item.count:
+                log.info("drain_connections", prefix=item.prefix, established=item.count)
+            phase = drain.phase
+            drain.connections_counted(now, item.count)
+            return drain.phase is not phase
+        if isinstance(item, ControlRequest):
             self._apply_control(item, now)
+            return True
+        return False  # Lifecycle inputs are the run loop's business
 
-    def _apply_probe(self, item: ProbeOutcome) -> None:
+    def _apply_probe(self, item: ProbeOutcome) -> bool:
         record = self.services.get(item.service)
         if record is None:  # removed by a reload while the probe ran
-            return
+            return False
         result = item.result
         record.results.append(ProbeStatus(item.at, result.ok, result.latency, result.reason))
         if self._metrics:
             self._metrics.probe_finished(item.service, result.ok, result.latency, result.reason)
         change = record.machine.observe(result.ok, result.reason)
         if change is None:
-            return
+            return False
         record.last_change_at = item.at
         record.last_change_reason = change.reason
         log.info("service_state_changed", service=change.service, old=change.old.value,
                  new=change.new.value, reason=change.reason)
         if self._metrics:
             self._metrics.service_changed(change.service, change.new is Health.UP)
+        return True
 
     def recompute(self, now: float) -> None:
         """Decide every prefix and hand the resulting routes to the driver."""
@@ -697,32 +721,34 @@ class Supervisor:
         self.recompute(loop.time())  # everything starts withdrawn, and says so in the log
         driver_task = loop.create_task(self.driver.run())
         watcher = loop.create_task(self._watch_loop())
+        # Stop requests and a driver that ended are inputs like any other, so the loop
+        # waits on the queue alone: no tasks created and raced per input.
+        driver_task.add_done_callback(lambda _: self._inputs.put_nowait(Lifecycle.DRIVER_ENDED))
+        stopping = loop.create_task(stop.wait())
+        stopping.add_done_callback(lambda _: self._inputs.put_nowait(Lifecycle.STOP))
         try:
             self._start_probes()
-            stopping = loop.create_task(stop.wait())
-            while not stop.is_set():
-                getting = loop.create_task(self._inputs.get())
+            while True:
                 deadline = self.next_deadline()
-                timeout = None if deadline is None else max(0.0, deadline - loop.time())
-                done, _ = await asyncio.wait(
-                    {getting, stopping, driver_task},
-                    timeout=timeout,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                if getting in done:
-                    batch = [getting.result()]
-                    while not self._inputs.empty() and len(batch) < MAX_BATCH:
-                        batch.append(self._inputs.get_nowait())
-                    self.apply_batch(batch, loop.time())
-                else:
-                    getting.cancel()
-                    if not done:  # a deadline passed
-                        self.recompute(loop.time())
-                if driver_task in done:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        first = await self._inputs.get()
+                except TimeoutError:
+                    self.recompute(loop.time())  # a drain phase or dampening ran out
+                    continue
+                batch = [first]
+                while not self._inputs.empty() and len(batch) < MAX_BATCH:
+                    batch.append(self._inputs.get_nowait())
+                if Lifecycle.DRIVER_ENDED in batch and not stop.is_set():
                     driver_task.result()  # a bug in the driver: surface it
                     raise RuntimeError("the ExaBGP driver stopped unexpectedly")
-            stopping.cancel()
+                if Lifecycle.STOP in batch:
+                    break
+                self.apply_batch(
+                    [item for item in batch if not isinstance(item, Lifecycle)], loop.time()
+                )
         finally:
+            stopping.cancel()
             background = [
                 watcher,
                 *(task for _, task in self._probe_tasks.values()),

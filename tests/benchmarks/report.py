@@ -290,7 +290,8 @@ def write(results: Results, docs: Path, notes: list[str]) -> Path:
         "## 3. Ceiling: schedule lag on one core",
         "",
         "The sidecar and its ExaBGP pinned to core 1 (`taskset`); the listeners stamp probe "
-        "arrivals. The sidecar exposes no lag, so lag is measured from outside: per service, "
+        "arrivals. Lag is measured from outside (the sidecar's own histogram is on "
+        "/metrics): per service, "
         "the residual of each arrival against `first + n x interval`, above the service's "
         "least late arrival (a lower bound: the best probe counts as on time; the listener's "
         "own delay is included).",

@@ -76,29 +76,28 @@ NOTES = [
     "hash-threshold moves far more flows than RFC 2992's textbook case; the measured "
     "breaks follow the kernel-order expectation. Resilient next-hop groups would fix "
     "this but FRR 8.4 cannot install BGP routes through them.",
-    "Profile (`python -m tests.benchmarks.profiling`, py-spy 0.4.3, sidecar at 500 TCP "
-    "services, 1 s, app.py as of this run): about 47% of the sidecar's samples are in the "
-    "default thread pool running `getaddrinfo` for every probe (`loop.getaddrinfo` in "
-    "checks/tcp.py, even though the host is an IP literal), plus about 9% in the event "
-    "loop's self-pipe wake-ups those thread futures cause. Building the address directly "
-    "for IP literals (`ipaddress.ip_address`; resolve names once per interval otherwise) "
-    "should roughly halve the CPU per probe. An earlier app.py recomputed every prefix "
-    "after every probe (about 20% of samples, O(services) per probe); the batched "
-    "`apply_batch` removed most of it (`decide_prefix` is now about 3%).",
-    "CPU per probe at 50 services includes the idle cost of ExaBGP's reactor, which both "
-    "systems pay (idle rows: sidecar + ExaBGP 1.3-1.4%, healthcheck's ExaBGP alone "
-    "0.9% of a core); at 50 probes/s that alone is about 0.2-0.3 ms per probe, so the "
-    "20x target also needs a quieter idle (ExaBGP's `exabgp.reactor.speed`, the "
-    "sidecar's 1 s address poll) besides the getaddrinfo fix.",
-    "Schedule lag: the first probes are spread over a tenth of the interval only, so "
-    "every service probes in the same 100 ms burst each interval; at 2,000 services "
-    "the burst itself makes the tail late (lag p95/p99 of the order of the burst "
-    "length) while the core is only a third busy. Spreading the offsets over the whole "
-    "interval would flatten it. Proposed hook (not added: app.py "
-    "is not ours): in `_probe_loop`, observe `loop.time() - due` at each probe start into "
-    "a histogram `anycast_probe_schedule_lag_seconds` (and optionally carry it in "
-    "`ProbeOutcome`), so the benchmark could read lag from /metrics instead of from the "
-    "listeners.",
+    "Profile (`python -m tests.benchmarks.profiling`, py-spy): before this run, 47% of "
+    "the sidecar's samples at 500 services were asyncio's getaddrinfo thread pool "
+    "(called even for IP literals) and about 20% recomputing every prefix after every "
+    "probe. Both are fixed: literals skip the resolver, queued inputs are applied in one "
+    "batch, and the decision step is skipped when no state changed (most probe results "
+    "change nothing). What remains per probe is the connect itself (about a quarter of "
+    "the samples in `sock_connect`) and asyncio's scheduling around it.",
+    "CPU target (20x less per probe than healthcheck at 50 services): missed, and not "
+    "reachable by tuning alone in this design. The sidecar's per-probe cost is about "
+    "0.45-0.5 ms of Python/asyncio work around a non-blocking connect; on top, both "
+    "systems pay an ExaBGP reactor that idles at about 1% of a core, which at 50 "
+    "probes/s is 0.2 ms per probe by itself. healthcheck pays about 6.3 ms per probe "
+    "(a fork+exec of a shell). So the ratio is bounded near 8-10x at 50 services; it "
+    "grows with the number of services (the idle share shrinks) and the absolute cost "
+    "stays small (5% of a core at 50 services, 24% at 500, against an extrapolated 3 "
+    "cores for healthcheck). Reaching 20x would need a probe engine outside Python or "
+    "fewer wake-ups per probe (e.g. batching connects per tick).",
+    "Schedule lag: probes are spread over the whole interval (they used to start in "
+    "the first tenth, which made every service probe in the same 100 ms burst), and "
+    "the sidecar exports `anycast_probe_schedule_lag_seconds` on /metrics; this "
+    "benchmark still measures lag from outside, as a lower bound that includes the "
+    "listener's own delay.",
 ]
 
 
