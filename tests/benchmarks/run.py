@@ -66,6 +66,10 @@ NOTES = [
     "withdraw-p99 comparison there is noise (both systems land between fall x interval "
     "minus one interval and fall x interval, plus about 60 ms from the ExaBGP ack to "
     "leaf1's FIB). The full run (30 trials) decides that target.",
+    "At interval 1 s / fall 3 both systems withdraw on the third failed probe after the "
+    "kill, so their withdraw times are set by fall x interval and their p99s differ by "
+    "run-to-run jitter of a few ms (either may come out ahead); the p50s and the "
+    "sidecar's time split (decision -> ExaBGP ack p99 a few ms) are the meaningful part.",
     "Withdraw and announce times include the listener/FIB stamping path: `ip monitor "
     "route` read by a thread of the benchmark process (sub-millisecond).",
     "Weight change through an inbound route-map on leaf1 (`set extcommunity bandwidth`) "
