@@ -48,6 +48,7 @@ __all__ = [
     "config_warnings",
     "load_config",
     "parse_config",
+    "parse_prefix",
 ]
 
 AS_NUMBER_MAX = 4_294_967_295
@@ -83,6 +84,30 @@ class _Model(BaseModel):
     # Unknown keys are typos until proven otherwise; frozen because a running config is
     # replaced as a whole, never edited in place.
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def parse_prefix(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """A prefix as written by a user; ValueError says what is wrong with it, and how.
+
+    Shared by the config file and the status API, so both word their errors alike.
+    """
+    if "/" not in text:
+        try:
+            address = ipaddress.ip_address(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not an IPv4 or IPv6 prefix") from None
+        raise ValueError(f"{text!r} has no prefix length (e.g. {text}/{address.max_prefixlen})")
+    try:
+        network = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an IPv4 or IPv6 prefix") from None
+    try:
+        # strict=False accepted it, so the only thing strict parsing can object to is
+        # address bits beyond the prefix length.
+        ipaddress.ip_network(text, strict=True)
+    except ValueError:
+        raise ValueError(f"{text!r} has host bits set (did you mean {network}?)") from None
+    return network
 
 
 class PeerConfig(_Model):
@@ -355,25 +380,7 @@ class PrefixConfig(_Model):
     def _strict_prefix(cls, value: Any) -> Any:
         # pydantic parses with ip_network(strict=True); we only give clearer messages.
         if isinstance(value, str):
-            if "/" not in value:
-                try:
-                    address = ipaddress.ip_address(value)
-                except ValueError:
-                    raise ValueError(f"{value!r} is not an IPv4 or IPv6 prefix") from None
-                raise ValueError(
-                    f"{value!r} has no prefix length (e.g. {value}/{address.max_prefixlen})"
-                )
-            try:
-                ipaddress.ip_network(value, strict=False)
-            except ValueError:
-                raise ValueError(f"{value!r} is not an IPv4 or IPv6 prefix") from None
-            try:
-                ipaddress.ip_network(value, strict=True)
-            except ValueError:
-                network = ipaddress.ip_network(value, strict=False)
-                raise ValueError(
-                    f"{value!r} has host bits set (did you mean {network}?)"
-                ) from None
+            parse_prefix(value)
         return value
 
     @model_validator(mode="after")

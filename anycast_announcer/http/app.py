@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 import json
 import re
 import time
@@ -27,6 +26,7 @@ from typing import Any
 import structlog
 from aiohttp import hdrs, web
 
+from anycast_announcer.config import parse_prefix
 from anycast_announcer.http.openapi import (
     DRAIN_KEYS,
     MAX_PREFIXES,
@@ -297,15 +297,9 @@ def _prefixes(data: Mapping[str, Any]) -> list[str] | None:
         if len(item) > 64 or not _PREFIX_SHAPE.match(item):
             raise ApiError(422, f"{where}: {item[:64]!r} is not an IPv4 or IPv6 prefix")
         try:
-            network = ipaddress.ip_network(item, strict=False)
-        except ValueError:
-            raise ApiError(422, f"{where}: {item!r} is not an IPv4 or IPv6 prefix") from None
-        try:
-            ipaddress.ip_network(item, strict=True)
-        except ValueError:
-            raise ApiError(
-                422, f"{where}: {item!r} has host bits set (did you mean {network}?)"
-            ) from None
+            network = parse_prefix(item)
+        except ValueError as error:
+            raise ApiError(422, f"{where}: {error}") from None
         if str(network) not in result:
             result.append(str(network))
     return result
