@@ -55,6 +55,7 @@ from anycast_announcer.policy import (
     decide_prefix,
     desired_routes,
 )
+from anycast_announcer.routes import Route, RouteKey
 from anycast_announcer.status import (
     ControlResult,
     ExabgpStatus,
@@ -218,6 +219,8 @@ class Supervisor:
         self.address_present: dict[str, bool] = {}
         self.peers: dict[str, _PeerRecord] = {}
         self.decisions: dict[str, PrefixDecision] = {}
+        self.routes: dict[RouteKey, Route] = {}
+        """The routes last handed to the driver; /status shows exactly these."""
         self.drains: dict[str, PrefixDrain] = {}
         self.dampening: dict[str, PrefixDampening] = {}
         self._health_announce: dict[str, bool] = {}
@@ -472,7 +475,8 @@ class Supervisor:
             self.decisions[name] = decision
             self._sync_drain_worker(prefix, drain)
         sessions_up = {peer for peer, record in self.peers.items() if record.up}
-        self.driver.set_desired(desired_routes(self.config, self.decisions, sessions_up))
+        self.routes = desired_routes(self.config, self.decisions, sessions_up)
+        self.driver.set_desired(self.routes)
 
     def next_deadline(self) -> float | None:
         """The earliest moment timed state changes by itself."""
@@ -644,8 +648,7 @@ class Supervisor:
             )
             for spec in self.config.services
         )
-        sessions_up = {peer for peer, record in self.peers.items() if record.up}
-        routes = desired_routes(self.config, self.decisions, sessions_up)
+        routes = self.routes
         loop_now = asyncio.get_running_loop().time()
         prefixes = []
         for prefix in self.config.prefixes:
@@ -763,7 +766,8 @@ class Supervisor:
         self.decisions = {
             name: PrefixDecision(name, False, "shutting down") for name in self.decisions
         }
-        self.driver.set_desired({})
+        self.routes = {}
+        self.driver.set_desired(self.routes)
         synced = True
         try:
             async with asyncio.timeout(WITHDRAW_ACK_TIMEOUT):
