@@ -246,7 +246,7 @@ class TestReload:
         assert driver.desired == before
         assert supervisor.status().last_reload_error is not None
 
-    async def test_new_prefix_and_removed_service(
+    async def test_added_prefix_leaves_the_others_alone(
         self, write_config: Callable[[dict[str, Any]], Path]
     ) -> None:
         """A partial change: one prefix added, nothing else moves."""
