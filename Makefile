@@ -35,6 +35,7 @@ deps: system-deps venv
 
 lint: venv
 	$(BIN)/ruff check anycast_announcer tests
+	$(BIN)/ruff format --check anycast_announcer tests
 	$(BIN)/mypy anycast_announcer
 
 unit: venv

@@ -255,9 +255,7 @@ class Supervisor:
         peers = {str(peer.address) for peer in config.bgp.peers}
         self.peers = {p: self.peers.get(p, _PeerRecord()) for p in sorted(peers)}
         names = [str(prefix.prefix) for prefix in config.prefixes]
-        self.drains = {
-            name: self.drains.get(name) or PrefixDrain(config.drain) for name in names
-        }
+        self.drains = {name: self.drains.get(name) or PrefixDrain(config.drain) for name in names}
         for drain in self.drains.values():
             drain.configure(config.drain)
         self.dampening = {
@@ -267,9 +265,7 @@ class Supervisor:
         for name, prefix in zip(names, config.prefixes, strict=True):
             self.dampening[name].configure(prefix.dampening)
         self.decisions = {n: d for n, d in self.decisions.items() if n in self.drains}
-        self.address_present = {
-            n: p for n, p in self.address_present.items() if n in self.drains
-        }
+        self.address_present = {n: p for n, p in self.address_present.items() if n in self.drains}
 
     # -- inputs --------------------------------------------------------------------------
 
@@ -396,8 +392,7 @@ class Supervisor:
             return True
         if isinstance(item, DrainFileChange):
             self._drain_file_present = item.present
-            log.info("drain_file_changed", path=self.config.drain.drain_file,
-                     present=item.present)
+            log.info("drain_file_changed", path=self.config.drain.drain_file, present=item.present)
             if item.present:
                 self._start_drains(None, "drain file present", now)
             else:
@@ -407,8 +402,7 @@ class Supervisor:
             drain = self.drains.get(item.prefix)
             if drain is None:
                 return False
-            log.info("drain_hook_finished", prefix=item.prefix, ok=item.ok,
-                     outcome=item.outcome)
+            log.info("drain_hook_finished", prefix=item.prefix, ok=item.ok, outcome=item.outcome)
             drain.hook_finished(now)
             return True
         if isinstance(item, ConnectionsCounted):
@@ -438,8 +432,13 @@ class Supervisor:
             return False
         record.last_change_at = item.at
         record.last_change_reason = change.reason
-        log.info("service_state_changed", service=change.service, old=change.old.value,
-                 new=change.new.value, reason=change.reason)
+        log.info(
+            "service_state_changed",
+            service=change.service,
+            old=change.old.value,
+            new=change.new.value,
+            reason=change.reason,
+        )
         if self._metrics:
             self._metrics.service_changed(change.service, change.new is Health.UP)
         return True
@@ -463,12 +462,16 @@ class Supervisor:
             decision = apply_operations(health, drain.phase, drain.reason, dampened_for)
             previous = self.decisions.get(name)
             if previous is None or (previous.state, previous.graceful_shutdown) != (
-                decision.state, decision.graceful_shutdown
+                decision.state,
+                decision.graceful_shutdown,
             ):
                 log.info(
-                    "prefix_state_changed", prefix=name,
-                    old=previous.state if previous else "unknown", new=decision.state,
-                    reason=decision.reason, graceful_shutdown=decision.graceful_shutdown,
+                    "prefix_state_changed",
+                    prefix=name,
+                    old=previous.state if previous else "unknown",
+                    new=decision.state,
+                    reason=decision.reason,
+                    graceful_shutdown=decision.graceful_shutdown,
                 )
                 if self._metrics and (previous is None or previous.announce != decision.announce):
                     self._metrics.prefix_changed(name, decision.announce)
@@ -543,8 +546,9 @@ class Supervisor:
         except ConfigError as error:
             self.last_reload_error = error.render()
             log.error("reload_rejected", problems=error.problems)
-            return ControlResult(False, "invalid configuration, nothing changed:\n"
-                                 + error.render())
+            return ControlResult(
+                False, "invalid configuration, nothing changed:\n" + error.render()
+            )
         self.last_reload_error = None
         if new == self.config:
             return ControlResult(True, "configuration unchanged")
@@ -599,14 +603,18 @@ class Supervisor:
             drain = self.drains.get(name)
             if drain is None or not isinstance(entry, dict):
                 continue
-            drain.restore_withdrawn(now, str(entry.get("reason") or "restored"),
-                                    float(entry.get("started_at") or time.time()))
+            drain.restore_withdrawn(
+                now,
+                str(entry.get("reason") or "restored"),
+                float(entry.get("started_at") or time.time()),
+            )
             log.info("drain_restored", prefix=name, reason=drain.reason)
 
     # -- Control (the operator surface's view) -------------------------------------------
 
-    async def _request(self, action: str, prefixes: list[str] | None,
-                       reason: str = "") -> ControlResult:
+    async def _request(
+        self, action: str, prefixes: list[str] | None, reason: str = ""
+    ) -> ControlResult:
         reply: asyncio.Future[ControlResult] = asyncio.get_running_loop().create_future()
         self._inputs.put_nowait(ControlRequest(action, prefixes, reason, reply))
         return await reply
@@ -800,8 +808,7 @@ class Supervisor:
             except AddressError as error:
                 log.error("address_remove_failed", prefix=str(prefix.prefix), error=str(error))
             else:
-                log.info("address_removed", prefix=str(prefix.prefix),
-                         interface=prefix.interface)
+                log.info("address_removed", prefix=str(prefix.prefix), interface=prefix.interface)
         self._added_addresses.clear()
 
 
@@ -826,7 +833,9 @@ async def _serve(
             prober,
             addresses,
             lambda on_session: ExabgpDriver(
-                config.bgp, config.exabgp, on_session,
+                config.bgp,
+                config.exabgp,
+                on_session,
                 on_restart=metrics.exabgp_restarted if metrics else None,
             ),
             config_path=config_path,
@@ -842,8 +851,13 @@ async def _serve(
             reload.add_done_callback(reloads.discard)
 
         loop.add_signal_handler(signal.SIGHUP, on_hangup)
-        log.info("sidecar_started", version=__version__, services=len(config.services),
-                 prefixes=len(config.prefixes), peers=len(config.bgp.peers))
+        log.info(
+            "sidecar_started",
+            version=__version__,
+            services=len(config.services),
+            prefixes=len(config.prefixes),
+            peers=len(config.bgp.peers),
+        )
         async with http(supervisor):
             await supervisor.run(stop)
     log.info("sidecar_stopped")

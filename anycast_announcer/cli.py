@@ -117,7 +117,12 @@ def _remote(args: argparse.Namespace) -> int:
             body["reason"] = args.reason
     try:
         answer = call(
-            method, path, url=args.url, unix_socket=args.socket, token=token, body=body,
+            method,
+            path,
+            url=args.url,
+            unix_socket=args.socket,
+            token=token,
+            body=body,
             timeout=args.timeout,
         )
     except ValueError as error:

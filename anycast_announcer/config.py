@@ -65,6 +65,7 @@ Name = Annotated[
     ),
 ]
 
+
 def _address_text(value: Any) -> Any:
     # pydantic would read 1 as 0.0.0.1 and true as 0.0.0.1: an address must be written out.
     if isinstance(value, bool | int | float):
@@ -510,8 +511,7 @@ def _cross_reference_problems(config: Config) -> Iterator[str]:
                 f"bgp.peers entry is, so it could never be announced"
             )
         if config.allowed_prefixes is not None and not any(
-            prefix.prefix.version == allowed.version
-            and prefix.prefix.subnet_of(allowed)  # type: ignore[arg-type]  # same version checked
+            prefix.prefix.version == allowed.version and prefix.prefix.subnet_of(allowed)  # type: ignore[arg-type]  # same version checked
             for allowed in config.allowed_prefixes
         ):
             yield f"{where}.prefix: {prefix.prefix} is outside allowed_prefixes"
@@ -663,8 +663,10 @@ def parse_config(text: str, source: str = "<config>") -> Config:
         # Its str() spans two lines; the character and offset are what the user needs.
         raise ConfigError(
             source,
-            [f"invalid YAML: character #x{exc.character:04x} at offset {exc.position} "
-             "is not allowed"],
+            [
+                f"invalid YAML: character #x{exc.character:04x} at offset {exc.position} "
+                "is not allowed"
+            ],
         ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(source, [f"invalid YAML: {exc}"]) from None

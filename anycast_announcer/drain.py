@@ -75,8 +75,8 @@ class PrefixDrain:
         self.reason = reason
         self.started_at = now
         self.connections = None
-        first = DrainPhase.HOOK if self._settings.hook is not None else (
-            DrainPhase.WAITING_CONNECTIONS
+        first = (
+            DrainPhase.HOOK if self._settings.hook is not None else (DrainPhase.WAITING_CONNECTIONS)
         )
         self._enter(first, now)
         return True

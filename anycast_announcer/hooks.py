@@ -51,9 +51,10 @@ async def _run_command(hook: CommandHook) -> tuple[bool, str]:
 
 async def _call_url(hook: HttpHook) -> tuple[bool, str]:
     try:
-        async with aiohttp.ClientSession() as session, session.request(
-            hook.method, hook.url, allow_redirects=False
-        ) as response:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(hook.method, hook.url, allow_redirects=False) as response,
+        ):
             return 200 <= response.status < 300, f"http status {response.status}"
     except aiohttp.ClientError as exc:
         return False, f"http error: {type(exc).__name__}"

@@ -77,7 +77,9 @@ class NetlinkAddresses:
             raise AddressError(f"cannot add {network}: interface {interface} does not exist")
         try:
             await self._ipr.addr(
-                "add", index=index, address=str(network.network_address),
+                "add",
+                index=index,
+                address=str(network.network_address),
                 prefixlen=network.max_prefixlen,
             )
         except NetlinkError as exc:
@@ -96,7 +98,9 @@ class NetlinkAddresses:
             return
         try:
             await self._ipr.addr(
-                "del", index=index, address=str(network.network_address),
+                "del",
+                index=index,
+                address=str(network.network_address),
                 prefixlen=network.max_prefixlen,
             )
         except NetlinkError as exc:

@@ -15,17 +15,19 @@ import structlog
 
 __all__ = ["configure_logging"]
 
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-           "error": logging.ERROR}
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 
 def configure_logging(
     output_format: Literal["auto", "json", "console"] = "auto", level: str = "info"
 ) -> None:
     """Configure structlog for the process (idempotent)."""
-    use_console = output_format == "console" or (
-        output_format == "auto" and sys.stderr.isatty()
-    )
+    use_console = output_format == "console" or (output_format == "auto" and sys.stderr.isatty())
     renderer: structlog.typing.Processor = (
         structlog.dev.ConsoleRenderer(colors=False)
         if use_console

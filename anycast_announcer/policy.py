@@ -103,7 +103,9 @@ def apply_operations(
         )
     if health.announce and dampened_for is not None:
         return PrefixDecision(
-            name, False, f"dampened after flapping; released in {dampened_for:.0f}s",
+            name,
+            False,
+            f"dampened after flapping; released in {dampened_for:.0f}s",
             state="dampened",
         )
     return health

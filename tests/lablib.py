@@ -1,12 +1,12 @@
 """Helpers for tests that need a lab: unique names, a deploy-and-always-destroy context, polling.
 
-    from tests.lablib import SINGLE_LEAF, deployed, require_lab_host, wait_until
+from tests.lablib import SINGLE_LEAF, deployed, require_lab_host, wait_until
 
-    def test_something() -> None:
-        require_lab_host()
-        with deployed(SINGLE_LEAF) as lab:
-            wait_until(lambda: "10.255.0.1/32" in lab.vtysh("leaf1", "show ip route"),
-                       timeout=10, message="leaf1 never learnt the anycast route")
+def test_something() -> None:
+    require_lab_host()
+    with deployed(SINGLE_LEAF) as lab:
+        wait_until(lambda: "10.255.0.1/32" in lab.vtysh("leaf1", "show ip route"),
+                   timeout=10, message="leaf1 never learnt the anycast route")
 """
 
 from __future__ import annotations
@@ -63,8 +63,9 @@ def require_lab_host() -> None:
 
 
 @contextmanager
-def deployed(topology_path: str | Path, *, name: str | None = None,
-             **deploy_kwargs: Any) -> Iterator[Lab]:
+def deployed(
+    topology_path: str | Path, *, name: str | None = None, **deploy_kwargs: Any
+) -> Iterator[Lab]:
     """Deploy a lab under a unique name and destroy it on the way out, whatever happened."""
     lab = Lab(Topology.load(topology_path), name=name or unique_lab_name())
     try:
@@ -74,8 +75,9 @@ def deployed(topology_path: str | Path, *, name: str | None = None,
         lab.destroy()
 
 
-def wait_until(predicate: Callable[[], T], timeout: float, message: str,
-               interval: float = 0.2) -> T:
+def wait_until(
+    predicate: Callable[[], T], timeout: float, message: str, interval: float = 0.2
+) -> T:
     """Poll ``predicate`` until it returns something truthy and return that.
 
     Raises AssertionError with ``message`` and the last value (or exception) seen

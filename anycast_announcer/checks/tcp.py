@@ -47,9 +47,7 @@ async def _resolve(host: str, port: int) -> list[tuple[int, Any]]:
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
-        found = await asyncio.get_running_loop().getaddrinfo(
-            host, port, type=socket.SOCK_STREAM
-        )
+        found = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
         return [(family, sockaddr) for family, _, _, _, sockaddr in found]
     if address.version == 4:
         return [(socket.AF_INET, (host, port))]

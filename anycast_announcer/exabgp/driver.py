@@ -189,11 +189,16 @@ class ExabgpDriver:
                         self._on_restart()
                     if self._restart_now:
                         self._restart_now = False
-                        log.info("exabgp_restarting", in_seconds=0, restarts=self._restarts,
-                                 reason="reconfigured")
+                        log.info(
+                            "exabgp_restarting",
+                            in_seconds=0,
+                            restarts=self._restarts,
+                            reason="reconfigured",
+                        )
                         continue
-                    log.info("exabgp_restarting", in_seconds=round(backoff, 3),
-                             restarts=self._restarts)
+                    log.info(
+                        "exabgp_restarting", in_seconds=round(backoff, 3), restarts=self._restarts
+                    )
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, self._settings.restart_backoff_max)
             finally:
@@ -316,8 +321,13 @@ class ExabgpDriver:
             self._sessions_up.discard(peer)
         is_up = peer in self._sessions_up
         if was_up != is_up:
-            log.info("bgp_session_changed", peer=peer, old="up" if was_up else "down",
-                     new="up" if is_up else "down", reason=reason or state)
+            log.info(
+                "bgp_session_changed",
+                peer=peer,
+                old="up" if was_up else "down",
+                new="up" if is_up else "down",
+                reason=reason or state,
+            )
             self._on_session(peer, is_up, reason or state)
         self._changed.set()
 
@@ -338,8 +348,10 @@ class ExabgpDriver:
                 # A session that just went down is still in the desired set until the
                 # supervisor hears of it; announcing into it would only be acked and
                 # logged as announced. The session's "up" triggers the real send.
-                or (command.key.peer in self._sessions_up
-                    and self._rejected.get(command.key) != command.route)
+                or (
+                    command.key.peer in self._sessions_up
+                    and self._rejected.get(command.key) != command.route
+                )
             ]
             if commands:
                 await self._send_batch(writer, commands)
@@ -367,7 +379,9 @@ class ExabgpDriver:
                 self._rejected.pop(command.key, None)
                 log.info(
                     "route_announced" if command.route else "route_withdrawn",
-                    peer=command.key.peer, prefix=command.key.prefix, command=command.line,
+                    peer=command.key.peer,
+                    prefix=command.key.prefix,
+                    command=command.line,
                 )
             else:
                 # Our encoding produced something ExaBGP refused: a bug of ours, not the
@@ -391,8 +405,9 @@ class ExabgpDriver:
         self._synced.clear()
         for peer in sorted(self._sessions_up):
             self._sessions_up.discard(peer)
-            log.info("bgp_session_changed", peer=peer, old="up", new="down",
-                     reason="exabgp stopped")
+            log.info(
+                "bgp_session_changed", peer=peer, old="up", new="down", reason="exabgp stopped"
+            )
             self._on_session(peer, False, "exabgp stopped")
 
     async def _kill_process(self, grace: float) -> None:

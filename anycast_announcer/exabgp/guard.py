@@ -22,8 +22,10 @@ _PR_SET_PDEATHSIG = 1
 def main() -> int:
     """Arm the death signal, check the parent, exec the program."""
     if len(sys.argv) < 3 or not sys.argv[1].isdigit():
-        print("usage: python -m anycast_announcer.exabgp.guard PARENT_PID PROGRAM [ARGS...]",
-              file=sys.stderr)
+        print(
+            "usage: python -m anycast_announcer.exabgp.guard PARENT_PID PROGRAM [ARGS...]",
+            file=sys.stderr,
+        )
         return 2
     parent = int(sys.argv[1])
     libc = ctypes.CDLL(None, use_errno=True)

@@ -70,9 +70,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class ApiError(Exception):
     """A client error with its status code; turned into JSON by the middleware."""
 
-    def __init__(
-        self, status: int, message: str, headers: Mapping[str, str] | None = None
-    ) -> None:
+    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -201,9 +199,7 @@ def _authorize(request: web.Request) -> None:
             {hdrs.WWW_AUTHENTICATE: 'Bearer realm="anycast-announcer"'},
         )
     # Bytes, because compare_digest refuses non-ASCII str; a wrong token may hold anything.
-    if not hmac.compare_digest(
-        presented.strip().encode("utf-8", "replace"), token.encode("utf-8")
-    ):
+    if not hmac.compare_digest(presented.strip().encode("utf-8", "replace"), token.encode("utf-8")):
         raise ApiError(
             401,
             "invalid bearer token",
@@ -243,9 +239,7 @@ async def _json_body(request: web.Request, allowed: tuple[str, ...]) -> dict[str
     raw = await request.read()  # raises 413 above client_max_size
     if not raw:
         return {}
-    if request.content_type != "application/json" and not request.content_type.endswith(
-        "+json"
-    ):
+    if request.content_type != "application/json" and not request.content_type.endswith("+json"):
         raise ApiError(
             415,
             f"the body must be application/json (got {request.content_type}); "

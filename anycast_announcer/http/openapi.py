@@ -277,7 +277,7 @@ def openapi_document() -> Schema:
             "description": (
                 "Status and control of the anycast-announcer sidecar. Reads are open; "
                 "drain, undrain and reload need 'Authorization: Bearer <token>' with the "
-                "token from http.token_file. Every error is JSON {\"error\": \"...\"}."
+                'token from http.token_file. Every error is JSON {"error": "..."}.'
             ),
         },
         "paths": {

@@ -48,7 +48,14 @@ td.mono { font-family: ui-monospace, monospace; }
 """
 
 _KNOWN_STATES = {
-    "announced", "withdrawn", "draining", "drained", "dampened", "up", "down", "unknown",
+    "announced",
+    "withdrawn",
+    "draining",
+    "drained",
+    "dampened",
+    "up",
+    "down",
+    "unknown",
 }
 
 

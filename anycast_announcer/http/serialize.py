@@ -100,9 +100,7 @@ def _prefix(prefix: PrefixStatus) -> JsonObject:
         "drain_reason": prefix.drain_reason,
         "established_connections": prefix.established_connections,
         "dampening_penalty": _number(prefix.dampening_penalty),
-        "routes": {
-            str(peer): _plain(attributes) for peer, attributes in prefix.routes.items()
-        },
+        "routes": {str(peer): _plain(attributes) for peer, attributes in prefix.routes.items()},
     }
 
 

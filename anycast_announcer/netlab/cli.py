@@ -20,8 +20,10 @@ EXIT_USAGE = 2
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit status."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:
         lab = Lab.from_file(args.topo, name=args.name)
         return int(args.handler(lab, args))
@@ -36,7 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="anycast-netlab",
-        description="Run containerlab topology files on Linux network namespaces (no Docker).")
+        description="Run containerlab topology files on Linux network namespaces (no Docker).",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
@@ -47,18 +50,28 @@ def _parser() -> argparse.ArgumentParser:
         return sub
 
     deploy = verb("deploy", "create the namespaces, links, exec commands and FRR routers")
-    deploy.epilog = ("A node that binds /etc/frr/frr.conf runs FRR (daemons from its bound "
-                     "/etc/frr/daemons). There are no containers: in cmd and exec, arguments "
-                     "naming a bind's container path (or a path under it, or after '=') are "
-                     "replaced by the bind's host source.")
-    deploy.add_argument("--no-cmd", action="store_true",
-                        help="do not start the nodes' cmd processes")
-    deploy.add_argument("--wait-timeout", type=float, default=60.0, metavar="SECONDS",
-                        help="how long to wait for BGP sessions (default: %(default)s)")
-    deploy.add_argument("--wait-bgp", choices=[w.value for w in BgpWait],
-                        default=BgpWait.ROUTERS.value,
-                        help="which BGP sessions must be Established: between routers "
-                             "(default), all, or none")
+    deploy.epilog = (
+        "A node that binds /etc/frr/frr.conf runs FRR (daemons from its bound "
+        "/etc/frr/daemons). There are no containers: in cmd and exec, arguments "
+        "naming a bind's container path (or a path under it, or after '=') are "
+        "replaced by the bind's host source."
+    )
+    deploy.add_argument(
+        "--no-cmd", action="store_true", help="do not start the nodes' cmd processes"
+    )
+    deploy.add_argument(
+        "--wait-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long to wait for BGP sessions (default: %(default)s)",
+    )
+    deploy.add_argument(
+        "--wait-bgp",
+        choices=[w.value for w in BgpWait],
+        default=BgpWait.ROUTERS.value,
+        help="which BGP sessions must be Established: between routers (default), all, or none",
+    )
     deploy.set_defaults(handler=_deploy)
 
     inspect = verb("inspect", "show nodes, namespaces, processes and addresses")
@@ -77,10 +90,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def _deploy(lab: Lab, args: argparse.Namespace) -> int:
     started = time.monotonic()
-    lab.deploy(start_cmds=not args.no_cmd, wait_timeout=args.wait_timeout,
-               wait_bgp=BgpWait(args.wait_bgp))
-    print(f"lab {lab.name} deployed in {time.monotonic() - started:.1f}s "
-          f"({len(lab.topology.nodes)} nodes, {len(lab.topology.links)} links)")
+    lab.deploy(
+        start_cmds=not args.no_cmd, wait_timeout=args.wait_timeout, wait_bgp=BgpWait(args.wait_bgp)
+    )
+    print(
+        f"lab {lab.name} deployed in {time.monotonic() - started:.1f}s "
+        f"({len(lab.topology.nodes)} nodes, {len(lab.topology.links)} links)"
+    )
     return 0
 
 
@@ -115,8 +131,9 @@ def _inspect(lab: Lab, args: argparse.Namespace) -> int:
         rows.append((s.node, s.namespace, s.kind, s.state, procs or "-", addrs or "-"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  "
-              + row[-1])
+        print(
+            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1]
+        )
     return 0
 
 
@@ -128,8 +145,7 @@ def _status_json(status: NodeStatus) -> dict[str, object]:
         "image": status.image,
         "router": status.router,
         "state": status.state,
-        "processes": [{"name": p.name, "pid": p.pid, "alive": p.alive}
-                      for p in status.processes],
+        "processes": [{"name": p.name, "pid": p.pid, "alive": p.alive} for p in status.processes],
         "addresses": [{"interface": i, "address": a} for i, a in status.addresses],
     }
 

@@ -61,7 +61,10 @@ LABS = {
         victim_router="leaf1",
     ),
     "single-leaf": DemoLab(
-        "single-leaf", {"srv1": 10, "srv2": 1}, ("leaf1",), victim="srv2",
+        "single-leaf",
+        {"srv1": 10, "srv2": 1},
+        ("leaf1",),
+        victim="srv2",
         victim_router="leaf1",
     ),
 }
@@ -93,8 +96,16 @@ def _next_hops(lab: Lab, router: str) -> int:
 def _shares(lab: Lab) -> dict[str, Any]:
     output = lab.run(
         "client",
-        [sys.executable, "-m", "anycast_announcer.netlab.traffic", "shares",
-         "--target", "10.255.0.1:8080", "--count", str(CONNECTIONS)],
+        [
+            sys.executable,
+            "-m",
+            "anycast_announcer.netlab.traffic",
+            "shares",
+            "--target",
+            "10.255.0.1:8080",
+            "--count",
+            str(CONNECTIONS),
+        ],
         timeout=180,
     ).stdout
     result: dict[str, Any] = json.loads(output)
@@ -109,8 +120,10 @@ def _print_state(lab: Lab, demo: DemoLab, alive: dict[str, float]) -> None:
     shares = _shares(lab)
     answers = shares["answers"]
     total = sum(alive.values())
-    _say(f"\n  {'server':8} {'bandwidth':>10} {'expected share':>15} "
-         f"{'measured share of ' + str(CONNECTIONS) + ' connections':>40}")
+    _say(
+        f"\n  {'server':8} {'bandwidth':>10} {'expected share':>15} "
+        f"{'measured share of ' + str(CONNECTIONS) + ' connections':>40}"
+    )
     for server, gbps in demo.servers.items():
         expected = 100 * alive.get(server, 0) / total if total else 0.0
         measured = 100 * answers.get(server, 0) / CONNECTIONS
@@ -123,14 +136,28 @@ def _start_servers(lab: Lab, demo: DemoLab, logs: Path) -> dict[str, subprocess.
     for server in demo.servers:
         services[server] = lab.popen(
             server,
-            [sys.executable, "-m", "anycast_announcer.netlab.service", "--name", server,
-             "--listen", "10.255.0.1:8080", "--listen", "[fd00:255::1]:8080"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                sys.executable,
+                "-m",
+                "anycast_announcer.netlab.service",
+                "--name",
+                server,
+                "--listen",
+                "10.255.0.1:8080",
+                "--listen",
+                "[fd00:255::1]:8080",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         with (logs / f"{server}.log").open("wb") as log:
             lab.popen(
                 server,
                 [sys.executable, "-m", "anycast_announcer", "run", "-c", str(demo.config(server))],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
     return services
 
 
@@ -139,8 +166,10 @@ def run(demo: DemoLab) -> int:
     lab = Lab.from_file(demo.topology, name=f"demo{secrets.token_hex(2)}")
     logs = Path(tempfile.mkdtemp(prefix="anycast-demo-"))
     try:
-        _say(f"== deploying {demo.topology.relative_to(REPO_ROOT)} as lab {lab.name} "
-             "(network namespaces, FRR on every router)")
+        _say(
+            f"== deploying {demo.topology.relative_to(REPO_ROOT)} as lab {lab.name} "
+            "(network namespaces, FRR on every router)"
+        )
         lab.deploy()
         services = _start_servers(lab, demo, logs)
         summary = ", ".join(f"{s} {g:g}G" for s, g in demo.servers.items())
@@ -150,8 +179,10 @@ def run(demo: DemoLab) -> int:
             "every server in the fabric",
             lambda: _shares_ready(lab, demo),
         )
-        _say(f"   every router converged {elapsed:.1f}s after start "
-             f"({_next_hops(lab, nearest)} next hops on {nearest})\n")
+        _say(
+            f"   every router converged {elapsed:.1f}s after start "
+            f"({_next_hops(lab, nearest)} next hops on {nearest})\n"
+        )
         _print_state(lab, demo, dict(demo.servers))
 
         _say(f"\n== killing the service on {demo.victim}: its sidecar withdraws the prefix")
@@ -162,14 +193,17 @@ def run(demo: DemoLab) -> int:
             f"{demo.victim}'s withdrawal on {demo.victim_router}",
             lambda: _next_hops(lab, demo.victim_router) < before,
         )
-        _say(f"   {demo.victim_router} dropped {demo.victim} {elapsed:.2f}s after the kill "
-             "(probe interval 0.5 s x fall 2 + timeout 0.25 s, then BGP)\n")
+        _say(
+            f"   {demo.victim_router} dropped {demo.victim} {elapsed:.2f}s after the kill "
+            "(probe interval 0.5 s x fall 2 + timeout 0.25 s, then BGP)\n"
+        )
         alive = {s: g for s, g in demo.servers.items() if s != demo.victim}
         _wait("the fabric to settle", lambda: _shares_ready(lab, demo, alive), timeout=30)
         _print_state(lab, demo, alive)
         _say(f"\n{demo.victim}# anycast-announcer status")
-        status = lab.run(demo.victim, [sys.executable, "-m", "anycast_announcer", "status"],
-                         check=False)
+        status = lab.run(
+            demo.victim, [sys.executable, "-m", "anycast_announcer", "status"], check=False
+        )
         for line in (status.stdout or status.stderr).splitlines():
             _say("    " + line)
         _say(f"\n   sidecar logs (JSON lines): {logs}")
@@ -185,12 +219,22 @@ def run(demo: DemoLab) -> int:
 def _shares_ready(lab: Lab, demo: DemoLab, alive: dict[str, float] | None = None) -> bool:
     """Every live server answers a handful of connections, and no other does."""
     alive = alive if alive is not None else demo.servers
-    result = json.loads(lab.run(
-        "client",
-        [sys.executable, "-m", "anycast_announcer.netlab.traffic", "shares",
-         "--target", "10.255.0.1:8080", "--count", "200"],
-        timeout=60,
-    ).stdout)
+    result = json.loads(
+        lab.run(
+            "client",
+            [
+                sys.executable,
+                "-m",
+                "anycast_announcer.netlab.traffic",
+                "shares",
+                "--target",
+                "10.255.0.1:8080",
+                "--count",
+                "200",
+            ],
+            timeout=60,
+        ).stdout
+    )
     return result["failed"] == 0 and set(result["answers"]) == set(alive)
 
 

@@ -106,8 +106,9 @@ class Lab:
     topology: Topology
     name: str = ""
     run_root: Path = RUN_ROOT
-    _children: dict[int, subprocess.Popen[Any]] = field(default_factory=dict, init=False,
-                                                        repr=False, compare=False)
+    _children: dict[int, subprocess.Popen[Any]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         self.name = validate_lab_name(self.name or self.topology.name)
@@ -141,8 +142,13 @@ class Lab:
 
     # -- lifecycle -------------------------------------------------------------
 
-    def deploy(self, *, start_cmds: bool = False, wait_timeout: float = 60.0,
-               wait_bgp: BgpWait = BgpWait.ROUTERS) -> None:
+    def deploy(
+        self,
+        *,
+        start_cmds: bool = False,
+        wait_timeout: float = 60.0,
+        wait_bgp: BgpWait = BgpWait.ROUTERS,
+    ) -> None:
         """Build the lab; on any failure remove what was made and re-raise.
 
         Returns once every router answers vtysh and the BGP sessions selected by
@@ -153,8 +159,10 @@ class Lab:
         self._check_bind_sources()
         present = [ns for ns in self.namespaces() if _ns_exists(ns)]
         if present:
-            raise LabError(f"lab {self.name} is already deployed (namespace {present[0]} "
-                           "exists); destroy it first")
+            raise LabError(
+                f"lab {self.name} is already deployed (namespace {present[0]} "
+                "exists); destroy it first"
+            )
         started = time.monotonic()
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -168,8 +176,21 @@ class Lab:
                 ns_a, ns_b = self.ns(link.a.node), self.ns(link.b.node)
                 # Created straight inside the namespaces: no temporary names in the
                 # root namespace that could collide with another lab or be left behind.
-                _ip("link", "add", "name", link.a.interface, "netns", ns_a, "type", "veth",
-                    "peer", "name", link.b.interface, "netns", ns_b)
+                _ip(
+                    "link",
+                    "add",
+                    "name",
+                    link.a.interface,
+                    "netns",
+                    ns_a,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    link.b.interface,
+                    "netns",
+                    ns_b,
+                )
                 _ip("-n", ns_a, "link", "set", link.a.interface, "up")
                 _ip("-n", ns_b, "link", "set", link.b.interface, "up")
             for spec in self.topology.nodes.values():
@@ -218,22 +239,37 @@ class Lab:
 
     # -- using a deployed lab ----------------------------------------------------
 
-    def run(self, node: str, argv: Sequence[str], *, check: bool = True,
-            timeout: float | None = 60.0, input: str | None = None,
-            env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        self,
+        node: str,
+        argv: Sequence[str],
+        *,
+        check: bool = True,
+        timeout: float | None = 60.0,
+        input: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
         """Run ``argv`` in the node's namespace and capture its output as text."""
-        result = _run(self._netns_argv(node, argv), check=False, timeout=timeout, input=input,
-                      env=self._env(node, env))
+        result = _run(
+            self._netns_argv(node, argv),
+            check=False,
+            timeout=timeout,
+            input=input,
+            env=self._env(node, env),
+        )
         if check and result.returncode != 0:
-            raise LabError(f"node {node}: {' '.join(argv)} exited with {result.returncode}: "
-                           f"{result.stderr.strip() or result.stdout.strip()}")
+            raise LabError(
+                f"node {node}: {' '.join(argv)} exited with {result.returncode}: "
+                f"{result.stderr.strip() or result.stdout.strip()}"
+            )
         return result
 
     def popen(self, node: str, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
         """Start ``argv`` inside the node's namespace; :meth:`destroy` kills it."""
         env = kwargs.pop("env", None)
         proc: subprocess.Popen[Any] = subprocess.Popen(
-            self._netns_argv(node, argv), env=self._env(node, env), **kwargs)
+            self._netns_argv(node, argv), env=self._env(node, env), **kwargs
+        )
         self._children[proc.pid] = proc
         self._track(node, argv[0], proc.pid)
         return proc
@@ -244,8 +280,10 @@ class Lab:
         result = _run(["vtysh", "-N", ns, "-c", command], check=False, timeout=timeout)
         if result.returncode != 0:
             detail = (result.stdout + result.stderr).strip().splitlines()
-            raise LabError(f"node {node}: vtysh -c {command!r} exited with {result.returncode}: "
-                           f"{detail[-1] if detail else 'no output'}")
+            raise LabError(
+                f"node {node}: vtysh -c {command!r} exited with {result.returncode}: "
+                f"{detail[-1] if detail else 'no output'}"
+            )
         return result.stdout
 
     def vtysh_json(self, node: str, command: str, *, timeout: float = 30.0) -> Any:
@@ -254,8 +292,9 @@ class Lab:
         try:
             return json.loads(text)
         except json.JSONDecodeError:
-            raise LabError(f"node {node}: vtysh -c {command!r} did not return JSON: "
-                           f"{text[:200]!r}") from None
+            raise LabError(
+                f"node {node}: vtysh -c {command!r} did not return JSON: {text[:200]!r}"
+            ) from None
 
     def addresses(self, node: str) -> list[tuple[str, str]]:
         """(interface, address/prefix) of the node, without loopback and link-local ones."""
@@ -271,13 +310,23 @@ class Lab:
         for node in self.topology.nodes.values():
             ns = self.ns(node.name)
             present = _ns_exists(ns)
-            procs = tuple(ProcessStatus(node=p.node, name=p.name, pid=p.pid,
-                                        alive=_alive(p.pid, p.start))
-                          for p in tracked if p.node == node.name)
-            statuses.append(NodeStatus(
-                node=node.name, namespace=ns, kind=node.kind, image=node.image,
-                router=node.is_router, namespace_present=present, processes=procs,
-                addresses=tuple(self.addresses(node.name)) if present else ()))
+            procs = tuple(
+                ProcessStatus(node=p.node, name=p.name, pid=p.pid, alive=_alive(p.pid, p.start))
+                for p in tracked
+                if p.node == node.name
+            )
+            statuses.append(
+                NodeStatus(
+                    node=node.name,
+                    namespace=ns,
+                    kind=node.kind,
+                    image=node.image,
+                    router=node.is_router,
+                    namespace_present=present,
+                    processes=procs,
+                    addresses=tuple(self.addresses(node.name)) if present else (),
+                )
+            )
         return statuses
 
     def restart_frr(self, node: str) -> float:
@@ -290,8 +339,9 @@ class Lab:
         if spec.frr_config is None:
             raise LabError(f"node {node} runs no FRR")
         daemons = {*self._daemons(spec), "zebra"}
-        victims = [(pid, _start_time(pid) or 0) for pid in _ns_pids(self.ns(node))
-                   if _comm(pid) in daemons]
+        victims = [
+            (pid, _start_time(pid) or 0) for pid in _ns_pids(self.ns(node)) if _comm(pid) in daemons
+        ]
         started = time.monotonic()
         for pid, _ in victims:
             with contextlib.suppress(ProcessLookupError):
@@ -316,14 +366,20 @@ class Lab:
     def _run_exec(self, node: Node) -> None:
         for argv, text in zip(node.exec_argvs(), node.exec, strict=True):
             try:
-                result = _run(self._netns_argv(node.name, argv), check=False,
-                              env=self._env(node.name, None), timeout=120.0)
+                result = _run(
+                    self._netns_argv(node.name, argv),
+                    check=False,
+                    env=self._env(node.name, None),
+                    timeout=120.0,
+                )
             except FileNotFoundError:
                 raise LabError(f"node {node.name}: exec {text!r}: command not found") from None
             if result.returncode != 0:
                 detail = (result.stderr.strip() or result.stdout.strip()).splitlines()
-                raise LabError(f"node {node.name}: exec {text!r} failed with exit code "
-                               f"{result.returncode}: {detail[-1] if detail else 'no output'}")
+                raise LabError(
+                    f"node {node.name}: exec {text!r} failed with exit code "
+                    f"{result.returncode}: {detail[-1] if detail else 'no output'}"
+                )
 
     def _daemons(self, node: Node) -> tuple[str, ...]:
         daemons_file = node.frr_daemons_file
@@ -355,8 +411,10 @@ class Lab:
             while not socket.exists():
                 if proc.poll() is not None or time.monotonic() > deadline:
                     tail = _tail(node_dir / f"{daemon}.log")
-                    raise LabError(f"node {node.name}: {daemon} did not start "
-                                   f"(exit code {proc.returncode}): {tail}")
+                    raise LabError(
+                        f"node {node.name}: {daemon} did not start "
+                        f"(exit code {proc.returncode}): {tail}"
+                    )
                 time.sleep(0.05)
 
     def _start_cmd(self, node: Node) -> None:
@@ -365,12 +423,18 @@ class Lab:
             return
         self._spawn(node.name, "cmd", argv, self._node_dir(node.name) / "cmd.log")
 
-    def _spawn(self, node: str, name: str, argv: Sequence[str],
-               log_path: Path) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, node: str, name: str, argv: Sequence[str], log_path: Path
+    ) -> subprocess.Popen[bytes]:
         with log_path.open("ab") as out:
-            proc = subprocess.Popen(self._netns_argv(node, argv), stdin=subprocess.DEVNULL,
-                                    stdout=out, stderr=subprocess.STDOUT,
-                                    env=self._env(node, None), start_new_session=True)
+            proc = subprocess.Popen(
+                self._netns_argv(node, argv),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=self._env(node, None),
+                start_new_session=True,
+            )
         self._children[proc.pid] = proc
         self._track(node, name, proc.pid)
         return proc
@@ -381,26 +445,29 @@ class Lab:
         while True:
             tentative = {}
             for node in self.topology.nodes:
-                result = _run(["ip", "-n", self.ns(node), "-6", "-o", "addr", "show",
-                               "tentative"])
+                result = _run(["ip", "-n", self.ns(node), "-6", "-o", "addr", "show", "tentative"])
                 if result.stdout.strip():
                     tentative[node] = [line.split()[3] for line in result.stdout.splitlines()]
             if not tentative:
                 return
             if time.monotonic() > deadline:
-                raise LabError(f"lab {self.name}: IPv6 addresses still tentative (DAD) after "
-                               f"{timeout:g}s: {tentative}")
+                raise LabError(
+                    f"lab {self.name}: IPv6 addresses still tentative (DAD) after "
+                    f"{timeout:g}s: {tentative}"
+                )
             time.sleep(0.1)  # poll interval, bounded by the deadline above
 
     def _wait_bgp(self, wait: BgpWait, deadline: float, timeout: float) -> None:
         routers = [node for node in self.topology.routers if "bgpd" in self._daemons(node)]
-        addresses = {node.name: [a.split("/")[0] for _, a in self.addresses(node.name)]
-                     for node in routers}
+        addresses = {
+            node.name: [a.split("/")[0] for _, a in self.addresses(node.name)] for node in routers
+        }
         while True:
             pending: list[PendingPeer] = []
             for node in routers:
-                others = [a for name, addrs in addresses.items() if name != node.name
-                          for a in addrs]
+                others = [
+                    a for name, addrs in addresses.items() if name != node.name for a in addrs
+                ]
                 try:
                     summary = self.vtysh_json(node.name, "show bgp summary json", timeout=10.0)
                 except (LabError, subprocess.TimeoutExpired) as exc:
@@ -410,8 +477,10 @@ class Lab:
             if not pending:
                 return
             if time.monotonic() > deadline:
-                raise LabError(f"lab {self.name}: BGP not up after {timeout:g}s: "
-                               + "; ".join(str(p) for p in pending))
+                raise LabError(
+                    f"lab {self.name}: BGP not up after {timeout:g}s: "
+                    + "; ".join(str(p) for p in pending)
+                )
             time.sleep(0.5)  # poll interval, bounded by the deadline above
 
     # -- helpers -----------------------------------------------------------------
@@ -420,8 +489,9 @@ class Lab:
         try:
             return self.topology.nodes[node]
         except KeyError:
-            raise LabError(f"lab {self.name} has no node {node!r} "
-                           f"(nodes: {', '.join(self.topology.nodes)})") from None
+            raise LabError(
+                f"lab {self.name} has no node {node!r} (nodes: {', '.join(self.topology.nodes)})"
+            ) from None
 
     def _node_dir(self, node: str) -> Path:
         path = self.run_dir / node
@@ -449,16 +519,26 @@ class Lab:
         path = self.run_dir / STATE_FILE
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            return [_Tracked(node=str(p["node"]), name=str(p["name"]), pid=int(p["pid"]),
-                             start=int(p["start"])) for p in data["processes"]]
+            return [
+                _Tracked(
+                    node=str(p["node"]),
+                    name=str(p["name"]),
+                    pid=int(p["pid"]),
+                    start=int(p["start"]),
+                )
+                for p in data["processes"]
+            ]
         except (OSError, ValueError, KeyError, TypeError):
             return []  # no or damaged state: destroy still works from the namespaces
 
     def _write_state(self, tracked: list[_Tracked]) -> None:
         path = self.run_dir / STATE_FILE
         tmp = path.with_suffix(".tmp")
-        data = {"lab": self.name, "topology": str(self.topology.path),
-                "processes": [p.as_json() for p in tracked]}
+        data = {
+            "lab": self.name,
+            "topology": str(self.topology.path),
+            "processes": [p.as_json() for p in tracked],
+        }
         tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
         tmp.replace(path)
 
@@ -474,11 +554,23 @@ def _require_root() -> None:
         raise LabError("anycast-netlab needs root to manage network namespaces and FRR")
 
 
-def _run(argv: Sequence[str], *, check: bool = True, timeout: float | None = 60.0,
-         input: str | None = None,
-         env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
-                            input=input, env=env, check=False)
+def _run(
+    argv: Sequence[str],
+    *,
+    check: bool = True,
+    timeout: float | None = 60.0,
+    input: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        list(argv),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=input,
+        env=env,
+        check=False,
+    )
     if check and result.returncode != 0:
         raise LabError(f"{' '.join(argv)} failed: {result.stderr.strip()}")
     return result
@@ -503,7 +595,7 @@ def _stat_fields(pid: int) -> list[str] | None:
     except OSError:
         return None
     # The command name is in parentheses and may contain spaces; fields follow the last ')'.
-    return text[text.rfind(")") + 2:].split()
+    return text[text.rfind(")") + 2 :].split()
 
 
 def _start_time(pid: int) -> int | None:

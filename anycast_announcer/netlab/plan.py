@@ -69,8 +69,10 @@ def namespace_name(lab: str, node: str) -> str:
     """The network namespace (and FRR pathspace) of a node, as containerlab names containers."""
     name = f"clab-{lab}-{node}"
     if len(name) > _MAX_NS_NAME:
-        raise TopologyError(f"namespace name {name!r} is longer than {_MAX_NS_NAME} characters; "
-                            "use a shorter lab name")
+        raise TopologyError(
+            f"namespace name {name!r} is longer than {_MAX_NS_NAME} characters; "
+            "use a shorter lab name"
+        )
     return name
 
 
@@ -103,8 +105,9 @@ def bgp_peers(summary: Any) -> dict[str, str]:
     return peers
 
 
-def pending_peers(router: str, summary: Any, wait: BgpWait,
-                  other_router_addresses: Iterable[str]) -> list[PendingPeer]:
+def pending_peers(
+    router: str, summary: Any, wait: BgpWait, other_router_addresses: Iterable[str]
+) -> list[PendingPeer]:
     """The neighbors of ``router`` that ``deploy`` must still wait for."""
     if wait is BgpWait.NONE:
         return []

@@ -80,8 +80,11 @@ class Bind:
         target = str(PurePosixPath(parts[1]))
         if not target.startswith("/"):
             raise TopologyError(f"bind {text!r}: target must be an absolute path")
-        return cls(source=Path(_normalise(source)), target=target,
-                   mode=parts[2] if len(parts) == 3 else None)
+        return cls(
+            source=Path(_normalise(source)),
+            target=target,
+            mode=parts[2] if len(parts) == 3 else None,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +107,7 @@ class Node:
             if path == bind.target:
                 return bind.source
             if path.startswith(bind.target.rstrip("/") + "/"):
-                return bind.source / path[len(bind.target.rstrip("/")) + 1:]
+                return bind.source / path[len(bind.target.rstrip("/")) + 1 :]
         return None
 
     def rewrite_argv(self, argv: list[str]) -> list[str]:
@@ -197,8 +200,10 @@ class Topology:
         doc = _mapping(data, where)
         name = doc.get("name")
         if not isinstance(name, str) or not _NAME_RE.match(name):
-            raise TopologyError(f"{where}: 'name' must be a string of letters, digits, '-', "
-                                f"'_' or '.', got {name!r}")
+            raise TopologyError(
+                f"{where}: 'name' must be a string of letters, digits, '-', "
+                f"'_' or '.', got {name!r}"
+            )
         topo = _mapping(doc.get("topology"), f"{where}: topology")
         defaults = _mapping(topo.get("defaults", {}), f"{where}: topology.defaults")
         kinds = _mapping(topo.get("kinds", {}), f"{where}: topology.kinds")
@@ -238,15 +243,23 @@ def default_daemons() -> tuple[str, ...]:
     return _DEFAULT_DAEMONS
 
 
-def _merge_node(name: str, node: Mapping[str, Any], defaults: Mapping[str, Any],
-                kinds: Mapping[str, Any], base_dir: Path, where: str) -> Node:
+def _merge_node(
+    name: str,
+    node: Mapping[str, Any],
+    defaults: Mapping[str, Any],
+    kinds: Mapping[str, Any],
+    base_dir: Path,
+    where: str,
+) -> Node:
     ctx = f"{where}: node {name}"
     kind = node.get("kind") or defaults.get("kind")
     if not isinstance(kind, str):
         raise TopologyError(f"{ctx}: no kind (set it on the node or in topology.defaults)")
     if kind not in SUPPORTED_KINDS:
-        raise TopologyError(f"{ctx}: kind {kind!r} is not supported by anycast-netlab "
-                            f"(supported: {', '.join(sorted(SUPPORTED_KINDS))})")
+        raise TopologyError(
+            f"{ctx}: kind {kind!r} is not supported by anycast-netlab "
+            f"(supported: {', '.join(sorted(SUPPORTED_KINDS))})"
+        )
     kind_cfg = _mapping(kinds.get(kind, {}) or {}, f"{where}: topology.kinds.{kind}")
     layers = (defaults, kind_cfg, node)  # lowest precedence first
 
@@ -322,8 +335,10 @@ def _parse_endpoint(raw: Any, nodes: Mapping[str, Node], ctx: str) -> Endpoint:
     if node not in nodes:
         raise TopologyError(f"{ctx}: endpoint {raw!r} names unknown node {node!r}")
     if len(interface) > MAX_IFNAME or not _IFNAME_RE.match(interface) or interface == "lo":
-        raise TopologyError(f"{ctx}: interface name {interface!r} is not a valid Linux "
-                            f"interface name (at most {MAX_IFNAME} characters)")
+        raise TopologyError(
+            f"{ctx}: interface name {interface!r} is not a valid Linux "
+            f"interface name (at most {MAX_IFNAME} characters)"
+        )
     return Endpoint(node=node, interface=interface)
 
 

@@ -96,8 +96,13 @@ class HeldSession:
         return self.broken_reason is not None
 
     def as_json(self) -> dict[str, Any]:
-        return {"index": self.index, "server": self.server, "reason": self.broken_reason,
-                "at": self.broken_at, "pings": self.pings}
+        return {
+            "index": self.index,
+            "server": self.server,
+            "reason": self.broken_reason,
+            "at": self.broken_at,
+            "pings": self.pings,
+        }
 
 
 @dataclass(slots=True)
@@ -119,8 +124,9 @@ class HoldResult:
             "requested": self.requested,
             "total": len(opened),
             "open_failed": self.requested - len(opened),
-            "started_on": dict(sorted(Counter(s.server for s in opened
-                                              if s.server is not None).items())),
+            "started_on": dict(
+                sorted(Counter(s.server for s in opened if s.server is not None).items())
+            ),
             "ready_at": self.ready_at,
         }
 
@@ -130,22 +136,31 @@ class HoldResult:
         broken = [s for s in opened if s.broken]
         return {
             **self.start_summary(),
-            "open_errors": dict(Counter(s.open_error for s in self.sessions
-                                        if s.open_error is not None)),
+            "open_errors": dict(
+                Counter(s.open_error for s in self.sessions if s.open_error is not None)
+            ),
             "started_at": self.started_at,
             "stopped_at": self.stopped_at,
             "broken": len(broken),
             "survived": len(opened) - len(broken),
-            "broken_by_server": dict(sorted(Counter(s.server for s in broken
-                                                    if s.server is not None).items())),
-            "broken_by_reason": dict(sorted(Counter(s.broken_reason for s in broken
-                                                    if s.broken_reason is not None).items())),
+            "broken_by_server": dict(
+                sorted(Counter(s.server for s in broken if s.server is not None).items())
+            ),
+            "broken_by_reason": dict(
+                sorted(
+                    Counter(s.broken_reason for s in broken if s.broken_reason is not None).items()
+                )
+            ),
             "broken_sessions": [s.as_json() for s in broken],
         }
 
 
-async def _open_session(host: str, port: int, session: HeldSession, timeout: float,
-                        ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+async def _open_session(
+    host: str,
+    port: int,
+    session: HeldSession,
+    timeout: float,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
     writer: asyncio.StreamWriter | None = None
     try:
         async with asyncio.timeout(timeout):
@@ -164,9 +179,15 @@ async def _open_session(host: str, port: int, session: HeldSession, timeout: flo
     return reader, writer
 
 
-async def _keep_alive(session: HeldSession, reader: asyncio.StreamReader,
-                      writer: asyncio.StreamWriter, interval: float, timeout: float,
-                      ready: asyncio.Event, offset: float) -> None:
+async def _keep_alive(
+    session: HeldSession,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    interval: float,
+    timeout: float,
+    ready: asyncio.Event,
+    offset: float,
+) -> None:
     """Ping until cancelled or broken; the first ping waits until every session is open."""
     await ready.wait()
     # Spread the pings over the interval instead of sending them all at once.
@@ -225,15 +246,25 @@ async def hold_sessions(
     ready = asyncio.Event()
     semaphore = asyncio.Semaphore(open_concurrency)
 
-    async def opened(session: HeldSession,
-                     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+    async def opened(
+        session: HeldSession,
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
         async with semaphore:
             return await _open_session(host, port, session, timeout)
 
     streams = await asyncio.gather(*(opened(s) for s in result.sessions))
     tasks = [
-        asyncio.create_task(_keep_alive(session, pair[0], pair[1], interval, timeout, ready,
-                                        offset=interval * index / sessions))
+        asyncio.create_task(
+            _keep_alive(
+                session,
+                pair[0],
+                pair[1],
+                interval,
+                timeout,
+                ready,
+                offset=interval * index / sessions,
+            )
+        )
         for index, (session, pair) in enumerate(zip(result.sessions, streams, strict=True))
         if pair is not None
     ]
@@ -259,9 +290,15 @@ async def _hold_until_signal(args: argparse.Namespace) -> HoldResult:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     return await hold_sessions(
-        args.target, args.sessions, interval=args.interval, timeout=args.timeout,
-        open_concurrency=args.concurrency, duration=args.duration, stop=stop,
-        ready_file=args.ready_file)
+        args.target,
+        args.sessions,
+        interval=args.interval,
+        timeout=args.timeout,
+        open_concurrency=args.concurrency,
+        duration=args.duration,
+        stop=stop,
+        ready_file=args.ready_file,
+    )
 
 
 def main() -> int:
@@ -276,13 +313,25 @@ def main() -> int:
     hold.add_argument("--target", required=True, help="host:port ([v6]:port)")
     hold.add_argument("--sessions", type=int, default=100)
     hold.add_argument("--interval", type=float, default=0.5, help="seconds between pings")
-    hold.add_argument("--timeout", type=float, default=5.0,
-                      help="seconds a ping may take before the session counts as broken")
+    hold.add_argument(
+        "--timeout",
+        type=float,
+        default=5.0,
+        help="seconds a ping may take before the session counts as broken",
+    )
     hold.add_argument("--concurrency", type=int, default=50, help="sessions opened at a time")
-    hold.add_argument("--duration", type=float, default=None,
-                      help="stop after this many seconds (default: SIGTERM/SIGINT)")
-    hold.add_argument("--ready-file", type=Path, default=None,
-                      help="write the start summary here once every session is open")
+    hold.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="stop after this many seconds (default: SIGTERM/SIGINT)",
+    )
+    hold.add_argument(
+        "--ready-file",
+        type=Path,
+        default=None,
+        help="write the start summary here once every session is open",
+    )
     args = parser.parse_args()
     if args.command == "shares":
         print(json.dumps(asyncio.run(measure_shares(args.target, args.count, args.concurrency))))

@@ -42,9 +42,15 @@ SERVICE_PORT = 8080
 PROBE_PORT_BASE = 20000
 LEAF_AS = 65100
 EXABGP = str(Path(sys.executable).with_name("exabgp"))
-EXABGP_ENV = {"exabgp.daemon.user": "root", "exabgp.daemon.daemonize": "false",
-              "exabgp.api.cli": "false", "exabgp.api.ack": "true", "exabgp.tcp.bind": "",
-              "exabgp.log.destination": "stdout", "exabgp.log.level": "WARNING"}
+EXABGP_ENV = {
+    "exabgp.daemon.user": "root",
+    "exabgp.daemon.daemonize": "false",
+    "exabgp.api.cli": "false",
+    "exabgp.api.ack": "true",
+    "exabgp.tcp.bind": "",
+    "exabgp.log.destination": "stdout",
+    "exabgp.log.level": "WARNING",
+}
 """ExaBGP as root, in the foreground, without named pipes or a listening socket."""
 
 
@@ -106,17 +112,33 @@ class LabService:
         self.process: subprocess.Popen[Any] | None = None
 
     def start(self) -> None:
-        argv = [sys.executable, "-m", "tests.benchmarks.labtools", "serve", "--name", self.node,
-                "--listen", f"{ANYCAST}:{SERVICE_PORT}"]
+        argv = [
+            sys.executable,
+            "-m",
+            "tests.benchmarks.labtools",
+            "serve",
+            "--name",
+            self.node,
+            "--listen",
+            f"{ANYCAST}:{SERVICE_PORT}",
+        ]
         if self.probe_ports:
-            argv += ["--probe-host", ANYCAST, "--probe-ports",
-                     f"{PROBE_PORT_BASE}:{self.probe_ports}", "--record", str(self.record)]
-        self.process = self.lab.popen(self.node, argv, cwd=REPO_ROOT,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            argv += [
+                "--probe-host",
+                ANYCAST,
+                "--probe-ports",
+                f"{PROBE_PORT_BASE}:{self.probe_ports}",
+                "--record",
+                str(self.record),
+            ]
+        self.process = self.lab.popen(
+            self.node, argv, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            probe = self.lab.run(self.node, ["ss", "-Hltn", f"sport = :{SERVICE_PORT}"],
-                                 check=False)
+            probe = self.lab.run(
+                self.node, ["ss", "-Hltn", f"sport = :{SERVICE_PORT}"], check=False
+            )
             if str(SERVICE_PORT) in probe.stdout:
                 return
             time.sleep(0.05)
@@ -140,15 +162,23 @@ class LabService:
         return {}
 
 
-def tcp_services(count: int, settings: CheckSettings, port: int | None = None
-                 ) -> list[dict[str, Any]]:
+def tcp_services(
+    count: int, settings: CheckSettings, port: int | None = None
+) -> list[dict[str, Any]]:
     """``count`` TCP-checked services: one port each, or all on ``port``."""
     return [
-        {"name": f"svc{i}",
-         "check": {"type": "tcp", "host": ANYCAST,
-                   "port": port if port is not None else PROBE_PORT_BASE + i},
-         "interval": settings.interval, "timeout": settings.timeout,
-         "rise": settings.rise, "fall": settings.fall}
+        {
+            "name": f"svc{i}",
+            "check": {
+                "type": "tcp",
+                "host": ANYCAST,
+                "port": port if port is not None else PROBE_PORT_BASE + i,
+            },
+            "interval": settings.interval,
+            "timeout": settings.timeout,
+            "rise": settings.rise,
+            "fall": settings.fall,
+        }
         for i in range(count)
     ]
 
@@ -181,20 +211,35 @@ class SidecarRunner(Announcer):
 
     name = "sidecar"
 
-    def __init__(self, lab: Lab, index: int, services: list[dict[str, Any]], workdir: Path,
-                 bandwidth_mbps: float = 10_000) -> None:
+    def __init__(
+        self,
+        lab: Lab,
+        index: int,
+        services: list[dict[str, Any]],
+        workdir: Path,
+        bandwidth_mbps: float = 10_000,
+    ) -> None:
         self.lab, self.node = lab, f"srv{index}"
         self.config_path = workdir / f"{self.node}-sidecar.json"
         self.log_path = workdir / f"{self.node}-sidecar.log"
         config = {
-            "bgp": {"local_as": server_as(index), "router_id": server_address(index),
-                    "hold_time": 3,
-                    "peers": [{"address": leaf_address(index), "peer_as": LEAF_AS}]},
+            "bgp": {
+                "local_as": server_as(index),
+                "router_id": server_address(index),
+                "hold_time": 3,
+                "peers": [{"address": leaf_address(index), "peer_as": LEAF_AS}],
+            },
             "services": services,
-            "prefixes": [{"prefix": ANYCAST_PREFIX, "services": [s["name"] for s in services],
-                          "require": "any", "bandwidth_mbps": bandwidth_mbps,
-                          # Every trial is a deliberate flap; healthcheck has no dampening.
-                          "dampening": {"enabled": False}}],
+            "prefixes": [
+                {
+                    "prefix": ANYCAST_PREFIX,
+                    "services": [s["name"] for s in services],
+                    "require": "any",
+                    "bandwidth_mbps": bandwidth_mbps,
+                    # Every trial is a deliberate flap; healthcheck has no dampening.
+                    "dampening": {"enabled": False},
+                }
+            ],
             "allowed_prefixes": ["10.255.0.0/24"],
             "http": {"listen": ""},
             "logging": {"format": "json", "level": "info"},
@@ -204,9 +249,14 @@ class SidecarRunner(Announcer):
     def start(self) -> None:
         with self.log_path.open("ab") as log:
             self.process = self.lab.popen(
-                self.node, self._argv([sys.executable, "-m", "anycast_announcer", "run", "-c",
-                                       str(self.config_path)]),
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                self.node,
+                self._argv(
+                    [sys.executable, "-m", "anycast_announcer", "run", "-c", str(self.config_path)]
+                ),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
 
     def events(self, name: str) -> list[dict[str, Any]]:
         found = []
@@ -230,8 +280,15 @@ class HealthcheckRunner(Announcer):
 
     name = "healthcheck"
 
-    def __init__(self, lab: Lab, index: int, ports: Sequence[int], settings: CheckSettings,
-                 workdir: Path, bandwidth_mbps: float = 10_000) -> None:
+    def __init__(
+        self,
+        lab: Lab,
+        index: int,
+        ports: Sequence[int],
+        settings: CheckSettings,
+        workdir: Path,
+        bandwidth_mbps: float = 10_000,
+    ) -> None:
         self.lab, self.node = lab, f"srv{index}"
         self.config_path = workdir / f"{self.node}-exabgp.conf"
         self.log_path = workdir / f"{self.node}-exabgp.log"
@@ -245,18 +302,35 @@ class HealthcheckRunner(Announcer):
             # healthcheck reads long options from a file, one per line: no shell quoting
             # inside ExaBGP's ``run`` line.
             options = workdir / f"{self.node}-{name}.conf"
-            options.write_text("\n".join([
-                "silent", f"name = {name}",
-                f"command = bash -c '</dev/tcp/{ANYCAST}/{port}'",
-                f"interval = {settings.interval:g}", f"fast-interval = {settings.interval:g}",
-                f"timeout = {timeout}", f"rise = {settings.rise}", f"fall = {settings.fall}",
-                "withdraw-on-down", "debounce", "no-ip-setup", f"ip = {ANYCAST_PREFIX}",
-                f"extended-community = {community}",
-            ]) + "\n", encoding="utf-8")
+            options.write_text(
+                "\n".join(
+                    [
+                        "silent",
+                        f"name = {name}",
+                        f"command = bash -c '</dev/tcp/{ANYCAST}/{port}'",
+                        f"interval = {settings.interval:g}",
+                        f"fast-interval = {settings.interval:g}",
+                        f"timeout = {timeout}",
+                        f"rise = {settings.rise}",
+                        f"fall = {settings.fall}",
+                        "withdraw-on-down",
+                        "debounce",
+                        "no-ip-setup",
+                        f"ip = {ANYCAST_PREFIX}",
+                        f"extended-community = {community}",
+                    ]
+                )
+                + "\n",
+                encoding="utf-8",
+            )
             options.chmod(0o644)
             argv = [EXABGP, "healthcheck", "--config", str(options)]
-            lines += [f"process {name} {{", "    run " + " ".join(argv) + ";",
-                      "    encoder text;", "}"]
+            lines += [
+                f"process {name} {{",
+                "    run " + " ".join(argv) + ";",
+                "    encoder text;",
+                "}",
+            ]
         lines += [
             f"neighbor {leaf_address(index)} {{",
             f"    router-id {server_address(index)};",
@@ -275,8 +349,13 @@ class HealthcheckRunner(Announcer):
         env = EXABGP_ENV
         with self.log_path.open("ab") as log:
             self.process = self.lab.popen(
-                self.node, self._argv([EXABGP, "server", str(self.config_path)]), env=env,
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                self.node,
+                self._argv([EXABGP, "server", str(self.config_path)]),
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
 
 
 # -- the FIB, watched ----------------------------------------------------------------------
@@ -292,9 +371,14 @@ class RouteWatch:
     def __init__(self, lab: Lab, node: str, prefix: str = ANYCAST) -> None:
         self.events: queue.Queue[tuple[float, bool]] = queue.Queue()
         self._prefix = prefix
-        self.process = lab.popen(node, ["ip", "-4", "monitor", "route"],
-                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                 text=True, bufsize=1)
+        self.process = lab.popen(
+            node,
+            ["ip", "-4", "monitor", "route"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            bufsize=1,
+        )
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
 
@@ -360,7 +444,7 @@ def _stat(pid: int) -> tuple[int, float] | None:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = text[text.rindex(")") + 2:].split()
+    fields = text[text.rindex(")") + 2 :].split()
     cpu = sum(int(v) for v in fields[11:15]) / _TICK
     return int(fields[1]), cpu
 
@@ -424,9 +508,14 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 def summary(values: Sequence[float]) -> dict[str, float | int]:
     """n, p50, p95, p99, min, max of ``values``."""
-    return {"n": len(values), "p50": percentile(values, 50), "p95": percentile(values, 95),
-            "p99": percentile(values, 99), "min": min(values, default=math.nan),
-            "max": max(values, default=math.nan)}
+    return {
+        "n": len(values),
+        "p50": percentile(values, 50),
+        "p95": percentile(values, 95),
+        "p99": percentile(values, 99),
+        "min": min(values, default=math.nan),
+        "max": max(values, default=math.nan),
+    }
 
 
 def machine() -> dict[str, str | int]:
@@ -436,14 +525,19 @@ def machine() -> dict[str, str | int]:
         if line.startswith("model name"):
             cpu = line.split(":", 1)[1].strip()
             break
-    frr = subprocess.run(["/usr/lib/frr/zebra", "--version"], capture_output=True, text=True,
-                         check=False).stdout.splitlines()
-    exabgp = subprocess.run([EXABGP, "version"], capture_output=True, text=True,
-                            check=False).stdout.split()
+    frr = subprocess.run(
+        ["/usr/lib/frr/zebra", "--version"], capture_output=True, text=True, check=False
+    ).stdout.splitlines()
+    exabgp = subprocess.run(
+        [EXABGP, "version"], capture_output=True, text=True, check=False
+    ).stdout.split()
     memory = Path("/proc/meminfo").read_text().splitlines()[0].split()[1]
     return {
-        "cpu": cpu, "cores": os.cpu_count() or 0, "kernel": platform.release(),
-        "memory_gib": round(int(memory) / 2**20), "python": platform.python_version(),
+        "cpu": cpu,
+        "cores": os.cpu_count() or 0,
+        "kernel": platform.release(),
+        "memory_gib": round(int(memory) / 2**20),
+        "python": platform.python_version(),
         "frr": frr[0].split()[-1] if frr else "unknown",
         "exabgp": next((w for w in exabgp if w[:1].isdigit()), " ".join(exabgp)),
     }

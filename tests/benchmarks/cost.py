@@ -54,19 +54,26 @@ def schedule_lags(arrivals: list[float], interval: float) -> list[float]:
     return [r - best for r in residuals]
 
 
-def _announcer(system: str, lab: Lab, services: int, settings: CheckSettings, workdir: Path,
-               pin: str | None) -> Announcer:
+def _announcer(
+    system: str, lab: Lab, services: int, settings: CheckSettings, workdir: Path, pin: str | None
+) -> Announcer:
     if system == "sidecar":
         runner: Announcer = SidecarRunner(lab, 1, tcp_services(services, settings), workdir)
     else:
-        runner = HealthcheckRunner(lab, 1, [20000 + i for i in range(services)], settings,
-                                   workdir)
+        runner = HealthcheckRunner(lab, 1, [20000 + i for i in range(services)], settings, workdir)
     runner.pin = pin
     return runner
 
 
-def measure(lab: Lab, system: str, services: int, duration: float, workdir: Path,
-            settings: CheckSettings = COST_SETTINGS, pin: str | None = None) -> dict[str, Any]:
+def measure(
+    lab: Lab,
+    system: str,
+    services: int,
+    duration: float,
+    workdir: Path,
+    settings: CheckSettings = COST_SETTINGS,
+    pin: str | None = None,
+) -> dict[str, Any]:
     """One window of one system with ``services`` TCP-checked services."""
     service = LabService(lab, "srv1", workdir, probe_ports=services)
     announcer = _announcer(system, lab, services, settings, workdir, pin)
@@ -75,8 +82,11 @@ def measure(lab: Lab, system: str, services: int, duration: float, workdir: Path
         service.start()
         announcer.start()
         # Realistic: the session is up and the prefix announced before we measure.
-        wait_for(lambda: bool(kernel_nexthops(lab, "leaf1")), 60 + services * 0.2,
-                 f"{system} with {services} services never announced")
+        wait_for(
+            lambda: bool(kernel_nexthops(lab, "leaf1")),
+            60 + services * 0.2,
+            f"{system} with {services} services never announced",
+        )
         # Let the last services (started up to a tenth of an interval later) rise too.
         time.sleep(settings.interval * settings.rise + 0.5 if settings.interval <= 5 else 0.5)
         before = tree_cpu(announcer.pid)
@@ -94,15 +104,20 @@ def measure(lab: Lab, system: str, services: int, duration: float, workdir: Path
     probes = sum(len(times) for times in window.values())
     cpu = cpu_between(before, after)
     result: dict[str, Any] = {
-        "system": system, "services": services, "interval": settings.interval,
-        "duration": end - start, "probes": probes, "cpu_seconds": cpu,
+        "system": system,
+        "services": services,
+        "interval": settings.interval,
+        "duration": end - start,
+        "probes": probes,
+        "cpu_seconds": cpu,
         "cpu_per_1000_probes": cpu / probes * 1000 if probes else None,
-        "cpu_percent": cpu / (end - start) * 100, "rss_mib": rss / 2**20,
-        "processes": processes, "pinned": pin,
+        "cpu_percent": cpu / (end - start) * 100,
+        "rss_mib": rss / 2**20,
+        "processes": processes,
+        "pinned": pin,
     }
     if system == "sidecar":
-        lags = [lag for times in window.values()
-                for lag in schedule_lags(times, settings.interval)]
+        lags = [lag for times in window.values() for lag in schedule_lags(times, settings.interval)]
         result["lag"] = summary(lags)
         result["lag_fraction_p99"] = result["lag"]["p99"] / settings.interval
     else:
@@ -111,18 +126,32 @@ def measure(lab: Lab, system: str, services: int, duration: float, workdir: Path
     return result
 
 
-def run(lab: Lab, sidecar_counts: list[int], healthcheck_counts: list[int], duration: float,
-        workdir: Path, settings: CheckSettings = COST_SETTINGS) -> dict[str, Any]:
+def run(
+    lab: Lab,
+    sidecar_counts: list[int],
+    healthcheck_counts: list[int],
+    duration: float,
+    workdir: Path,
+    settings: CheckSettings = COST_SETTINGS,
+) -> dict[str, Any]:
     """Idle and loaded windows for both systems."""
     rows = [measure(lab, "sidecar", n, duration, workdir, settings) for n in sidecar_counts]
-    rows += [measure(lab, "healthcheck", n, duration, workdir, settings)
-             for n in healthcheck_counts]
-    idle = [measure(lab, system, 1, duration, workdir, settings=IDLE_SETTINGS)
-            for system in ("sidecar", "healthcheck")]
+    rows += [
+        measure(lab, "healthcheck", n, duration, workdir, settings) for n in healthcheck_counts
+    ]
+    idle = [
+        measure(lab, system, 1, duration, workdir, settings=IDLE_SETTINGS)
+        for system in ("sidecar", "healthcheck")
+    ]
     return {"rows": rows, "idle": idle}
 
 
-def ceiling(lab: Lab, counts: list[int], duration: float, workdir: Path,
-            settings: CheckSettings = COST_SETTINGS) -> list[dict[str, Any]]:
+def ceiling(
+    lab: Lab,
+    counts: list[int],
+    duration: float,
+    workdir: Path,
+    settings: CheckSettings = COST_SETTINGS,
+) -> list[dict[str, Any]]:
     """The sidecar on one core (core 1; the listeners may use any) at rising load."""
     return [measure(lab, "sidecar", n, duration, workdir, settings, pin="1") for n in counts]

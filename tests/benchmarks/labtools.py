@@ -55,8 +55,13 @@ class _ArrivalRecorder(asyncio.Protocol):
         transport.close()
 
 
-async def serve(name: str, listen: str | None, probe_host: str | None, probe_ports: str | None,
-                record: Path | None) -> None:
+async def serve(
+    name: str,
+    listen: str | None,
+    probe_host: str | None,
+    probe_ports: str | None,
+    record: Path | None,
+) -> None:
     """Serve sessions and probe listeners until SIGTERM/SIGINT."""
     loop = asyncio.get_running_loop()
     greeting = (name + "\n").encode()
@@ -91,16 +96,24 @@ async def serve(name: str, listen: str | None, probe_host: str | None, probe_por
     servers: list[asyncio.AbstractServer] = []
     if listen:
         host, port = _split(listen)
-        servers.append(await asyncio.start_server(handle, host, port, reuse_address=True,
-                                                  backlog=4096))
+        servers.append(
+            await asyncio.start_server(handle, host, port, reuse_address=True, backlog=4096)
+        )
     arrivals: dict[int, list[float]] = defaultdict(list)
     if probe_host and probe_ports:
         first, _, count = probe_ports.partition(":")
         for port in range(int(first), int(first) + int(count)):
             arrivals[port] = []
-            servers.append(await loop.create_server(
-                lambda port=port: _ArrivalRecorder(port, arrivals),  # type: ignore[misc]
-                probe_host, port, family=socket.AF_INET, reuse_address=True, backlog=1024))
+            servers.append(
+                await loop.create_server(
+                    lambda port=port: _ArrivalRecorder(port, arrivals),  # type: ignore[misc]
+                    probe_host,
+                    port,
+                    family=socket.AF_INET,
+                    reuse_address=True,
+                    backlog=1024,
+                )
+            )
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
@@ -125,8 +138,15 @@ class _Session:
             self.state, self.reason, self.at = state, reason, time.time()
 
 
-async def _keep(session: _Session, host: str, port: int, interval: float, timeout: float,
-                opened: asyncio.Queue[None], stop: asyncio.Event) -> None:
+async def _keep(
+    session: _Session,
+    host: str,
+    port: int,
+    interval: float,
+    timeout: float,
+    opened: asyncio.Queue[None],
+    stop: asyncio.Event,
+) -> None:
     try:
         async with asyncio.timeout(10):
             reader, writer = await asyncio.open_connection(host, port)
@@ -168,8 +188,9 @@ async def _keep(session: _Session, host: str, port: int, interval: float, timeou
         writer.close()
 
 
-async def hold(target: str, count: int, interval: float, timeout: float, ready_file: Path,
-               result_file: Path) -> None:
+async def hold(
+    target: str, count: int, interval: float, timeout: float, ready_file: Path, result_file: Path
+) -> None:
     """Hold ``count`` sessions until SIGTERM; write the ready and result files."""
     host, port = _split(target)
     loop = asyncio.get_running_loop()
@@ -197,8 +218,11 @@ def _write_json(path: Path, data: object) -> None:
 
 
 def _summary(sessions: list[_Session]) -> dict[str, Any]:
-    return {"sessions": [{"server": s.server, "state": s.state, "reason": s.reason, "at": s.at}
-                         for s in sessions]}
+    return {
+        "sessions": [
+            {"server": s.server, "state": s.state, "reason": s.reason, "at": s.at} for s in sessions
+        ]
+    }
 
 
 def main() -> int:
@@ -222,8 +246,16 @@ def main() -> int:
     if args.command == "serve":
         asyncio.run(serve(args.name, args.listen, args.probe_host, args.probe_ports, args.record))
     else:
-        asyncio.run(hold(args.target, args.sessions, args.interval, args.timeout,
-                         args.ready_file, args.result_file))
+        asyncio.run(
+            hold(
+                args.target,
+                args.sessions,
+                args.interval,
+                args.timeout,
+                args.ready_file,
+                args.result_file,
+            )
+        )
     return 0
 
 

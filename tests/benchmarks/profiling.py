@@ -31,8 +31,9 @@ from tests.benchmarks.common import (
 PY_SPY = str(Path(sys.executable).with_name("py-spy"))
 
 
-def top_frames(collapsed: str, count: int = 15) -> tuple[list[tuple[str, int]],
-                                                         list[tuple[str, int]], int]:
+def top_frames(
+    collapsed: str, count: int = 15
+) -> tuple[list[tuple[str, int]], list[tuple[str, int]], int]:
     """(own samples, cumulative samples) per frame from py-spy's collapsed output."""
     own: Counter[str] = Counter()
     cumulative: Counter[str] = Counter()
@@ -70,10 +71,25 @@ def main() -> int:
             wait_for(lambda: bool(kernel_nexthops(lab, "leaf1")), 60, "never announced")
             time.sleep(args.interval * settings.rise + 1)
             for fmt, suffix in (("raw", ".txt"), ("flamegraph", ".svg")):
-                subprocess.run([PY_SPY, "record", "--pid", str(sidecar.pid), "--duration",
-                                str(args.seconds // 2), "--rate", "250", "--format", fmt,
-                                "--nonblocking", "--output", str(args.out) + suffix],
-                               check=True, capture_output=True)
+                subprocess.run(
+                    [
+                        PY_SPY,
+                        "record",
+                        "--pid",
+                        str(sidecar.pid),
+                        "--duration",
+                        str(args.seconds // 2),
+                        "--rate",
+                        "250",
+                        "--format",
+                        fmt,
+                        "--nonblocking",
+                        "--output",
+                        str(args.out) + suffix,
+                    ],
+                    check=True,
+                    capture_output=True,
+                )
         finally:
             sidecar.stop()
             service.stop()

@@ -34,36 +34,63 @@ def targets(results: Results) -> list[tuple[str, bool | None, str]]:
         if system != "sidecar" or ("healthcheck", interval) not in by_key:
             continue
         mine = row["summary"].get("withdraw_leaf", {}).get("p99", math.nan)
-        theirs = by_key[("healthcheck", interval)]["summary"].get(
-            "withdraw_leaf", {}).get("p99", math.nan)
-        out.append((f"withdraw p99 (leaf FIB) <= healthcheck's, interval {interval:g} s",
-                    None if math.isnan(mine) or math.isnan(theirs) else mine <= theirs,
-                    f"sidecar {_ms(mine)} ms vs healthcheck {_ms(theirs)} ms"))
+        theirs = (
+            by_key[("healthcheck", interval)]["summary"]
+            .get("withdraw_leaf", {})
+            .get("p99", math.nan)
+        )
+        out.append(
+            (
+                f"withdraw p99 (leaf FIB) <= healthcheck's, interval {interval:g} s",
+                None if math.isnan(mine) or math.isnan(theirs) else mine <= theirs,
+                f"sidecar {_ms(mine)} ms vs healthcheck {_ms(theirs)} ms",
+            )
+        )
         own = row["summary"].get("decision_to_ack", {}).get("p99", math.nan)
-        to_fib = [a + b for a, b in zip(row["samples"]["decision_to_ack"],
-                                        row["samples"]["ack_to_leaf_fib"], strict=True)]
+        to_fib = [
+            a + b
+            for a, b in zip(
+                row["samples"]["decision_to_ack"], row["samples"]["ack_to_leaf_fib"], strict=True
+            )
+        ]
         fib = max(to_fib) if to_fib else math.nan
-        out.append((f"overhead after the deciding probe < 50 ms, interval {interval:g} s",
-                    None if math.isnan(own) else own < 0.05,
-                    f"decision -> ExaBGP ack p99 {_ms(own)} ms; decision -> leaf FIB max "
-                    f"{_ms(fib)} ms"))
+        out.append(
+            (
+                f"overhead after the deciding probe < 50 ms, interval {interval:g} s",
+                None if math.isnan(own) else own < 0.05,
+                f"decision -> ExaBGP ack p99 {_ms(own)} ms; decision -> leaf FIB max {_ms(fib)} ms",
+            )
+        )
     cost = {(r["system"], r["services"]): r for r in results["cost"]["rows"]}
     for row in results["cost"].get("extrapolated", []):
         cost.setdefault((row["system"], row["services"]), row)
     mine_row, theirs_row = cost.get(("sidecar", 50)), cost.get(("healthcheck", 50))
-    if mine_row and theirs_row and mine_row["cpu_per_1000_probes"] \
-            and theirs_row["cpu_per_1000_probes"]:
+    if (
+        mine_row
+        and theirs_row
+        and mine_row["cpu_per_1000_probes"]
+        and theirs_row["cpu_per_1000_probes"]
+    ):
         ratio = theirs_row["cpu_per_1000_probes"] / mine_row["cpu_per_1000_probes"]
         label = " (healthcheck extrapolated)" if theirs_row.get("extrapolated") else ""
-        out.append((f"at 50 services >= 20x less CPU per probe{label}", ratio >= 20,
-                    f"{ratio:.1f}x ({_num(mine_row['cpu_per_1000_probes'], 3)} vs "
-                    f"{_num(theirs_row['cpu_per_1000_probes'], 3)} CPU s per 1,000 probes)"))
+        out.append(
+            (
+                f"at 50 services >= 20x less CPU per probe{label}",
+                ratio >= 20,
+                f"{ratio:.1f}x ({_num(mine_row['cpu_per_1000_probes'], 3)} vs "
+                f"{_num(theirs_row['cpu_per_1000_probes'], 3)} CPU s per 1,000 probes)",
+            )
+        )
     big = cost.get(("sidecar", 500))
     if big:
         frac = big["lag_fraction_p99"]
-        out.append(("at 500 services schedule lag p99 < 10% of the interval", frac < 0.10,
-                    f"p99 {_ms(big['lag']['p99'])} ms = {frac * 100:.1f}% of "
-                    f"{big['interval']:g} s"))
+        out.append(
+            (
+                "at 500 services schedule lag p99 < 10% of the interval",
+                frac < 0.10,
+                f"p99 {_ms(big['lag']['p99'])} ms = {frac * 100:.1f}% of {big['interval']:g} s",
+            )
+        )
     return out
 
 
@@ -73,8 +100,10 @@ def targets(results: Results) -> list[tuple[str, bool | None, str]]:
 def plot_withdraw(results: Results, path: Path) -> None:
     rows = results["withdraw"]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key, title in ((axes[0], "withdraw_leaf", "kill -> gone from leaf1 FIB"),
-                           (axes[1], "announce_leaf", "service back -> in leaf1 FIB")):
+    for ax, key, title in (
+        (axes[0], "withdraw_leaf", "kill -> gone from leaf1 FIB"),
+        (axes[1], "announce_leaf", "service back -> in leaf1 FIB"),
+    ):
         data = [r["samples"][key] or [0.0] for r in rows]
         labels = [f"{r['system']}\n{r['interval']:g}s/f{r['fall']}" for r in rows]
         ax.boxplot(data, tick_labels=labels, whis=(0, 100))
@@ -126,14 +155,27 @@ def plot_sessions(results: Results, path: Path) -> None:
     labels = [f"N={r['servers']}\n{r['event'].replace('_', ' ')}" for r in rows]
     xs = range(len(rows))
     width = 0.2
-    ax.bar([x - 1.5 * width for x in xs], [r["broken"] for r in rows], width,
-           label="broken (measured)")
-    ax.bar([x - 0.5 * width for x in xs], [r["hash_threshold_expected"] for r in rows], width,
-           label="hash-threshold expectation (kernel order)")
-    ax.bar([x + 0.5 * width for x in xs], [r["hash_threshold_order_kept"] for r in rows],
-           width, label="same, order kept (RFC 2992)")
-    ax.bar([x + 1.5 * width for x in xs], [r["floor"] for r in rows], width,
-           label="stateless-fabric floor")
+    ax.bar(
+        [x - 1.5 * width for x in xs], [r["broken"] for r in rows], width, label="broken (measured)"
+    )
+    ax.bar(
+        [x - 0.5 * width for x in xs],
+        [r["hash_threshold_expected"] for r in rows],
+        width,
+        label="hash-threshold expectation (kernel order)",
+    )
+    ax.bar(
+        [x + 0.5 * width for x in xs],
+        [r["hash_threshold_order_kept"] for r in rows],
+        width,
+        label="same, order kept (RFC 2992)",
+    )
+    ax.bar(
+        [x + 1.5 * width for x in xs],
+        [r["floor"] for r in rows],
+        width,
+        label="stateless-fabric floor",
+    )
     ax.set_xticks(list(xs), labels, fontsize=7)
     ax.set_ylabel("sessions")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
@@ -166,55 +208,78 @@ def _withdraw_table(results: Results) -> list[str]:
             f"| {get('detection', 'p50')} | {get('decision_to_ack', 'p99')} "
             f"| {get('ack_to_leaf_fib', 'p50')} "
             f"| {get('announce_leaf', 'p50')} / {get('announce_leaf', 'p99')} "
-            f"| {get('announce_spine', 'p99')} |")
+            f"| {get('announce_spine', 'p99')} |"
+        )
     return lines
 
 
 def _cost_table(results: Results) -> list[str]:
-    lines = ["| system | services | window (s) | probes | CPU s | CPU s / 1,000 probes | CPU % "
-             "| RSS MiB | processes | lag p50 / p99 (ms) or mean period |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| system | services | window (s) | probes | CPU s | CPU s / 1,000 probes | CPU % "
+        "| RSS MiB | processes | lag p50 / p99 (ms) or mean period |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in results["cost"]["rows"] + results["cost"].get("extrapolated", []):
-        extra = (f"{_ms(r['lag']['p50'])} / {_ms(r['lag']['p99'])}" if "lag" in r
-                 else f"period {_num(r.get('mean_period'), 3)} s" if r.get("mean_period")
-                 else "")
+        extra = (
+            f"{_ms(r['lag']['p50'])} / {_ms(r['lag']['p99'])}"
+            if "lag" in r
+            else f"period {_num(r.get('mean_period'), 3)} s"
+            if r.get("mean_period")
+            else ""
+        )
         name = r["system"] + (" (**extrapolated**)" if r.get("extrapolated") else "")
         lines.append(
             f"| {name} | {r['services']} | {_num(r.get('duration'), 0)} | {r.get('probes', '')} "
             f"| {_num(r.get('cpu_seconds'))} | {_num(r['cpu_per_1000_probes'], 3)} "
             f"| {_num(r['cpu_percent'], 1)} | {_num(r['rss_mib'], 0)} "
-            f"| {r.get('processes', '')} | {extra} |")
-    lines += ["", "Idle (one service probed once an hour: the cost of just being there):", "",
-              "| system | CPU % | RSS MiB | processes |", "|---|---|---|---|"]
+            f"| {r.get('processes', '')} | {extra} |"
+        )
+    lines += [
+        "",
+        "Idle (one service probed once an hour: the cost of just being there):",
+        "",
+        "| system | CPU % | RSS MiB | processes |",
+        "|---|---|---|---|",
+    ]
     for r in results["cost"]["idle"]:
-        lines.append(f"| {r['system']} | {_num(r['cpu_percent'], 2)} | {_num(r['rss_mib'], 0)} "
-                     f"| {r['processes']} |")
+        lines.append(
+            f"| {r['system']} | {_num(r['cpu_percent'], 2)} | {_num(r['rss_mib'], 0)} "
+            f"| {r['processes']} |"
+        )
     return lines
 
 
 def _ceiling_table(results: Results) -> list[str]:
-    lines = ["| services (1 s interval) | probes/s | sidecar CPU % of one core "
-             "| lag p50 / p95 / p99 (ms) | p99 < 10% |", "|---|---|---|---|---|"]
+    lines = [
+        "| services (1 s interval) | probes/s | sidecar CPU % of one core "
+        "| lag p50 / p95 / p99 (ms) | p99 < 10% |",
+        "|---|---|---|---|---|",
+    ]
     for r in results["ceiling"]:
         lag = r["lag"]
-        lines.append(f"| {r['services']} | {r['probes'] / r['duration']:.0f} "
-                     f"| {_num(r['cpu_percent'], 0)} | {_ms(lag['p50'])} / {_ms(lag['p95'])} / "
-                     f"{_ms(lag['p99'])} | {'yes' if r['lag_fraction_p99'] < 0.1 else 'no'} |")
+        lines.append(
+            f"| {r['services']} | {r['probes'] / r['duration']:.0f} "
+            f"| {_num(r['cpu_percent'], 0)} | {_ms(lag['p50'])} / {_ms(lag['p95'])} / "
+            f"{_ms(lag['p99'])} | {'yes' if r['lag_fraction_p99'] < 0.1 else 'no'} |"
+        )
     return lines
 
 
 def _sessions_table(results: Results) -> list[str]:
-    lines = ["| N | event | sessions | on affected server | broken (affected / others) "
-             "| drained | stateless floor | hash-threshold expectation (kernel order) "
-             "| same, had the order been kept (RFC 2992) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| N | event | sessions | on affected server | broken (affected / others) "
+        "| drained | stateless floor | hash-threshold expectation (kernel order) "
+        "| same, had the order been kept (RFC 2992) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in results["sessions"]:
         event = r["event"].replace("_", " ") + (" (simulated)" if r["simulated"] else "")
         lines.append(
             f"| {r['servers']} | {event} | {r['sessions']} | {r['on_affected']} "
             f"| **{r['broken']}** ({r['broken_on_affected']} / {r['broken_on_others']}) "
             f"| {r['drained']} | {r['floor']:.0f} | {r['hash_threshold_expected']:.0f} "
-            f"| {r['hash_threshold_order_kept']:.0f} |")
+            f"| {r['hash_threshold_order_kept']:.0f} |"
+        )
     return lines
 
 
@@ -223,8 +288,9 @@ def write(results: Results, docs: Path, notes: list[str]) -> Path:
     out = docs / "benchmarks"
     out.mkdir(parents=True, exist_ok=True)
     for key, value in results.items():
-        (out / f"{key}.json").write_text(json.dumps(value, indent=1, default=str) + "\n",
-                                         encoding="utf-8")
+        (out / f"{key}.json").write_text(
+            json.dumps(value, indent=1, default=str) + "\n", encoding="utf-8"
+        )
     plot_withdraw(results, out / "withdraw.png")
     plot_cost(results, out / "cost.png")
     plot_ceiling(results, out / "ceiling.png")

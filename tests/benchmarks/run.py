@@ -45,14 +45,28 @@ class Sizes:
     events: tuple[str, ...] = field(default=EVENTS)
 
 
-FULL = Sizes(quick=False, trials=30, sidecar_services=[1, 50, 500],
-             healthcheck_services=[1, 50], cost_seconds=60,
-             ceiling_services=[500, 1000, 2000, 4000], ceiling_seconds=30,
-             servers=[2, 4, 8], sessions=400)
-QUICK = Sizes(quick=True, trials=3, sidecar_services=[1, 50, 500],
-              healthcheck_services=[1, 10], cost_seconds=10,
-              ceiling_services=[500, 2000], ceiling_seconds=10,
-              servers=[2, 4, 8], sessions=200)
+FULL = Sizes(
+    quick=False,
+    trials=30,
+    sidecar_services=[1, 50, 500],
+    healthcheck_services=[1, 50],
+    cost_seconds=60,
+    ceiling_services=[500, 1000, 2000, 4000],
+    ceiling_seconds=30,
+    servers=[2, 4, 8],
+    sessions=400,
+)
+QUICK = Sizes(
+    quick=True,
+    trials=3,
+    sidecar_services=[1, 50, 500],
+    healthcheck_services=[1, 10],
+    cost_seconds=10,
+    ceiling_services=[500, 2000],
+    ceiling_seconds=10,
+    servers=[2, 4, 8],
+    sessions=200,
+)
 
 NOTES = [
     "healthcheck is measured at the sizes in the cost table only (each instance is a "
@@ -109,46 +123,63 @@ def collect(sizes: Sizes, workdir: Path) -> dict[str, Any]:
     """Deploy the benchmark lab once and run every benchmark at ``sizes``."""
     results: dict[str, Any] = {
         "machine": machine(),
-        "run": {"quick": sizes.quick, "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-                "sizes": {k: v for k, v in vars(sizes).items() if k != "withdraw_settings"}},
+        "run": {
+            "quick": sizes.quick,
+            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "sizes": {k: v for k, v in vars(sizes).items() if k != "withdraw_settings"},
+        },
     }
     with bench_lab() as lab:
         started = time.monotonic()
         log.info("withdraw latency: %d trials per row", sizes.trials)
         results["withdraw"] = withdraw.run(lab, sizes.trials, workdir, sizes.withdraw_settings)
         log.info("cost: %s / %s services", sizes.sidecar_services, sizes.healthcheck_services)
-        results["cost"] = cost.run(lab, sizes.sidecar_services, sizes.healthcheck_services,
-                                   sizes.cost_seconds, workdir)
-        results["cost"]["extrapolated"] = extrapolate(results["cost"]["rows"],
-                                                      sizes.sidecar_services)
+        results["cost"] = cost.run(
+            lab, sizes.sidecar_services, sizes.healthcheck_services, sizes.cost_seconds, workdir
+        )
+        results["cost"]["extrapolated"] = extrapolate(
+            results["cost"]["rows"], sizes.sidecar_services
+        )
         log.info("ceiling: %s services", sizes.ceiling_services)
-        results["ceiling"] = cost.ceiling(lab, sizes.ceiling_services, sizes.ceiling_seconds,
-                                          workdir)
+        results["ceiling"] = cost.ceiling(
+            lab, sizes.ceiling_services, sizes.ceiling_seconds, workdir
+        )
         log.info("sessions: N = %s", sizes.servers)
-        results["sessions"] = sessions.run(lab, sizes.servers, sizes.sessions, workdir,
-                                           sizes.events)
+        results["sessions"] = sessions.run(
+            lab, sizes.servers, sizes.sessions, workdir, sizes.events
+        )
         results["run"]["seconds"] = round(time.monotonic() - started)
     return results
 
 
 def extrapolate(rows: list[dict[str, Any]], wanted: list[int]) -> list[dict[str, Any]]:
     """healthcheck rows for service counts it was not measured at (clearly labelled)."""
-    measured = sorted((r for r in rows if r["system"] == "healthcheck"),
-                      key=lambda r: r["services"])
+    measured = sorted(
+        (r for r in rows if r["system"] == "healthcheck"), key=lambda r: r["services"]
+    )
     if len(measured) < 2:
         return []
     small, large = measured[0], measured[-1]
-    per_service_rss = (large["rss_mib"] - small["rss_mib"]) / (large["services"] -
-                                                                small["services"])
+    per_service_rss = (large["rss_mib"] - small["rss_mib"]) / (
+        large["services"] - small["services"]
+    )
     out = []
     for n in wanted:
         if n <= large["services"]:
             continue
         rss = small["rss_mib"] + per_service_rss * (n - small["services"])
         cpu_percent = large["cpu_percent"] / large["services"] * n
-        out.append({"system": "healthcheck", "services": n, "extrapolated": True,
-                    "cpu_per_1000_probes": large["cpu_per_1000_probes"],
-                    "cpu_percent": cpu_percent, "rss_mib": rss, "processes": n + 1})
+        out.append(
+            {
+                "system": "healthcheck",
+                "services": n,
+                "extrapolated": True,
+                "cpu_per_1000_probes": large["cpu_per_1000_probes"],
+                "cpu_percent": cpu_percent,
+                "rss_mib": rss,
+                "processes": n + 1,
+            }
+        )
     return out
 
 
@@ -156,15 +187,24 @@ def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, a few minutes")
-    parser.add_argument("--docs", type=Path, default=REPO_ROOT / "docs",
-                        help="where benchmarks.md and benchmarks/ go")
-    parser.add_argument("--from-json", action="store_true",
-                        help="only re-render the document from the JSON files already there")
+    parser.add_argument(
+        "--docs",
+        type=Path,
+        default=REPO_ROOT / "docs",
+        help="where benchmarks.md and benchmarks/ go",
+    )
+    parser.add_argument(
+        "--from-json",
+        action="store_true",
+        help="only re-render the document from the JSON files already there",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     if args.from_json:
-        stored = {path.stem: json.loads(path.read_text(encoding="utf-8"))
-                  for path in sorted((args.docs / "benchmarks").glob("*.json"))}
+        stored = {
+            path.stem: json.loads(path.read_text(encoding="utf-8"))
+            for path in sorted((args.docs / "benchmarks").glob("*.json"))
+        }
         print(write(stored, args.docs, NOTES))
         return 0
     with tempfile.TemporaryDirectory(prefix="anycast-bench-") as tmp:

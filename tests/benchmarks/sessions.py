@@ -74,8 +74,9 @@ class Fleet:
         self.sidecars: dict[int, SidecarRunner] = {}
 
     def start_sidecar(self, i: int) -> None:
-        sidecar = SidecarRunner(self.lab, i, tcp_services(1, SETTINGS, port=SERVICE_PORT),
-                                self.workdir)
+        sidecar = SidecarRunner(
+            self.lab, i, tcp_services(1, SETTINGS, port=SERVICE_PORT), self.workdir
+        )
         sidecar.start()
         self.sidecars[i] = sidecar
 
@@ -89,8 +90,11 @@ class Fleet:
         self.wait_hops(self.n)
 
     def wait_hops(self, count: int, timeout: float = 60) -> None:
-        wait_for(lambda: len(kernel_nexthops(self.lab, "leaf1")) == count, timeout,
-                 f"leaf1 never reached {count} next hops")
+        wait_for(
+            lambda: len(kernel_nexthops(self.lab, "leaf1")) == count,
+            timeout,
+            f"leaf1 never reached {count} next hops",
+        )
 
     def stop(self) -> None:
         for i in list(self.sidecars):
@@ -99,16 +103,30 @@ class Fleet:
             service.kill()
 
 
-def _hold(lab: Lab, sessions: int, workdir: Path, tag: str
-          ) -> tuple[subprocess.Popen[Any], Path]:
+def _hold(lab: Lab, sessions: int, workdir: Path, tag: str) -> tuple[subprocess.Popen[Any], Path]:
     ready, result = workdir / f"hold-{tag}.ready", workdir / f"hold-{tag}.json"
     for path in (ready, result):
         path.unlink(missing_ok=True)
-    process = lab.popen("client", [sys.executable, "-m", "tests.benchmarks.labtools", "hold",
-                                   "--target", f"{ANYCAST}:{SERVICE_PORT}",
-                                   "--sessions", str(sessions), "--ready-file", str(ready),
-                                   "--result-file", str(result)],
-                        cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = lab.popen(
+        "client",
+        [
+            sys.executable,
+            "-m",
+            "tests.benchmarks.labtools",
+            "hold",
+            "--target",
+            f"{ANYCAST}:{SERVICE_PORT}",
+            "--sessions",
+            str(sessions),
+            "--ready-file",
+            str(ready),
+            "--result-file",
+            str(result),
+        ],
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_for(ready.exists, 60, "the client never opened its sessions")
     return process, result
 
@@ -127,20 +145,29 @@ class ManualSpeaker:
             f"neighbor {leaf_address(i)} {{\n    router-id {server_address(i)};\n"
             f"    local-address {server_address(i)};\n    local-as {server_as(i)};\n"
             f"    peer-as {LEAF_AS};\n    hold-time 3;\n    family {{ ipv4 unicast; }}\n"
-            "    api { processes [ feed ]; }\n}\n", encoding="utf-8")
+            "    api { processes [ feed ]; }\n}\n",
+            encoding="utf-8",
+        )
         self.process: subprocess.Popen[Any] | None = None
 
     def start(self, bandwidth_mbps: float) -> None:
         self.announce(bandwidth_mbps)
         self.process = self.lab.popen(
-            f"srv{self.i}", [EXABGP, "server", str(self.config)], env=EXABGP_ENV,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+            f"srv{self.i}",
+            [EXABGP, "server", str(self.config)],
+            env=EXABGP_ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+        )
 
     def announce(self, bandwidth_mbps: float) -> None:
         community = link_bandwidth_community(server_as(self.i), bandwidth_mbps * 1e6)
         with self.commands.open("a", encoding="utf-8") as commands:
-            commands.write(f"announce route {ANYCAST_PREFIX} next-hop self "
-                           f"extended-community [ {community} ]\n")
+            commands.write(
+                f"announce route {ANYCAST_PREFIX} next-hop self "
+                f"extended-community [ {community} ]\n"
+            )
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -182,8 +209,11 @@ def one_event(fleet: Fleet, event: str, sessions: int) -> dict[str, Any]:
             manual.announce(5_000)
         else:
             fleet.start_sidecar(n)
-        wait_for(lambda: kernel_nexthops(lab, "leaf1") != before, 30,
-                 f"{event}: leaf1's next hops never changed")
+        wait_for(
+            lambda: kernel_nexthops(lab, "leaf1") != before,
+            30,
+            f"{event}: leaf1's next hops never changed",
+        )
         after = kernel_nexthops(lab, "leaf1")
         time.sleep(SETTLE)
     finally:
@@ -207,8 +237,14 @@ def _restore(fleet: Fleet, event: str) -> None:
     fleet.wait_hops(n)
 
 
-def _count(event: str, n: int, affected: str, held: list[dict[str, Any]],
-           before: list[tuple[str, int]], after: list[tuple[str, int]]) -> dict[str, Any]:
+def _count(
+    event: str,
+    n: int,
+    affected: str,
+    held: list[dict[str, Any]],
+    before: list[tuple[str, int]],
+    after: list[tuple[str, int]],
+) -> dict[str, Any]:
     opened = [s for s in held if s["state"] != "failed"]
     on_affected = sum(1 for s in opened if s["server"] == affected)
     broken_affected = sum(1 for s in opened if s["state"] == "broken" and s["server"] == affected)
@@ -239,14 +275,21 @@ def _count(event: str, n: int, affected: str, held: list[dict[str, Any]],
         expected -= share_before * total
         textbook -= share_before * total
     return {
-        "event": event, "servers": n, "sessions": total,
-        "failed_to_open": len(held) - total, "on_affected": on_affected,
-        "broken": broken_affected + broken_others, "broken_on_affected": broken_affected,
-        "broken_on_others": broken_others, "drained": drained,
+        "event": event,
+        "servers": n,
+        "sessions": total,
+        "failed_to_open": len(held) - total,
+        "on_affected": on_affected,
+        "broken": broken_affected + broken_others,
+        "broken_on_affected": broken_affected,
+        "broken_on_others": broken_others,
+        "drained": drained,
         "survived": sum(1 for s in opened if s["state"] == "open"),
-        "floor": floor, "hash_threshold_expected": expected,
+        "floor": floor,
+        "hash_threshold_expected": expected,
         "hash_threshold_order_kept": textbook,
-        "next_hops_before": before, "next_hops_after": after,
+        "next_hops_before": before,
+        "next_hops_after": after,
         "simulated": event in ("drain", "weight_change"),
     }
 
@@ -256,8 +299,13 @@ def _share(hops: list[tuple[str, int]], hop: str) -> float:
     return sum(weight for name, weight in hops if name == hop) / total if total else 0.0
 
 
-def run(lab: Lab, server_counts: list[int], sessions: int, workdir: Path,
-        events: tuple[str, ...] = EVENTS) -> list[dict[str, Any]]:
+def run(
+    lab: Lab,
+    server_counts: list[int],
+    sessions: int,
+    workdir: Path,
+    events: tuple[str, ...] = EVENTS,
+) -> list[dict[str, Any]]:
     """Every event at every N."""
     rows = []
     for n in server_counts:
@@ -267,6 +315,9 @@ def run(lab: Lab, server_counts: list[int], sessions: int, workdir: Path,
             rows += [one_event(fleet, event, sessions) for event in events]
         finally:
             fleet.stop()
-            wait_for(lambda: not kernel_nexthops(lab, "leaf1"), 30,
-                     "leaf1 still routes the prefix after the fleet stopped")
+            wait_for(
+                lambda: not kernel_nexthops(lab, "leaf1"),
+                30,
+                "leaf1 still routes the prefix after the fleet stopped",
+            )
     return rows

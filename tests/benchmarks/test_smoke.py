@@ -98,8 +98,7 @@ def test_session_counts_add_up(results: dict[str, Any]) -> None:
     assert failure["broken_on_affected"] == failure["on_affected"]
 
 
-def test_report_writes_markdown_json_and_plots(results: dict[str, Any], tmp_path: Path
-                                               ) -> None:
+def test_report_writes_markdown_json_and_plots(results: dict[str, Any], tmp_path: Path) -> None:
     path = report.write(results, tmp_path, ["smoke"])
     text = path.read_text(encoding="utf-8")
     assert "## Targets" in text

@@ -31,8 +31,10 @@ from tests.benchmarks.common import (
     tcp_services,
 )
 
-SETTINGS = (CheckSettings(interval=1.0, fall=3, rise=3, timeout=0.5),
-            CheckSettings(interval=0.2, fall=2, rise=2, timeout=0.1))
+SETTINGS = (
+    CheckSettings(interval=1.0, fall=3, rise=3, timeout=0.5),
+    CheckSettings(interval=0.2, fall=2, rise=2, timeout=0.1),
+)
 
 
 def _announcer(system: str, lab: Lab, settings: CheckSettings, workdir: Path) -> Announcer:
@@ -41,16 +43,26 @@ def _announcer(system: str, lab: Lab, settings: CheckSettings, workdir: Path) ->
     return HealthcheckRunner(lab, 1, [SERVICE_PORT], settings, workdir)
 
 
-def run_one(lab: Lab, system: str, settings: CheckSettings, trials: int, workdir: Path
-            ) -> dict[str, Any]:
+def run_one(
+    lab: Lab, system: str, settings: CheckSettings, trials: int, workdir: Path
+) -> dict[str, Any]:
     """``trials`` kill/restart cycles of one system at one setting."""
     budget = settings.interval * (max(settings.fall, settings.rise) + 2) + 10
     service = LabService(lab, "srv1", workdir)
     announcer = _announcer(system, lab, settings, workdir)
     leaf, spine = RouteWatch(lab, "leaf1"), RouteWatch(lab, "spine1")
-    samples: dict[str, list[float]] = {key: [] for key in (
-        "withdraw_leaf", "withdraw_spine", "detection", "decision_to_ack", "ack_to_leaf_fib",
-        "announce_leaf", "announce_spine")}
+    samples: dict[str, list[float]] = {
+        key: []
+        for key in (
+            "withdraw_leaf",
+            "withdraw_spine",
+            "detection",
+            "decision_to_ack",
+            "ack_to_leaf_fib",
+            "announce_leaf",
+            "announce_spine",
+        )
+    }
     missed = 0
     misses: list[str] = []
     try:
@@ -91,17 +103,27 @@ def run_one(lab: Lab, system: str, settings: CheckSettings, trials: int, workdir
         service.kill()
         leaf.close()
         spine.close()
-    return {"system": system, "interval": settings.interval, "fall": settings.fall,
-            "rise": settings.rise, "timeout": settings.timeout, "trials": trials,
-            "missed": missed, "misses": misses, "samples": samples,
-            "summary": {key: summary(values) for key, values in samples.items() if values}}
+    return {
+        "system": system,
+        "interval": settings.interval,
+        "fall": settings.fall,
+        "rise": settings.rise,
+        "timeout": settings.timeout,
+        "trials": trials,
+        "missed": missed,
+        "misses": misses,
+        "samples": samples,
+        "summary": {key: summary(values) for key, values in samples.items() if values},
+    }
 
 
-def _miss(what: str, lab: Lab, announcer: Announcer, leaf: float | None,
-          spine: float | None) -> str:
+def _miss(
+    what: str, lab: Lab, announcer: Announcer, leaf: float | None, spine: float | None
+) -> str:
     """What we know about a trial that timed out, for the JSON file."""
-    detail = (f"{what}: leaf {'seen' if leaf else 'not seen'}, "
-              f"spine {'seen' if spine else 'not seen'}")
+    detail = (
+        f"{what}: leaf {'seen' if leaf else 'not seen'}, spine {'seen' if spine else 'not seen'}"
+    )
     detail += f"; leaf1 next hops now {kernel_nexthops(lab, 'leaf1')}"
     if isinstance(announcer, SidecarRunner):
         tail = announcer.events("service_state_changed")[-2:]
@@ -110,10 +132,14 @@ def _miss(what: str, lab: Lab, announcer: Announcer, leaf: float | None,
     return detail
 
 
-def _split_sidecar(sidecar: SidecarRunner, killed: float, leaf_gone: float,
-                   samples: dict[str, list[float]]) -> None:
-    downs = [log_time(e) for e in sidecar.events("service_state_changed")
-             if e.get("new") == "down" and log_time(e) >= killed]
+def _split_sidecar(
+    sidecar: SidecarRunner, killed: float, leaf_gone: float, samples: dict[str, list[float]]
+) -> None:
+    downs = [
+        log_time(e)
+        for e in sidecar.events("service_state_changed")
+        if e.get("new") == "down" and log_time(e) >= killed
+    ]
     acks = [log_time(e) for e in sidecar.events("route_withdrawn") if log_time(e) >= killed]
     if downs and acks:
         samples["detection"].append(downs[0] - killed)
@@ -121,8 +147,12 @@ def _split_sidecar(sidecar: SidecarRunner, killed: float, leaf_gone: float,
         samples["ack_to_leaf_fib"].append(leaf_gone - acks[0])
 
 
-def run(lab: Lab, trials: int, workdir: Path,
-        settings: tuple[CheckSettings, ...] = SETTINGS) -> list[dict[str, Any]]:
+def run(
+    lab: Lab, trials: int, workdir: Path, settings: tuple[CheckSettings, ...] = SETTINGS
+) -> list[dict[str, Any]]:
     """Both systems at every setting."""
-    return [run_one(lab, system, setting, trials, workdir)
-            for setting in settings for system in ("sidecar", "healthcheck")]
+    return [
+        run_one(lab, system, setting, trials, workdir)
+        for setting in settings
+        for system in ("sidecar", "healthcheck")
+    ]

@@ -55,8 +55,9 @@ def with_bandwidth(config: Mapping[str, Any], mbps: float) -> dict[str, Any]:
     return dict(copy)
 
 
-def expected_shares(bandwidth: Mapping[str, float],
-                    homes: Mapping[str, Iterable[str]]) -> dict[str, dict[str, float]]:
+def expected_shares(
+    bandwidth: Mapping[str, float], homes: Mapping[str, Iterable[str]]
+) -> dict[str, dict[str, float]]:
     """Router -> {next hop's name: share of that router's traffic}.
 
     ``bandwidth`` holds the servers that announce (server -> Mbit/s), ``homes`` the leaves
@@ -110,8 +111,7 @@ def weights_match(weights: Mapping[str, int], shares: Mapping[str, float]) -> bo
         return False
     if len(weights) == 1:
         return True  # a single next hop carries everything, whatever its weight
-    return all(abs(weights[hop] - 100 * share) <= WEIGHT_TOLERANCE
-               for hop, share in shares.items())
+    return all(abs(weights[hop] - 100 * share) <= WEIGHT_TOLERANCE for hop, share in shares.items())
 
 
 def received_bandwidth(lab: Lab, node: str, prefix: str) -> dict[str, float]:
@@ -155,8 +155,7 @@ class Fabric:
 
     def start_sidecar(self, node: str, mbps: float | None = None) -> Sidecar:
         mbps = self.base_bandwidth(node) if mbps is None else mbps
-        sidecar = Sidecar(self.lab, node, with_bandwidth(self.configs[node], mbps),
-                          self.workdir)
+        sidecar = Sidecar(self.lab, node, with_bandwidth(self.configs[node], mbps), self.workdir)
         sidecar.start()
         self.sidecars[node] = sidecar
         self.bandwidth[node] = mbps
@@ -195,14 +194,20 @@ class Fabric:
         for node in SERVERS:
             if not self.service_running(node):
                 self.start_service(node)
-            if (not self.sidecar_running(node)
-                    or self.bandwidth.get(node) != self.base_bandwidth(node)):
+            if not self.sidecar_running(node) or self.bandwidth.get(node) != self.base_bandwidth(
+                node
+            ):
                 if node in self.sidecars:
                     self.stop_sidecar(node)
                 self.start_sidecar(node)
         for family in (4, 6):
-            self.wait_converged(self.baseline_bandwidth(), PLAN["homes"], family,
-                                timeout=timeout, message="the fabric never got back to healthy")
+            self.wait_converged(
+                self.baseline_bandwidth(),
+                PLAN["homes"],
+                family,
+                timeout=timeout,
+                message="the fabric never got back to healthy",
+            )
 
     def _server_default_routes(self, node: str) -> None:
         links: Mapping[str, str] = PLAN["server_links"][node]
@@ -220,8 +225,9 @@ class Fabric:
 
     # -- observing -------------------------------------------------------------------
 
-    def mismatches(self, bandwidth: Mapping[str, float], homes: Mapping[str, Iterable[str]],
-                   family: int) -> dict[str, Any]:
+    def mismatches(
+        self, bandwidth: Mapping[str, float], homes: Mapping[str, Iterable[str]], family: int
+    ) -> dict[str, Any]:
         """Routers whose kernel weights differ from the model: {router: (seen, wanted)}."""
         expected = expected_shares(bandwidth, homes)
         wrong: dict[str, Any] = {}
@@ -232,9 +238,14 @@ class Fabric:
                 wrong[router] = {"kernel": weights, "want": wanted}
         return wrong
 
-    def wait_converged(self, bandwidth: Mapping[str, float],
-                       homes: Mapping[str, Iterable[str]], family: int, timeout: float,
-                       message: str) -> None:
+    def wait_converged(
+        self,
+        bandwidth: Mapping[str, float],
+        homes: Mapping[str, Iterable[str]],
+        family: int,
+        timeout: float,
+        message: str,
+    ) -> None:
         last: dict[str, Any] = {}
 
         def converged() -> bool:
@@ -245,18 +256,31 @@ class Fabric:
         try:
             wait_until(converged, timeout=timeout, message=message, interval=0.1)
         except AssertionError as exc:
-            raise AssertionError(f"{exc}\nrouters off the model (IPv{family}): {last}\n"
-                                 f"{self.sidecar_tails()}") from None
+            raise AssertionError(
+                f"{exc}\nrouters off the model (IPv{family}): {last}\n{self.sidecar_tails()}"
+            ) from None
 
     def sidecar_tails(self) -> str:
-        return "\n".join(f"--- {node}:\n{sidecar.log_tail(8)}"
-                         for node, sidecar in self.sidecars.items())
+        return "\n".join(
+            f"--- {node}:\n{sidecar.log_tail(8)}" for node, sidecar in self.sidecars.items()
+        )
 
     def shares(self, family: int, count: int = 2000) -> dict[str, Any]:
         """Open ``count`` new connections from the client; the JSON result of ``shares``."""
         result = self.lab.run(
-            "client", [sys.executable, "-m", "anycast_announcer.netlab.traffic", "shares",
-                       "--target", TARGET[family], "--count", str(count)], timeout=120)
+            "client",
+            [
+                sys.executable,
+                "-m",
+                "anycast_announcer.netlab.traffic",
+                "shares",
+                "--target",
+                TARGET[family],
+                "--count",
+                str(count),
+            ],
+            timeout=120,
+        )
         data: dict[str, Any] = json.loads(result.stdout)
         return data
 
@@ -272,10 +296,26 @@ class Holder:
         self.ready_file = ready_file
         self.process = fabric.lab.popen(
             "client",
-            [sys.executable, "-m", "anycast_announcer.netlab.traffic", "hold",
-             "--target", TARGET[family], "--sessions", str(sessions), "--interval", "0.25",
-             "--timeout", "5", "--ready-file", str(ready_file)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "-m",
+                "anycast_announcer.netlab.traffic",
+                "hold",
+                "--target",
+                TARGET[family],
+                "--sessions",
+                str(sessions),
+                "--interval",
+                "0.25",
+                "--timeout",
+                "5",
+                "--ready-file",
+                str(ready_file),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     def wait_ready(self, timeout: float = 30.0) -> dict[str, Any]:
         def ready() -> dict[str, Any]:

@@ -50,8 +50,13 @@ RESULTS = REPO_ROOT / "results" / "fabric-sessions.json"
 def fabric(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fabric]:
     require_lab_host()
     workdir = tmp_path_factory.mktemp("leaf-spine")
-    with deployed(TOPOLOGY, name=unique_lab_name("ls"), start_cmds=False,
-                  wait_bgp=BgpWait.ROUTERS, wait_timeout=60) as lab:
+    with deployed(
+        TOPOLOGY,
+        name=unique_lab_name("ls"),
+        start_cmds=False,
+        wait_bgp=BgpWait.ROUTERS,
+        wait_timeout=60,
+    ) as lab:
         state = Fabric(lab, workdir)
         try:
             state.restore(timeout=60)
@@ -76,8 +81,9 @@ def assert_shares(result: dict[str, Any], expected: dict[str, float]) -> dict[st
     answers: dict[str, int] = result["answers"]
     total = sum(answers.values())
     measured = {server: answers.get(server, 0) / total for server in SERVERS}
-    report = {server: f"{measured[server]:.1%} (want {expected.get(server, 0):.1%})"
-              for server in SERVERS}
+    report = {
+        server: f"{measured[server]:.1%} (want {expected.get(server, 0):.1%})" for server in SERVERS
+    }
     print(f"shares over {total} connections: {report}")
     for server in SERVERS:
         assert abs(measured[server] - expected.get(server, 0.0)) <= SHARE_TOLERANCE, report
@@ -141,8 +147,10 @@ def test_killed_service_is_withdrawn_hop_by_hop(
         return "srv2" not in kernel_weights(fabric.lab, "leaf1", prefix)
 
     def spines_reweighed() -> bool:
-        return all(weights_match(kernel_weights(fabric.lab, spine, prefix), expected[spine])
-                   for spine in SPINES)
+        return all(
+            weights_match(kernel_weights(fabric.lab, spine, prefix), expected[spine])
+            for spine in SPINES
+        )
 
     def leaf3_updated() -> bool:
         seen = lb_gbps(received_bandwidth(fabric.lab, "leaf3", prefix)).values()
@@ -158,13 +166,16 @@ def test_killed_service_is_withdrawn_hop_by_hop(
             if name not in hops and check():
                 hops[name] = round(time.monotonic() - started, 3)
         if now > deadline:
-            raise AssertionError(f"not converged after 20 s; converged hops: {hops}\n"
-                                 f"{fabric.mismatches(after, PLAN['homes'], 4)}")
+            raise AssertionError(
+                f"not converged after 20 s; converged hops: {hops}\n"
+                f"{fabric.mismatches(after, PLAN['homes'], 4)}"
+            )
         time.sleep(0.05)  # poll interval, bounded by the deadline above
     print(f"convergence after srv2's service died (s): {hops}")
     record_property("withdraw_convergence_seconds", json.dumps(hops))
-    fabric.wait_converged(after, PLAN["homes"], 4, timeout=10,
-                          message="weights never matched the model without srv2")
+    fabric.wait_converged(
+        after, PLAN["homes"], 4, timeout=10, message="weights never matched the model without srv2"
+    )
     assert_shares(fabric.shares(4, CONNECTIONS), server_shares(after))
 
 
@@ -181,8 +192,7 @@ def test_a_leaf_without_servers_leaves_the_spines_and_srv4_carries_its_full_band
     fabric.set_link("srv4", PLAN["server_links"]["srv4"]["leaf2"], up=False)
     after = {k: v for k, v in fabric.baseline_bandwidth().items() if k != "srv3"}
     homes = {**PLAN["homes"], "srv4": ["leaf1"]}
-    fabric.wait_converged(after, homes, 4, timeout=20,
-                          message="the fabric never dropped leaf2")
+    fabric.wait_converged(after, homes, 4, timeout=20, message="the fabric never dropped leaf2")
     seconds = round(time.monotonic() - started, 3)
     print(f"leaf2 out of the spines' next hops and srv4 reweighed after {seconds}s")
     record_property("leaf_down_convergence_seconds", seconds)
@@ -207,11 +217,18 @@ def test_bandwidth_change_moves_weights_and_shares(
     started = time.monotonic()
     fabric.stop_sidecar("srv1")
     fabric.start_sidecar("srv1", bandwidth["srv1"])
-    fabric.wait_converged(bandwidth, PLAN["homes"], family, timeout=30,
-                          message="weights never followed srv1's new bandwidth")
+    fabric.wait_converged(
+        bandwidth,
+        PLAN["homes"],
+        family,
+        timeout=30,
+        message="weights never followed srv1's new bandwidth",
+    )
     seconds = round(time.monotonic() - started, 3)
-    print(f"IPv{family}: reweighed {seconds}s after the restart began: "
-          f"{ {r: kernel_weights(fabric.lab, r, ANYCAST[family]) for r in ('leaf1', 'spine1')} }")
+    print(
+        f"IPv{family}: reweighed {seconds}s after the restart began: "
+        f"{ {r: kernel_weights(fabric.lab, r, ANYCAST[family]) for r in ('leaf1', 'spine1')} }"
+    )
     record_property(f"reweigh_seconds_ipv{family}", seconds)
     assert_shares(fabric.shares(family, CONNECTIONS), server_shares(bandwidth))
 
@@ -236,8 +253,9 @@ def test_long_lived_sessions_through_failure_addition_and_weight_change(
             began = time.monotonic()
             event_at = time.time()
             act()
-            fabric.wait_converged(bandwidth, PLAN["homes"], 4, timeout=30,
-                                  message=f"{name}: fabric never converged")
+            fabric.wait_converged(
+                bandwidth, PLAN["homes"], 4, timeout=30, message=f"{name}: fabric never converged"
+            )
             converged = round(time.monotonic() - began, 3)
             # A measurement window, not a wait for convergence: every session pings
             # eight more times (interval 0.25 s) on the converged fabric.
@@ -248,15 +266,25 @@ def test_long_lived_sessions_through_failure_addition_and_weight_change(
         delays = sorted(s["at"] - event_at for s in summary.pop("broken_sessions"))
         summary["convergence_seconds"] = converged
         summary["broken_seconds_after_event"] = (
-            {"first": round(delays[0], 3), "median": round(delays[len(delays) // 2], 3),
-             "last": round(delays[-1], 3)} if delays else None)
-        counts_add_up = (summary["total"] == summary["survived"] + summary["broken"]
-                         and sum(summary["started_on"].values()) == summary["total"]
-                         and sum(summary["broken_by_server"].values()) == summary["broken"])
+            {
+                "first": round(delays[0], 3),
+                "median": round(delays[len(delays) // 2], 3),
+                "last": round(delays[-1], 3),
+            }
+            if delays
+            else None
+        )
+        counts_add_up = (
+            summary["total"] == summary["survived"] + summary["broken"]
+            and sum(summary["started_on"].values()) == summary["total"]
+            and sum(summary["broken_by_server"].values()) == summary["broken"]
+        )
         assert counts_add_up, summary
-        print(f"{name}: {summary['broken']}/{summary['total']} broken "
-              f"(started on {summary['started_on']}, broken {summary['broken_by_server']}, "
-              f"reasons {summary['broken_by_reason']}), converged in {converged}s")
+        print(
+            f"{name}: {summary['broken']}/{summary['total']} broken "
+            f"(started on {summary['started_on']}, broken {summary['broken_by_server']}, "
+            f"reasons {summary['broken_by_reason']}), converged in {converged}s"
+        )
         report["events"][name] = summary
         return summary
 
@@ -286,5 +314,6 @@ def test_long_lived_sessions_through_failure_addition_and_weight_change(
 
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    record_property("sessions", json.dumps({name: event["broken"] for name, event
-                                            in report["events"].items()}))
+    record_property(
+        "sessions", json.dumps({name: event["broken"] for name, event in report["events"].items()})
+    )

@@ -33,5 +33,8 @@ def running(lab: Lab, tmp_path: Path) -> Iterator[Running]:
         yield state
     finally:
         state.close()
-        wait_until(lambda: not kernel_nexthops(lab, "leaf1", ANYCAST_V4), timeout=10,
-                   message="leaf1 still routes the anycast prefix after the test")
+        wait_until(
+            lambda: not kernel_nexthops(lab, "leaf1", ANYCAST_V4),
+            timeout=10,
+            message="leaf1 still routes the anycast prefix after the test",
+        )

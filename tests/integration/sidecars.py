@@ -23,8 +23,12 @@ SERVERS = {"srv1": (65001, 1), "srv2": (65002, 2)}
 def sidecar_config(node: str, bandwidth_mbps: float, **prefix_extra: Any) -> dict[str, Any]:
     """A fast-reacting sidecar config for a server of the single-leaf lab."""
     asn, index = SERVERS[node]
-    prefix_common = {"services": ["web"], "bandwidth_mbps": bandwidth_mbps,
-                     "communities": [f"{asn}:100"], **prefix_extra}
+    prefix_common = {
+        "services": ["web"],
+        "bandwidth_mbps": bandwidth_mbps,
+        "communities": [f"{asn}:100"],
+        **prefix_extra,
+    }
     return {
         "bgp": {
             "local_as": asn,
@@ -127,8 +131,17 @@ class Service:
     def start(self) -> None:
         self.process = self.lab.popen(
             self.node,
-            [sys.executable, "-m", "anycast_announcer.netlab.service", "--name", self.node,
-             "--listen", f"10.255.0.1:{SERVICE_PORT}", "--listen", f"[fd00:255::1]:{SERVICE_PORT}"],
+            [
+                sys.executable,
+                "-m",
+                "anycast_announcer.netlab.service",
+                "--name",
+                self.node,
+                "--listen",
+                f"10.255.0.1:{SERVICE_PORT}",
+                "--listen",
+                f"[fd00:255::1]:{SERVICE_PORT}",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -191,8 +204,9 @@ class Running:
         return service
 
     def sidecar(self, node: str, bandwidth_mbps: float = 10_000, **extra: object) -> Sidecar:
-        sidecar = Sidecar(self.lab, node, sidecar_config(node, bandwidth_mbps, **extra),
-                          self.workdir)
+        sidecar = Sidecar(
+            self.lab, node, sidecar_config(node, bandwidth_mbps, **extra), self.workdir
+        )
         sidecar.start()
         self.sidecars.append(sidecar)
         return sidecar

@@ -39,8 +39,9 @@ from tests.lablib import (
     wait_until,
 )
 
-RESULTS_FILE = Path(os.environ.get("RELIABILITY_RESULTS",
-                                   REPO_ROOT / "results" / "reliability.json"))
+RESULTS_FILE = Path(
+    os.environ.get("RELIABILITY_RESULTS", REPO_ROOT / "results" / "reliability.json")
+)
 
 
 @dataclass
@@ -72,8 +73,10 @@ class Results:
         except (OSError, ValueError, KeyError, TypeError):
             existing = {}
         for row in self.rows:
-            existing[row.fault] = {**asdict(row), "recorded_at": time.strftime(
-                "%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            existing[row.fault] = {
+                **asdict(row),
+                "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
         RESULTS_FILE.parent.mkdir(parents=True, exist_ok=True)
         tmp = RESULTS_FILE.with_suffix(".tmp")
         tmp.write_text(json.dumps({"rows": list(existing.values())}, indent=1) + "\n")
@@ -119,9 +122,18 @@ class Running:
         service = Service(self.lab, node)
         if listens:
             service.process = self.lab.popen(
-                node, [sys.executable, "-m", "anycast_announcer.netlab.service", "--name", node,
-                       *(arg for listen in listens for arg in ("--listen", listen))],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                node,
+                [
+                    sys.executable,
+                    "-m",
+                    "anycast_announcer.netlab.service",
+                    "--name",
+                    node,
+                    *(arg for listen in listens for arg in ("--listen", listen)),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         else:
             service.start()
         self.on_cleanup(service.kill)
@@ -141,10 +153,12 @@ class Running:
         self.on_cleanup(kill)
         return proc
 
-    def sidecar(self, node: str, config: dict[str, Any] | None = None, *,
-                start: bool = True, **extra: Any) -> Sidecar:
-        sidecar = Sidecar(self.lab, node, config or sidecar_config(node, 10_000, **extra),
-                          self.workdir)
+    def sidecar(
+        self, node: str, config: dict[str, Any] | None = None, *, start: bool = True, **extra: Any
+    ) -> Sidecar:
+        sidecar = Sidecar(
+            self.lab, node, config or sidecar_config(node, 10_000, **extra), self.workdir
+        )
         self.sidecars.append(sidecar)
         self.on_cleanup(sidecar.stop)
         if start:
@@ -175,8 +189,11 @@ def running(lab: Lab, tmp_path: Path) -> Iterator[Running]:
         for sidecar in state.sidecars:  # shown by pytest only when the test failed
             print(f"--- {sidecar.node} sidecar log tail ---\n{sidecar.log_tail(40)}")
         state.close()
-        wait_until(lambda: not kernel_nexthops(lab, "leaf1", ANYCAST_V4), timeout=15,
-                   message="leaf1 still routes the anycast prefix after the test")
+        wait_until(
+            lambda: not kernel_nexthops(lab, "leaf1", ANYCAST_V4),
+            timeout=15,
+            message="leaf1 still routes the anycast prefix after the test",
+        )
         assert not exabgp_pids(lab, "srv1"), "an ExaBGP outlived the test on srv1"
         assert not exabgp_pids(lab, "srv2"), "an ExaBGP outlived the test on srv2"
 
@@ -185,8 +202,9 @@ def running(lab: Lab, tmp_path: Path) -> Iterator[Running]:
 
 
 def ns_pids(lab: Lab, node: str) -> list[int]:
-    out = subprocess.run(["ip", "netns", "pids", lab.ns(node)], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        ["ip", "netns", "pids", lab.ns(node)], capture_output=True, text=True, check=True
+    ).stdout
     return [int(pid) for pid in out.split()]
 
 
@@ -218,9 +236,20 @@ def fd_count(pid: int) -> int:
 
 def shares(lab: Lab, count: int, target: str = "10.255.0.1:8080") -> dict[str, Any]:
     """What ``count`` new client connections to the anycast service see, from the client."""
-    result = lab.run("client", [sys.executable, "-m", "anycast_announcer.netlab.traffic",
-                                "shares", "--target", target, "--count", str(count)],
-                     timeout=120)
+    result = lab.run(
+        "client",
+        [
+            sys.executable,
+            "-m",
+            "anycast_announcer.netlab.traffic",
+            "shares",
+            "--target",
+            target,
+            "--count",
+            str(count),
+        ],
+        timeout=120,
+    )
     return dict(json.loads(result.stdout))
 
 

@@ -25,7 +25,7 @@ REFERENCED: list[dict[str, Any]] = [
         "fault": "address_removed_from_lo",
         "injected": "anycast address deleted from lo while announced",
         "test": "tests/integration/sidecar/test_sidecar_frr.py::"
-                "test_withdraws_when_the_address_leaves_lo",
+        "test_withdraws_when_the_address_leaves_lo",
         "survived": None,
         "stale_routes": None,
         "lost_routes": None,
@@ -35,10 +35,18 @@ REFERENCED: list[dict[str, Any]] = [
 ]
 
 ORDER = [
-    "exabgp_sigkill", "sidecar_sigkill", "leaf_frr_restart", "link_cut_link-down",
-    "link_cut_blackhole", "service_flapping", "stuck_checks",
-    "scale_1000_services_200_prefixes", "address_removed_from_lo", "tcp_md5",
-    "unprivileged_user", "no_cap_net_admin",
+    "exabgp_sigkill",
+    "sidecar_sigkill",
+    "leaf_frr_restart",
+    "link_cut_link-down",
+    "link_cut_blackhole",
+    "service_flapping",
+    "stuck_checks",
+    "scale_1000_services_200_prefixes",
+    "address_removed_from_lo",
+    "tcp_md5",
+    "unprivileged_user",
+    "no_cap_net_admin",
 ]
 
 
@@ -82,8 +90,9 @@ def render_table(rows: list[dict[str, Any]]) -> str:
     footer = [""]
     if recorded:
         span = recorded[0] if len(recorded) == 1 else f"{recorded[0]} to {recorded[-1]}"
-        footer.append(f"Recorded {span} (UTC) by `make reliability`; "
-                      "times in seconds, memory in MiB.")
+        footer.append(
+            f"Recorded {span} (UTC) by `make reliability`; times in seconds, memory in MiB."
+        )
     if notes:
         footer += ["", "Notes:", "", *notes]
     return "\n".join(lines + footer)
@@ -108,8 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rows = json.loads(args.results.read_text(encoding="utf-8"))["rows"]
     except (OSError, ValueError, KeyError) as error:
-        print(f"cannot read {args.results}: {error}; run `pytest tests/reliability` first",
-              file=sys.stderr)
+        print(
+            f"cannot read {args.results}: {error}; run `pytest tests/reliability` first",
+            file=sys.stderr,
+        )
         return 2
     known = {row["fault"] for row in rows}
     rows = rows + [row for row in REFERENCED if row["fault"] not in known]

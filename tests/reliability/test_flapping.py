@@ -56,13 +56,19 @@ def _updates_received(lab: Lab) -> int:
 
 def _config() -> dict[str, Any]:
     config = sidecar_config("srv1", 10_000)
-    config["services"] = [{"name": "flappy",
-                           "check": {"type": "tcp", "host": "10.255.0.1", "port": PORT},
-                           "interval": 0.2, "timeout": 0.1, "rise": 2, "fall": 2}]
+    config["services"] = [
+        {
+            "name": "flappy",
+            "check": {"type": "tcp", "host": "10.255.0.1", "port": PORT},
+            "interval": 0.2,
+            "timeout": 0.1,
+            "rise": 2,
+            "fall": 2,
+        }
+    ]
     # Dampening at its defaults (on; penalty 1000 per withdrawal, half-life 15 s,
     # suppress 3000, reuse 750), as a user who never heard of it would get.
-    config["prefixes"] = [{"prefix": ANYCAST_V4, "services": ["flappy"],
-                           "bandwidth_mbps": 10_000}]
+    config["prefixes"] = [{"prefix": ANYCAST_V4, "services": ["flappy"], "bandwidth_mbps": 10_000}]
     return config
 
 
@@ -72,37 +78,53 @@ def test_flapping_service_sends_a_bounded_number_of_updates(
     """The service accepts and refuses in turn every 0.5 s: health follows it (rise/fall
     2 at 0.2 s), but dampening suppresses the prefix after three withdrawals, so leaf1
     receives a handful of updates instead of one per flap."""
-    row = fault("service_flapping", f"service accepts/refuses every {HALF_PERIOD}s for "
-                f"{FLAP_SECONDS:.0f}s (dampening at defaults)")
+    row = fault(
+        "service_flapping",
+        f"service accepts/refuses every {HALF_PERIOD}s for "
+        f"{FLAP_SECONDS:.0f}s (dampening at defaults)",
+    )
     sidecar = running.sidecar("srv1", _config())
-    wait_until(lambda: sidecar.events("bgp_session_changed"), timeout=20,
-               message=f"no BGP session:\n{sidecar.log_tail()}")
+    wait_until(
+        lambda: sidecar.events("bgp_session_changed"),
+        timeout=20,
+        message=f"no BGP session:\n{sidecar.log_tail()}",
+    )
     updates_before = _updates_received(lab)
     counts: Path = running.workdir / "toggles.json"
-    flapper = running.process("srv1", [sys.executable, "-c", FLAPPER, str(counts), str(PORT),
-                                       str(HALF_PERIOD), str(FLAP_SECONDS)])
+    flapper = running.process(
+        "srv1",
+        [
+            sys.executable,
+            "-c",
+            FLAPPER,
+            str(counts),
+            str(PORT),
+            str(HALF_PERIOD),
+            str(FLAP_SECONDS),
+        ],
+    )
     flapper.wait(timeout=FLAP_SECONDS + 15)
     toggles = int(json.loads(counts.read_text())["toggles"])
     # Let the last messages land; the prefix is dampened by now, so nothing else comes.
     time.sleep(1)  # settle window for in-flight UPDATEs, not a convergence wait
     updates = _updates_received(lab) - updates_before
 
-    health_changes = [e for e in sidecar.events("service_state_changed")
-                      if e["service"] == "flappy"]
+    health_changes = [
+        e for e in sidecar.events("service_state_changed") if e["service"] == "flappy"
+    ]
     v4 = [e for e in sidecar.events() if e.get("prefix") == ANYCAST_V4]
     announced = sum(1 for e in v4 if e["event"] == "route_announced")
     withdrawn = sum(1 for e in v4 if e["event"] == "route_withdrawn")
-    dampened = [e for e in v4 if e["event"] == "prefix_state_changed"
-                and e["new"] == "dampened"]
+    dampened = [e for e in v4 if e["event"] == "prefix_state_changed" and e["new"] == "dampened"]
     row.figures = {
         "service_toggles": toggles,
         "health_transitions": len(health_changes),
         "route_announced": announced,
         "route_withdrawn": withdrawn,
         "leaf_updates_received": updates,
-        "dampened_after_s": round(
-            _seconds_between(health_changes[0], dampened[0]), 2) if dampened and
-        health_changes else None,
+        "dampened_after_s": round(_seconds_between(health_changes[0], dampened[0]), 2)
+        if dampened and health_changes
+        else None,
         "flap_seconds": FLAP_SECONDS,
     }
     print(row.figures)

@@ -52,13 +52,22 @@ def test_leaf_frr_crash_gets_every_route_back_exactly_once(
     the leaf holds exactly one path per server, with the configured attributes."""
     row = fault("leaf_frr_restart", "SIGKILL bgpd+zebra on leaf1, start them again")
     both_servers(running)
-    wait_until(lambda: announced_via(lab, SRV1, SRV2), timeout=20,
-               message="never announced by both servers")
+    wait_until(
+        lambda: announced_via(lab, SRV1, SRV2),
+        timeout=20,
+        message="never announced by both servers",
+    )
     down_for = lab.restart_frr("leaf1")
-    sessions = measure(lambda: established(lab, SRV1) and established(lab, SRV2),
-                       timeout=30, message="sessions did not come back after the FRR restart")
-    routes = measure(lambda: announced_via(lab, SRV1, SRV2), timeout=30,
-                     message="routes did not come back after the FRR restart")
+    sessions = measure(
+        lambda: established(lab, SRV1) and established(lab, SRV2),
+        timeout=30,
+        message="sessions did not come back after the FRR restart",
+    )
+    routes = measure(
+        lambda: announced_via(lab, SRV1, SRV2),
+        timeout=30,
+        message="routes did not come back after the FRR restart",
+    )
     paths = bgp_paths(lab, "leaf1", ANYCAST_V4)
     hops = [path["nexthops"][0]["ip"] for path in paths]
     row.stale_routes = max(0, len(paths) - 2)
@@ -89,9 +98,11 @@ def _cut(lab: Lab, node: str, how: str) -> Callable[[], None]:
     if how == "link-down":
         cut = ["ip", "link", "set", "eth1", "down"]
         # The kernel deletes routes through a downed link; put the lab's defaults back.
-        restore = [["ip", "link", "set", "eth1", "up"],
-                   ["ip", "route", "replace", "default", "via", "10.0.1.1"],
-                   ["ip", "-6", "route", "replace", "default", "via", "fd00:1::1"]]
+        restore = [
+            ["ip", "link", "set", "eth1", "up"],
+            ["ip", "route", "replace", "default", "via", "10.0.1.1"],
+            ["ip", "-6", "route", "replace", "default", "via", "fd00:1::1"],
+        ]
     else:
         # A silent one-way black hole: carrier stays up, srv1 drops everything it sends
         # to leaf1, so only leaf1's BGP hold timer can notice (no netem/gact here).
@@ -112,28 +123,47 @@ def test_link_cut_withdraws_and_restore_reannounces(
 ) -> None:
     """srv1's link cut: leaf1 drops srv1 (at once on carrier loss, after the 3 s hold
     time for a silent black hole) while srv2 keeps serving; restored: srv1 is back."""
-    row = fault(f"link_cut_{how}",
-                "ip link set eth1 down on srv1" if how == "link-down"
-                else "blackhole route to leaf1 on srv1 (carrier up, silent loss)")
+    row = fault(
+        f"link_cut_{how}",
+        "ip link set eth1 down on srv1"
+        if how == "link-down"
+        else "blackhole route to leaf1 on srv1 (carrier up, silent loss)",
+    )
     both_servers(running)
-    wait_until(lambda: announced_via(lab, SRV1, SRV2), timeout=20,
-               message="never announced by both servers")
+    wait_until(
+        lambda: announced_via(lab, SRV1, SRV2),
+        timeout=20,
+        message="never announced by both servers",
+    )
     undo = _cut(lab, "srv1", how)
     running.on_cleanup(undo)
-    gone = measure(lambda: announced_via(lab, SRV2), timeout=15,
-                   message=f"leaf1 kept srv1 after the link cut ({how})")
+    gone = measure(
+        lambda: announced_via(lab, SRV2),
+        timeout=15,
+        message=f"leaf1 kept srv1 after the link cut ({how})",
+    )
     traffic = shares(lab, 100)
     assert traffic["failed"] == 0, traffic
     undo()
-    back = measure(lambda: SRV1 in bgp_hops(lab), timeout=30,
-                   message=f"srv1's path did not come back to leaf1's BGP table ({how})")
-    row.figures = {"route_gone_s": round(gone, 3), "bgp_path_back_after_restore_s": round(back, 3),
-                   "hold_time_s": 3, "connections_during_cut": traffic["answers"],
-                   "failed_during_cut": traffic["failed"]}
+    back = measure(
+        lambda: SRV1 in bgp_hops(lab),
+        timeout=30,
+        message=f"srv1's path did not come back to leaf1's BGP table ({how})",
+    )
+    row.figures = {
+        "route_gone_s": round(gone, 3),
+        "bgp_path_back_after_restore_s": round(back, 3),
+        "hold_time_s": 3,
+        "connections_during_cut": traffic["answers"],
+        "failed_during_cut": traffic["failed"],
+    }
     # With kernel nexthop objects FRR 8.4.4 kept a group without srv1 after the flap;
     # the lab's leaf runs `no zebra nexthop kernel enable`, and this proves it heals.
-    fib = measure(lambda: announced_via(lab, SRV1, SRV2), timeout=10,
-                  message="leaf1's FIB did not get srv1 back after the link returned")
+    fib = measure(
+        lambda: announced_via(lab, SRV1, SRV2),
+        timeout=10,
+        message="leaf1's FIB did not get srv1 back after the link returned",
+    )
     row.figures["fib_back_after_restore_s"] = round(fib, 3)
     after = shares(lab, 200)
     row.figures["connections_after_restore"] = after["answers"]
@@ -148,10 +178,13 @@ def leaf_password(lab: Lab) -> Iterator[Callable[[str | None], None]]:
     """Set (or clear) leaf1's TCP-MD5 password for srv1; always cleared afterwards."""
 
     def set_password(password: str | None) -> None:
-        line = (f"neighbor {SRV1} password {password}" if password
-                else f"no neighbor {SRV1} password")
-        lab.run("leaf1", ["vtysh", "-N", lab.ns("leaf1"), "-c", "conf t",
-                          "-c", "router bgp 65100", "-c", line])
+        line = (
+            f"neighbor {SRV1} password {password}" if password else f"no neighbor {SRV1} password"
+        )
+        lab.run(
+            "leaf1",
+            ["vtysh", "-N", lab.ns("leaf1"), "-c", "conf t", "-c", "router bgp 65100", "-c", line],
+        )
 
     yield set_password
     set_password(None)
@@ -159,14 +192,15 @@ def leaf_password(lab: Lab) -> Iterator[Callable[[str | None], None]]:
 
 def _md5_config(password: str) -> dict[str, Any]:
     config = sidecar_config("srv1", 10_000)
-    config["bgp"]["peers"] = [{"address": "10.0.1.1", "peer_as": 65100,
-                               "md5_password": password}]
+    config["bgp"]["peers"] = [{"address": "10.0.1.1", "peer_as": 65100, "md5_password": password}]
     config["prefixes"] = config["prefixes"][:1]  # IPv4 only: one (signed) session
     return config
 
 
 def test_md5_session_needs_the_right_password(
-    lab: Lab, running: Running, fault: Callable[[str, str], FaultRow],
+    lab: Lab,
+    running: Running,
+    fault: Callable[[str, str], FaultRow],
     leaf_password: Callable[[str | None], None],
 ) -> None:
     """leaf1 requires TCP-MD5 for srv1: the right password establishes the session and
@@ -176,13 +210,22 @@ def test_md5_session_needs_the_right_password(
     running.service("srv1")
     leaf_password("0123abcdRight")
     good = running.sidecar("srv1", _md5_config("0123abcdRight"))
-    up = measure(lambda: established(lab, SRV1), timeout=20,
-                 message=f"no session with the right MD5 password:\n{good.log_tail()}")
-    wait_until(lambda: announced_via(lab, SRV1), timeout=15,
-               message="route did not arrive over the MD5 session")
+    up = measure(
+        lambda: established(lab, SRV1),
+        timeout=20,
+        message=f"no session with the right MD5 password:\n{good.log_tail()}",
+    )
+    wait_until(
+        lambda: announced_via(lab, SRV1),
+        timeout=15,
+        message="route did not arrive over the MD5 session",
+    )
     good.stop()
-    wait_until(lambda: not kernel_nexthops(lab, "leaf1", ANYCAST_V4), timeout=10,
-               message="route stayed after the sidecar stopped")
+    wait_until(
+        lambda: not kernel_nexthops(lab, "leaf1", ANYCAST_V4),
+        timeout=10,
+        message="route stayed after the sidecar stopped",
+    )
 
     running.sidecar("srv1", _md5_config("0123abcdWrong"))
     seen_route = seen_session = 0
@@ -195,9 +238,11 @@ def test_md5_session_needs_the_right_password(
     assert seen_session == 0, "a session established with the wrong MD5 password"
     assert seen_route == 0, "the route arrived without a valid MD5 session"
     assert exabgp_pids(lab, "srv1"), "ExaBGP gave up instead of retrying"
-    row.figures = {"session_up_with_right_password_s": round(up, 3),
-                   "established_polls_with_wrong_password": seen_session,
-                   "route_polls_with_wrong_password": seen_route,
-                   "wrong_password_observed_s": 8}
+    row.figures = {
+        "session_up_with_right_password_s": round(up, 3),
+        "established_polls_with_wrong_password": seen_session,
+        "route_polls_with_wrong_password": seen_route,
+        "wrong_password_observed_s": 8,
+    }
     row.survived = True
     print(row.figures)

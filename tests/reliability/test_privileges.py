@@ -21,8 +21,16 @@ from tests.reliability.conftest import FaultRow, Running, exabgp_pids, ns_pids
 pytestmark = pytest.mark.integration
 
 SRV1 = "10.0.1.2"
-AS_NOBODY = ["setpriv", "--reuid", "nobody", "--regid", "nogroup", "--clear-groups",
-             "--inh-caps=-all", "--"]
+AS_NOBODY = [
+    "setpriv",
+    "--reuid",
+    "nobody",
+    "--regid",
+    "nogroup",
+    "--clear-groups",
+    "--inh-caps=-all",
+    "--",
+]
 
 
 # This machine's venv interpreter lives under /root (mode 0700), which nobody cannot
@@ -39,10 +47,20 @@ class UnprivilegedSidecar(Sidecar):
         with self.log_path.open("ab") as log:
             self.process = self.lab.popen(
                 self.node,
-                [*AS_NOBODY, SYSTEM_PYTHON, "-m", "anycast_announcer", "run", "-c",
-                 str(self.config_path)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={"PYTHONPATH": f"{REPO_ROOT}:{SITE}", "PYTHONDONTWRITEBYTECODE": "1"})
+                [
+                    *AS_NOBODY,
+                    SYSTEM_PYTHON,
+                    "-m",
+                    "anycast_announcer",
+                    "run",
+                    "-c",
+                    str(self.config_path),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={"PYTHONPATH": f"{REPO_ROOT}:{SITE}", "PYTHONDONTWRITEBYTECODE": "1"},
+            )
 
 
 @pytest.fixture
@@ -83,19 +101,28 @@ def test_runs_as_nobody_without_managed_addresses(
     sidecar = UnprivilegedSidecar(lab, "srv1", _config(public_dir), public_dir)
     running.on_cleanup(sidecar.stop)
     sidecar.start()
-    announce = measure(lambda: set(kernel_nexthops(lab, "leaf1", ANYCAST_V4)) == {SRV1},
-                       timeout=20, message=f"never announced as nobody:\n{sidecar.log_tail()}")
+    announce = measure(
+        lambda: set(kernel_nexthops(lab, "leaf1", ANYCAST_V4)) == {SRV1},
+        timeout=20,
+        message=f"never announced as nobody:\n{sidecar.log_tail()}",
+    )
     assert sidecar.process is not None
     assert _uid(sidecar.process.pid) == 65534
     (exabgp,) = exabgp_pids(lab, "srv1")
     assert _uid(exabgp) == 65534
     service.kill()
-    withdraw = measure(lambda: not kernel_nexthops(lab, "leaf1", ANYCAST_V4), timeout=10,
-                       message="not withdrawn as nobody")
+    withdraw = measure(
+        lambda: not kernel_nexthops(lab, "leaf1", ANYCAST_V4),
+        timeout=10,
+        message="not withdrawn as nobody",
+    )
     sidecar.stop()
     assert sidecar.process.returncode == 0, sidecar.log_tail()
-    row.figures = {"announce_s": round(announce, 3), "withdraw_after_service_death_s":
-                   round(withdraw, 3), "uid": 65534}
+    row.figures = {
+        "announce_s": round(announce, 3),
+        "withdraw_after_service_death_s": round(withdraw, 3),
+        "uid": 65534,
+    }
     row.survived = True
     print(row.figures)
 
@@ -108,8 +135,14 @@ def test_managed_address_without_cap_net_admin_fails_clearly(
     traceback, no ExaBGP left behind, nothing announced."""
     row = fault("no_cap_net_admin", "manage_address: true as nobody, address absent")
     config = _config(public_dir)
-    config["prefixes"] = [{"prefix": "10.255.0.3/32", "services": ["web"],
-                           "bandwidth_mbps": 10_000, "manage_address": True}]
+    config["prefixes"] = [
+        {
+            "prefix": "10.255.0.3/32",
+            "services": ["web"],
+            "bandwidth_mbps": 10_000,
+            "manage_address": True,
+        }
+    ]
     sidecar = UnprivilegedSidecar(lab, "srv1", config, public_dir)
     running.on_cleanup(sidecar.stop)
     sidecar.start()

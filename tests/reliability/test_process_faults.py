@@ -57,34 +57,58 @@ def test_killed_exabgp_restarts_and_announces_nothing_unhealthy(
     ExaBGP was down is never seen by the leaf after the restart."""
     row = fault("exabgp_sigkill", "SIGKILL ExaBGP; kill a second prefix's service while it is down")
     config = sidecar_config("srv1", 10_000)
-    config["services"].append({**config["services"][0], "name": "guard",
-                               "check": {"type": "tcp", "host": "10.255.0.1", "port": 8081}})
-    config["prefixes"].append({"prefix": GUARDED_V4, "services": ["guard"],
-                               "bandwidth_mbps": 10_000, "manage_address": True})
+    config["services"].append(
+        {
+            **config["services"][0],
+            "name": "guard",
+            "check": {"type": "tcp", "host": "10.255.0.1", "port": 8081},
+        }
+    )
+    config["prefixes"].append(
+        {
+            "prefix": GUARDED_V4,
+            "services": ["guard"],
+            "bandwidth_mbps": 10_000,
+            "manage_address": True,
+        }
+    )
     # A backoff longer than fall x interval + timeout: the guard is surely down (in the
     # sidecar's view) before the new ExaBGP exists, so the race we check is deterministic.
     config["exabgp"] = {"restart_backoff_initial": 3.0}
     running.service("srv1")
     guard = running.service("srv1", "10.255.0.1:8081")
     sidecar = running.sidecar("srv1", config)
-    wait_until(lambda: announced_via(lab, SRV1) and bgp_paths(lab, "leaf1", GUARDED_V4),
-               timeout=20, message=f"never announced both prefixes:\n{sidecar.log_tail()}")
+    wait_until(
+        lambda: announced_via(lab, SRV1) and bgp_paths(lab, "leaf1", GUARDED_V4),
+        timeout=20,
+        message=f"never announced both prefixes:\n{sidecar.log_tail()}",
+    )
 
     (old_pid,) = exabgp_pids(lab, "srv1")
     killed_at = time.time()
     os.kill(old_pid, signal.SIGKILL)
     guard.kill()
-    gone = measure(lambda: not kernel_nexthops(lab, "leaf1", ANYCAST_V4), timeout=10,
-                   message="leaf1 kept the route of a killed ExaBGP")
-    back = measure(lambda: announced_via(lab, SRV1), timeout=30,
-                   message=f"no route after the ExaBGP restart:\n{sidecar.log_tail()}")
+    gone = measure(
+        lambda: not kernel_nexthops(lab, "leaf1", ANYCAST_V4),
+        timeout=10,
+        message="leaf1 kept the route of a killed ExaBGP",
+    )
+    back = measure(
+        lambda: announced_via(lab, SRV1),
+        timeout=30,
+        message=f"no route after the ExaBGP restart:\n{sidecar.log_tail()}",
+    )
     restarted = [e for e in sidecar.events("exabgp_started") if event_time(e) > killed_at]
     assert restarted, "no new ExaBGP was started"
-    guard_down = [e for e in sidecar.events("service_state_changed")
-                  if e["service"] == "guard" and e["new"] == "down"]
+    guard_down = [
+        e
+        for e in sidecar.events("service_state_changed")
+        if e["service"] == "guard" and e["new"] == "down"
+    ]
     assert guard_down, "the guard service never went down"
-    assert event_time(guard_down[-1]) < event_time(restarted[0]), \
+    assert event_time(guard_down[-1]) < event_time(restarted[0]), (
         "the guard service was not down before ExaBGP came back: the check is not meaningful"
+    )
 
     # After the restart the healthy prefix is back; the dead one must never show up.
     stale = polls = 0
@@ -122,20 +146,33 @@ def test_sigkilled_sidecar_takes_its_routes_and_exabgp_with_it(
     running.service("srv2")
     sidecar = running.sidecar("srv1")
     running.sidecar("srv2", sidecar_config("srv2", 10_000))
-    wait_until(lambda: announced_via(lab, SRV1, SRV2), timeout=20,
-               message=f"never announced by both:\n{sidecar.log_tail()}")
+    wait_until(
+        lambda: announced_via(lab, SRV1, SRV2),
+        timeout=20,
+        message=f"never announced by both:\n{sidecar.log_tail()}",
+    )
     before = shares(lab, 200)
     assert before["failed"] == 0, before
 
     sidecar.signal(signal.SIGKILL)
     sidecar.wait(timeout=5)
-    gone = measure(lambda: announced_via(lab, SRV2), timeout=10,
-                   message="leaf1 kept srv1's route after its sidecar was SIGKILLed")
-    orphan = measure(lambda: not exabgp_pids(lab, "srv1"), timeout=5,
-                     message="ExaBGP outlived its SIGKILLed sidecar")
-    wait_until(lambda: not [p for p in ns_pids(lab, "srv1")
-                            if "anycast_announcer.exabgp.bridge" in cmdline(p)],
-               timeout=5, message="the API relay outlived its SIGKILLed sidecar")
+    gone = measure(
+        lambda: announced_via(lab, SRV2),
+        timeout=10,
+        message="leaf1 kept srv1's route after its sidecar was SIGKILLed",
+    )
+    orphan = measure(
+        lambda: not exabgp_pids(lab, "srv1"),
+        timeout=5,
+        message="ExaBGP outlived its SIGKILLed sidecar",
+    )
+    wait_until(
+        lambda: (
+            not [p for p in ns_pids(lab, "srv1") if "anycast_announcer.exabgp.bridge" in cmdline(p)]
+        ),
+        timeout=5,
+        message="the API relay outlived its SIGKILLed sidecar",
+    )
     after = shares(lab, 200)
     assert after["failed"] == 0, after
     assert set(after["answers"]) == {"srv2"}, after
@@ -172,27 +209,39 @@ def test_hanging_forking_and_stalled_checks_are_bounded(
     """A command that hangs, one that forks children and an HTTP server that never
     answers: every probe ends at its timeout, the service is down with a timeout reason,
     no process or socket piles up, the sidecar's fd count stays flat, nothing is announced."""
-    row = fault("stuck_checks", "checks: `sleep 3600`, `sh -c 'sleep 100 & sleep 100'`, "
-                "HTTP slowloris")
+    row = fault(
+        "stuck_checks", "checks: `sleep 3600`, `sh -c 'sleep 100 & sleep 100'`, HTTP slowloris"
+    )
     port = 18090
     running.process("srv1", [sys.executable, "-c", SLOWLORIS, str(port)])
-    wait_until(lambda: lab.run("srv1", ["ss", "-Htln", f"( sport = :{port} )"]).stdout,
-               timeout=10, message="slowloris listener did not start")
+    wait_until(
+        lambda: lab.run("srv1", ["ss", "-Htln", f"( sport = :{port} )"]).stdout,
+        timeout=10,
+        message="slowloris listener did not start",
+    )
     timing = {"interval": 0.5, "timeout": 0.3, "rise": 1, "fall": 1}
     config = sidecar_config("srv1", 10_000)
     config["services"] = [
         {"name": "hang", "check": {"type": "command", "argv": ["sleep", "3600"]}, **timing},
-        {"name": "fork", "check": {"type": "command",
-                                   "argv": ["sh", "-c", "sleep 100 & sleep 100"]}, **timing},
+        {
+            "name": "fork",
+            "check": {"type": "command", "argv": ["sh", "-c", "sleep 100 & sleep 100"]},
+            **timing,
+        },
         {"name": "slow", "check": {"type": "http", "url": f"http://127.0.0.1:{port}/"}, **timing},
     ]
     for prefix in config["prefixes"]:
         prefix["services"] = ["hang", "fork", "slow"]
         prefix["require"] = "any"
     sidecar = running.sidecar("srv1", config)
-    wait_until(lambda: {e["service"] for e in sidecar.events("service_state_changed")
-                        if e["new"] == "down"} == {"hang", "fork", "slow"},
-               timeout=15, message=f"not every stuck service went down:\n{sidecar.log_tail()}")
+    wait_until(
+        lambda: (
+            {e["service"] for e in sidecar.events("service_state_changed") if e["new"] == "down"}
+            == {"hang", "fork", "slow"}
+        ),
+        timeout=15,
+        message=f"not every stuck service went down:\n{sidecar.log_tail()}",
+    )
     pid = sidecar.process.pid if sidecar.process else 0
 
     def sleepers() -> list[int]:
@@ -201,8 +250,13 @@ def test_hanging_forking_and_stalled_checks_are_bounded(
     samples: list[dict[str, int]] = []
     deadline = time.monotonic() + 8
     while time.monotonic() < deadline:
-        samples.append({"fds": fd_count(pid), "sleepers": len(sleepers()),
-                        "held_sockets": _established_to(lab, port)})
+        samples.append(
+            {
+                "fds": fd_count(pid),
+                "sleepers": len(sleepers()),
+                "held_sockets": _established_to(lab, port),
+            }
+        )
         time.sleep(0.5)
     reasons = {e["service"]: e["reason"] for e in sidecar.events("service_state_changed")}
     assert all("timeout" in reason for reason in reasons.values()), reasons
@@ -215,8 +269,7 @@ def test_hanging_forking_and_stalled_checks_are_bounded(
     assert last <= first + 3, samples
     assert not bgp_paths(lab, "leaf1", ANYCAST_V4)
     sidecar.stop()
-    wait_until(lambda: not sleepers(), timeout=5,
-               message="check processes outlived the sidecar")
+    wait_until(lambda: not sleepers(), timeout=5, message="check processes outlived the sidecar")
     row.figures = {
         "sidecar_fds_first_last": [first, last],
         "max_check_processes": max(s["sleepers"] for s in samples),

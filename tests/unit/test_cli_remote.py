@@ -107,8 +107,16 @@ class TestMutating:
         self, sidecar: Sidecar, token_file: str, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """drain PREFIX --reason sends both and prints what the sidecar did."""
-        code = await cli("drain", "10.255.0.1/32", "--reason", "kernel upgrade",
-                         "--url", sidecar.url, "--token-file", token_file)
+        code = await cli(
+            "drain",
+            "10.255.0.1/32",
+            "--reason",
+            "kernel upgrade",
+            "--url",
+            sidecar.url,
+            "--token-file",
+            token_file,
+        )
         assert code == EXIT_OK
         # The server's log lines share stdout in this test; the CLI prints the last line.
         assert capsys.readouterr().out.splitlines()[-1] == "draining: 10.255.0.1/32"
@@ -145,7 +153,9 @@ class TestMutating:
         assert "prefixes[0]: 'web' is not an IPv4 or IPv6 prefix" in capsys.readouterr().err
 
     async def test_missing_token_hints_at_the_option(
-        self, sidecar: Sidecar, capsys: pytest.CaptureFixture[str],
+        self,
+        sidecar: Sidecar,
+        capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         """Without a token the 401 is shown with a hint where to put one."""
@@ -172,8 +182,9 @@ class TestMutating:
         runner = await start_http(app, listen="127.0.0.1:0", unix_socket=None)
         try:
             port = runner.addresses[0][1]
-            code = await cli("reload", "--url", f"http://127.0.0.1:{port}",
-                             "--token-file", token_file)
+            code = await cli(
+                "reload", "--url", f"http://127.0.0.1:{port}", "--token-file", token_file
+            )
         finally:
             await runner.cleanup()
         assert code == EXIT_FAILURE
@@ -204,7 +215,10 @@ class TestCannotConnect:
         url = f"http://127.0.0.1:{_closed_port()}"
         result = subprocess.run(
             [sys.executable, "-m", "anycast_announcer", "drain", "--url", url],
-            capture_output=True, text=True, timeout=30, check=False,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
         )
         assert result.returncode == EXIT_UNREACHABLE
         assert "Traceback" not in result.stderr

@@ -127,8 +127,9 @@ def test_random_structures_parse_or_raise_config_error(data: Any) -> None:
 
 
 @FUZZ
-@given(st.text(alphabet=st.sampled_from(list("abgp:{}[]-,&*!|>'\"#%@ \n\t0123456789./")),
-               max_size=200))
+@given(
+    st.text(alphabet=st.sampled_from(list("abgp:{}[]-,&*!|>'\"#%@ \n\t0123456789./")), max_size=200)
+)
 def test_random_yamlish_text_parses_or_raises_config_error(text: str) -> None:
     """Arbitrary text made of YAML's punctuation never escapes as another exception."""
     check_invariant(text)

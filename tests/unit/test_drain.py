@@ -6,8 +6,12 @@ from anycast_announcer.config import DrainConfig
 from anycast_announcer.drain import DrainPhase, PrefixDrain
 
 WITH_HOOK = DrainConfig.model_validate(
-    {"hook": {"type": "command", "argv": ["true"]}, "connection_timeout": 30,
-     "graceful_shutdown_hold": 5, "connection_threshold": 0}
+    {
+        "hook": {"type": "command", "argv": ["true"]},
+        "connection_timeout": 30,
+        "graceful_shutdown_hold": 5,
+        "connection_threshold": 0,
+    }
 )
 
 

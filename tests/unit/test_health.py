@@ -59,9 +59,7 @@ class TestServiceHealth:
     fall=st.integers(1, 6),
     results=st.lists(st.booleans(), max_size=200),
 )
-def test_state_changes_only_after_a_full_streak(
-    rise: int, fall: int, results: list[bool]
-) -> None:
+def test_state_changes_only_after_a_full_streak(rise: int, fall: int, results: list[bool]) -> None:
     """Invariant: a service changes state only on the rise-th success or fall-th failure
     in a row, and a reported change always matches the new state."""
     machine = ServiceHealth("svc", rise=rise, fall=fall)

@@ -81,9 +81,7 @@ class TestDecidePrefix:
 
 
 def decisions_for(config: Config, announce: bool = True) -> dict[str, PrefixDecision]:
-    return {
-        str(p.prefix): PrefixDecision(str(p.prefix), announce, "test") for p in config.prefixes
-    }
+    return {str(p.prefix): PrefixDecision(str(p.prefix), announce, "test") for p in config.prefixes}
 
 
 class TestDesiredRoutes:

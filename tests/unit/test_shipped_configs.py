@@ -10,8 +10,10 @@ from anycast_announcer.config import config_warnings, load_config
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = sorted(
-    [REPO / "configs" / "anycast-announcer.yaml",
-     *REPO.glob("containerlab/*/*/anycast-announcer.yaml")]
+    [
+        REPO / "configs" / "anycast-announcer.yaml",
+        *REPO.glob("containerlab/*/*/anycast-announcer.yaml"),
+    ]
 )
 
 

@@ -58,10 +58,19 @@ class AllPresent:
 
 
 BASE: dict[str, Any] = {
-    "bgp": {"local_as": 65001, "router_id": "10.0.1.2",
-            "peers": [{"address": "10.0.1.1", "peer_as": 65100}]},
-    "services": [{"name": "web", "check": {"type": "tcp", "host": "127.0.0.1", "port": 8080},
-                  "rise": 2, "fall": 2}],
+    "bgp": {
+        "local_as": 65001,
+        "router_id": "10.0.1.2",
+        "peers": [{"address": "10.0.1.1", "peer_as": 65100}],
+    },
+    "services": [
+        {
+            "name": "web",
+            "check": {"type": "tcp", "host": "127.0.0.1", "port": 8080},
+            "rise": 2,
+            "fall": 2,
+        }
+    ],
     "prefixes": [{"prefix": "10.255.0.1/32", "services": ["web"], "bandwidth_mbps": 10000}],
     "drain": {"graceful_shutdown_hold": 5, "connection_timeout": 30},
 }
@@ -81,8 +90,13 @@ def write_config(tmp_path: Path) -> Callable[[dict[str, Any]], Path]:
 def make_supervisor(path: Path) -> tuple[Supervisor, FakeDriver]:
     driver = FakeDriver()
     config: Config = load_config(path)
-    supervisor = Supervisor(config, NoProbe(), AllPresent(), lambda _: driver,  # type: ignore[arg-type,return-value]
-                            config_path=str(path))
+    supervisor = Supervisor(
+        config,
+        NoProbe(),
+        AllPresent(),
+        lambda _: driver,  # type: ignore[arg-type,return-value]
+        config_path=str(path),
+    )
     return supervisor, driver
 
 
@@ -96,8 +110,11 @@ def healthy(supervisor: Supervisor, now: float = 0.0, service: str = "web") -> N
 def probe(supervisor: Supervisor, ok: bool, now: float, times: int = 2) -> None:
     for _ in range(times):
         supervisor.apply(
-            ProbeOutcome("web", ProbeResult(ok, 0.001, "connected" if ok else "connect refused"),
-                         0), now)
+            ProbeOutcome(
+                "web", ProbeResult(ok, 0.001, "connected" if ok else "connect refused"), 0
+            ),
+            now,
+        )
 
 
 class TestDecisions:
@@ -203,8 +220,7 @@ class TestDrain:
     ) -> None:
         state = tmp_path / "drain.json"
         state.write_text("{not json", encoding="utf-8")
-        supervisor, _ = make_supervisor(
-            write_config({**BASE, "drain": {"state_file": str(state)}}))
+        supervisor, _ = make_supervisor(write_config({**BASE, "drain": {"state_file": str(state)}}))
         with pytest.raises(StartupError, match="cannot read drain state"):
             supervisor.restore_drains(0.0)
 
@@ -258,8 +274,10 @@ class TestReload:
         write_config({**BASE, "prefixes": [*BASE["prefixes"], second]})
         assert (await self.reload(supervisor)).ok
         supervisor.apply(AddressChange("10.255.0.2/32", True), 6.0)
-        assert set(driver.desired) == {RouteKey("10.0.1.1", "10.255.0.1/32"),
-                                       RouteKey("10.0.1.1", "10.255.0.2/32")}
+        assert set(driver.desired) == {
+            RouteKey("10.0.1.1", "10.255.0.1/32"),
+            RouteKey("10.0.1.1", "10.255.0.2/32"),
+        }
 
     async def test_bgp_change_restarts_exabgp(
         self, write_config: Callable[[dict[str, Any]], Path]

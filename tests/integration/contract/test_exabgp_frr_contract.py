@@ -25,13 +25,12 @@ pytestmark = pytest.mark.integration
 SRV1 = "10.0.1.2"
 
 
-
-
-
-
 def only_path(lab: Lab) -> dict[str, object]:
-    paths = wait_until(lambda: bgp_paths(lab, "leaf1", ANYCAST_V4), timeout=20,
-                       message="leaf1 never received the prefix")
+    paths = wait_until(
+        lambda: bgp_paths(lab, "leaf1", ANYCAST_V4),
+        timeout=20,
+        message="leaf1 never received the prefix",
+    )
     assert len(paths) == 1, paths
     return paths[0]
 
@@ -75,9 +74,7 @@ def test_frr_84_wraps_link_bandwidth_above_34g(lab: Lab, running: Running) -> No
     assert path["extendedCommunity"] == {"string": "LB:65001:3910065152 (31.000 Gbps)"}
 
 
-def test_a_flapped_session_never_replays_a_withdrawn_route(
-    lab: Lab, running: Running
-) -> None:
+def test_a_flapped_session_never_replays_a_withdrawn_route(lab: Lab, running: Running) -> None:
     """ExaBGP keeps no adj-rib-out for us: if the service dies while the session is down,
     the route must not come back when the session does."""
     service = running.service("srv1")
@@ -85,18 +82,33 @@ def test_a_flapped_session_never_replays_a_withdrawn_route(
     wait_until(lambda: announced_via(lab, SRV1), timeout=20, message="never announced")
     lab.vtysh("leaf1", "conf t\nrouter bgp 65100\nneighbor 10.0.1.2 shutdown")
     try:
-        wait_until(lambda: any(e["new"] == "down" and e["peer"] == "10.0.1.1"
-                               for e in sidecar.events("bgp_session_changed")),
-                   timeout=15, message="the sidecar never saw the session go down")
+        wait_until(
+            lambda: any(
+                e["new"] == "down" and e["peer"] == "10.0.1.1"
+                for e in sidecar.events("bgp_session_changed")
+            ),
+            timeout=15,
+            message="the sidecar never saw the session go down",
+        )
         service.kill()
-        wait_until(lambda: any(e.get("new") == "down"
-                               for e in sidecar.events("service_state_changed")),
-                   timeout=10, message="the service death was not noticed")
+        wait_until(
+            lambda: any(e.get("new") == "down" for e in sidecar.events("service_state_changed")),
+            timeout=10,
+            message="the service death was not noticed",
+        )
     finally:
         lab.vtysh("leaf1", "conf t\nrouter bgp 65100\nno neighbor 10.0.1.2 shutdown")
-    wait_until(lambda: sum(e["new"] == "up" and e["peer"] == "10.0.1.1"
-                           for e in sidecar.events("bgp_session_changed")) >= 2,
-               timeout=20, message="the session never came back")
+    wait_until(
+        lambda: (
+            sum(
+                e["new"] == "up" and e["peer"] == "10.0.1.1"
+                for e in sidecar.events("bgp_session_changed")
+            )
+            >= 2
+        ),
+        timeout=20,
+        message="the session never came back",
+    )
     # Proving an absence: watch for two seconds, a replay would come at session start.
     watch_until = time.monotonic() + 2
     while time.monotonic() < watch_until:

@@ -147,9 +147,7 @@ async def test_page_shows_prefix_states_and_escapes_user_data(
     assert [title.text() for title in titles] == ["anycast-announcer"]
     assert document.find_all("script") == [], "a script element made it into the DOM"
 
-    cards = {
-        card.attrs["data-prefix"]: card for card in document.find_all("section", "prefix")
-    }
+    cards = {card.attrs["data-prefix"]: card for card in document.find_all("section", "prefix")}
     assert list(cards) == ["10.255.0.1/32", "10.255.0.53/32"]
     badges = {prefix: card.find_all("span", "big") for prefix, card in cards.items()}
     assert [badge.text() for badge in badges["10.255.0.1/32"]] == ["announced"]
@@ -158,8 +156,11 @@ async def test_page_shows_prefix_states_and_escapes_user_data(
     reasons = [div.text() for div in cards["10.255.0.53/32"].find_all("div", "reason")]
     assert reasons == ["service dns is down: timeout after 0.5s"]
 
-    rows = {row.attrs["data-service"]: row for row in document.find_all("tr")
-            if "data-service" in row.attrs}
+    rows = {
+        row.attrs["data-service"]: row
+        for row in document.find_all("tr")
+        if "data-service" in row.attrs
+    }
     assert set(rows) == {"web", "dns", EVIL_SERVICE}
     # The evil name is shown literally, as text, in its cell.
     assert rows[EVIL_SERVICE].find_all("td")[0].text() == EVIL_SERVICE

@@ -63,7 +63,7 @@ def _frr_pids(lab: Lab, node: str) -> dict[str, int]:
 
 def _tcp_connect_argv(host: str, port: int) -> list[str]:
     # No ping needed: bgpd listens on 179, so a TCP connect proves the path both ways.
-    code = (f"import socket; socket.create_connection(({host!r}, {port}), timeout=2).close()")
+    code = f"import socket; socket.create_connection(({host!r}, {port}), timeout=2).close()"
     return [sys.executable, "-c", code]
 
 
@@ -76,22 +76,34 @@ class TestDeployedSingleLeaf:
     def test_addresses_are_configured_by_exec(self, single_leaf: Lab) -> None:
         """exec commands ran in order: link and anycast addresses are in place."""
         assert set(single_leaf.addresses("leaf1")) == {
-            ("eth1", "10.0.1.1/24"), ("eth1", "fd00:1::1/64"),
-            ("eth2", "10.0.2.1/24"), ("eth2", "fd00:2::1/64"),
-            ("eth3", "10.0.9.1/24"), ("eth3", "fd00:9::1/64"),
+            ("eth1", "10.0.1.1/24"),
+            ("eth1", "fd00:1::1/64"),
+            ("eth2", "10.0.2.1/24"),
+            ("eth2", "fd00:2::1/64"),
+            ("eth3", "10.0.9.1/24"),
+            ("eth3", "fd00:9::1/64"),
         }
         assert set(single_leaf.addresses("srv2")) == {
-            ("eth1", "10.0.2.2/24"), ("eth1", "fd00:2::2/64"),
-            ("lo", "10.255.0.1/32"), ("lo", "fd00:255::1/128"),
+            ("eth1", "10.0.2.2/24"),
+            ("eth1", "fd00:2::2/64"),
+            ("lo", "10.255.0.1/32"),
+            ("lo", "fd00:255::1/128"),
         }
         route = single_leaf.run("client", ["ip", "route", "show", "default"]).stdout
         assert "via 10.0.9.1 dev eth1" in route
 
     def test_router_sysctls_are_set_in_its_namespace(self, single_leaf: Lab) -> None:
         """Forwarding and the per-router multipath hash apply inside leaf1's namespace."""
-        out = single_leaf.run("leaf1", ["sysctl", "-n", "net.ipv4.ip_forward",
-                                        "net.ipv4.fib_multipath_hash_policy",
-                                        "net.ipv4.fib_multipath_hash_fields"]).stdout.split()
+        out = single_leaf.run(
+            "leaf1",
+            [
+                "sysctl",
+                "-n",
+                "net.ipv4.ip_forward",
+                "net.ipv4.fib_multipath_hash_policy",
+                "net.ipv4.fib_multipath_hash_fields",
+            ],
+        ).stdout.split()
         assert out == ["1", "3", "55"]  # 0x0037, read back in decimal
 
     def test_frr_runs_and_answers_vtysh(self, single_leaf: Lab) -> None:
@@ -109,8 +121,13 @@ class TestDeployedSingleLeaf:
 
     def test_vtysh_cli_reaches_the_pathspace(self, single_leaf: Lab) -> None:
         """`vtysh -N <namespace>` works for people too, not only through the API."""
-        out = subprocess.run(["vtysh", "-N", single_leaf.ns("leaf1"), "-c", "show bgp summary"],
-                             capture_output=True, text=True, check=True, timeout=30).stdout
+        out = subprocess.run(
+            ["vtysh", "-N", single_leaf.ns("leaf1"), "-c", "show bgp summary"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout
         assert "local AS number 65100" in out
 
     def test_client_reaches_the_leaf(self, single_leaf: Lab) -> None:
@@ -130,11 +147,16 @@ class TestDeployedSingleLeaf:
         links = json.loads(single_leaf.run("client", ["ip", "-j", "link"]).stdout)
         assert sorted(link["ifname"] for link in links) == ["eth1", "lo"]
 
-    def test_inspect_json_lists_nodes_and_state(self, single_leaf: Lab,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+    def test_inspect_json_lists_nodes_and_state(
+        self, single_leaf: Lab, capsys: pytest.CaptureFixture[str]
+    ) -> None:
         """inspect reports every node as running, with leaf1's FRR processes."""
-        assert main(["inspect", "-t", str(SINGLE_LEAF), "--name", single_leaf.name,
-                     "--format", "json"]) == 0
+        assert (
+            main(
+                ["inspect", "-t", str(SINGLE_LEAF), "--name", single_leaf.name, "--format", "json"]
+            )
+            == 0
+        )
         nodes = {n["node"]: n for n in json.loads(capsys.readouterr().out)}
         assert set(nodes) == {"leaf1", "srv1", "srv2", "client"}
         assert {n["state"] for n in nodes.values()} == {"running"}
@@ -156,8 +178,9 @@ class TestDestroy:
             pids = list(_frr_pids(lab, "leaf1").values())
             tracked = lab.popen("srv1", ["sleep", "300"])
             # Started behind netlab's back: found through `ip netns pids`.
-            untracked = subprocess.Popen(["ip", "netns", "exec", lab.ns("srv2"), "sleep", "300"],
-                                         start_new_session=True)
+            untracked = subprocess.Popen(
+                ["ip", "netns", "exec", lab.ns("srv2"), "sleep", "300"], start_new_session=True
+            )
             wait_until(lambda: _running(untracked.pid), 5, "untracked sleep did not start")
             lab.destroy()
             untracked.wait(timeout=5)
@@ -205,16 +228,29 @@ def _two_routers(tmp_path: Path, r2_remote_as: int) -> Path:
             f" neighbor 10.0.0.{peer} remote-as {peer_as}\n"
             f" neighbor 10.0.0.{peer} timers connect 1\n"
             # A server that never comes: must not block the default wait.
-            f" neighbor 10.0.0.9 remote-as 65009\nexit\n")
+            f" neighbor 10.0.0.9 remote-as 65009\nexit\n"
+        )
         (tmp_path / name / "daemons").write_text("bgpd=yes\n")
-    return _write_topology(tmp_path, {"name": "two", "topology": {
-        "defaults": {"kind": "linux"},
-        "nodes": {name: {"binds": [f"{name}/frr.conf:/etc/frr/frr.conf",
-                                   f"{name}/daemons:/etc/frr/daemons"],
-                         "exec": [f"ip addr add 10.0.0.{i}/24 dev eth1"]}
-                  for i, name in ((1, "r1"), (2, "r2"))},
-        "links": [{"endpoints": ["r1:eth1", "r2:eth1"]}],
-    }})
+    return _write_topology(
+        tmp_path,
+        {
+            "name": "two",
+            "topology": {
+                "defaults": {"kind": "linux"},
+                "nodes": {
+                    name: {
+                        "binds": [
+                            f"{name}/frr.conf:/etc/frr/frr.conf",
+                            f"{name}/daemons:/etc/frr/daemons",
+                        ],
+                        "exec": [f"ip addr add 10.0.0.{i}/24 dev eth1"],
+                    }
+                    for i, name in ((1, "r1"), (2, "r2"))
+                },
+                "links": [{"endpoints": ["r1:eth1", "r2:eth1"]}],
+            },
+        },
+    )
 
 
 class TestDeployWait:
@@ -250,11 +286,22 @@ class TestDeployWait:
 class TestDeployFailures:
     def test_failing_exec_names_node_and_command_and_cleans_up(self, tmp_path: Path) -> None:
         """The first failing exec stops deploy; its node and command are in the message."""
-        path = _write_topology(tmp_path, {"name": "x", "topology": {"nodes": {
-            "a": {"kind": "linux",
-                  "exec": ["ip link set lo up", "ip addr add 10.1.1.1/24 dev nope"]},
-            "b": {"kind": "linux"}},
-            "links": [{"endpoints": ["a:eth1", "b:eth1"]}]}})
+        path = _write_topology(
+            tmp_path,
+            {
+                "name": "x",
+                "topology": {
+                    "nodes": {
+                        "a": {
+                            "kind": "linux",
+                            "exec": ["ip link set lo up", "ip addr add 10.1.1.1/24 dev nope"],
+                        },
+                        "b": {"kind": "linux"},
+                    },
+                    "links": [{"endpoints": ["a:eth1", "b:eth1"]}],
+                },
+            },
+        )
         lab = Lab(Topology.load(path), name=unique_lab_name())
         try:
             expected = re.escape("node a: exec 'ip addr add 10.1.1.1/24 dev nope' failed")
@@ -266,8 +313,15 @@ class TestDeployFailures:
 
     def test_missing_bind_source_fails_before_building(self, tmp_path: Path) -> None:
         """A bind to a file that does not exist is reported and nothing is created."""
-        path = _write_topology(tmp_path, {"name": "x", "topology": {"nodes": {
-            "r": {"kind": "linux", "binds": ["r/frr.conf:/etc/frr/frr.conf"]}}}})
+        path = _write_topology(
+            tmp_path,
+            {
+                "name": "x",
+                "topology": {
+                    "nodes": {"r": {"kind": "linux", "binds": ["r/frr.conf:/etc/frr/frr.conf"]}}
+                },
+            },
+        )
         lab = Lab(Topology.load(path), name=unique_lab_name())
         try:
             with pytest.raises(LabError, match=r"node r: bind source .*frr\.conf does not exist"):
@@ -279,9 +333,21 @@ class TestDeployFailures:
     def test_cmd_is_started_with_bind_paths_rewritten(self, tmp_path: Path) -> None:
         """With start_cmds the node's cmd runs in its namespace and sees the host file."""
         (tmp_path / "data.txt").write_text("hello\n")
-        path = _write_topology(tmp_path, {"name": "x", "topology": {"nodes": {
-            "a": {"kind": "linux", "binds": ["data.txt:/srv/data.txt"],
-                  "cmd": "tail -f /srv/data.txt"}}}})
+        path = _write_topology(
+            tmp_path,
+            {
+                "name": "x",
+                "topology": {
+                    "nodes": {
+                        "a": {
+                            "kind": "linux",
+                            "binds": ["data.txt:/srv/data.txt"],
+                            "cmd": "tail -f /srv/data.txt",
+                        }
+                    }
+                },
+            },
+        )
         lab = Lab(Topology.load(path), name=unique_lab_name())
         try:
             lab.deploy(start_cmds=True)

@@ -28,10 +28,6 @@ SRV1 = "10.0.1.2"
 API = "http://127.0.0.1:9179"
 
 
-
-
-
-
 def with_api(tmp_path: Path, token_mode: int = 0o600) -> dict[str, Any]:
     token = tmp_path / "token"
     token.write_text("s3cret-token\n", encoding="utf-8")
@@ -53,9 +49,7 @@ def cli(lab: Lab, tmp_path: Path, *args: str) -> tuple[int, str]:
     return result.returncode, result.stdout + result.stderr
 
 
-def test_status_drain_undrain_through_the_cli(
-    lab: Lab, running: Running, tmp_path: Path
-) -> None:
+def test_status_drain_undrain_through_the_cli(lab: Lab, running: Running, tmp_path: Path) -> None:
     """status explains what is announced; drain takes the server out via graceful
     shutdown (seen on leaf1), undrain brings it back; metrics follow."""
     running.service("srv1")
@@ -63,8 +57,11 @@ def test_status_drain_undrain_through_the_cli(
     sidecar.write_config(with_api(tmp_path))
     sidecar.stop()
     sidecar.start()
-    wait_until(lambda: announced_via(lab, SRV1), timeout=20,
-               message=f"never announced:\n{sidecar.log_tail()}")
+    wait_until(
+        lambda: announced_via(lab, SRV1),
+        timeout=20,
+        message=f"never announced:\n{sidecar.log_tail()}",
+    )
     code, output = cli(lab, tmp_path, "status", "--json")
     assert code == 0, output
     status = json.loads(output)
@@ -79,8 +76,11 @@ def test_status_drain_undrain_through_the_cli(
 
     code, output = cli(lab, tmp_path, "drain", "--reason", "kernel upgrade")
     assert code == 0, output
-    wait_until(lambda: not kernel_nexthops(lab, "leaf1", ANYCAST_V4), timeout=15,
-               message="leaf1 kept srv1 after the drain")
+    wait_until(
+        lambda: not kernel_nexthops(lab, "leaf1", ANYCAST_V4),
+        timeout=15,
+        message="leaf1 kept srv1 after the drain",
+    )
     assert not bgp_paths(lab, "leaf1", ANYCAST_V4)
     states = [e["new"] for e in sidecar.events("prefix_state_changed")]
     assert states[-2:] == ["draining", "drained"]
@@ -89,15 +89,21 @@ def test_status_drain_undrain_through_the_cli(
     code, output = cli(lab, tmp_path, "status", "--json")
     assert json.loads(output)["prefixes"][0]["drain_reason"] == "kernel upgrade"
 
-    metrics = lab.run("srv1", [sys.executable, "-c",
-                               f"import urllib.request;print(urllib.request.urlopen("
-                               f"'{API}/metrics').read().decode())"]).stdout
+    metrics = lab.run(
+        "srv1",
+        [
+            sys.executable,
+            "-c",
+            f"import urllib.request;print(urllib.request.urlopen('{API}/metrics').read().decode())",
+        ],
+    ).stdout
     assert 'anycast_prefix_announced{prefix="10.255.0.1/32"} 0.0' in metrics
 
     code, output = cli(lab, tmp_path, "undrain")
     assert code == 0, output
-    wait_until(lambda: announced_via(lab, SRV1), timeout=10,
-               message="not re-announced after undrain")
+    wait_until(
+        lambda: announced_via(lab, SRV1), timeout=10, message="not re-announced after undrain"
+    )
 
 
 def test_wrong_token_is_refused_and_changes_nothing(
@@ -112,8 +118,11 @@ def test_wrong_token_is_refused_and_changes_nothing(
     wrong = tmp_path / "wrong"
     wrong.write_text("not-it", encoding="utf-8")
     os.chmod(wrong, 0o600)
-    result = lab.run("srv1", [sys.executable, "-m", "anycast_announcer", "drain",
-                              "--token-file", str(wrong)], check=False)
+    result = lab.run(
+        "srv1",
+        [sys.executable, "-m", "anycast_announcer", "drain", "--token-file", str(wrong)],
+        check=False,
+    )
     assert result.returncode == 1
     assert "invalid bearer token" in result.stdout + result.stderr
     assert announced_via(lab, SRV1)
@@ -134,4 +143,3 @@ def test_world_readable_token_file_refuses_to_start(
     assert str(tmp_path / "token") in failed["error"]
     assert "Traceback" not in sidecar.log_path.read_text(encoding="utf-8")
     assert not kernel_nexthops(lab, "leaf1", ANYCAST_V4)
-

@@ -33,24 +33,26 @@ SRV1 = "10.0.1.2"
 SRV2 = "10.0.2.2"
 
 
-
-
-def test_announces_prefix_with_link_bandwidth_into_the_leaf_fib(
-    lab: Lab, running: Running
-) -> None:
+def test_announces_prefix_with_link_bandwidth_into_the_leaf_fib(lab: Lab, running: Running) -> None:
     """A healthy service gets its prefix into leaf1's BGP table, with the transitive
     link-bandwidth community and our communities, and into leaf1's kernel FIB; the IPv6
     prefix arrives over the IPv6 session."""
     running.service("srv1")
     sidecar = running.sidecar("srv1", bandwidth_mbps=10_000)
-    wait_until(lambda: announced_via(lab, SRV1), timeout=20,
-               message=f"leaf1 never installed {ANYCAST_V4} via srv1:\n{sidecar.log_tail()}")
+    wait_until(
+        lambda: announced_via(lab, SRV1),
+        timeout=20,
+        message=f"leaf1 never installed {ANYCAST_V4} via srv1:\n{sidecar.log_tail()}",
+    )
     (path,) = bgp_paths(lab, "leaf1", ANYCAST_V4)
     assert path["extendedCommunity"]["string"] == "LB:65001:1250000000 (10.000 Gbps)"
     assert path["community"]["string"] == "65001:100"
     assert [hop["ip"] for hop in path["nexthops"]] == [SRV1]
-    wait_until(lambda: kernel_nexthops(lab, "leaf1", ANYCAST_V6), timeout=10,
-               message=f"leaf1 never installed {ANYCAST_V6}")
+    wait_until(
+        lambda: kernel_nexthops(lab, "leaf1", ANYCAST_V6),
+        timeout=10,
+        message=f"leaf1 never installed {ANYCAST_V6}",
+    )
     (path6,) = bgp_paths(lab, "leaf1", ANYCAST_V6)
     assert path6["extendedCommunity"]["string"] == "LB:65001:1250000000 (10.000 Gbps)"
 
@@ -62,11 +64,17 @@ def test_withdraws_when_service_dies_and_reannounces_when_it_returns(
     interval x fall + timeout; restarting it brings the prefix back."""
     service = running.service("srv1")
     sidecar = running.sidecar("srv1")
-    wait_until(lambda: announced_via(lab, SRV1), timeout=20,
-               message=f"never announced:\n{sidecar.log_tail()}")
+    wait_until(
+        lambda: announced_via(lab, SRV1),
+        timeout=20,
+        message=f"never announced:\n{sidecar.log_tail()}",
+    )
     service.kill()
-    withdraw = measure(lambda: not kernel_nexthops(lab, "leaf1", ANYCAST_V4), timeout=10,
-                       message="leaf1 kept the route after the service died")
+    withdraw = measure(
+        lambda: not kernel_nexthops(lab, "leaf1", ANYCAST_V4),
+        timeout=10,
+        message="leaf1 kept the route after the service died",
+    )
     # Budget from the config: interval 0.5 x fall 2 + timeout 0.25 = 1.25 s, plus the
     # phase of the probe schedule (up to one interval) and BGP/zebra propagation.
     record_property("withdraw_seconds", round(withdraw, 3))
@@ -75,13 +83,17 @@ def test_withdraws_when_service_dies_and_reannounces_when_it_returns(
     assert changes[-1]["new"] == "down"
     assert changes[-1]["reason"] == "connect refused"
     running.service("srv1")
-    announce = measure(lambda: announced_via(lab, SRV1), timeout=10,
-                       message="leaf1 never got the route back")
+    announce = measure(
+        lambda: announced_via(lab, SRV1), timeout=10, message="leaf1 never got the route back"
+    )
     record_property("reannounce_seconds", round(announce, 3))
     print(f"re-announce after service start: {announce:.3f}s")
     prefix_events = sidecar.events("prefix_state_changed")
     assert [e["new"] for e in prefix_events if e["prefix"] == ANYCAST_V4][-3:] == [
-        "announced", "withdrawn", "announced"]
+        "announced",
+        "withdrawn",
+        "announced",
+    ]
 
 
 def test_ucmp_weights_follow_bandwidth(lab: Lab, running: Running) -> None:
@@ -95,8 +107,9 @@ def test_ucmp_weights_follow_bandwidth(lab: Lab, running: Running) -> None:
         hops = kernel_nexthops(lab, "leaf1", ANYCAST_V4)
         return hops if len(hops) == 2 else None
 
-    weights = wait_until(both_next_hops, timeout=20,
-                         message="leaf1 never had both servers as next hops")
+    weights = wait_until(
+        both_next_hops, timeout=20, message="leaf1 never had both servers as next hops"
+    )
     ratio = weights[SRV1] / weights[SRV2]
     print(f"kernel weights {weights}, ratio {ratio:.2f}")
     assert 8 <= ratio <= 12, weights
@@ -117,8 +130,11 @@ def test_sigterm_withdraws_everything_and_exits_zero(
     print(f"exit after SIGTERM: {exit_seconds:.3f}s")
     (withdrawn,) = sidecar.events("withdrawn_all")
     assert withdrawn["acknowledged"] is True
-    wait_until(lambda: not kernel_nexthops(lab, "leaf1", ANYCAST_V4), timeout=5,
-               message="leaf1 kept the route after SIGTERM")
+    wait_until(
+        lambda: not kernel_nexthops(lab, "leaf1", ANYCAST_V4),
+        timeout=5,
+        message="leaf1 kept the route after SIGTERM",
+    )
     assert not [pid for pid in _ns_pids(lab, "srv1") if "exabgp" in _cmdline(pid)]
 
 
@@ -131,12 +147,18 @@ def test_sigkill_takes_the_routes_with_it(
     wait_until(lambda: announced_via(lab, SRV1), timeout=20, message="never announced")
     sidecar.signal(signal.SIGKILL)
     sidecar.wait(timeout=5)
-    gone = measure(lambda: not kernel_nexthops(lab, "leaf1", ANYCAST_V4), timeout=10,
-                   message="leaf1 kept the route of a SIGKILLed sidecar")
+    gone = measure(
+        lambda: not kernel_nexthops(lab, "leaf1", ANYCAST_V4),
+        timeout=10,
+        message="leaf1 kept the route of a SIGKILLed sidecar",
+    )
     record_property("sigkill_withdraw_seconds", round(gone, 3))
     print(f"route gone after SIGKILL: {gone:.3f}s")
-    wait_until(lambda: not [p for p in _ns_pids(lab, "srv1") if "exabgp" in _cmdline(p)],
-               timeout=5, message="ExaBGP outlived its sidecar")
+    wait_until(
+        lambda: not [p for p in _ns_pids(lab, "srv1") if "exabgp" in _cmdline(p)],
+        timeout=5,
+        message="ExaBGP outlived its sidecar",
+    )
 
 
 def test_restarts_a_killed_exabgp_and_announces_again(lab: Lab, running: Running) -> None:
@@ -146,10 +168,16 @@ def test_restarts_a_killed_exabgp_and_announces_again(lab: Lab, running: Running
     wait_until(lambda: announced_via(lab, SRV1), timeout=20, message="never announced")
     (exabgp_pid,) = [p for p in _ns_pids(lab, "srv1") if "exabgp server" in _cmdline(p)]
     os.kill(exabgp_pid, signal.SIGKILL)
-    wait_until(lambda: not kernel_nexthops(lab, "leaf1", ANYCAST_V4), timeout=10,
-               message="leaf1 kept the route of a killed ExaBGP")
-    wait_until(lambda: announced_via(lab, SRV1), timeout=20,
-               message=f"route never came back after ExaBGP restart:\n{sidecar.log_tail()}")
+    wait_until(
+        lambda: not kernel_nexthops(lab, "leaf1", ANYCAST_V4),
+        timeout=10,
+        message="leaf1 kept the route of a killed ExaBGP",
+    )
+    wait_until(
+        lambda: announced_via(lab, SRV1),
+        timeout=20,
+        message=f"route never came back after ExaBGP restart:\n{sidecar.log_tail()}",
+    )
     assert sidecar.events("exabgp_restarting")
 
 
@@ -160,32 +188,42 @@ def test_withdraws_when_the_address_leaves_lo(lab: Lab, running: Running) -> Non
     wait_until(lambda: announced_via(lab, SRV1), timeout=20, message="never announced")
     lab.run("srv1", ["ip", "addr", "del", ANYCAST_V4, "dev", "lo"])
     try:
-        wait_until(lambda: not kernel_nexthops(lab, "leaf1", ANYCAST_V4), timeout=10,
-                   message="still announced without the address on lo")
+        wait_until(
+            lambda: not kernel_nexthops(lab, "leaf1", ANYCAST_V4),
+            timeout=10,
+            message="still announced without the address on lo",
+        )
         reasons = [e["reason"] for e in sidecar.events("prefix_state_changed")]
         assert "address 10.255.0.1 not on lo" in reasons
     finally:
         lab.run("srv1", ["ip", "addr", "add", ANYCAST_V4, "dev", "lo"], check=False)
-    wait_until(lambda: announced_via(lab, SRV1), timeout=10,
-               message="not re-announced after the address came back")
+    wait_until(
+        lambda: announced_via(lab, SRV1),
+        timeout=10,
+        message="not re-announced after the address came back",
+    )
 
 
-def test_managed_address_is_added_and_removed_after_withdrawal(
-    lab: Lab, running: Running
-) -> None:
+def test_managed_address_is_added_and_removed_after_withdrawal(lab: Lab, running: Running) -> None:
     """With manage_address the sidecar adds the address itself and removes it on exit."""
     lab.run("srv2", ["ip", "addr", "del", ANYCAST_V4, "dev", "lo"])
     try:
         sidecar = running.sidecar("srv2", bandwidth_mbps=1_000, manage_address=True)
-        wait_until(lambda: _has_address(lab, "srv2", "10.255.0.1"), timeout=10,
-                   message="the sidecar did not add the managed address")
+        wait_until(
+            lambda: _has_address(lab, "srv2", "10.255.0.1"),
+            timeout=10,
+            message="the sidecar did not add the managed address",
+        )
         running.service("srv2")  # binds the anycast address, so only once it exists
         wait_until(lambda: announced_via(lab, SRV2), timeout=20, message="never announced")
         sidecar.signal(signal.SIGTERM)
         assert sidecar.wait(timeout=10) == 0
         assert not _has_address(lab, "srv2", "10.255.0.1")
-        removed = [e["event"] for e in sidecar.events()
-                   if e["event"] in {"withdrawn_all", "address_removed"}]
+        removed = [
+            e["event"]
+            for e in sidecar.events()
+            if e["event"] in {"withdrawn_all", "address_removed"}
+        ]
         assert removed[:2] == ["withdrawn_all", "address_removed"]
     finally:
         lab.run("srv2", ["ip", "addr", "replace", ANYCAST_V4, "dev", "lo"], check=False)
@@ -197,8 +235,9 @@ def _has_address(lab: Lab, node: str, address: str) -> bool:
 
 
 def _ns_pids(lab: Lab, node: str) -> list[int]:
-    out = subprocess.run(["ip", "netns", "pids", lab.ns(node)], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        ["ip", "netns", "pids", lab.ns(node)], capture_output=True, text=True, check=True
+    ).stdout
     return [int(pid) for pid in out.split()]
 
 

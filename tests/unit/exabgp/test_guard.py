@@ -13,15 +13,21 @@ GUARD = [sys.executable, "-m", "anycast_announcer.exabgp.guard"]
 
 
 def test_runs_the_program_when_the_parent_is_the_expected_one() -> None:
-    result = subprocess.run([*GUARD, str(os.getpid()), "/bin/echo", "hello"],
-                            capture_output=True, text=True, check=False, timeout=30)
+    result = subprocess.run(
+        [*GUARD, str(os.getpid()), "/bin/echo", "hello"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
     assert (result.returncode, result.stdout) == (0, "hello\n")
 
 
 def test_refuses_when_the_parent_is_not_the_expected_one() -> None:
     """If the sidecar died before the guard armed itself, nothing may start."""
-    result = subprocess.run([*GUARD, "1", "/bin/echo", "hello"],
-                            capture_output=True, text=True, check=False, timeout=30)
+    result = subprocess.run(
+        [*GUARD, "1", "/bin/echo", "hello"], capture_output=True, text=True, check=False, timeout=30
+    )
     assert (result.returncode, result.stdout) == (1, "")
 
 

@@ -13,8 +13,12 @@ def test_renders_one_neighbor_per_peer_with_its_family() -> None:
             "router_id": "10.0.1.2",
             "hold_time": 3,
             "peers": [
-                {"address": "10.0.1.1", "peer_as": 65100, "local_address": "10.0.1.2",
-                 "md5_password": "s3cret"},
+                {
+                    "address": "10.0.1.1",
+                    "peer_as": 65100,
+                    "local_address": "10.0.1.2",
+                    "md5_password": "s3cret",
+                },
                 {"address": "fd00:1::1", "peer_as": 65100},
             ],
         }

@@ -96,8 +96,13 @@ def sample_status() -> SidecarStatus:
                 drain_reason=None,
                 established_connections=None,
                 dampening_penalty=0.0,
-                routes={"10.0.1.1": {"med": 100, "communities": ("65001:100",),
-                                     "bandwidth_bps": 3.125e9}},
+                routes={
+                    "10.0.1.1": {
+                        "med": 100,
+                        "communities": ("65001:100",),
+                        "bandwidth_bps": 3.125e9,
+                    }
+                },
             ),
             PrefixStatus(
                 prefix="10.255.0.53/32",
@@ -115,13 +120,29 @@ def sample_status() -> SidecarStatus:
             ),
         ),
         peers=(
-            PeerStatus(address="10.0.1.1", peer_as=65100, state="up",
-                       last_change_at=NOW - 3600, last_change_reason="session established"),
-            PeerStatus(address="fd00:1::1", peer_as=65100, state="down",
-                       last_change_at=NOW - 10, last_change_reason="hold timer expired"),
+            PeerStatus(
+                address="10.0.1.1",
+                peer_as=65100,
+                state="up",
+                last_change_at=NOW - 3600,
+                last_change_reason="session established",
+            ),
+            PeerStatus(
+                address="fd00:1::1",
+                peer_as=65100,
+                state="down",
+                last_change_at=NOW - 10,
+                last_change_reason="hold timer expired",
+            ),
         ),
-        exabgp=ExabgpStatus(pid=4242, running=True, connected=True, restarts=1,
-                            routes_acknowledged=2, routes_desired=2),
+        exabgp=ExabgpStatus(
+            pid=4242,
+            running=True,
+            connected=True,
+            restarts=1,
+            routes_acknowledged=2,
+            routes_desired=2,
+        ),
     )
 
 
@@ -149,16 +170,18 @@ class FakeControl:
         self.calls.append(("drain", prefixes, reason))
         unknown = [p for p in prefixes or [] if p not in self._known()]
         if unknown:
-            return ControlResult(ok=False, message=f"unknown prefix {unknown[0]}",
-                                 prefixes=tuple(unknown))
+            return ControlResult(
+                ok=False, message=f"unknown prefix {unknown[0]}", prefixes=tuple(unknown)
+            )
         return ControlResult(ok=True, message="draining", prefixes=tuple(prefixes or self._known()))
 
     async def undrain(self, prefixes: list[str] | None) -> ControlResult:
         self.calls.append(("undrain", prefixes))
         unknown = [p for p in prefixes or [] if p not in self._known()]
         if unknown:
-            return ControlResult(ok=False, message=f"unknown prefix {unknown[0]}",
-                                 prefixes=tuple(unknown))
+            return ControlResult(
+                ok=False, message=f"unknown prefix {unknown[0]}", prefixes=tuple(unknown)
+            )
         return ControlResult(
             ok=True, message="undrained", prefixes=tuple(prefixes or self._known())
         )
@@ -175,11 +198,15 @@ class FakeControl:
 
 
 def make_app(
-    control: FakeControl | None = None, *, token: str | None = TOKEN, max_body: int = 64 * 1024,
+    control: FakeControl | None = None,
+    *,
+    token: str | None = TOKEN,
+    max_body: int = 64 * 1024,
     metrics: Metrics | None = None,
 ) -> web.Application:
-    return create_app(control or FakeControl(), metrics or Metrics(), token=token,
-                      max_body=max_body)
+    return create_app(
+        control or FakeControl(), metrics or Metrics(), token=token, max_body=max_body
+    )
 
 
 @asynccontextmanager

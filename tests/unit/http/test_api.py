@@ -250,9 +250,7 @@ class TestBadRequests:
             ("/drain", {"reason": "x" * 257}, "reason: at most 256 characters"),
         ],
     )
-    async def test_wrong_field_is_422_naming_it(
-        self, path: str, body: object, needle: str
-    ) -> None:
+    async def test_wrong_field_is_422_naming_it(self, path: str, body: object, needle: str) -> None:
         """Valid JSON with a wrong field is 422, and the message names the field."""
         control = FakeControl()
         async with client_for(make_app(control)) as client:
@@ -265,7 +263,8 @@ class TestBadRequests:
         """A form post (curl -d without -H) is refused with a hint."""
         async with client_for(make_app()) as client:
             response = await client.post(
-                "/drain", data='{"reason": "x"}',
+                "/drain",
+                data='{"reason": "x"}',
                 headers={**AUTH, "Content-Type": "application/x-www-form-urlencoded"},
             )
             assert response.status == 415
@@ -289,8 +288,13 @@ class TestBadRequests:
 
     @pytest.mark.parametrize(
         ("method", "path", "allowed"),
-        [("GET", "/drain", "POST"), ("POST", "/status", "GET"), ("DELETE", "/", "GET"),
-         ("HEAD", "/status", "GET"), ("PUT", "/reload", "POST")],
+        [
+            ("GET", "/drain", "POST"),
+            ("POST", "/status", "GET"),
+            ("DELETE", "/", "GET"),
+            ("HEAD", "/status", "GET"),
+            ("PUT", "/reload", "POST"),
+        ],
     )
     async def test_wrong_method_is_405_with_allow(
         self, method: str, path: str, allowed: str

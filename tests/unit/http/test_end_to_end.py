@@ -31,10 +31,21 @@ from tests.unit.http.fakes import TOKEN
 
 PREFIX = "10.255.0.1/32"
 CONFIG: dict[str, Any] = {
-    "bgp": {"local_as": 65001, "router_id": "10.0.1.2",
-            "peers": [{"address": "10.0.1.1", "peer_as": 65100}]},
-    "services": [{"name": "web", "check": {"type": "tcp", "host": "127.0.0.1", "port": 9},
-                  "interval": 0.05, "timeout": 0.05, "rise": 1, "fall": 1}],
+    "bgp": {
+        "local_as": 65001,
+        "router_id": "10.0.1.2",
+        "peers": [{"address": "10.0.1.1", "peer_as": 65100}],
+    },
+    "services": [
+        {
+            "name": "web",
+            "check": {"type": "tcp", "host": "127.0.0.1", "port": 9},
+            "interval": 0.05,
+            "timeout": 0.05,
+            "rise": 1,
+            "fall": 1,
+        }
+    ],
     "prefixes": [{"prefix": PREFIX, "services": ["web"], "bandwidth_mbps": 10000}],
     "drain": {"graceful_shutdown_hold": 0, "connection_timeout": 1},
 }
@@ -59,8 +70,9 @@ class FakeDriver:
         pass
 
     def snapshot(self) -> DriverSnapshot:
-        return DriverSnapshot(4242, 0, True, frozenset({"10.0.1.1"}), len(self.desired),
-                              len(self.desired))
+        return DriverSnapshot(
+            4242, 0, True, frozenset({"10.0.1.1"}), len(self.desired), len(self.desired)
+        )
 
     async def wait_synced(self) -> None:
         pass
@@ -103,9 +115,12 @@ async def running(tmp_path: Path) -> AsyncIterator[tuple[Supervisor, str, str]]:
     token_file.chmod(0o600)
     metrics = Metrics()
     supervisor = Supervisor(
-        load_config(config_path), AlwaysHealthy(), AllPresent(),
+        load_config(config_path),
+        AlwaysHealthy(),
+        AllPresent(),
         FakeDriver,  # type: ignore[arg-type]
-        config_path=str(config_path), metrics=metrics,
+        config_path=str(config_path),
+        metrics=metrics,
     )
     stop = asyncio.Event()
     task = asyncio.create_task(supervisor.run(stop))
@@ -141,8 +156,9 @@ async def test_drain_and_undrain_through_the_cli(
     await _poll(lambda: state_is("announced"), "the prefix never got announced")
 
     code = await asyncio.to_thread(
-        main, ["drain", PREFIX, "--reason", "kernel upgrade", "--url", url,
-               "--token-file", token_file])
+        main,
+        ["drain", PREFIX, "--reason", "kernel upgrade", "--url", url, "--token-file", token_file],
+    )
     assert code == EXIT_OK, capsys.readouterr()
 
     async def drained() -> bool:
@@ -154,7 +170,8 @@ async def test_drain_and_undrain_through_the_cli(
     assert supervisor.driver.desired == {}  # type: ignore[attr-defined]
 
     unknown = await asyncio.to_thread(
-        main, ["drain", "10.9.9.9/32", "--url", url, "--token-file", token_file])
+        main, ["drain", "10.9.9.9/32", "--url", url, "--token-file", token_file]
+    )
     assert unknown == EXIT_FAILURE
 
     code = await asyncio.to_thread(main, ["undrain", "--url", url, "--token-file", token_file])
@@ -164,7 +181,7 @@ async def test_drain_and_undrain_through_the_cli(
     capsys.readouterr()
     assert await asyncio.to_thread(main, ["status", "--json", "--url", url]) == EXIT_OK
     out = capsys.readouterr().out
-    status = json.loads(out[out.index("{"):])
+    status = json.loads(out[out.index("{") :])
     assert status["services"][0]["state"] == "up"
     assert status["exabgp"]["running"] is True
 

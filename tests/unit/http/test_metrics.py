@@ -27,15 +27,22 @@ class TestMetrics:
         metrics.probe_finished("dns", ok=False, latency=0.01, reason="exit status 3: boom")
         samples = _samples(metrics)
         assert samples[("anycast_probe_duration_seconds_count", (("service", "web"),))] == 3
-        assert samples[
-            ("anycast_probe_duration_seconds_bucket", (("le", "0.0025"), ("service", "web")))
-        ] == 1
-        assert samples[
-            ("anycast_probe_failures_total", (("reason", "timeout"), ("service", "web")))
-        ] == 2
-        assert samples[
-            ("anycast_probe_failures_total", (("reason", "exit_status"), ("service", "dns")))
-        ] == 1
+        assert (
+            samples[
+                ("anycast_probe_duration_seconds_bucket", (("le", "0.0025"), ("service", "web")))
+            ]
+            == 1
+        )
+        assert (
+            samples[("anycast_probe_failures_total", (("reason", "timeout"), ("service", "web")))]
+            == 2
+        )
+        assert (
+            samples[
+                ("anycast_probe_failures_total", (("reason", "exit_status"), ("service", "dns")))
+            ]
+            == 1
+        )
         assert not any(
             name == "anycast_probe_failures_total" and dict(labels)["reason"] == "other"
             for name, labels in samples
@@ -65,12 +72,16 @@ class TestMetrics:
         assert samples[("anycast_service_up", (("service", "web"),))] == 0
         assert samples[("anycast_prefix_announced", (("prefix", "10.255.0.1/32"),))] == 1
         assert samples[("anycast_bgp_peer_up", (("peer", "10.0.1.1"),))] == 1
-        assert samples[
-            ("anycast_state_transitions_total", (("kind", "service"), ("name", "web")))
-        ] == 2
-        assert samples[
-            ("anycast_state_transitions_total", (("kind", "prefix"), ("name", "10.255.0.1/32")))
-        ] == 1
+        assert (
+            samples[("anycast_state_transitions_total", (("kind", "service"), ("name", "web")))]
+            == 2
+        )
+        assert (
+            samples[
+                ("anycast_state_transitions_total", (("kind", "prefix"), ("name", "10.255.0.1/32")))
+            ]
+            == 1
+        )
         assert samples[("anycast_exabgp_restarts_total", ())] == 2
 
     def test_each_instance_has_its_own_registry(self) -> None:

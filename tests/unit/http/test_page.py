@@ -31,8 +31,11 @@ class TestRenderPage:
         """A failed reload and a drain in progress are spelled out."""
         status = sample_status()
         prefix = dataclasses.replace(
-            status.prefixes[0], state="draining", drain_phase="waiting_connections",
-            drain_reason="kernel upgrade", established_connections=17,
+            status.prefixes[0],
+            state="draining",
+            drain_phase="waiting_connections",
+            drain_reason="kernel upgrade",
+            established_connections=17,
         )
         status = dataclasses.replace(
             status, prefixes=(prefix,), last_reload_error="bgp.local_as: required key is missing"

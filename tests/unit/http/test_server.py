@@ -125,8 +125,11 @@ class TestStartHttp:
 
 @pytest.mark.parametrize(
     ("listen", "expected"),
-    [("127.0.0.1:9179", ("127.0.0.1", 9179)), ("[::1]:80", ("::1", 80)),
-     ("localhost:1", ("localhost", 1))],
+    [
+        ("127.0.0.1:9179", ("127.0.0.1", 9179)),
+        ("[::1]:80", ("::1", 80)),
+        ("localhost:1", ("localhost", 1)),
+    ],
 )
 def test_parse_listen(listen: str, expected: tuple[str, int]) -> None:
     """host:port and [v6]:port."""
@@ -152,8 +155,9 @@ class TestServing:
         token = tmp_path / "token"
         token.write_text("abc\n")
         token.chmod(0o644)
-        config = HttpConfig(listen="", unix_socket=_short_socket_path(tmp_path),
-                            token_file=str(token))
+        config = HttpConfig(
+            listen="", unix_socket=_short_socket_path(tmp_path), token_file=str(token)
+        )
         with pytest.raises(TokenFileError, match="chmod 600"):
             async with serving(FakeControl(), Metrics(), config):
                 pass

@@ -24,8 +24,10 @@ _UNICODE_CLASSES = {r"[\p{N}\p{L}]": r"[^\W_]"}
 
 def _pythonise(node: Any) -> Any:
     if isinstance(node, dict):
-        return {key if not isinstance(key, str) else _pythonise_pattern(key): _pythonise(value)
-                for key, value in node.items()}
+        return {
+            key if not isinstance(key, str) else _pythonise_pattern(key): _pythonise(value)
+            for key, value in node.items()
+        }
     if isinstance(node, list):
         return [_pythonise(item) for item in node]
     if isinstance(node, str):
@@ -42,8 +44,10 @@ def _pythonise_pattern(text: str) -> str:
 @pytest.fixture(scope="module")
 def validator() -> jsonschema.protocols.Validator:
     if not SCHEMA_PATH.is_file():
-        pytest.fail(f"containerlab's schema is missing: expected it at {SCHEMA_PATH} "
-                    "(../shared/containerlab/clab.schema.json from the repository root)")
+        pytest.fail(
+            f"containerlab's schema is missing: expected it at {SCHEMA_PATH} "
+            "(../shared/containerlab/clab.schema.json from the repository root)"
+        )
     schema = _pythonise(json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))
     assert r"\p{" not in json.dumps(schema), "a Unicode class the test does not translate"
     cls = jsonschema.validators.validator_for(schema)
@@ -57,13 +61,17 @@ def test_there_are_topologies_to_check() -> None:
 
 
 @pytest.mark.parametrize("path", TOPOLOGIES, ids=lambda p: str(p.relative_to(REPO_ROOT)))
-def test_topology_matches_containerlab_schema(path: Path,
-                                              validator: jsonschema.protocols.Validator) -> None:
+def test_topology_matches_containerlab_schema(
+    path: Path, validator: jsonschema.protocols.Validator
+) -> None:
     """containerlab would accept the file (same schema containerlab's editor support uses)."""
-    errors = sorted(validator.iter_errors(yaml.safe_load(path.read_text(encoding="utf-8"))),
-                    key=lambda e: list(e.absolute_path))
+    errors = sorted(
+        validator.iter_errors(yaml.safe_load(path.read_text(encoding="utf-8"))),
+        key=lambda e: list(e.absolute_path),
+    )
     assert not errors, "\n".join(
-        f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in errors)
+        f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in errors
+    )
 
 
 def test_schema_catches_a_misspelt_kind(validator: jsonschema.protocols.Validator) -> None:

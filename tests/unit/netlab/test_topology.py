@@ -64,11 +64,13 @@ class TestSingleLeaf:
 class TestMerge:
     def test_exec_takes_first_non_empty_of_node_kind_defaults(self) -> None:
         """exec lists are not concatenated: node beats kind beats defaults."""
-        topo = parse({
-            "defaults": {"kind": "linux", "exec": ["echo defaults"]},
-            "kinds": {"linux": {"exec": ["echo kind"]}},
-            "nodes": {"own": {"exec": ["echo node"]}, "inherits": {}},
-        })
+        topo = parse(
+            {
+                "defaults": {"kind": "linux", "exec": ["echo defaults"]},
+                "kinds": {"linux": {"exec": ["echo kind"]}},
+                "nodes": {"own": {"exec": ["echo node"]}, "inherits": {}},
+            }
+        )
         assert topo.nodes["own"].exec == ("echo node",)
         assert topo.nodes["inherits"].exec == ("echo kind",)
 
@@ -79,11 +81,13 @@ class TestMerge:
 
     def test_binds_merge_by_container_path(self) -> None:
         """A later layer replaces the bind for the same container path and keeps the others."""
-        topo = parse({
-            "defaults": {"kind": "linux", "binds": ["/d/a:/etc/a", "/d/b:/etc/b"]},
-            "kinds": {"linux": {"binds": ["/k/b:/etc/b", "/k/c:/etc/c:ro"]}},
-            "nodes": {"n": {"binds": ["n/c:/etc/c"]}},
-        })
+        topo = parse(
+            {
+                "defaults": {"kind": "linux", "binds": ["/d/a:/etc/a", "/d/b:/etc/b"]},
+                "kinds": {"linux": {"binds": ["/k/b:/etc/b", "/k/c:/etc/c:ro"]}},
+                "nodes": {"n": {"binds": ["n/c:/etc/c"]}},
+            }
+        )
         binds = {b.target: (str(b.source), b.mode) for b in topo.nodes["n"].binds}
         assert binds == {
             "/etc/a": ("/d/a", None),
@@ -93,22 +97,26 @@ class TestMerge:
 
     def test_env_and_labels_merge_with_node_winning(self) -> None:
         """env is a dictionary merge; YAML booleans become the text a shell would see."""
-        topo = parse({
-            "defaults": {"kind": "linux", "env": {"A": "1", "B": "d"}},
-            "kinds": {"linux": {"env": {"B": "k", "C": True}, "labels": {"x": "k"}}},
-            "nodes": {"n": {"env": {"A": 2}, "labels": {"y": "n"}}},
-        })
+        topo = parse(
+            {
+                "defaults": {"kind": "linux", "env": {"A": "1", "B": "d"}},
+                "kinds": {"linux": {"env": {"B": "k", "C": True}, "labels": {"x": "k"}}},
+                "nodes": {"n": {"env": {"A": 2}, "labels": {"y": "n"}}},
+            }
+        )
         node = topo.nodes["n"]
         assert dict(node.env) == {"A": "2", "B": "k", "C": "true"}
         assert dict(node.labels) == {"x": "k", "y": "n"}
 
     def test_scalars_prefer_node_then_kind_then_defaults(self) -> None:
         """image and cmd come from the most specific layer that sets them."""
-        topo = parse({
-            "defaults": {"kind": "linux", "image": "d:1", "cmd": "sleep 1"},
-            "kinds": {"linux": {"image": "k:1"}},
-            "nodes": {"n": {"cmd": "sleep 2"}, "m": {}},
-        })
+        topo = parse(
+            {
+                "defaults": {"kind": "linux", "image": "d:1", "cmd": "sleep 1"},
+                "kinds": {"linux": {"image": "k:1"}},
+                "nodes": {"n": {"cmd": "sleep 2"}, "m": {}},
+            }
+        )
         assert (topo.nodes["n"].image, topo.nodes["n"].cmd) == ("k:1", "sleep 2")
         assert (topo.nodes["m"].image, topo.nodes["m"].cmd) == ("k:1", "sleep 1")
 
@@ -171,8 +179,16 @@ class TestLoad:
             Topology.load(path)
         assert "\n" not in str(info.value)
 
-    @pytest.mark.parametrize("doc", [[], {"topology": {}}, {"name": "a b", "topology": {}},
-                                     {"name": "x"}, {"name": "x", "topology": {"nodes": {}}}])
+    @pytest.mark.parametrize(
+        "doc",
+        [
+            [],
+            {"topology": {}},
+            {"name": "a b", "topology": {}},
+            {"name": "x"},
+            {"name": "x", "topology": {"nodes": {}}},
+        ],
+    )
     def test_structure_errors(self, doc: object) -> None:
         """Documents without a usable name or nodes are rejected."""
         with pytest.raises(TopologyError):
@@ -182,24 +198,49 @@ class TestLoad:
         """Bind sources resolve against the topology's directory, not the working directory."""
         path = tmp_path / "lab" / "x.clab.yml"
         path.parent.mkdir()
-        path.write_text(yaml.safe_dump({"name": "x", "topology": {"nodes": {"r": {
-            "kind": "linux", "binds": ["r/../r/frr.conf:/etc/frr/frr.conf"]}}}}))
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "name": "x",
+                    "topology": {
+                        "nodes": {
+                            "r": {"kind": "linux", "binds": ["r/../r/frr.conf:/etc/frr/frr.conf"]}
+                        }
+                    },
+                }
+            )
+        )
         assert Topology.load(path).nodes["r"].frr_config == tmp_path / "lab" / "r" / "frr.conf"
 
 
 class TestRewrite:
     def node(self) -> Any:
-        return parse({"nodes": {"n": {"kind": "linux", "binds": [
-            "/host/cfg.yaml:/etc/app/config.yaml",
-            "/host/etc:/etc/app",
-            "/host/data:/data:ro",
-        ], "cmd": "app --config /etc/app/config.yaml --log=/data/x.log /etc/app/y /etc/other",
-            "exec": ["cat /etc/app/config.yaml"]}}}).nodes["n"]
+        return parse(
+            {
+                "nodes": {
+                    "n": {
+                        "kind": "linux",
+                        "binds": [
+                            "/host/cfg.yaml:/etc/app/config.yaml",
+                            "/host/etc:/etc/app",
+                            "/host/data:/data:ro",
+                        ],
+                        "cmd": "app --config /etc/app/config.yaml --log=/data/x.log "
+                        "/etc/app/y /etc/other",
+                        "exec": ["cat /etc/app/config.yaml"],
+                    }
+                }
+            }
+        ).nodes["n"]
 
     def test_cmd_paths_map_to_host_sources(self) -> None:
         """Container paths in cmd arguments become host paths; other paths stay."""
         assert self.node().cmd_argv() == [
-            "app", "--config", "/host/cfg.yaml", "--log=/host/data/x.log", "/host/etc/y",
+            "app",
+            "--config",
+            "/host/cfg.yaml",
+            "--log=/host/data/x.log",
+            "/host/etc/y",
             "/etc/other",
         ]
 
@@ -247,21 +288,26 @@ class TestNames:
 class TestDaemons:
     def test_parse_daemons(self) -> None:
         """Only `name=yes` lines of known daemons count; zebra always comes first."""
-        text = ("# bgpd=yes\nbgpd=yes\nospfd=no\nstaticd=\"yes\"\nzebra=no\nfoo=yes\n"
-                "vtysh_enable=yes\n")
+        text = (
+            '# bgpd=yes\nbgpd=yes\nospfd=no\nstaticd="yes"\nzebra=no\nfoo=yes\nvtysh_enable=yes\n'
+        )
         assert parse_daemons(text) == ("zebra", "bgpd", "staticd")
 
 
 SUMMARY = {
-    "ipv4Unicast": {"peers": {
-        "10.0.1.2": {"state": "Active"},
-        "10.0.0.2": {"state": "Established"},
-        "10.0.0.6": {"state": "Connect"},
-    }},
-    "ipv6Unicast": {"peers": {
-        "fd00:0:0::2": {"state": "Established"},
-        "10.0.0.2": {"state": "OpenSent"},
-    }},
+    "ipv4Unicast": {
+        "peers": {
+            "10.0.1.2": {"state": "Active"},
+            "10.0.0.2": {"state": "Established"},
+            "10.0.0.6": {"state": "Connect"},
+        }
+    },
+    "ipv6Unicast": {
+        "peers": {
+            "fd00:0:0::2": {"state": "Established"},
+            "10.0.0.2": {"state": "OpenSent"},
+        }
+    },
 }
 
 
@@ -273,8 +319,10 @@ class TestBgpWait:
     def test_routers_mode_waits_only_for_other_routers(self) -> None:
         """Servers that are not started yet (10.0.1.2) do not block a deploy."""
         pending = pending_peers("r1", SUMMARY, BgpWait.ROUTERS, ["10.0.0.2", "10.0.0.6"])
-        assert [(p.peer, p.state) for p in pending] == [("10.0.0.2", "OpenSent"),
-                                                         ("10.0.0.6", "Connect")]
+        assert [(p.peer, p.state) for p in pending] == [
+            ("10.0.0.2", "OpenSent"),
+            ("10.0.0.6", "Connect"),
+        ]
         assert str(pending[0]) == "r1 -> 10.0.0.2 (OpenSent)"
 
     def test_addresses_compare_canonically(self) -> None:
@@ -297,21 +345,38 @@ class TestBgpWait:
 def test_interface_addresses_skip_loopback_and_link_local() -> None:
     """inspect and the BGP wait see a node's real addresses only."""
     ip_json = [
-        {"ifname": "lo", "addr_info": [{"local": "127.0.0.1", "prefixlen": 8},
-                                       {"local": "::1", "prefixlen": 128},
-                                       {"local": "10.255.0.1", "prefixlen": 32}]},
-        {"ifname": "eth1", "addr_info": [{"local": "fe80::1", "prefixlen": 64},
-                                         {"local": "fd00:1::2", "prefixlen": 64}]},
+        {
+            "ifname": "lo",
+            "addr_info": [
+                {"local": "127.0.0.1", "prefixlen": 8},
+                {"local": "::1", "prefixlen": 128},
+                {"local": "10.255.0.1", "prefixlen": 32},
+            ],
+        },
+        {
+            "ifname": "eth1",
+            "addr_info": [
+                {"local": "fe80::1", "prefixlen": 64},
+                {"local": "fd00:1::2", "prefixlen": 64},
+            ],
+        },
     ]
     assert interface_addresses(ip_json) == [("lo", "10.255.0.1/32"), ("eth1", "fd00:1::2/64")]
 
 
 class TestCliErrors:
-    @pytest.mark.parametrize("content", [None, "name: x\ntopology: [\n",
-                                         "name: x\ntopology:\n  nodes:\n    a: {kind: linux}\n"
-                                         "  links:\n    - endpoints: [a:eth1, b:eth1]\n"])
-    def test_errors_are_one_line_and_exit_2(self, tmp_path: Path, content: str | None,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+    @pytest.mark.parametrize(
+        "content",
+        [
+            None,
+            "name: x\ntopology: [\n",
+            "name: x\ntopology:\n  nodes:\n    a: {kind: linux}\n"
+            "  links:\n    - endpoints: [a:eth1, b:eth1]\n",
+        ],
+    )
+    def test_errors_are_one_line_and_exit_2(
+        self, tmp_path: Path, content: str | None, capsys: pytest.CaptureFixture[str]
+    ) -> None:
         """Missing files, bad YAML and bad links never produce a traceback."""
         path = tmp_path / "x.clab.yml"
         if content is not None:
