@@ -95,8 +95,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _remote(args: argparse.Namespace) -> int:
     """status, drain, undrain, reload: one request to a running sidecar."""
+    from pydantic import ValidationError
+
     from anycast_announcer.http.client import SidecarUnreachableError, call, format_status
     from anycast_announcer.http.token import TokenFileError, load_token
+    from anycast_announcer.status import SidecarStatus
 
     token: str | None = None
     token_file: str | None = getattr(args, "token_file", None)
@@ -139,8 +142,13 @@ def _remote(args: argparse.Namespace) -> int:
     if args.command == "status":
         if args.json:
             print(json.dumps(answer.data, indent=2, sort_keys=True))
-        else:
-            print(format_status(answer.data))
+            return EXIT_OK
+        try:
+            status = SidecarStatus.model_validate(answer.data)
+        except ValidationError as error:
+            print(f"error: the sidecar's status does not parse: {error}", file=sys.stderr)
+            return EXIT_FAILURE
+        print(format_status(status))
         return EXIT_OK
     message = str(answer.data.get("message", "ok"))
     prefixes = answer.data.get("prefixes") or []

@@ -15,6 +15,10 @@ it. So a drain removes the path last, after the sessions are gone:
   withdrawn            after the hold, the route is withdrawn; it stays so until undrain
 
 Undrain from any phase returns to normal announcements (if healthy).
+
+Where a drain came from is data (``DrainOrigin``), not text: the drain file's
+disappearance ends only the drains the file started, and only the drains an operator
+asked for (directly or restored from the state file) are persisted.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import enum
 
 from anycast_announcer.config import DrainConfig
 
-__all__ = ["DrainPhase", "PrefixDrain"]
+__all__ = ["DrainOrigin", "DrainPhase", "PrefixDrain"]
 
 
 class DrainPhase(enum.Enum):
@@ -36,16 +40,37 @@ class DrainPhase(enum.Enum):
     WITHDRAWN = "withdrawn"
 
 
+class DrainOrigin(enum.Enum):
+    """Who started a drain."""
+
+    OPERATOR = "operator"
+    """The API or CLI; persisted until undrain."""
+    DRAIN_FILE = "drain_file"
+    """``drain.drain_file`` exists; ends when the file goes, never persisted."""
+    RESTORED = "restored"
+    """An operator's drain persisted by a previous run."""
+
+
 class PrefixDrain:
     """The drain state of one prefix."""
 
-    __slots__ = ("_settings", "connections", "phase", "phase_since", "reason", "started_at")
+    __slots__ = (
+        "_settings",
+        "connections",
+        "origin",
+        "phase",
+        "phase_since",
+        "reason",
+        "started_at",
+    )
 
     def __init__(self, settings: DrainConfig) -> None:
         self._settings = settings
         self.phase = DrainPhase.NONE
         self.reason: str | None = None
+        self.origin: DrainOrigin | None = None
         self.started_at: float | None = None
+        """Wall-clock (Unix) time the drain began, for operators and the state file."""
         self.phase_since = 0.0
         self.connections: int | None = None
 
@@ -68,12 +93,22 @@ class PrefixDrain:
         """The route carries GRACEFUL_SHUTDOWN."""
         return self.phase is DrainPhase.GRACEFUL_SHUTDOWN
 
-    def start(self, now: float, reason: str) -> bool:
-        """Begin draining; False if a drain is already under way (nothing changes)."""
+    @property
+    def persistent(self) -> bool:
+        """Whether the drain must survive a restart (an operator asked for it)."""
+        return self.active and self.origin is not DrainOrigin.DRAIN_FILE
+
+    def start(self, now: float, reason: str, origin: DrainOrigin, started_at: float) -> bool:
+        """Begin draining; False if a drain is already under way (nothing changes).
+
+        ``now`` is the monotonic time that phase deadlines count from; ``started_at``
+        the wall-clock time shown to operators.
+        """
         if self.active:
             return False
         self.reason = reason
-        self.started_at = now
+        self.origin = origin
+        self.started_at = started_at
         self.connections = None
         first = (
             DrainPhase.HOOK if self._settings.hook is not None else (DrainPhase.WAITING_CONNECTIONS)
@@ -84,6 +119,7 @@ class PrefixDrain:
     def restore_withdrawn(self, now: float, reason: str, started_at: float) -> None:
         """A drain persisted by a previous run: straight to withdrawn, no hook again."""
         self.reason = reason
+        self.origin = DrainOrigin.RESTORED
         self.started_at = started_at
         self._enter(DrainPhase.WITHDRAWN, now)
 
@@ -125,6 +161,7 @@ class PrefixDrain:
             return False
         self.phase = DrainPhase.NONE
         self.reason = None
+        self.origin = None
         self.started_at = None
         self.connections = None
         return True

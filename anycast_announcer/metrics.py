@@ -13,6 +13,9 @@ import re
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from anycast_announcer.core import effects as fx
+from anycast_announcer.core.effects import Effect
+
 __all__ = ["REASON_CATEGORIES", "Metrics", "reason_category"]
 
 REASON_CATEGORIES = (
@@ -84,6 +87,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._announced: dict[str, bool] = {}
         # One series for the whole sidecar: lag is a property of the event loop, not of a
         # service, and per-service buckets would multiply the series by the service count.
         self._schedule_lag = Histogram(
@@ -134,6 +138,22 @@ class Metrics:
             "Times the ExaBGP child process was restarted.",
             registry=self.registry,
         )
+
+    def record(self, effect: Effect) -> None:
+        """Take an observation the decision core reported."""
+        match effect:
+            case fx.ProbeRecorded(service=service, result=result):
+                self.probe_finished(service, result.ok, result.latency, result.reason)
+            case fx.ServiceChanged(service=service, up=up):
+                self.service_changed(service, up)
+            case fx.PrefixChanged(prefix=prefix, announced=announced):
+                if self._announced.get(prefix) != announced:
+                    self._announced[prefix] = announced
+                    self.prefix_changed(prefix, announced)
+            case fx.PeerChanged(peer=peer, up=up):
+                self.peer_changed(peer, up)
+            case _:
+                pass
 
     def probe_started(self, lag: float) -> None:
         """A probe started ``lag`` seconds after its scheduled time."""

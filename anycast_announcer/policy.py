@@ -31,6 +31,7 @@ from anycast_announcer.routes import (
     link_bandwidth_global_as,
     weight_community_value,
 )
+from anycast_announcer.status import PrefixState
 
 __all__ = [
     "GRACEFUL_SHUTDOWN",
@@ -52,13 +53,16 @@ class PrefixDecision:
     prefix: str
     announce: bool
     reason: str
-    state: str = ""
-    """``announced``, ``withdrawn``, ``draining``, ``drained`` or ``dampened``."""
+    overlay: PrefixState | None = None
+    """The state a drain or dampening imposed; None for a plain health decision."""
     graceful_shutdown: bool = False
 
-    def __post_init__(self) -> None:
-        if not self.state:
-            object.__setattr__(self, "state", "announced" if self.announce else "withdrawn")
+    @property
+    def state(self) -> PrefixState:
+        """``announced``, ``withdrawn``, ``draining``, ``drained`` or ``dampened``."""
+        if self.overlay is not None:
+            return self.overlay
+        return "announced" if self.announce else "withdrawn"
 
 
 def decide_prefix(
@@ -91,14 +95,14 @@ def apply_operations(
     """
     name = health.prefix
     if drain_phase is DrainPhase.WITHDRAWN:
-        return PrefixDecision(name, False, f"drained: {drain_reason}", state="drained")
+        return PrefixDecision(name, False, f"drained: {drain_reason}", overlay="drained")
     if drain_phase is not DrainPhase.NONE:
         return PrefixDecision(
             name,
             health.announce,
             f"draining ({drain_phase.value}): {drain_reason}"
             + ("" if health.announce else f"; {health.reason}"),
-            state="draining",
+            overlay="draining",
             graceful_shutdown=drain_phase is DrainPhase.GRACEFUL_SHUTDOWN,
         )
     if health.announce and dampened_for is not None:
@@ -106,7 +110,7 @@ def apply_operations(
             name,
             False,
             f"dampened after flapping; released in {dampened_for:.0f}s",
-            state="dampened",
+            overlay="dampened",
         )
     return health
 

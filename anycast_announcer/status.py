@@ -1,97 +1,153 @@
-"""What the sidecar tells its readers (status API, page, CLI, metrics), as frozen values.
+"""What the sidecar tells its readers (status API, page, CLI, metrics): one set of models.
 
-Readers never touch the supervisor's state: they get a ``SidecarStatus`` snapshot, built
-on demand, and they ask for changes through ``Control``, whose requests the supervisor
-applies in its own loop like any other input.
+These pydantic models are the only field list of the operator surface. The decision core
+builds a ``SidecarStatus`` on demand; ``GET /status`` serializes it with
+``model_dump(mode="json")``; the OpenAPI components are generated from the same models
+(``http/openapi.py`` writes only the paths by hand); the CLI validates the JSON it gets
+back into them and renders tables from the result. A field added here appears everywhere.
+
+Every Unix time ``x_at`` has an ``x_at_iso`` sibling (ISO 8601, UTC) for people reading
+the JSON; non-finite numbers are written as ``null`` (JSON has no NaN). Field names are a
+contract (scripts read them): add fields, do not rename them.
+
+Readers never touch the core's state: they get a snapshot, and ask for changes through
+``Control``, whose requests the supervisor feeds to the core like any other input.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Protocol
+import math
+from datetime import UTC, datetime
+from typing import Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 __all__ = [
     "Control",
     "ControlResult",
-    "DrainPhase",
+    "DrainPhaseName",
     "ExabgpStatus",
+    "PeerState",
     "PeerStatus",
+    "PrefixState",
     "PrefixStatus",
     "ProbeStatus",
+    "RouteAttributes",
+    "ServiceState",
     "ServiceStatus",
+    "SidecarFaultStatus",
     "SidecarStatus",
+    "iso_time",
 ]
 
+ServiceState = Literal["unknown", "up", "down"]
+PrefixState = Literal["announced", "withdrawn", "draining", "drained", "dampened"]
+DrainPhaseName = Literal["none", "hook", "waiting_connections", "graceful_shutdown", "withdrawn"]
+PeerState = Literal["up", "down"]
 
-@dataclass(frozen=True, slots=True)
-class ProbeStatus:
+
+def iso_time(at: float | None) -> str | None:
+    """Unix seconds as ISO 8601 in UTC (``2026-11-27T09:07:41.250Z``); None stays None."""
+    if at is None or not math.isfinite(at):
+        return None
+    try:
+        moment = datetime.fromtimestamp(at, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class _Status(BaseModel):
+    # Frozen: a snapshot never changes after it was taken. Unknown keys are ignored when
+    # the CLI reads a newer sidecar's answer; the sidecar itself never produces them.
+    model_config = ConfigDict(frozen=True, ser_json_inf_nan="null")
+
+
+class ProbeStatus(_Status):
     """One probe result, with its wall-clock time (Unix seconds)."""
 
-    at: float
+    at: float = Field(description="Unix seconds")
     ok: bool
-    latency: float
+    latency: float = Field(description="seconds")
     reason: str
 
+    @computed_field(description="the same time, ISO 8601 UTC")  # type: ignore[prop-decorator]
+    @property
+    def at_iso(self) -> str | None:
+        return iso_time(self.at)
 
-@dataclass(frozen=True, slots=True)
-class ServiceStatus:
+
+class ServiceStatus(_Status):
     """A service's health state and recent history."""
 
     name: str
     check_type: str
-    state: str
-    """``unknown``, ``up`` or ``down``."""
+    state: ServiceState
     consecutive_successes: int
     consecutive_failures: int
     rise: int
     fall: int
-    interval: float
-    last_results: tuple[ProbeStatus, ...]
-    """Newest last, at most ten."""
-    last_change_at: float | None
+    interval: float = Field(description="seconds")
+    last_results: tuple[ProbeStatus, ...] = Field(description="newest last, at most ten")
+    last_change_at: float | None = Field(description="Unix seconds")
     last_change_reason: str | None
 
+    @computed_field(description="the same time, ISO 8601 UTC")  # type: ignore[prop-decorator]
+    @property
+    def last_change_at_iso(self) -> str | None:
+        return iso_time(self.last_change_at)
 
-DrainPhase = str
-"""``none``, ``hook``, ``waiting_connections``, ``graceful_shutdown``, ``withdrawn``."""
+
+class RouteAttributes(_Status):
+    """What one BGP session carries for a prefix."""
+
+    med: int | None
+    communities: tuple[str, ...]
+    large_communities: tuple[str, ...]
+    extended_communities: tuple[str, ...]
+    as_path: tuple[int, ...]
+    bandwidth_bps: float | None = Field(description="what the link-bandwidth community encodes")
 
 
-@dataclass(frozen=True, slots=True)
-class PrefixStatus:
+class PrefixStatus(_Status):
     """A prefix's state and what is being sent for it."""
 
     prefix: str
-    state: str
-    """``announced``, ``withdrawn``, ``draining`` or ``dampened``."""
+    state: PrefixState
     reason: str
     services: tuple[str, ...]
-    require: str
+    require: Literal["all", "any"]
     address_present: bool
     interface: str
     bandwidth_mbps: float | None
-    drain_phase: DrainPhase
+    drain_phase: DrainPhaseName
     drain_reason: str | None
-    established_connections: int | None
-    """Counted during a drain; None otherwise."""
+    drain_origin: Literal["operator", "drain_file", "restored"] | None = Field(
+        default=None, description="who started the drain; null without a drain"
+    )
+    established_connections: int | None = Field(description="counted during a drain")
     dampening_penalty: float
-    routes: dict[str, dict[str, object]] = field(default_factory=dict)
-    """Per peer: the attributes being sent (med, communities, bandwidth_bps, ...)."""
+    routes: dict[str, RouteAttributes] = Field(
+        default_factory=dict, description="per peer: the attributes being sent"
+    )
 
 
-@dataclass(frozen=True, slots=True)
-class PeerStatus:
+class PeerStatus(_Status):
     """One BGP session, as ExaBGP reports it."""
 
     address: str
     peer_as: int
-    state: str
-    """``up`` or ``down``."""
-    last_change_at: float | None
+    state: PeerState
+    last_change_at: float | None = Field(description="Unix seconds")
     last_change_reason: str | None
 
+    @computed_field(description="the same time, ISO 8601 UTC")  # type: ignore[prop-decorator]
+    @property
+    def last_change_at_iso(self) -> str | None:
+        return iso_time(self.last_change_at)
 
-@dataclass(frozen=True, slots=True)
-class ExabgpStatus:
+
+class ExabgpStatus(_Status):
     """The ExaBGP child process."""
 
     pid: int | None
@@ -102,24 +158,48 @@ class ExabgpStatus:
     routes_desired: int
 
 
-@dataclass(frozen=True, slots=True)
-class SidecarStatus:
+class SidecarFaultStatus(_Status):
+    """The sidecar's own trouble (not the services'): last state is kept meanwhile."""
+
+    kind: str = Field(description="e.g. 'resource' (out of file descriptors or memory)")
+    detail: str
+    at: float = Field(description="Unix seconds")
+
+    @computed_field(description="the same time, ISO 8601 UTC")  # type: ignore[prop-decorator]
+    @property
+    def at_iso(self) -> str | None:
+        return iso_time(self.at)
+
+
+class SidecarStatus(_Status):
     """Everything an operator asks first: what is announced, and why."""
 
     version: str
-    started_at: float
-    uptime: float
+    started_at: float = Field(description="Unix seconds")
+    uptime: float = Field(description="seconds")
     config_path: str
-    config_loaded_at: float
+    config_loaded_at: float = Field(description="Unix seconds")
     last_reload_error: str | None
+    sidecar_fault: SidecarFaultStatus | None = Field(
+        default=None, description="the sidecar's own latest resource failure, while recent"
+    )
     services: tuple[ServiceStatus, ...]
     prefixes: tuple[PrefixStatus, ...]
     peers: tuple[PeerStatus, ...]
     exabgp: ExabgpStatus
 
+    @computed_field(description="the same time, ISO 8601 UTC")  # type: ignore[prop-decorator]
+    @property
+    def started_at_iso(self) -> str | None:
+        return iso_time(self.started_at)
 
-@dataclass(frozen=True, slots=True)
-class ControlResult:
+    @computed_field(description="the same time, ISO 8601 UTC")  # type: ignore[prop-decorator]
+    @property
+    def config_loaded_at_iso(self) -> str | None:
+        return iso_time(self.config_loaded_at)
+
+
+class ControlResult(_Status):
     """The outcome of a control request; ``ok`` False carries the user's error."""
 
     ok: bool
@@ -135,7 +215,7 @@ class Control(Protocol):
         ...
 
     def ready(self) -> bool:
-        """Whether ExaBGP runs and the first probe round is done."""
+        """Whether ExaBGP runs, the first probe round is done and the sidecar is sound."""
         ...
 
     async def drain(self, prefixes: list[str] | None, reason: str) -> ControlResult:

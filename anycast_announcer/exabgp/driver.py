@@ -1,10 +1,11 @@
 """The ExaBGP process driver: the asyncio shell around ExaBGP.
 
-It owns three things and nothing else: the ExaBGP child process, the API connection to it,
-and the set of routes ExaBGP has acknowledged. The supervisor hands it the desired route
-set (``set_desired``); the driver sends the difference, checks every ``done``/``error``,
-reports BGP session changes through a callback, restarts a dead ExaBGP with exponential
-backoff and, on a new ExaBGP, starts again from an empty acknowledged set.
+It owns the ExaBGP child process, the API connection to it and the restart backoff. What
+to send and how to read the answers is ``RouteSync``'s business (sync.py, sans-IO): the
+supervisor hands the driver the desired route set (``set_desired``), the driver feeds
+ExaBGP's answers and session events to the sync machine and writes the commands it hands
+out, reports BGP session changes through a callback, and restarts a dead or out-of-step
+ExaBGP with exponential backoff; a new ExaBGP starts from nothing acknowledged.
 
 ExaBGP cannot outlive us: it is started through ``guard`` with PR_SET_PDEATHSIG (the
 kernel kills it when we die, even by SIGKILL) and runs with ``api.terminate`` (it exits
@@ -29,9 +30,15 @@ from typing import Any, TypeVar
 import structlog
 
 from anycast_announcer.config import BgpConfig, ExabgpConfig
-from anycast_announcer.exabgp.commands import Command, plan_commands
-from anycast_announcer.exabgp.protocol import Ack, ApiReader, NeighborState, Unparsed
+from anycast_announcer.exabgp.protocol import Ack, ApiReader, NeighborState, Shutdown, Unparsed
 from anycast_announcer.exabgp.render import render_config, render_environment
+from anycast_announcer.exabgp.sync import (
+    AckOutcome,
+    AckResult,
+    ProtocolError,
+    RouteSync,
+    SessionChange,
+)
 from anycast_announcer.routes import Route, RouteKey
 
 __all__ = ["DriverSnapshot", "ExabgpDriver", "SessionCallback"]
@@ -44,6 +51,8 @@ SessionCallback = Callable[[str, bool, str], None]
 """Called with (peer address, established, reason) when a BGP session changes."""
 
 _CONNECT_TIMEOUT = 20.0
+_OUTPUT_LINE_KEPT = 4096
+"""Bytes of an unterminated ExaBGP output line kept until its newline comes."""
 _STABLE_AFTER = 30.0
 """A run this long resets the restart backoff."""
 
@@ -96,36 +105,25 @@ class ExabgpDriver:
         self._on_session = on_session
         self._on_restart = on_restart
         self._restart_now = False
-        self._desired: dict[RouteKey, Route] = {}
-        self._acknowledged: dict[RouteKey, Route] = {}
-        self._rejected: dict[RouteKey, Route] = {}
-        self._sessions_up: set[str] = set()
-        self._changed = asyncio.Event()
+        self._sync = RouteSync()
+        self._wake = asyncio.Event()
         self._synced = asyncio.Event()
-        self._connected = False
+        self._synced.set()
         self._process: asyncio.subprocess.Process | None = None
         self._restarts = 0
         self._stopping = False
         self._run_dir: Path | None = None
-        self._acks: asyncio.Queue[bool] = asyncio.Queue()
 
     # -- the supervisor's side -------------------------------------------------------
 
     def set_desired(self, routes: Mapping[RouteKey, Route]) -> None:
         """Replace the desired route set; the driver sends the difference."""
-        if dict(routes) != self._desired:
-            self._desired = dict(routes)
-            self._synced.clear()
-            self._changed.set()
+        if self._sync.set_desired(routes):
+            self._update_synced()
+            self._wake.set()
 
     async def wait_synced(self) -> None:
-        """Return once ExaBGP acknowledged exactly the desired set (bound it by a timeout).
-
-        Without a running ExaBGP nothing of ours is announced, so an empty desired set is
-        trivially in sync then.
-        """
-        if not self._connected and not self._desired:
-            return
+        """Return once ExaBGP holds what it can of the desired set (bound it by a timeout)."""
         await self._synced.wait()
 
     def snapshot(self) -> DriverSnapshot:
@@ -133,10 +131,10 @@ class ExabgpDriver:
         return DriverSnapshot(
             pid=self._process.pid if self._process and self._process.returncode is None else None,
             restarts=self._restarts,
-            connected=self._connected,
-            sessions_up=frozenset(self._sessions_up),
-            acknowledged=len(self._acknowledged),
-            desired=len(self._desired),
+            connected=self._sync.connected,
+            sessions_up=self._sync.sessions_up,
+            acknowledged=len(self._sync.acknowledged),
+            desired=len(self._sync.desired),
         )
 
     def reconfigure(self, bgp: BgpConfig, settings: ExabgpConfig) -> None:
@@ -277,12 +275,12 @@ class ExabgpDriver:
                     else "exabgp did not start its API process in time"
                 )
             reader, writer = connected.result()
-            self._connected = True
-            self._acks = asyncio.Queue()
+            self._sync.on_connected()
+            self._update_synced()
             log.info("exabgp_connected", pid=process.pid)
             try:
                 receiving = spawn(self._receive(reader))
-                syncing = spawn(self._sync(writer))
+                syncing = spawn(self._send(writer))
                 done, _ = await asyncio.wait(
                     {receiving, syncing, exited}, return_when=asyncio.FIRST_COMPLETED
                 )
@@ -304,111 +302,86 @@ class ExabgpDriver:
         while data := await reader.read(65536):
             for event in parser.feed(data):
                 if isinstance(event, Ack):
-                    await self._acks.put(event.ok)
+                    self._acknowledge(event.ok)
                 elif isinstance(event, NeighborState):
-                    self._session_event(_normalise(event.peer), event.state, event.reason)
+                    change = self._sync.on_neighbor(
+                        _normalise(event.peer), event.state, event.reason
+                    )
+                    self._report(change)
+                elif isinstance(event, Shutdown):
+                    log.info("exabgp_shutting_down")
+                    for change in self._sync.on_shutdown():
+                        self._report(change)
                 elif isinstance(event, Unparsed):
                     log.debug("exabgp_message", line=event.line[:500])
+            self._update_synced()
+            self._wake.set()
 
-    def _session_event(self, peer: str, state: str, reason: str) -> None:
-        # Whatever the session did, what it carries now is unknown to us (ExaBGP keeps no
-        # adj-rib-out), so forget its acknowledged routes: the next sync re-sends them.
-        self._forget_peer(peer)
-        was_up = peer in self._sessions_up
-        if state == "up":
-            self._sessions_up.add(peer)
-        else:
-            self._sessions_up.discard(peer)
-        is_up = peer in self._sessions_up
-        if was_up != is_up:
-            log.info(
-                "bgp_session_changed",
-                peer=peer,
-                old="up" if was_up else "down",
-                new="up" if is_up else "down",
-                reason=reason or state,
-            )
-            self._on_session(peer, is_up, reason or state)
-        self._changed.set()
+    def _acknowledge(self, ok: bool) -> None:
+        try:
+            outcome = self._sync.on_ack(ok)
+        except ProtocolError as error:
+            # Every later answer would be paired with the wrong command: start over.
+            raise _GenerationLostError(f"out of step with exabgp: {error}") from None
+        _log_outcome(outcome)
 
-    def _forget_peer(self, peer: str) -> None:
-        for key in [key for key in self._acknowledged if key.peer == peer]:
-            del self._acknowledged[key]
-        for key in [key for key in self._rejected if key.peer == peer]:
-            del self._rejected[key]
-        self._synced.clear()
+    def _report(self, change: SessionChange | None) -> None:
+        if change is None:
+            return
+        log.info(
+            "bgp_session_changed",
+            peer=change.peer,
+            old="down" if change.up else "up",
+            new="up" if change.up else "down",
+            reason=change.reason,
+        )
+        self._on_session(change.peer, change.up, change.reason)
 
-    async def _sync(self, writer: asyncio.StreamWriter) -> None:
-        while True:
-            self._changed.clear()
-            commands = [
-                command
-                for command in plan_commands(self._desired, self._acknowledged)
-                if command.route is None
-                # A session that just went down is still in the desired set until the
-                # supervisor hears of it; announcing into it would only be acked and
-                # logged as announced. The session's "up" triggers the real send.
-                or (
-                    command.key.peer in self._sessions_up
-                    and self._rejected.get(command.key) != command.route
-                )
-            ]
-            if commands:
-                await self._send_batch(writer, commands)
-                continue
-            # Nothing left to send: ExaBGP holds what we want (or refused it, logged).
+    def _update_synced(self) -> None:
+        if self._sync.synced:
             self._synced.set()
-            await self._changed.wait()
+        else:
+            self._synced.clear()
 
-    async def _send_batch(self, writer: asyncio.StreamWriter, commands: list[Command]) -> None:
-        writer.write("".join(command.line + "\n" for command in commands).encode())
-        await writer.drain()
-        for command in commands:
+    async def _send(self, writer: asyncio.StreamWriter) -> None:
+        """Write each batch RouteSync hands out; ExaBGP must answer within ack_timeout."""
+        while True:
+            self._wake.clear()
+            batch = self._sync.commands_to_send()
+            if batch:
+                writer.write("".join(command.line + "\n" for command in batch).encode())
+                await writer.drain()
+            if not self._sync.in_flight:
+                self._update_synced()
+                await self._wake.wait()
+                continue
             try:
                 async with asyncio.timeout(self._settings.ack_timeout):
-                    ok = await self._acks.get()
+                    await self._wake.wait()
             except TimeoutError:
                 raise _GenerationLostError(
                     f"no acknowledgement within {self._settings.ack_timeout}s"
                 ) from None
-            if ok:
-                if command.route is None:
-                    self._acknowledged.pop(command.key, None)
-                else:
-                    self._acknowledged[command.key] = command.route
-                self._rejected.pop(command.key, None)
-                log.info(
-                    "route_announced" if command.route else "route_withdrawn",
-                    peer=command.key.peer,
-                    prefix=command.key.prefix,
-                    command=command.line,
-                )
-            else:
-                # Our encoding produced something ExaBGP refused: a bug of ours, not the
-                # user's. Do not retry the same line in a loop.
-                if command.route is not None:
-                    self._rejected[command.key] = command.route
-                else:
-                    self._acknowledged.pop(command.key, None)
-                log.error("exabgp_command_rejected", command=command.line)
 
     async def _relay_output(self, process: asyncio.subprocess.Process) -> None:
+        """ExaBGP's own log lines into ours, however long a line gets."""
         assert process.stdout is not None  # we asked for a pipe
-        while line := await process.stdout.readline():
-            log.info("exabgp_output", line=line.decode(errors="replace").rstrip()[:500])
+        pending = b""
+        while chunk := await process.stdout.read(65536):
+            lines = (pending + chunk).split(b"\n")
+            # Keep at most one partial line, and only its start: a runaway line without a
+            # newline must neither grow our memory nor stop us from emptying the pipe.
+            pending = lines.pop()[:_OUTPUT_LINE_KEPT]
+            for line in lines:
+                _log_output(line)
+        if pending:
+            _log_output(pending)
 
     async def _end_generation(self) -> None:
-        self._connected = False
         await self._kill_process(grace=0.2)
-        self._acknowledged.clear()
-        self._rejected.clear()
-        self._synced.clear()
-        for peer in sorted(self._sessions_up):
-            self._sessions_up.discard(peer)
-            log.info(
-                "bgp_session_changed", peer=peer, old="up", new="down", reason="exabgp stopped"
-            )
-            self._on_session(peer, False, "exabgp stopped")
+        for change in self._sync.on_disconnected():
+            self._report(change)
+        self._update_synced()
 
     async def _kill_process(self, grace: float) -> None:
         process = self._process
@@ -424,3 +397,21 @@ class ExabgpDriver:
                 process.kill()
             await process.wait()
         log.info("exabgp_stopped", pid=process.pid, status=process.returncode)
+
+
+def _log_outcome(outcome: AckOutcome) -> None:
+    command = outcome.command
+    if outcome.result is AckResult.REJECTED:
+        # Our encoding produced something ExaBGP refused: a bug of ours, not the user's.
+        log.error("exabgp_command_rejected", command=command.line)
+    elif outcome.result is AckResult.SESSION_DOWN:
+        log.debug("exabgp_announce_on_session_down", command=command.line)
+    else:
+        event = "route_announced" if outcome.result is AckResult.ANNOUNCED else "route_withdrawn"
+        log.info(event, peer=command.key.peer, prefix=command.key.prefix, command=command.line)
+
+
+def _log_output(line: bytes) -> None:
+    text = line.decode(errors="replace").rstrip()
+    if text:
+        log.info("exabgp_output", line=text[:500])

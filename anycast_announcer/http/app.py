@@ -17,27 +17,28 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from aiohttp import hdrs, web
+from pydantic import BaseModel, ValidationError
 
-from anycast_announcer.config import parse_prefix
-from anycast_announcer.http.openapi import (
-    DRAIN_KEYS,
-    MAX_PREFIXES,
-    MAX_REASON,
-    PREFIX_PATTERN,
-    REASON_PATTERN,
-    UNDRAIN_KEYS,
-    openapi_document,
+from anycast_announcer.http.models import (
+    Accepted,
+    DrainRequest,
+    ErrorAnswer,
+    HealthAnswer,
+    ReadyAnswer,
+    Refused,
+    ReloadRequest,
+    UndrainRequest,
+    json_kind,
 )
+from anycast_announcer.http.openapi import openapi_document
 from anycast_announcer.http.page import CONTENT_SECURITY_POLICY, render_page
-from anycast_announcer.http.serialize import status_to_json
 from anycast_announcer.metrics import Metrics
 from anycast_announcer.status import Control, ControlResult
 
@@ -45,10 +46,8 @@ __all__ = ["CONTROL", "METRICS", "SETTINGS", "HttpSettings", "create_app"]
 
 log = structlog.get_logger("anycast_announcer.http")
 
-DEFAULT_DRAIN_REASON = "drained via the API"
 NO_TOKEN_MESSAGE = "no token configured (http.token_file)"  # noqa: S105  # a message, not a secret
-_PREFIX_SHAPE = re.compile(PREFIX_PATTERN)
-_REASON_SHAPE = re.compile(REASON_PATTERN)
+_Body = TypeVar("_Body", bound=BaseModel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,10 +77,10 @@ class ApiError(Exception):
 
 
 def _json(
-    data: object, status: int = 200, headers: Mapping[str, str] | None = None
+    answer: BaseModel, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> web.Response:
     return web.Response(
-        body=json.dumps(data, allow_nan=False, ensure_ascii=False).encode("utf-8"),
+        body=answer.model_dump_json(exclude_none=True).encode("utf-8"),
         status=status,
         content_type="application/json",
         charset="utf-8",
@@ -93,7 +92,7 @@ def error_response(
     status: int, message: str, headers: Mapping[str, str] | None = None
 ) -> web.Response:
     """The one shape of every error: ``{"error": message}``."""
-    return _json({"error": message}, status=status, headers=headers)
+    return _json(ErrorAnswer(error=message), status=status, headers=headers)
 
 
 def _http_exception_message(request: web.Request, exc: web.HTTPException) -> str:
@@ -139,22 +138,29 @@ async def _healthz(request: web.Request) -> web.Response:
         running = request.app[CONTROL].status().exabgp.running
     except Exception:
         log.exception("http_status_snapshot_failed")
-        return _json({"status": "unhealthy", "error": "cannot take a status snapshot"}, 503)
+        return _json(HealthAnswer(status="unhealthy", error="cannot take a status snapshot"), 503)
     if not running:
-        return _json({"status": "unhealthy", "error": "exabgp is not running"}, 503)
-    return _json({"status": "ok"})
+        return _json(HealthAnswer(status="unhealthy", error="exabgp is not running"), 503)
+    return _json(HealthAnswer(status="ok"))
 
 
 async def _readyz(request: web.Request) -> web.Response:
     if request.app[CONTROL].ready():
-        return _json({"status": "ready"})
+        return _json(ReadyAnswer(status="ready"))
     return _json(
-        {"status": "not_ready", "error": "exabgp not running or first probe round not done"}, 503
+        ReadyAnswer(
+            status="not_ready",
+            error="exabgp not running, first probe round not done, or a sidecar fault "
+            "(see /status)",
+        ),
+        503,
     )
 
 
 async def _status(request: web.Request) -> web.Response:
-    return _json(status_to_json(request.app[CONTROL].status()))
+    # Not exclude_none: a null field in /status says "none", and scripts read it.
+    body = request.app[CONTROL].status().model_dump_json()
+    return web.Response(body=body.encode(), content_type="application/json", charset="utf-8")
 
 
 async def _metrics(request: web.Request) -> web.Response:
@@ -220,25 +226,11 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    return "an object"
-
-
-async def _json_body(request: web.Request, allowed: tuple[str, ...]) -> dict[str, Any]:
-    """The body as a JSON object with only ``allowed`` keys; no body is ``{}``."""
+async def _json_body(request: web.Request, model: type[_Body]) -> _Body:
+    """The body validated by ``model``; no body is ``{}``."""
     raw = await request.read()  # raises 413 above client_max_size
     if not raw:
-        return {}
+        return model.model_validate({})
     if request.content_type != "application/json" and not request.content_type.endswith("+json"):
         raise ApiError(
             415,
@@ -261,63 +253,27 @@ async def _json_body(request: web.Request, allowed: tuple[str, ...]) -> dict[str
         raise ApiError(400, f"invalid JSON: {error}") from None
     except RecursionError:
         raise ApiError(400, "invalid JSON: nested too deeply") from None
-    if not isinstance(data, dict):
-        raise ApiError(422, f"the body must be a JSON object, not {_kind(data)}")
-    unknown = sorted(set(data) - set(allowed))
-    if unknown:
-        raise ApiError(
-            422,
-            f"unknown field {unknown[0]!r} (allowed: {', '.join(allowed)})",
-        )
-    return data
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise ApiError(422, _first_problem(error)) from None
 
 
-def _prefixes(data: Mapping[str, Any]) -> list[str] | None:
-    """The ``prefixes`` field, normalized; None (all prefixes) when absent."""
-    if "prefixes" not in data:
-        return None
-    value = data["prefixes"]
-    if not isinstance(value, list):
-        raise ApiError(422, f"prefixes: must be a list of prefixes, not {_kind(value)}")
-    if not value:
-        raise ApiError(422, "prefixes: must not be empty (leave it out to mean every prefix)")
-    if len(value) > MAX_PREFIXES:
-        raise ApiError(422, f"prefixes: at most {MAX_PREFIXES} entries")
-    result: list[str] = []
-    for index, item in enumerate(value):
-        where = f"prefixes[{index}]"
-        if not isinstance(item, str):
-            raise ApiError(422, f"{where}: must be a string, not {_kind(item)}")
-        if len(item) > 64 or not _PREFIX_SHAPE.match(item):
-            raise ApiError(422, f"{where}: {item[:64]!r} is not an IPv4 or IPv6 prefix")
-        try:
-            network = parse_prefix(item)
-        except ValueError as error:
-            raise ApiError(422, f"{where}: {error}") from None
-        if str(network) not in result:
-            result.append(str(network))
-    return result
-
-
-def _reason(data: Mapping[str, Any]) -> str:
-    if "reason" not in data:
-        return DEFAULT_DRAIN_REASON
-    value = data["reason"]
-    if not isinstance(value, str):
-        raise ApiError(422, f"reason: must be a string, not {_kind(value)}")
-    if not value:
-        raise ApiError(422, "reason: must not be empty")
-    if len(value) > MAX_REASON:
-        raise ApiError(422, f"reason: at most {MAX_REASON} characters")
-    if not _REASON_SHAPE.match(value):
-        raise ApiError(422, "reason: must be one line without control characters")
-    return value
+def _first_problem(error: ValidationError) -> str:
+    """The first problem, in the worded form the models' validators give it."""
+    item = error.errors(include_url=False)[0]
+    message = str(item["msg"]).removeprefix("Value error, ")
+    where = ".".join(str(part) for part in item["loc"])
+    if item["type"] == "value_error" or not where:
+        return message
+    shown = item.get("input")
+    return f"{where}: {message} (got {json_kind(shown)})"
 
 
 def _control_response(result: ControlResult) -> web.Response:
     if not result.ok:
-        return _json({"error": result.message, "prefixes": list(result.prefixes)}, 409)
-    return _json({"ok": True, "message": result.message, "prefixes": list(result.prefixes)})
+        return _json(Refused(error=result.message, prefixes=list(result.prefixes)), 409)
+    return _json(Accepted(message=result.message, prefixes=list(result.prefixes)))
 
 
 # -- mutating endpoints ------------------------------------------------------------
@@ -325,22 +281,23 @@ def _control_response(result: ControlResult) -> web.Response:
 
 async def _drain(request: web.Request) -> web.Response:
     _authorize(request)
-    data = await _json_body(request, DRAIN_KEYS)
-    prefixes, reason = _prefixes(data), _reason(data)
-    log.info("http_drain_requested", prefixes=prefixes, reason=reason, remote=request.remote)
-    return _control_response(await request.app[CONTROL].drain(prefixes, reason))
+    body = await _json_body(request, DrainRequest)
+    log.info(
+        "http_drain_requested", prefixes=body.prefixes, reason=body.reason, remote=request.remote
+    )
+    return _control_response(await request.app[CONTROL].drain(body.prefixes, body.reason))
 
 
 async def _undrain(request: web.Request) -> web.Response:
     _authorize(request)
-    prefixes = _prefixes(await _json_body(request, UNDRAIN_KEYS))
-    log.info("http_undrain_requested", prefixes=prefixes, remote=request.remote)
-    return _control_response(await request.app[CONTROL].undrain(prefixes))
+    body = await _json_body(request, UndrainRequest)
+    log.info("http_undrain_requested", prefixes=body.prefixes, remote=request.remote)
+    return _control_response(await request.app[CONTROL].undrain(body.prefixes))
 
 
 async def _reload(request: web.Request) -> web.Response:
     _authorize(request)
-    await _json_body(request, ())
+    await _json_body(request, ReloadRequest)
     log.info("http_reload_requested", remote=request.remote)
     return _control_response(await request.app[CONTROL].reload())
 

@@ -1,18 +1,23 @@
 """A small client of the status API for the CLI, over TCP or a unix socket.
 
-Stdlib only (``http.client``), so ``anycast-announcer status`` starts in a blink and needs
-nothing the sidecar does not. It also renders the status as the tables people read.
+The transport is the stdlib's ``http.client``; the answer of ``GET /status`` is read into
+the same models the sidecar serializes (``anycast_announcer.status``), and rendered as the
+tables people read.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import math
 import socket
 import ssl
+import time
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any
+
+from anycast_announcer.status import PeerStatus, PrefixStatus, ServiceStatus, SidecarStatus
 
 __all__ = [
     "DEFAULT_URL",
@@ -172,76 +177,82 @@ def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
     return [line.rstrip() for line in lines]
 
 
-def _bandwidth(mbps: object) -> str:
-    if not isinstance(mbps, int | float) or isinstance(mbps, bool):
+def _bandwidth(mbps: float | None) -> str:
+    if mbps is None:
         return "-"
     return f"{mbps / 1000:g} Gbit/s" if mbps >= 1000 else f"{mbps:g} Mbit/s"
 
 
-def _last_result(service: dict[str, Any]) -> str:
-    results = service.get("last_results") or []
-    if not results:
+def _when(at: float | None, now: float) -> str:
+    """A time as people read it in a table: how long ago."""
+    if at is None or not math.isfinite(at):
         return "-"
-    last = results[-1]
-    verdict = "ok" if last.get("ok") else "FAIL"
-    latency = last.get("latency")
-    shown = f" {latency * 1000:.1f}ms" if isinstance(latency, int | float) else ""
-    return f"{verdict}{shown} {_clean(last.get('reason'))}"
+    ago = max(0.0, now - at)
+    if ago < 120:
+        return f"{ago:.0f}s ago"
+    if ago < 7200:
+        return f"{ago / 60:.0f}m ago"
+    return f"{ago / 3600:.1f}h ago"
 
 
-def format_status(data: dict[str, Any]) -> str:
+def _last_result(service: ServiceStatus) -> str:
+    if not service.last_results:
+        return "-"
+    last = service.last_results[-1]
+    verdict = "ok" if last.ok else "FAIL"
+    return f"{verdict} {last.latency * 1000:.1f}ms {_clean(last.reason)}"
+
+
+def _prefix_reason(prefix: PrefixStatus) -> str:
+    reason = _clean(prefix.reason)
+    if prefix.drain_phase != "none":
+        reason += f" [drain: {prefix.drain_phase}"
+        if prefix.drain_reason:
+            reason += f", {_clean(prefix.drain_reason)}"
+        reason += "]"
+    return reason
+
+
+def _peer_change(peer: PeerStatus, now: float) -> str:
+    if peer.last_change_at is None:
+        return "-"
+    reason = f" ({_clean(peer.last_change_reason)})" if peer.last_change_reason else ""
+    return _when(peer.last_change_at, now) + reason
+
+
+def format_status(status: SidecarStatus, now: float | None = None) -> str:
     """The tables ``anycast-announcer status`` prints (the JSON is there for scripts)."""
-    lines: list[str] = []
-    prefixes = data.get("prefixes") or []
-    rows = []
-    for prefix in prefixes:
-        reason = _clean(prefix.get("reason"))
-        if prefix.get("drain_phase") not in {None, "none"}:
-            reason += f" [drain: {_clean(prefix.get('drain_phase'))}"
-            if prefix.get("drain_reason"):
-                reason += f", {_clean(prefix.get('drain_reason'))}"
-            reason += "]"
-        rows.append(
-            [
-                _clean(prefix.get("prefix")),
-                _clean(prefix.get("state")),
-                _bandwidth(prefix.get("bandwidth_mbps")),
-                reason,
-            ]
-        )
-    lines += _table(["PREFIX", "STATE", "BANDWIDTH", "REASON"], rows)
-    lines.append("")
-    rows = [
+    now = time.time() if now is None else now
+    lines = _table(
+        ["PREFIX", "STATE", "BANDWIDTH", "REASON"],
         [
-            _clean(service.get("name")),
-            _clean(service.get("check_type")),
-            _clean(service.get("state")),
-            _last_result(service),
-        ]
-        for service in data.get("services") or []
-    ]
-    lines += _table(["SERVICE", "CHECK", "STATE", "LAST RESULT"], rows)
-    lines.append("")
-    rows = [
-        [
-            _clean(peer.get("address")),
-            _clean(peer.get("peer_as")),
-            _clean(peer.get("state")),
-            _clean(peer.get("last_change_reason") or ""),
-        ]
-        for peer in data.get("peers") or []
-    ]
-    lines += _table(["PEER", "AS", "STATE", "LAST CHANGE"], rows)
-    lines.append("")
-    exabgp = data.get("exabgp") or {}
-    lines.append(
-        f"exabgp: {'running' if exabgp.get('running') else 'NOT RUNNING'}"
-        f" (pid {_clean(exabgp.get('pid'))}),"
-        f" {'connected' if exabgp.get('connected') else 'not connected'},"
-        f" {_clean(exabgp.get('restarts'))} restarts,"
-        f" {_clean(exabgp.get('routes_acknowledged'))}/{_clean(exabgp.get('routes_desired'))}"
-        " routes acknowledged"
+            [_clean(p.prefix), p.state, _bandwidth(p.bandwidth_mbps), _prefix_reason(p)]
+            for p in status.prefixes
+        ],
     )
-    if data.get("last_reload_error"):
-        lines.append(f"last reload failed: {_clean(data['last_reload_error'])}")
+    lines.append("")
+    lines += _table(
+        ["SERVICE", "CHECK", "STATE", "LAST RESULT"],
+        [[_clean(s.name), _clean(s.check_type), s.state, _last_result(s)] for s in status.services],
+    )
+    lines.append("")
+    lines += _table(
+        ["PEER", "AS", "STATE", "LAST CHANGE"],
+        [[_clean(p.address), str(p.peer_as), p.state, _peer_change(p, now)] for p in status.peers],
+    )
+    lines.append("")
+    exabgp = status.exabgp
+    lines.append(
+        f"exabgp: {'running' if exabgp.running else 'NOT RUNNING'} (pid {exabgp.pid}),"
+        f" {'connected' if exabgp.connected else 'not connected'},"
+        f" {exabgp.restarts} restarts,"
+        f" {exabgp.routes_acknowledged}/{exabgp.routes_desired} routes acknowledged"
+    )
+    if status.sidecar_fault is not None:
+        fault = status.sidecar_fault
+        lines.append(
+            f"SIDECAR FAULT ({_clean(fault.kind)}, {_when(fault.at, now)}): {_clean(fault.detail)}"
+        )
+    if status.last_reload_error:
+        lines.append(f"last reload failed: {_clean(status.last_reload_error)}")
     return "\n".join(lines)

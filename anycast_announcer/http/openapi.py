@@ -1,218 +1,67 @@
 """The OpenAPI 3.1 document served at ``GET /openapi.json``.
 
-Written by hand next to the handlers it describes; tests check that every route the app
-registers appears here and fuzz the API from this document, so the two cannot drift apart
-silently. The request-body rules here are the ones ``app.py`` enforces.
+Only the paths are written here, by hand, next to the handlers they describe. Every
+schema in ``components`` is generated from the models the code itself uses: the status
+models (``anycast_announcer.status``) for what the sidecar answers, the request and
+answer models (``http/models.py``) for what the API accepts and replies. Tests check
+that every route the app registers appears here and fuzz the API from this document.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 from typing import Any
 
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode
+
 from anycast_announcer import __version__
+from anycast_announcer.http.models import (
+    Accepted,
+    DrainRequest,
+    ErrorAnswer,
+    HealthAnswer,
+    ReadyAnswer,
+    Refused,
+    UndrainRequest,
+)
+from anycast_announcer.status import SidecarStatus
 
-__all__ = [
-    "DRAIN_KEYS",
-    "MAX_PREFIXES",
-    "MAX_REASON",
-    "PREFIX_PATTERN",
-    "REASON_PATTERN",
-    "UNDRAIN_KEYS",
-    "openapi_document",
-]
-
-PREFIX_PATTERN = r"^[0-9A-Fa-f:.]{2,60}/[0-9]{1,3}$"
-"""A prefix's outline; ``ipaddress`` then checks it for real (host bits, lengths)."""
-REASON_PATTERN = r"^[^\u0000-\u001f\u007f]+$"
-"""One line of printable text: reasons end up in logs, the status page and terminals."""
-MAX_REASON = 256
-MAX_PREFIXES = 1024
-DRAIN_KEYS = ("prefixes", "reason")
-UNDRAIN_KEYS = ("prefixes",)
+__all__ = ["openapi_document"]
 
 Schema = dict[str, Any]
 
+_REF_TEMPLATE = "#/components/schemas/{model}"
+_ANSWERS: tuple[type[BaseModel], ...] = (
+    ErrorAnswer,
+    HealthAnswer,
+    ReadyAnswer,
+    Accepted,
+    Refused,
+    SidecarStatus,
+)
+_REQUESTS: tuple[type[BaseModel], ...] = (DrainRequest, UndrainRequest)
+
 
 def _ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
+    return {"$ref": _REF_TEMPLATE.format(model=name)}
 
 
-def _nullable(type_name: str, **extra: Any) -> Schema:
-    return {"type": [type_name, "null"], **extra}
-
-
-def _object(properties: dict[str, Schema], description: str = "") -> Schema:
-    schema: Schema = {
-        "type": "object",
-        "required": sorted(properties),
-        "properties": properties,
-    }
-    if description:
-        schema["description"] = description
-    return schema
-
-
-_TIME = _nullable("number", description="Unix seconds")
-_ISO = _nullable("string", format="date-time", description="the same time, ISO 8601 UTC")
-
-_SCHEMAS: dict[str, Schema] = {
-    "Error": {
-        "type": "object",
-        "required": ["error"],
-        "properties": {"error": {"type": "string", "description": "what went wrong"}},
-    },
-    "Health": {
-        "type": "object",
-        "required": ["status"],
-        "properties": {
-            "status": {"type": "string", "enum": ["ok", "unhealthy"]},
-            "error": {"type": "string", "description": "why it is unhealthy"},
-        },
-    },
-    "Ready": {
-        "type": "object",
-        "required": ["status"],
-        "properties": {
-            "status": {"type": "string", "enum": ["ready", "not_ready"]},
-            "error": {"type": "string", "description": "why it is not ready"},
-        },
-    },
-    "Prefixes": {
-        "type": "array",
-        "description": "prefixes exactly as configured, e.g. 10.255.0.1/32; omit for all",
-        "minItems": 1,
-        "maxItems": MAX_PREFIXES,
-        "items": {"type": "string", "pattern": PREFIX_PATTERN, "maxLength": 64},
-    },
-    "DrainRequest": {
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {
-            "prefixes": _ref("Prefixes"),
-            "reason": {
-                "type": "string",
-                "minLength": 1,
-                "maxLength": MAX_REASON,
-                "pattern": REASON_PATTERN,
-                "description": "shown in the status and the logs; default 'drained via the API'",
-            },
-        },
-    },
-    "UndrainRequest": {
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {"prefixes": _ref("Prefixes")},
-    },
-    "ControlResult": _object(
-        {
-            "ok": {"type": "boolean", "const": True},
-            "message": {"type": "string"},
-            "prefixes": {"type": "array", "items": {"type": "string"}},
-        },
-        "the request was accepted; prefixes lists the ones it applies to",
-    ),
-    "ControlRefused": {
-        "type": "object",
-        "required": ["error", "prefixes"],
-        "properties": {
-            "error": {"type": "string", "description": "why the sidecar refused"},
-            "prefixes": {"type": "array", "items": {"type": "string"}},
-        },
-    },
-    "ProbeStatus": _object(
-        {
-            "at": _TIME,
-            "at_iso": _ISO,
-            "ok": {"type": "boolean"},
-            "latency": _nullable("number", description="seconds"),
-            "reason": {"type": "string"},
-        }
-    ),
-    "ServiceStatus": _object(
-        {
-            "name": {"type": "string"},
-            "check_type": {"type": "string"},
-            "state": {"type": "string", "description": "unknown, up or down"},
-            "consecutive_successes": {"type": "integer"},
-            "consecutive_failures": {"type": "integer"},
-            "rise": {"type": "integer"},
-            "fall": {"type": "integer"},
-            "interval": _nullable("number", description="seconds"),
-            "last_results": {
-                "type": "array",
-                "items": _ref("ProbeStatus"),
-                "description": "newest last",
-            },
-            "last_change_at": _TIME,
-            "last_change_at_iso": _ISO,
-            "last_change_reason": _nullable("string"),
-        }
-    ),
-    "PrefixStatus": _object(
-        {
-            "prefix": {"type": "string"},
-            "state": {
-                "type": "string",
-                "description": "announced, withdrawn, draining, drained or dampened",
-            },
-            "reason": {"type": "string"},
-            "services": {"type": "array", "items": {"type": "string"}},
-            "require": {"type": "string", "description": "all or any"},
-            "address_present": {"type": "boolean"},
-            "interface": {"type": "string"},
-            "bandwidth_mbps": _nullable("number"),
-            "drain_phase": {
-                "type": "string",
-                "description": "none, hook, waiting_connections, graceful_shutdown, withdrawn",
-            },
-            "drain_reason": _nullable("string"),
-            "established_connections": _nullable("integer", description="during a drain"),
-            "dampening_penalty": _nullable("number"),
-            "routes": {
-                "type": "object",
-                "description": "per peer: the attributes being sent",
-                "additionalProperties": {"type": "object"},
-            },
-        }
-    ),
-    "PeerStatus": _object(
-        {
-            "address": {"type": "string"},
-            "peer_as": {"type": "integer"},
-            "state": {"type": "string", "description": "up or down"},
-            "last_change_at": _TIME,
-            "last_change_at_iso": _ISO,
-            "last_change_reason": _nullable("string"),
-        }
-    ),
-    "ExabgpStatus": _object(
-        {
-            "pid": _nullable("integer"),
-            "running": {"type": "boolean"},
-            "connected": {"type": "boolean"},
-            "restarts": {"type": "integer"},
-            "routes_acknowledged": {"type": "integer"},
-            "routes_desired": {"type": "integer"},
-        }
-    ),
-    "SidecarStatus": _object(
-        {
-            "version": {"type": "string"},
-            "started_at": _TIME,
-            "started_at_iso": _ISO,
-            "uptime": _nullable("number", description="seconds"),
-            "config_path": {"type": "string"},
-            "config_loaded_at": _TIME,
-            "config_loaded_at_iso": _ISO,
-            "last_reload_error": _nullable("string"),
-            "services": {"type": "array", "items": _ref("ServiceStatus")},
-            "prefixes": {"type": "array", "items": _ref("PrefixStatus")},
-            "peers": {"type": "array", "items": _ref("PeerStatus")},
-            "exabgp": _ref("ExabgpStatus"),
-        }
-    ),
-}
+@functools.cache
+def _component_schemas() -> dict[str, Schema]:
+    """Every model's JSON Schema, nested models hoisted into components of their own."""
+    schemas: dict[str, Schema] = {}
+    modes: tuple[tuple[tuple[type[BaseModel], ...], JsonSchemaMode], ...] = (
+        (_ANSWERS, "serialization"),
+        (_REQUESTS, "validation"),
+    )
+    for models, mode in modes:
+        for model in models:
+            schema = model.model_json_schema(mode=mode, ref_template=_REF_TEMPLATE)
+            schemas.update(schema.pop("$defs", {}))
+            schemas[model.__name__] = schema
+    return schemas
 
 
 def _json(schema_name: str, description: str, **extra: Any) -> Schema:
@@ -224,11 +73,11 @@ def _json(schema_name: str, description: str, **extra: Any) -> Schema:
 
 
 def _error(description: str) -> Schema:
-    return _json("Error", description)
+    return _json("ErrorAnswer", description)
 
 
 _UNAUTHORIZED = _json(
-    "Error",
+    "ErrorAnswer",
     "missing or wrong bearer token",
     headers={
         "WWW-Authenticate": {
@@ -241,11 +90,11 @@ _UNAUTHORIZED = _json(
 
 def _mutating(summary: str, description: str, body: str | None) -> Schema:
     responses: dict[str, Schema] = {
-        "200": _json("ControlResult", "accepted"),
+        "200": _json("Accepted", "accepted"),
         "401": _UNAUTHORIZED,
         "403": _error("no token configured (http.token_file): the endpoint is disabled"),
         "409": _json(
-            "ControlRefused",
+            "Refused",
             "the sidecar refused the request (unknown prefix, invalid config on reload, ...)",
         ),
     }
@@ -296,17 +145,18 @@ def openapi_document() -> Schema:
                 "get": {
                     "summary": "Liveness: the event loop answers and ExaBGP runs",
                     "responses": {
-                        "200": _json("Health", "alive"),
-                        "503": _json("Health", "ExaBGP is not running"),
+                        "200": _json("HealthAnswer", "alive"),
+                        "503": _json("HealthAnswer", "ExaBGP is not running"),
                     },
                 }
             },
             "/readyz": {
                 "get": {
-                    "summary": "Readiness: ExaBGP runs and the first probe round is done",
+                    "summary": "Readiness: ExaBGP runs, the first probe round is done, and "
+                    "the sidecar has no resource fault",
                     "responses": {
-                        "200": _json("Ready", "ready"),
-                        "503": _json("Ready", "not ready yet"),
+                        "200": _json("ReadyAnswer", "ready"),
+                        "503": _json("ReadyAnswer", "not ready yet"),
                     },
                 }
             },
@@ -364,7 +214,7 @@ def openapi_document() -> Schema:
             },
         },
         "components": {
-            "schemas": copy.deepcopy(_SCHEMAS),
+            "schemas": copy.deepcopy(_component_schemas()),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }

@@ -10,8 +10,13 @@ from __future__ import annotations
 import math
 from html import escape
 
-from anycast_announcer.http.serialize import iso_time
-from anycast_announcer.status import PeerStatus, PrefixStatus, ServiceStatus, SidecarStatus
+from anycast_announcer.status import (
+    PeerStatus,
+    PrefixStatus,
+    ServiceStatus,
+    SidecarStatus,
+    iso_time,
+)
 
 __all__ = ["CONTENT_SECURITY_POLICY", "render_page"]
 

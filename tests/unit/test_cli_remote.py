@@ -18,7 +18,7 @@ from aiohttp import web
 from anycast_announcer.cli import EXIT_FAILURE, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, main
 from anycast_announcer.http import start_http
 from anycast_announcer.status import ControlResult
-from tests.unit.http.fakes import TOKEN, FakeControl, make_app
+from tests.unit.http.fakes import TOKEN, FakeControl, make_app, replace
 
 
 @dataclasses.dataclass
@@ -94,8 +94,8 @@ class TestStatus:
     ) -> None:
         """A probe's output with escape sequences cannot repaint the operator's terminal."""
         snapshot = sidecar.control.snapshot
-        prefix = dataclasses.replace(snapshot.prefixes[1], reason="exit status 1: \x1b[2Jgone")
-        sidecar.control.snapshot = dataclasses.replace(snapshot, prefixes=(prefix,))
+        prefix = replace(snapshot.prefixes[1], reason="exit status 1: \x1b[2Jgone")
+        sidecar.control.snapshot = replace(snapshot, prefixes=(prefix,))
         assert await cli("status", "--url", sidecar.url) == EXIT_OK
         out = capsys.readouterr().out
         assert "\x1b" not in out

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from pydantic import BaseModel
 
 from anycast_announcer.http import create_app
 from anycast_announcer.metrics import Metrics
@@ -18,6 +19,7 @@ from anycast_announcer.status import (
     PeerStatus,
     PrefixStatus,
     ProbeStatus,
+    RouteAttributes,
     ServiceStatus,
     SidecarStatus,
 )
@@ -97,11 +99,14 @@ def sample_status() -> SidecarStatus:
                 established_connections=None,
                 dampening_penalty=0.0,
                 routes={
-                    "10.0.1.1": {
-                        "med": 100,
-                        "communities": ("65001:100",),
-                        "bandwidth_bps": 3.125e9,
-                    }
+                    "10.0.1.1": RouteAttributes(
+                        med=100,
+                        communities=("65001:100",),
+                        large_communities=(),
+                        extended_communities=("0x0004fde94e9502f9",),
+                        as_path=(),
+                        bandwidth_bps=3.125e9,
+                    )
                 },
             ),
             PrefixStatus(
@@ -144,6 +149,14 @@ def sample_status() -> SidecarStatus:
             routes_desired=2,
         ),
     )
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def replace(model: _Model, **changes: object) -> _Model:
+    """A copy of a (frozen) status model with some fields changed."""
+    return model.model_copy(update=changes)
 
 
 @dataclass
@@ -191,9 +204,9 @@ class FakeControl:
         return self.reload_result
 
     def with_exabgp_down(self) -> None:
-        self.snapshot = dataclasses.replace(
+        self.snapshot = replace(
             self.snapshot,
-            exabgp=dataclasses.replace(self.snapshot.exabgp, running=False, pid=None),
+            exabgp=replace(self.snapshot.exabgp, running=False, pid=None),
         )
 
 

@@ -118,7 +118,7 @@ async def running(tmp_path: Path) -> AsyncIterator[tuple[Supervisor, str, str]]:
         load_config(config_path),
         AlwaysHealthy(),
         AllPresent(),
-        FakeDriver,  # type: ignore[arg-type]
+        FakeDriver,
         config_path=str(config_path),
         metrics=metrics,
     )

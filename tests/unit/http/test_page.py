@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 from anycast_announcer.http.page import render_page
-from tests.unit.http.fakes import EVIL_SERVICE, NOW, sample_status
+from tests.unit.http.fakes import EVIL_SERVICE, NOW, replace, sample_status
 
 
 class TestRenderPage:
@@ -20,8 +18,8 @@ class TestRenderPage:
     def test_user_data_is_escaped(self) -> None:
         """Names and reasons cannot inject markup."""
         status = sample_status()
-        prefix = dataclasses.replace(status.prefixes[1], reason='"><img src=x onerror=alert(1)>')
-        page = render_page(dataclasses.replace(status, prefixes=(prefix,)), now=NOW)
+        prefix = replace(status.prefixes[1], reason='"><img src=x onerror=alert(1)>')
+        page = render_page(replace(status, prefixes=(prefix,)), now=NOW)
         assert EVIL_SERVICE not in page
         assert "&lt;script&gt;" in page
         assert "<img" not in page
@@ -30,14 +28,14 @@ class TestRenderPage:
     def test_reload_error_and_drain_are_visible(self) -> None:
         """A failed reload and a drain in progress are spelled out."""
         status = sample_status()
-        prefix = dataclasses.replace(
+        prefix = replace(
             status.prefixes[0],
             state="draining",
             drain_phase="waiting_connections",
             drain_reason="kernel upgrade",
             established_connections=17,
         )
-        status = dataclasses.replace(
+        status = replace(
             status, prefixes=(prefix,), last_reload_error="bgp.local_as: required key is missing"
         )
         page = render_page(status, now=NOW)
@@ -46,5 +44,5 @@ class TestRenderPage:
 
     def test_empty_sidecar(self) -> None:
         """No prefixes, services or peers still renders a page."""
-        status = dataclasses.replace(sample_status(), prefixes=(), services=(), peers=())
+        status = replace(sample_status(), prefixes=(), services=(), peers=())
         assert "no prefixes configured" in render_page(status, now=NOW)

@@ -1,0 +1,187 @@
+"""What the decision core asks of the shell: one frozen value per thing to do.
+
+The core never performs I/O. Each step returns a list of effects, in the order they must
+be performed; the shell (``anycast_announcer.supervisor``) carries them out. Desired-state
+effects (``SyncRoutes``, ``ScheduleProbes``) describe the whole state, not a change, so
+performing the latest one is always enough. The metric effects report what changed, for
+Prometheus; logs are written by the core itself (structlog), as stable event names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from anycast_announcer.checks import ProbeResult
+from anycast_announcer.config import (
+    BgpConfig,
+    DrainHook,
+    ExabgpConfig,
+    LoggingConfig,
+    ServiceConfig,
+)
+from anycast_announcer.drainstate import PersistedDrain
+from anycast_announcer.routes import Route, RouteKey
+from anycast_announcer.status import ControlResult, DrainPhaseName, PrefixState
+
+__all__ = [
+    "ConfigureLogging",
+    "DrainPhaseChanged",
+    "Effect",
+    "PeerChanged",
+    "PersistDrains",
+    "PrefixChanged",
+    "ProbeRecorded",
+    "ReloadFinished",
+    "Reply",
+    "RestartExabgp",
+    "ScheduleProbes",
+    "ServiceChanged",
+    "SidecarFaulted",
+    "StartDrainWorker",
+    "StopDrainWorker",
+    "SyncRoutes",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class SyncRoutes:
+    """Every route every session should carry now (the driver sends the difference)."""
+
+    routes: Mapping[RouteKey, Route]
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleProbes:
+    """The services to probe; unchanged specs keep their running schedule."""
+
+    services: tuple[ServiceConfig, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StartDrainWorker:
+    """Run the drain hook, then count established connections to the prefix's ports."""
+
+    prefix: str
+    hook: DrainHook | None
+    hook_timeout: float
+    address: str
+    ports: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StopDrainWorker:
+    """The prefix's drain no longer needs its hook or connection counts."""
+
+    prefix: str
+
+
+@dataclass(frozen=True, slots=True)
+class PersistDrains:
+    """Write the drains that must survive a restart (the whole set) to ``path``."""
+
+    path: str
+    drains: tuple[PersistedDrain, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """The answer to an operator request."""
+
+    request: int
+    result: ControlResult
+
+
+@dataclass(frozen=True, slots=True)
+class RestartExabgp:
+    """ExaBGP reads its neighbors at start only: restart it with these."""
+
+    bgp: BgpConfig
+    settings: ExabgpConfig
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigureLogging:
+    """The logging section changed."""
+
+    logging: LoggingConfig
+
+
+# -- observations, for metrics ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeRecorded:
+    """A probe result was taken into account."""
+
+    service: str
+    result: ProbeResult
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceChanged:
+    """A service went up or down (after rise/fall)."""
+
+    service: str
+    up: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PrefixChanged:
+    """A prefix changed state."""
+
+    prefix: str
+    state: PrefixState
+    announced: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PeerChanged:
+    """A BGP session went up or down."""
+
+    peer: str
+    up: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DrainPhaseChanged:
+    """A prefix's drain entered a phase; ``since`` is wall-clock (Unix) time."""
+
+    prefix: str
+    phase: DrainPhaseName
+    since: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadFinished:
+    """A reload was applied (``ok``) or rejected, at wall-clock time ``at``."""
+
+    ok: bool
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SidecarFaulted:
+    """The sidecar itself failed (e.g. out of file descriptors); not a service failure."""
+
+    kind: str
+    detail: str
+
+
+Effect = (
+    SyncRoutes
+    | ScheduleProbes
+    | StartDrainWorker
+    | StopDrainWorker
+    | PersistDrains
+    | Reply
+    | RestartExabgp
+    | ConfigureLogging
+    | ProbeRecorded
+    | ServiceChanged
+    | PrefixChanged
+    | PeerChanged
+    | DrainPhaseChanged
+    | ReloadFinished
+    | SidecarFaulted
+)

@@ -1,0 +1,582 @@
+"""The sidecar's decision core: every decision, no I/O (sans-IO, like aioquic's connection).
+
+Theory of operation. ``SidecarCore`` owns all the state decisions depend on: each
+service's rise/fall machine and recent results, each BGP session's state, which anycast
+addresses are on their interfaces, each prefix's drain and dampening, and the
+configuration. The shell feeds it inputs (``core.inputs``), each with the time as an
+``Instant``, and performs the effects it returns (``core.effects``) in order:
+
+    effects = core.handle(ProbeCompleted("web", result), now)
+    effects = core.handle_timer(now)      # when now >= core.get_timer()
+
+A step applies its inputs, then, if any of them changed something a decision depends
+on, recomputes every prefix from scratch (``policy``): health decision, dampening and
+drain overlaid, routes per established session. What changed comes out as effects:
+the whole desired route set (``SyncRoutes``), drain workers to start or stop, drains to
+persist, replies to operators, and observations for metrics. Logs are written here, as
+stable event names.
+
+The core never imports asyncio, never reads a clock and never touches a file or a
+socket: the shell parses the config file (``ConfigLoaded``), owns every task, and reads
+the time. That is what lets the tests drive it synchronously, input by input, and
+check its invariants with hypothesis.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import structlog
+
+from anycast_announcer import __version__
+from anycast_announcer.config import Config, PrefixConfig, ServiceConfig
+from anycast_announcer.core import effects as fx
+from anycast_announcer.core import snapshot
+from anycast_announcer.core.inputs import (
+    AddressChanged,
+    ConfigLoaded,
+    ConfigRejected,
+    ConnectionsCounted,
+    DrainFileChanged,
+    DrainHookFinished,
+    DrainRequested,
+    Input,
+    Instant,
+    ProbeCompleted,
+    SessionChanged,
+    UndrainRequested,
+)
+from anycast_announcer.dampening import PrefixDampening
+from anycast_announcer.drain import DrainOrigin, DrainPhase, PrefixDrain
+from anycast_announcer.drainstate import PersistedDrain
+from anycast_announcer.health import Health, ServiceHealth
+from anycast_announcer.policy import (
+    PrefixDecision,
+    apply_operations,
+    decide_prefix,
+    desired_routes,
+)
+from anycast_announcer.routes import Route, RouteKey
+from anycast_announcer.status import (
+    ControlResult,
+    ExabgpStatus,
+    PrefixStatus,
+    ProbeStatus,
+    SidecarFaultStatus,
+    SidecarStatus,
+)
+
+__all__ = ["RESULTS_KEPT", "SidecarCore"]
+
+log = structlog.get_logger("anycast_announcer")
+
+RESULTS_KEPT = 10
+"""Probe results kept per service for the status snapshot."""
+
+_WORKER_PHASES = (DrainPhase.HOOK, DrainPhase.WAITING_CONNECTIONS)
+"""Drain phases that need a worker (the hook, then connection counts)."""
+
+
+@dataclass(slots=True)
+class ServiceRecord:
+    """One service's health machine and what operators see of its history."""
+
+    machine: ServiceHealth
+    results: deque[ProbeStatus] = field(default_factory=lambda: deque(maxlen=RESULTS_KEPT))
+    last_change_at: float | None = None
+    last_change_reason: str | None = None
+
+
+@dataclass(slots=True)
+class PeerRecord:
+    """One BGP session as ExaBGP reported it."""
+
+    up: bool = False
+    last_change_at: float | None = None
+    last_change_reason: str | None = None
+
+
+class SidecarCore:
+    """Owns health, sessions, addresses, drains and dampening; decides the routes."""
+
+    def __init__(
+        self,
+        config: Config,
+        now: Instant,
+        *,
+        config_path: str = "",
+        restored: Sequence[PersistedDrain] = (),
+    ) -> None:
+        self._config = config
+        self._config_path = config_path
+        self._started_at = now.wall
+        self._config_loaded_at = now.wall
+        self._last_reload_error: str | None = None
+        self._fault: SidecarFaultStatus | None = None
+        self._services: dict[str, ServiceRecord] = {}
+        self._peers: dict[str, PeerRecord] = {}
+        self._address_present: dict[str, bool] = {}
+        self._drains: dict[str, PrefixDrain] = {}
+        self._dampening: dict[str, PrefixDampening] = {}
+        self._health_announce: dict[str, bool] = {}
+        self._decisions: dict[str, PrefixDecision] = {}
+        self._phases: dict[str, DrainPhase] = {}
+        self._routes: dict[RouteKey, Route] = {}
+        self._routes_sent = False
+        self._workers: set[str] = set()
+        self._drain_file_present = False
+        self._effects: list[fx.Effect] = []
+        self._adopt(config)
+        self._restore(restored, now)
+
+    # -- reading -----------------------------------------------------------------------
+
+    @property
+    def config(self) -> Config:
+        """The configuration in force."""
+        return self._config
+
+    @property
+    def decisions(self) -> dict[str, PrefixDecision]:
+        """Each prefix's latest decision (a copy)."""
+        return dict(self._decisions)
+
+    @property
+    def routes(self) -> dict[RouteKey, Route]:
+        """The route set last handed out in ``SyncRoutes`` (a copy)."""
+        return dict(self._routes)
+
+    def get_timer(self) -> float | None:
+        """The earliest monotonic time at which timed state changes by itself."""
+        deadlines = [d for d in (drain.deadline() for drain in self._drains.values()) if d]
+        deadlines += [r for r in (damp.release_at() for damp in self._dampening.values()) if r]
+        return min(deadlines) if deadlines else None
+
+    def ready(self, exabgp_connected: bool) -> bool:
+        """ExaBGP is connected, every service was probed, and the sidecar is sound."""
+        return (
+            exabgp_connected
+            and self._fault is None
+            and all(record.results for record in self._services.values())
+        )
+
+    def status(self, now: Instant, exabgp: ExabgpStatus) -> SidecarStatus:
+        """A snapshot of everything, for the API, the page and the CLI."""
+        config = self._config
+        return SidecarStatus(
+            version=__version__,
+            started_at=self._started_at,
+            uptime=now.wall - self._started_at,
+            config_path=self._config_path,
+            config_loaded_at=self._config_loaded_at,
+            last_reload_error=self._last_reload_error,
+            sidecar_fault=self._fault,
+            services=tuple(
+                snapshot.service_status(spec, self._services[spec.name]) for spec in config.services
+            ),
+            prefixes=tuple(self._prefix_status(prefix, now) for prefix in config.prefixes),
+            peers=tuple(
+                snapshot.peer_status(peer, self._peers[str(peer.address)])
+                for peer in config.bgp.peers
+            ),
+            exabgp=exabgp,
+        )
+
+    def _prefix_status(self, prefix: PrefixConfig, now: Instant) -> PrefixStatus:
+        name = str(prefix.prefix)
+        return snapshot.prefix_status(
+            prefix,
+            self._decisions.get(name) or PrefixDecision(name, False, "starting"),
+            self._drains[name],
+            penalty=self._dampening[name].penalty(now.monotonic),
+            address_present=self._address_present.get(name, False),
+            routes=[route for key, route in self._routes.items() if key.prefix == name],
+        )
+
+    # -- the decision step -------------------------------------------------------------
+
+    def start(self, now: Instant) -> list[fx.Effect]:
+        """The first step: probes to schedule, and every prefix decided (withdrawn)."""
+        self._emit(fx.ScheduleProbes(tuple(self._config.services)))
+        self._recompute(now)
+        return self._take()
+
+    def handle(self, item: Input, now: Instant) -> list[fx.Effect]:
+        """Apply one input; the effects to perform."""
+        return self.handle_all((item,), now)
+
+    def handle_all(self, items: Iterable[Input], now: Instant) -> list[fx.Effect]:
+        """Apply inputs in order, then recompute once if any of them mattered.
+
+        With a thousand services, results arrive in bursts and nearly every one changes
+        nothing (the service was up and stays up); recomputing depends only on the state
+        the inputs leave behind, so skipping it when no state moved changes no outcome.
+        """
+        changed = False
+        for item in items:
+            changed = self._ingest(item, now) or changed
+        if changed:
+            self._recompute(now)
+        return self._take()
+
+    def handle_timer(self, now: Instant) -> list[fx.Effect]:
+        """A deadline from ``get_timer`` passed: advance drains and dampening."""
+        self._recompute(now)
+        return self._take()
+
+    def shutdown(self, now: Instant) -> list[fx.Effect]:
+        """Withdraw everything (the shell then waits for the acknowledgements)."""
+        for name in self._decisions:
+            self._decisions[name] = PrefixDecision(name, False, "shutting down")
+        for prefix in sorted(self._workers):
+            self._emit(fx.StopDrainWorker(prefix))
+        self._workers.clear()
+        self._routes = {}
+        self._emit(fx.SyncRoutes({}))
+        return self._take()
+
+    def _ingest(self, item: Input, now: Instant) -> bool:
+        """Apply one input; whether it changed anything a decision depends on."""
+        match item:
+            case ProbeCompleted():
+                return self._probe_completed(item, now)
+            case SessionChanged():
+                return self._session_changed(item, now)
+            case AddressChanged():
+                return self._address_changed(item)
+            case DrainFileChanged():
+                return self._drain_file_changed(item, now)
+            case DrainHookFinished():
+                return self._hook_finished(item, now)
+            case ConnectionsCounted():
+                return self._connections_counted(item, now)
+            case DrainRequested():
+                return self._reply(item.request, self._drain(item.prefixes, item.reason, now))
+            case UndrainRequested():
+                return self._reply(item.request, self._undrain(item.prefixes))
+            case ConfigLoaded():
+                return self._reply(item.request, self._reload(item.config, now))
+            case ConfigRejected():
+                return self._reply(item.request, self._reject_reload(item.message, now))
+
+    def _reply(self, request: int | None, result: ControlResult) -> bool:
+        if request is not None:
+            self._emit(fx.Reply(request, result))
+        return True
+
+    # -- health, sessions, addresses ---------------------------------------------------
+
+    def _probe_completed(self, item: ProbeCompleted, now: Instant) -> bool:
+        record = self._services.get(item.service)
+        if record is None:  # removed by a reload while the probe ran
+            return False
+        result = item.result
+        record.results.append(
+            ProbeStatus(at=now.wall, ok=result.ok, latency=result.latency, reason=result.reason)
+        )
+        self._emit(fx.ProbeRecorded(item.service, result))
+        change = record.machine.observe(result.ok, result.reason)
+        if change is None:
+            return False
+        record.last_change_at = now.wall
+        record.last_change_reason = change.reason
+        log.info(
+            "service_state_changed",
+            service=change.service,
+            old=change.old.value,
+            new=change.new.value,
+            reason=change.reason,
+        )
+        self._emit(fx.ServiceChanged(change.service, change.new is Health.UP))
+        return True
+
+    def _session_changed(self, item: SessionChanged, now: Instant) -> bool:
+        record = self._peers.setdefault(item.peer, PeerRecord())
+        if record.up == item.up:
+            return False
+        record.up = item.up
+        record.last_change_at = now.wall
+        record.last_change_reason = item.reason
+        self._emit(fx.PeerChanged(item.peer, item.up))
+        return True
+
+    def _address_changed(self, item: AddressChanged) -> bool:
+        changed = False
+        for prefix in self._config.prefixes:
+            if (prefix.interface, prefix.prefix.network_address) != (
+                item.interface,
+                item.address,
+            ):
+                continue
+            name = str(prefix.prefix)
+            if self._address_present.get(name) == item.present:
+                continue
+            self._address_present[name] = item.present
+            log.info("address_changed", prefix=name, present=item.present)
+            changed = True
+        return changed
+
+    # -- drains ------------------------------------------------------------------------
+
+    def _drain_file_changed(self, item: DrainFileChanged, now: Instant) -> bool:
+        if item.present == self._drain_file_present:
+            return False
+        self._drain_file_present = item.present
+        log.info("drain_file_changed", path=self._config.drain.drain_file, present=item.present)
+        if item.present:
+            self._start_drains(
+                list(self._drains), "drain file present", DrainOrigin.DRAIN_FILE, now
+            )
+        else:
+            # Only the drains the file started: an operator's drain outlives the file.
+            self._end_drains(
+                [
+                    name
+                    for name, drain in self._drains.items()
+                    if drain.origin is DrainOrigin.DRAIN_FILE
+                ]
+            )
+        return True
+
+    def _hook_finished(self, item: DrainHookFinished, now: Instant) -> bool:
+        drain = self._drains.get(item.prefix)
+        if drain is None:
+            return False
+        log.info("drain_hook_finished", prefix=item.prefix, ok=item.ok, outcome=item.outcome)
+        drain.hook_finished(now.monotonic)
+        return True
+
+    def _connections_counted(self, item: ConnectionsCounted, now: Instant) -> bool:
+        drain = self._drains.get(item.prefix)
+        if drain is None:
+            return False
+        if drain.connections != item.count:
+            log.info("drain_connections", prefix=item.prefix, established=item.count)
+        phase = drain.phase
+        drain.connections_counted(now.monotonic, item.count)
+        return drain.phase is not phase
+
+    def _select(self, prefixes: Sequence[str] | None) -> tuple[list[str], list[str]]:
+        if prefixes is None:
+            return list(self._drains), []
+        known = [prefix for prefix in prefixes if prefix in self._drains]
+        unknown = [prefix for prefix in prefixes if prefix not in self._drains]
+        return known, unknown
+
+    def _drain(self, prefixes: Sequence[str] | None, reason: str, now: Instant) -> ControlResult:
+        selected, unknown = self._select(prefixes)
+        if unknown:
+            return ControlResult(ok=False, message=f"not a configured prefix: {', '.join(unknown)}")
+        started = self._start_drains(selected, reason, DrainOrigin.OPERATOR, now)
+        return ControlResult(
+            ok=True, message=f"draining {len(started)} prefix(es)", prefixes=tuple(started)
+        )
+
+    def _undrain(self, prefixes: Sequence[str] | None) -> ControlResult:
+        selected, unknown = self._select(prefixes)
+        if unknown:
+            return ControlResult(ok=False, message=f"not a configured prefix: {', '.join(unknown)}")
+        ended = self._end_drains(selected)
+        return ControlResult(
+            ok=True, message=f"undrained {len(ended)} prefix(es)", prefixes=tuple(ended)
+        )
+
+    def _start_drains(
+        self, names: Sequence[str], reason: str, origin: DrainOrigin, now: Instant
+    ) -> list[str]:
+        started = [
+            name
+            for name in names
+            if self._drains[name].start(now.monotonic, reason, origin, now.wall)
+        ]
+        for name in started:
+            log.info("drain_started", prefix=name, reason=reason, origin=origin.value)
+        self._persist_drains()
+        return started
+
+    def _end_drains(self, names: Sequence[str]) -> list[str]:
+        ended = [name for name in names if self._drains[name].undrain()]
+        for name in ended:
+            log.info("drain_ended", prefix=name)
+        self._persist_drains()
+        return ended
+
+    def _persist_drains(self) -> None:
+        path = self._config.drain.state_file
+        if path is None:
+            return
+        drains = tuple(
+            PersistedDrain(name, drain.reason or "", drain.started_at or 0.0)
+            for name, drain in self._drains.items()
+            if drain.persistent
+        )
+        self._emit(fx.PersistDrains(path, drains))
+
+    def _restore(self, restored: Sequence[PersistedDrain], now: Instant) -> None:
+        """Re-apply drains persisted by a previous run (they end only by undrain)."""
+        for entry in restored:
+            drain = self._drains.get(entry.prefix)
+            if drain is None:
+                log.warning("drain_not_restored", prefix=entry.prefix, reason="not configured")
+                continue
+            drain.restore_withdrawn(now.monotonic, entry.reason, entry.started_at)
+            log.info("drain_restored", prefix=entry.prefix, reason=entry.reason)
+
+    # -- configuration -----------------------------------------------------------------
+
+    def _adopt(self, config: Config) -> None:
+        """Make ``config`` current, keeping the state of what did not change."""
+        self._config = config
+        self._services = {
+            service.name: _carry_over(self._services.get(service.name), service)
+            for service in config.services
+        }
+        peers = sorted({str(peer.address) for peer in config.bgp.peers})
+        self._peers = {peer: self._peers.get(peer, PeerRecord()) for peer in peers}
+        names = [str(prefix.prefix) for prefix in config.prefixes]
+        self._drains = {name: self._drains.get(name) or PrefixDrain(config.drain) for name in names}
+        for drain in self._drains.values():
+            drain.configure(config.drain)
+        for name, prefix in zip(names, config.prefixes, strict=True):
+            damp = self._dampening.get(name) or PrefixDampening(prefix.dampening)
+            damp.configure(prefix.dampening)
+            self._dampening[name] = damp
+        self._dampening = {name: self._dampening[name] for name in names}
+        self._decisions = {n: d for n, d in self._decisions.items() if n in self._drains}
+        self._phases = {n: p for n, p in self._phases.items() if n in self._drains}
+        self._address_present = {
+            n: p for n, p in self._address_present.items() if n in self._drains
+        }
+
+    def _reload(self, new: Config, now: Instant) -> ControlResult:
+        self._last_reload_error = None
+        self._emit(fx.ReloadFinished(ok=True, at=now.wall))
+        if new == self._config:
+            return ControlResult(ok=True, message="configuration unchanged")
+        old = self._config
+        self._adopt(new)
+        self._config_loaded_at = now.wall
+        notes = []
+        if new.services != old.services:
+            self._emit(fx.ScheduleProbes(tuple(new.services)))
+        if (new.bgp, new.exabgp) != (old.bgp, old.exabgp):
+            # ExaBGP reads its neighbors at start only: a BGP change restarts it, which
+            # resets every session. Prefix, service and bandwidth changes do not.
+            self._emit(fx.RestartExabgp(new.bgp, new.exabgp))
+            notes.append("bgp changed: ExaBGP restarted")
+        if new.http != old.http:
+            notes.append("http changes take effect at the next restart")
+        if new.logging != old.logging:
+            self._emit(fx.ConfigureLogging(new.logging))
+        log.info("config_reloaded", path=self._config_path, notes=notes)
+        return ControlResult(ok=True, message="; ".join(["reloaded", *notes]))
+
+    def _reject_reload(self, message: str, now: Instant) -> ControlResult:
+        self._last_reload_error = message
+        log.error("reload_rejected", problems=message.splitlines())
+        self._emit(fx.ReloadFinished(ok=False, at=now.wall))
+        return ControlResult(
+            ok=False, message="invalid configuration, nothing changed:\n" + message
+        )
+
+    # -- recomputing -------------------------------------------------------------------
+
+    def _recompute(self, now: Instant) -> None:
+        """Decide every prefix and hand out the resulting routes."""
+        states = {name: record.machine.state for name, record in self._services.items()}
+        for prefix in self._config.prefixes:
+            self._decide(prefix, states, now)
+        sessions_up = {peer for peer, record in self._peers.items() if record.up}
+        routes = desired_routes(self._config, self._decisions, sessions_up)
+        if routes != self._routes or not self._routes_sent:
+            self._routes = routes
+            self._routes_sent = True
+            self._emit(fx.SyncRoutes(dict(routes)))
+
+    def _decide(self, prefix: PrefixConfig, states: dict[str, Health], now: Instant) -> None:
+        name = str(prefix.prefix)
+        health = decide_prefix(prefix, states, self._address_present.get(name, False))
+        damp = self._dampening[name]
+        if self._health_announce.get(name) and not health.announce:
+            damp.record_withdrawal(now.monotonic)
+        self._health_announce[name] = health.announce
+        drain = self._drains[name]
+        drain.tick(now.monotonic)
+        release = damp.release_at()
+        suppressed = release is not None and damp.suppressed(now.monotonic)
+        dampened_for = max(0.0, release - now.monotonic) if release and suppressed else None
+        decision = apply_operations(health, drain.phase, drain.reason, dampened_for)
+        self._record_decision(name, decision)
+        self._track_drain(prefix, drain, now)
+
+    def _record_decision(self, name: str, decision: PrefixDecision) -> None:
+        previous = self._decisions.get(name)
+        self._decisions[name] = decision
+        if previous is not None and (previous.state, previous.graceful_shutdown) == (
+            decision.state,
+            decision.graceful_shutdown,
+        ):
+            return
+        log.info(
+            "prefix_state_changed",
+            prefix=name,
+            old=previous.state if previous else "unknown",
+            new=decision.state,
+            reason=decision.reason,
+            graceful_shutdown=decision.graceful_shutdown,
+        )
+        if previous is None or previous.state != decision.state:
+            self._emit(fx.PrefixChanged(name, decision.state, decision.announce))
+
+    def _track_drain(self, prefix: PrefixConfig, drain: PrefixDrain, now: Instant) -> None:
+        name = str(prefix.prefix)
+        if self._phases.get(name) is not drain.phase:
+            self._phases[name] = drain.phase
+            self._emit(fx.DrainPhaseChanged(name, drain.phase.value, now.wall))
+        wanted = drain.phase in _WORKER_PHASES
+        if wanted and name not in self._workers:
+            self._workers.add(name)
+            self._emit(
+                fx.StartDrainWorker(
+                    prefix=name,
+                    hook=self._config.drain.hook,
+                    hook_timeout=self._config.drain.hook_timeout,
+                    address=str(prefix.prefix.network_address),
+                    ports=self._drain_ports(prefix),
+                )
+            )
+        elif not wanted and name in self._workers:
+            self._workers.discard(name)
+            self._emit(fx.StopDrainWorker(name))
+
+    def _drain_ports(self, prefix: PrefixConfig) -> tuple[int, ...]:
+        if prefix.ports is not None:
+            return tuple(prefix.ports)
+        checks = (self._config.service(name).check for name in prefix.services)
+        return tuple(check.port for check in checks if check.type == "tcp")
+
+    # -- effects -----------------------------------------------------------------------
+
+    def _emit(self, effect: fx.Effect) -> None:
+        self._effects.append(effect)
+
+    def _take(self) -> list[fx.Effect]:
+        taken, self._effects = self._effects, []
+        return taken
+
+
+def _carry_over(previous: ServiceRecord | None, service: ServiceConfig) -> ServiceRecord:
+    """A service's record after a (re)load: a reload must not flap a healthy service."""
+    machine = ServiceHealth(service.name, service.rise, service.fall)
+    if previous is None:
+        return ServiceRecord(machine)
+    machine.state = previous.machine.state
+    if (previous.machine.rise, previous.machine.fall) == (service.rise, service.fall):
+        # Its streak too, when nothing about the hysteresis changed.
+        machine.successes = previous.machine.successes
+        machine.failures = previous.machine.failures
+    return ServiceRecord(
+        machine, previous.results, previous.last_change_at, previous.last_change_reason
+    )

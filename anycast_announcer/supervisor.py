@@ -1,0 +1,274 @@
+"""The supervisor: the thin asyncio shell around the decision core.
+
+Data flows one way. Probe tasks, the watcher, drain workers, the driver's session
+callback and operator requests (``Control``) all put inputs on one queue; the supervisor
+takes them in batches, hands them to ``SidecarCore`` with the time, and performs the
+effects the core returns: routes to the driver, tasks started and stopped, drains
+written to disk, replies to callers, metrics. It decides nothing itself. Between inputs
+it sleeps until the core's next deadline (``get_timer``).
+
+Shutdown (SIGTERM/SIGINT): withdraw everything, wait for ExaBGP's acks, remove addresses
+we added, stop ExaBGP, all within about two seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import itertools
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Protocol
+
+import structlog
+
+from anycast_announcer.checks import Probe
+from anycast_announcer.config import BgpConfig, Config, ConfigError, ExabgpConfig, load_config
+from anycast_announcer.core import Instant, SidecarCore
+from anycast_announcer.core import effects as fx
+from anycast_announcer.core.inputs import (
+    ConfigLoaded,
+    ConfigRejected,
+    DrainRequested,
+    Input,
+    SessionChanged,
+    UndrainRequested,
+)
+from anycast_announcer.drainstate import PersistedDrain
+from anycast_announcer.exabgp.driver import DriverSnapshot, SessionCallback
+from anycast_announcer.localaddr import AddressBook
+from anycast_announcer.logging import configure_logging
+from anycast_announcer.routes import Route, RouteKey
+from anycast_announcer.status import ControlResult, ExabgpStatus, SidecarStatus
+from anycast_announcer.workers.addresses import ManagedAddresses
+from anycast_announcer.workers.drains import DrainWorkers
+from anycast_announcer.workers.persist import DrainStateWriter
+from anycast_announcer.workers.probes import ProbeScheduler
+from anycast_announcer.workers.watch import Watcher
+
+__all__ = ["Driver", "MetricsSink", "Supervisor"]
+
+log = structlog.get_logger("anycast_announcer")
+
+WITHDRAW_ACK_TIMEOUT = 1.2
+"""Budget for ExaBGP to acknowledge the withdrawals at shutdown (the exit budget is 2 s)."""
+MAX_BATCH = 1000
+"""Inputs applied before one decision step; bounds the time between two route updates."""
+
+
+class Driver(Protocol):
+    """What the supervisor needs of the ExaBGP driver (``exabgp.driver.ExabgpDriver``)."""
+
+    def set_desired(self, routes: Mapping[RouteKey, Route]) -> None: ...
+    async def wait_synced(self) -> None: ...
+    def snapshot(self) -> DriverSnapshot: ...
+    def reconfigure(self, bgp: BgpConfig, settings: ExabgpConfig) -> None: ...
+    async def run(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+class _Lifecycle(enum.Enum):
+    """Queue items about the supervisor itself, so the loop waits on the queue alone."""
+
+    STOP = "stop"
+    DRIVER_ENDED = "driver_ended"
+
+
+class MetricsSink(Protocol):
+    """Where the supervisor reports what the core observed (``metrics.Metrics``)."""
+
+    def probe_started(self, lag: float) -> None: ...
+    def record(self, effect: fx.Effect) -> None: ...
+
+
+class Supervisor:
+    """Feeds the core and performs its effects; the single consumer of the input queue."""
+
+    def __init__(
+        self,
+        config: Config,
+        probe: Probe,
+        addresses: AddressBook,
+        driver_factory: Callable[[SessionCallback], Driver],
+        *,
+        config_path: str = "",
+        metrics: MetricsSink | None = None,
+        restored: Iterable[PersistedDrain] = (),
+    ) -> None:
+        self._inputs: asyncio.Queue[Input | _Lifecycle] = asyncio.Queue()
+        self._metrics = metrics
+        self._config_path = config_path
+        self.core = SidecarCore(
+            config, self._now(), config_path=config_path, restored=list(restored)
+        )
+        self.driver = driver_factory(self._on_session)
+        self._probes = ProbeScheduler(probe, self.submit, metrics)
+        self._drains = DrainWorkers(self.submit)
+        self._watcher = Watcher(addresses, self.submit, lambda: self.core.config)
+        self._managed = ManagedAddresses(addresses)
+        self._state_writer = DrainStateWriter()
+        self._requests = itertools.count(1)
+        self._replies: dict[int, asyncio.Future[ControlResult]] = {}
+
+    # -- inputs ------------------------------------------------------------------------
+
+    def submit(self, item: Input) -> None:
+        """Queue an input for the next decision step."""
+        self._inputs.put_nowait(item)
+
+    def _on_session(self, peer: str, up: bool, reason: str) -> None:
+        self.submit(SessionChanged(peer, up, reason))
+
+    @staticmethod
+    def _now() -> Instant:
+        return Instant(asyncio.get_running_loop().time(), time.time())
+
+    # -- Control: the operator surface's view ------------------------------------------
+
+    def status(self) -> SidecarStatus:
+        """A snapshot of everything, for the API, the page and the CLI."""
+        snapshot = self.driver.snapshot()
+        exabgp = ExabgpStatus(
+            pid=snapshot.pid,
+            running=snapshot.pid is not None,
+            connected=snapshot.connected,
+            restarts=snapshot.restarts,
+            routes_acknowledged=snapshot.acknowledged,
+            routes_desired=snapshot.desired,
+        )
+        return self.core.status(self._now(), exabgp)
+
+    def ready(self) -> bool:
+        """ExaBGP is connected, every service was probed, and the sidecar is sound."""
+        return self.core.ready(self.driver.snapshot().connected)
+
+    async def drain(self, prefixes: list[str] | None, reason: str) -> ControlResult:
+        """Start draining (all prefixes when None)."""
+        request = next(self._requests)
+        selected = tuple(prefixes) if prefixes is not None else None
+        return await self._ask(request, DrainRequested(request, selected, reason))
+
+    async def undrain(self, prefixes: list[str] | None) -> ControlResult:
+        """End drains (all when None)."""
+        request = next(self._requests)
+        selected = tuple(prefixes) if prefixes is not None else None
+        return await self._ask(request, UndrainRequested(request, selected))
+
+    async def reload(self) -> ControlResult:
+        """Re-read the configuration file; an invalid one changes nothing."""
+        request = next(self._requests)
+        return await self._ask(request, await self.read_config(request))
+
+    async def read_config(self, request: int | None) -> ConfigLoaded | ConfigRejected:
+        """The config file as an input; read off the event loop (it may be huge)."""
+        try:
+            config = await asyncio.to_thread(load_config, self._config_path)
+        except ConfigError as error:
+            return ConfigRejected(error.render(), request)
+        return ConfigLoaded(config, request)
+
+    async def _ask(self, request: int, item: Input) -> ControlResult:
+        reply: asyncio.Future[ControlResult] = asyncio.get_running_loop().create_future()
+        self._replies[request] = reply
+        self.submit(item)
+        try:
+            return await reply
+        finally:
+            self._replies.pop(request, None)
+
+    # -- effects -----------------------------------------------------------------------
+
+    def perform(self, effects: Iterable[fx.Effect]) -> None:
+        """Carry out the core's effects, in order."""
+        for effect in effects:
+            match effect:
+                case fx.SyncRoutes():
+                    self.driver.set_desired(effect.routes)
+                case fx.ScheduleProbes():
+                    self._probes.schedule(effect.services)
+                case fx.StartDrainWorker():
+                    self._drains.start(effect)
+                case fx.StopDrainWorker():
+                    self._drains.stop(effect.prefix)
+                case fx.PersistDrains():
+                    self._state_writer.save(effect.path, effect.drains)
+                case fx.Reply():
+                    reply = self._replies.get(effect.request)
+                    if reply is not None and not reply.done():
+                        reply.set_result(effect.result)
+                case fx.RestartExabgp():
+                    self.driver.reconfigure(effect.bgp, effect.settings)
+                case fx.ConfigureLogging():
+                    configure_logging(effect.logging.format, effect.logging.level)
+                case _:
+                    if self._metrics is not None:
+                        self._metrics.record(effect)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set; always withdraws before returning."""
+        loop = asyncio.get_running_loop()
+        await self._managed.add(self.core.config.prefixes)
+        self.perform(self.core.start(self._now()))  # everything starts withdrawn
+        driver_task = loop.create_task(self.driver.run())
+        watcher = loop.create_task(self._watcher.run())
+        try:
+            await self._consume(stop, driver_task)
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+            await self._probes.close()
+            await self._drains.close()
+            await asyncio.shield(self._withdraw_and_stop(driver_task))
+
+    async def _consume(self, stop: asyncio.Event, driver_task: asyncio.Task[None]) -> None:
+        """The decision loop: wait for inputs (or the core's deadline), step, perform."""
+        # Stop requests and a driver that ended are queue items like any other, so the
+        # loop waits on the queue alone: no tasks created and raced per input.
+        driver_task.add_done_callback(lambda _: self._inputs.put_nowait(_Lifecycle.DRIVER_ENDED))
+        stopping = asyncio.get_running_loop().create_task(stop.wait())
+        stopping.add_done_callback(lambda _: self._inputs.put_nowait(_Lifecycle.STOP))
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout_at(self.core.get_timer()):
+                        first = await self._inputs.get()
+                except TimeoutError:
+                    self.perform(self.core.handle_timer(self._now()))
+                    continue
+                batch = [first]
+                while not self._inputs.empty() and len(batch) < MAX_BATCH:
+                    batch.append(self._inputs.get_nowait())
+                if _Lifecycle.DRIVER_ENDED in batch and not stop.is_set():
+                    driver_task.result()  # a bug in the driver: surface it
+                    raise RuntimeError("the ExaBGP driver stopped unexpectedly")
+                if _Lifecycle.STOP in batch:
+                    return
+                inputs = [item for item in batch if not isinstance(item, _Lifecycle)]
+                self.perform(self.core.handle_all(inputs, self._now()))
+        finally:
+            stopping.cancel()
+
+    async def _withdraw_and_stop(self, driver_task: asyncio.Task[None]) -> None:
+        self.perform(self.core.shutdown(self._now()))
+        synced = True
+        try:
+            async with asyncio.timeout(WITHDRAW_ACK_TIMEOUT):
+                await self.driver.wait_synced()
+        except TimeoutError:
+            synced = False
+        log.info("withdrawn_all", acknowledged=synced)
+        if synced:
+            await self._managed.remove_added()
+        else:
+            log.warning("managed_addresses_kept", reason="withdrawal not acknowledged")
+        await self._state_writer.flush()
+        await self.driver.stop()
+        driver_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await driver_task
+        for reply in self._replies.values():
+            if not reply.done():
+                reply.set_result(ControlResult(ok=False, message="the sidecar is shutting down"))

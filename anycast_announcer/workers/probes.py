@@ -1,0 +1,73 @@
+"""Probing every service on its own schedule; results go to the supervisor as inputs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Protocol
+
+from anycast_announcer.checks import Probe
+from anycast_announcer.config import ServiceConfig
+from anycast_announcer.core.inputs import ProbeCompleted
+from anycast_announcer.workers import Submit
+
+__all__ = ["LagSink", "ProbeScheduler"]
+
+
+class LagSink(Protocol):
+    """Where schedule lag is reported (``Metrics``)."""
+
+    def probe_started(self, lag: float) -> None: ...
+
+
+class ProbeScheduler:
+    """One task per service; unchanged services keep theirs across reloads."""
+
+    def __init__(self, probe: Probe, submit: Submit, lag: LagSink | None = None) -> None:
+        self._probe = probe
+        self._submit = submit
+        self._lag = lag
+        self._tasks: dict[str, tuple[ServiceConfig, asyncio.Task[None]]] = {}
+
+    def schedule(self, services: Sequence[ServiceConfig]) -> None:
+        """Probe exactly ``services`` from now on."""
+        loop = asyncio.get_running_loop()
+        wanted = {service.name: service for service in services}
+        for name, (spec, task) in list(self._tasks.items()):
+            if wanted.get(name) != spec:
+                task.cancel()
+                del self._tasks[name]
+        for index, service in enumerate(services):
+            if service.name in self._tasks:
+                continue
+            # Spread the probes evenly over the interval: with the first probes bunched,
+            # 2,000 services probed in the same 100 ms every second and ran late (schedule
+            # lag p99 135 ms at a third of a core). Start-up waits at most one interval.
+            offset = service.interval * index / max(len(services), 1)
+            task = loop.create_task(self._loop(service, offset))
+            self._tasks[service.name] = (service, task)
+
+    async def close(self) -> None:
+        """Cancel every probe and wait for them to clean up."""
+        tasks = [task for _, task in self._tasks.values()]
+        self._tasks.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _loop(self, service: ServiceConfig, offset: float) -> None:
+        """Probe on a fixed schedule; a late probe skips missed slots instead of bursting."""
+        loop = asyncio.get_running_loop()
+        due = loop.time() + offset
+        while True:
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if self._lag is not None:
+                self._lag.probe_started(loop.time() - due)
+            result = await self._probe.probe(service.check, service.timeout)
+            self._submit(ProbeCompleted(service.name, result))
+            due += service.interval
+            now = loop.time()
+            if due < now:
+                due += service.interval * ((now - due) // service.interval + 1)
