@@ -18,6 +18,13 @@ protocol, for every listener of the API:
 
 The guard wraps the protocol factory given to ``loop.create_server`` (``GuardedSite``);
 aiohttp's handler sees the real transport and nothing else changes for it.
+
+The listen backlog is small (``accept_backlog``) on purpose: asyncio accepts up to
+``backlog`` connections in one go, and they hold descriptors before the guard sees them
+(a flood of 1,000 against a sidecar limited to 256 descriptors still ran out with the
+default of 128, and asyncio then stops accepting for a second). With a small backlog the
+descriptors in use stay below about ``limit + 3 * accept_backlog`` whatever the flood; a
+client arriving during a flood may wait for a SYN retransmission, never for a descriptor.
 """
 
 from __future__ import annotations
@@ -51,6 +58,8 @@ class ConnectionGuard:
             raise ValueError("limit and header_timeout must be positive")
         self.limit = limit
         self.header_timeout = header_timeout
+        self.accept_backlog = max(4, min(limit // 4, 32))
+        """Listen backlog, which is also how many connections asyncio accepts at once."""
         self._connections: dict[asyncio.BaseTransport, _Connection] = {}
         self.evicted = 0
         """Idle connections closed to admit a newer one (for tests and curious operators)."""
@@ -189,11 +198,10 @@ class GuardedSite(web.BaseSite):
         host: str | None = None,
         port: int | None = None,
         sock: socket.socket | None = None,
-        backlog: int = 128,
     ) -> None:
         if (sock is None) == (port is None):
             raise ValueError("give either host and port, or sock")
-        super().__init__(runner, backlog=backlog)
+        super().__init__(runner, backlog=guard.accept_backlog)
         self._guard = guard
         self._host = host
         self._port = port
