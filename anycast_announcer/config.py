@@ -43,6 +43,9 @@ from anycast_announcer.exabgp.syntax import (
 )
 
 __all__ = [
+    "PROBLEMS_SHOWN",
+    "SECRET_FIELDS",
+    "WATCHDOG_MIN",
     "BgpConfig",
     "CheckConfig",
     "CommandCheck",
@@ -443,8 +446,14 @@ class HttpConfig(_Model):
         if value == "":
             return value
         host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-            raise ValueError(f"{value!r} is not host:port")
+        # ASCII only: str.isdigit() also accepts Arabic-Indic and other digits.
+        if (
+            not sep
+            or not _HOST_NAME.fullmatch(host)
+            or not re.fullmatch(r"[0-9]{1,5}", port)
+            or not 1 <= int(port) <= 65535
+        ):
+            raise ValueError(f"{short_repr(value)} is not host:port")
         return value
 
     token_file: str | None = Field(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import stat
 from collections.abc import AsyncIterator
@@ -42,7 +43,7 @@ DEFAULT_HEADER_TIMEOUT = 5.0
 def parse_listen(listen: str) -> tuple[str, int]:
     """``"127.0.0.1:9179"`` or ``"[::1]:9179"`` as (host, port); raises ValueError."""
     host, sep, port = listen.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not sep or not host or not re.fullmatch(r"[0-9]{1,5}", port) or not int(port) <= 65535:
         raise ValueError(f"{listen!r} is not host:port")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
