@@ -438,3 +438,41 @@ def test_docs_state_the_dampening_defaults_of_the_code() -> None:
 def test_the_base_example_is_valid() -> None:
     """The example in this module is valid, so every failure above is the edit's."""
     assert isinstance(parse_config(MINIMAL), Config)
+
+
+INVALID = Path(__file__).resolve().parents[1] / "configs" / "invalid"
+LOADER_CLASSES = sorted(
+    path
+    for path in INVALID.glob("yaml-*.yaml")
+    if path.stem
+    in {
+        "yaml-int-tag-fails",
+        "yaml-timestamp-impossible",
+        "yaml-unhashable-key",
+        "yaml-recursive-alias",
+        "yaml-huge-integer",
+        "yaml-deep-nesting",
+        "yaml-alias-bomb",
+    }
+)
+
+
+def test_every_loader_class_has_a_file() -> None:
+    assert len(LOADER_CLASSES) == 7
+
+
+@pytest.mark.parametrize("path", LOADER_CLASSES, ids=[p.stem for p in LOADER_CLASSES])
+def test_check_config_as_a_process(path: Path) -> None:
+    """The real command: exit status 2, one `path: message` line, no traceback. (Each took
+    about 0.2 s as a whole process here; the timeout only keeps a hang from stalling CI.)"""
+    completed = subprocess.run(
+        [sys.executable, "-m", "anycast_announcer", "check-config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 2
+    assert "Traceback" not in completed.stderr
+    [line] = completed.stderr.splitlines()
+    assert line.startswith(f"{path}: invalid YAML: line ")
