@@ -19,7 +19,7 @@ import structlog
 from anycast_announcer import __version__
 from anycast_announcer.checks import Prober
 from anycast_announcer.config import Config, config_warnings
-from anycast_announcer.drainstate import DrainStateError, PersistedDrain, load_drain_state
+from anycast_announcer.drainstate import load_drain_state
 from anycast_announcer.exabgp.driver import ExabgpDriver, SessionCallback
 from anycast_announcer.http import TokenFileError
 from anycast_announcer.localaddr import AddressError, NetlinkAddresses
@@ -39,23 +39,14 @@ class StartupError(Exception):
 HttpStarter = Callable[[Supervisor], contextlib.AbstractAsyncContextManager[Any]]
 
 
-def _restored_drains(config: Config) -> list[PersistedDrain]:
-    path = config.drain.state_file
-    if path is None:
-        return []
-    try:
-        return load_drain_state(path)
-    except DrainStateError as error:
-        # Fail closed: announcing a server an operator drained is the worse mistake.
-        raise StartupError(str(error)) from None
-
-
 async def _serve(config: Config, config_path: str, http: HttpStarter, metrics: Metrics) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    restored = _restored_drains(config)
+    # A bad state file is logged and set aside (drainstate): start-up goes on.
+    path = config.drain.state_file
+    restored = await asyncio.to_thread(load_drain_state, path) if path is not None else []
 
     def driver(on_session: SessionCallback) -> ExabgpDriver:
         return ExabgpDriver(

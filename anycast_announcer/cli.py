@@ -176,5 +176,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
 
     from anycast_announcer.app import run_sidecar  # the asyncio shell is only needed here
+    from anycast_announcer.limits import raise_nofile_limit
 
+    try:
+        # Before anything opens a socket: a soft limit of 1024 is reached by a few hundred
+        # idle API clients, and a probe's socket() would then fail.
+        raise_nofile_limit()
+    except (OSError, ValueError) as error:
+        print(f"warning: cannot raise the open-file limit: {error}", file=sys.stderr)
     return run_sidecar(config, config_path=args.config)

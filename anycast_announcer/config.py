@@ -13,20 +13,39 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     IPvAnyAddress,
     IPvAnyNetwork,
+    Strict,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from anycast_announcer.configload import (
+    DocumentError,
+    format_location,
+    kind,
+    load_yaml_document,
+    read_document,
+    short_repr,
+)
+from anycast_announcer.exabgp.syntax import (
+    community_problem,
+    large_community_problem,
+    md5_password_problem,
+    quoted_word_problem,
+)
+
 __all__ = [
+    "PROBLEMS_SHOWN",
+    "SECRET_FIELDS",
+    "WATCHDOG_MIN",
     "BgpConfig",
     "CheckConfig",
     "CommandCheck",
@@ -54,9 +73,16 @@ __all__ = [
 AS_NUMBER_MAX = 4_294_967_295
 TWO_BYTE_AS_MAX = 65_535
 
-AsNumber = Annotated[int, Field(ge=1, le=AS_NUMBER_MAX, description="AS number (1..4294967295)")]
-Seconds = Annotated[float, Field(gt=0, le=3600, description="a duration in seconds")]
-Port = Annotated[int, Field(ge=1, le=65535)]
+# Numbers are strict everywhere: YAML reads yes/no/on/off/true/false as booleans, and a
+# lax int would turn `local_as: yes` into AS 1. Strict also refuses numbers written as
+# strings ("8080"), and floats refuse .nan and .inf.
+Int = Annotated[int, Strict()]
+Float = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+Bool = Annotated[bool, Strict()]
+
+AsNumber = Annotated[Int, Field(ge=1, le=AS_NUMBER_MAX, description="AS number (1..4294967295)")]
+Seconds = Annotated[Float, Field(gt=0, le=3600, description="a duration in seconds")]
+Port = Annotated[Int, Field(ge=1, le=65535)]
 Name = Annotated[
     str,
     Field(
@@ -77,8 +103,18 @@ IPAddress = Annotated[IPvAnyAddress, BeforeValidator(_address_text)]
 IPv4 = Annotated[ipaddress.IPv4Address, BeforeValidator(_address_text)]
 IPNetworkText = Annotated[IPvAnyNetwork, BeforeValidator(_address_text)]
 
-_COMMUNITY = re.compile(r"^(\d+):(\d+)$")
-_LARGE_COMMUNITY = re.compile(r"^(\d+):(\d+):(\d+)$")
+SECRET_FIELDS = frozenset({"md5_password"})
+"""Fields whose values never appear in an error message (nor in /status through one)."""
+
+
+def _md5_password(value: str) -> str:
+    problem = md5_password_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+Md5Password = Annotated[str, Strict(), AfterValidator(_md5_password)]
 
 
 class _Model(BaseModel):
@@ -119,13 +155,10 @@ class PeerConfig(_Model):
     local_address: IPAddress | None = Field(
         default=None, description="source address of the session; default: chosen by the kernel"
     )
-    md5_password: str | None = Field(
+    md5_password: Md5Password | None = Field(
         default=None,
-        min_length=1,
-        max_length=80,
-        # It is written into ExaBGP's config file: no quotes, blanks or separators.
-        pattern=r"""^[^\s"';{}]+$""",
-        description="TCP-MD5 (RFC 2385) password; no blanks, quotes, ';' or braces",
+        description="TCP-MD5 (RFC 2385) password: 1 to 80 printable ASCII characters, "
+        "no blanks, quotes or backslashes",
     )
 
     @model_validator(mode="after")
@@ -143,7 +176,7 @@ class BgpConfig(_Model):
 
     local_as: AsNumber
     router_id: IPv4
-    hold_time: int = Field(
+    hold_time: Int = Field(
         default=9, description="seconds; 0 disables keepalives, otherwise at least 3"
     )
     peers: list[PeerConfig] = Field(min_length=1)
@@ -179,11 +212,11 @@ class HttpCheck(_Model):
 
     type: Literal["http", "https"]
     url: str = Field(pattern=r"^https?://[^/\s]+", description="http:// or https:// URL")
-    expected_status: list[Annotated[int, Field(ge=100, le=599)]] = Field(
+    expected_status: list[Annotated[Int, Field(ge=100, le=599)]] = Field(
         default=[200], min_length=1
     )
     body_regex: str | None = Field(default=None, description="Python regex searched in the body")
-    verify_tls: bool = True
+    verify_tls: Bool = True
     host_header: str | None = Field(default=None, min_length=1)
 
     @field_validator("body_regex")
@@ -223,8 +256,8 @@ class ServiceConfig(_Model):
     check: CheckConfig
     interval: Seconds = 1.0
     timeout: Seconds = 0.5
-    rise: int = Field(default=2, ge=1, le=100, description="consecutive successes to go up")
-    fall: int = Field(default=2, ge=1, le=100, description="consecutive failures to go down")
+    rise: Int = Field(default=2, ge=1, le=100, description="consecutive successes to go up")
+    fall: Int = Field(default=2, ge=1, le=100, description="consecutive failures to go down")
 
     @model_validator(mode="after")
     def _timeout_within_interval(self) -> ServiceConfig:
@@ -239,8 +272,8 @@ class ServiceConfig(_Model):
 class WeightCommunity(_Model):
     """A standard community ``asn:weight`` for fabrics that set bandwidth by leaf policy."""
 
-    asn: int = Field(ge=0, le=TWO_BYTE_AS_MAX)
-    unit_mbps: float = Field(
+    asn: Int = Field(ge=0, le=TWO_BYTE_AS_MAX)
+    unit_mbps: Float = Field(
         default=1000.0, gt=0, description="weight = bandwidth_mbps / unit_mbps, rounded, 1..65535"
     )
 
@@ -254,11 +287,11 @@ class DampeningConfig(_Model):
     seconds have passed. Defaults: three quick flaps suppress for about 30 s.
     """
 
-    enabled: bool = True
+    enabled: Bool = True
     half_life: Seconds = 15.0
-    penalty: float = Field(default=1000.0, gt=0)
-    suppress: float = Field(default=2500.0, gt=0)
-    reuse: float = Field(default=750.0, gt=0)
+    penalty: Float = Field(default=1000.0, gt=0)
+    suppress: Float = Field(default=2500.0, gt=0)
+    reuse: Float = Field(default=750.0, gt=0)
     max_suppress: Seconds = 120.0
 
     @model_validator(mode="after")
@@ -297,9 +330,9 @@ class DrainConfig(_Model):
 
     hook: DrainHook | None = None
     hook_timeout: Seconds = 10.0
-    connection_threshold: int = Field(default=0, ge=0)
+    connection_threshold: Int = Field(default=0, ge=0)
     connection_timeout: Seconds = 30.0
-    graceful_shutdown_hold: float = Field(default=5.0, ge=0, le=3600)
+    graceful_shutdown_hold: Float = Field(default=5.0, ge=0, le=3600)
     state_file: str | None = Field(
         default=None, description="where a drain is persisted so it survives restarts"
     )
@@ -316,7 +349,7 @@ class PrefixConfig(_Model):
     require: Literal["all", "any"] = Field(
         default="all", description="announce when all (or any) of the services are up"
     )
-    bandwidth_mbps: float | None = Field(
+    bandwidth_mbps: Float | None = Field(
         default=None,
         gt=0,
         le=100_000_000,
@@ -326,7 +359,7 @@ class PrefixConfig(_Model):
         default="transitive",
         description="type 0x00 (as FRR sends it, so leaves pass sums upstream) or 0x40",
     )
-    bandwidth_asn: int | None = Field(
+    bandwidth_asn: Int | None = Field(
         default=None,
         ge=0,
         le=TWO_BYTE_AS_MAX,
@@ -336,8 +369,8 @@ class PrefixConfig(_Model):
     weight_community: WeightCommunity | None = None
     communities: list[str] = Field(default_factory=list)
     large_communities: list[str] = Field(default_factory=list)
-    med: int | None = Field(default=None, ge=0, le=AS_NUMBER_MAX)
-    as_path_prepend: int = Field(default=0, ge=0, le=16)
+    med: Int | None = Field(default=None, ge=0, le=AS_NUMBER_MAX)
+    as_path_prepend: Int = Field(default=0, ge=0, le=16)
     interface: str = Field(
         default="lo",
         min_length=1,
@@ -350,7 +383,7 @@ class PrefixConfig(_Model):
         "of the prefix's tcp checks",
     )
     dampening: DampeningConfig = DampeningConfig()
-    manage_address: bool = Field(
+    manage_address: Bool = Field(
         default=False,
         description="add the address to the interface at start; remove it after the "
         "withdrawal was acknowledged",
@@ -359,21 +392,19 @@ class PrefixConfig(_Model):
     @field_validator("communities")
     @classmethod
     def _valid_communities(cls, values: list[str]) -> list[str]:
+        # Sent verbatim on ExaBGP's command line: see exabgp.syntax for why full ASCII
+        # matches matter ("65001:100\n" would split the command in two).
         for value in values:
-            match = _COMMUNITY.match(value)
-            if not match or any(int(part) > TWO_BYTE_AS_MAX for part in match.groups()):
-                raise ValueError(f"{value!r} is not a community 'A:B' with A, B in 0..65535")
+            if (problem := community_problem(value)) is not None:
+                raise ValueError(f"{short_repr(value)} {problem}")
         return values
 
     @field_validator("large_communities")
     @classmethod
     def _valid_large_communities(cls, values: list[str]) -> list[str]:
         for value in values:
-            match = _LARGE_COMMUNITY.match(value)
-            if not match or any(int(part) > AS_NUMBER_MAX for part in match.groups()):
-                raise ValueError(
-                    f"{value!r} is not a large community 'A:B:C' with each part in 0..4294967295"
-                )
+            if (problem := large_community_problem(value)) is not None:
+                raise ValueError(f"{short_repr(value)} {problem}")
         return values
 
     @field_validator("prefix", mode="before")
@@ -391,6 +422,17 @@ class PrefixConfig(_Model):
         return self
 
 
+def _host_name(value: str) -> str:
+    # A DNS name or an IP literal, compared case-insensitively with the Host header.
+    if not _HOST_NAME.fullmatch(value):
+        raise ValueError(f"{short_repr(value)} is not a host name or IP address")
+    return value.lower()
+
+
+_HOST_NAME = re.compile(r"[A-Za-z0-9.:\[\]-]{1,253}")
+HostName = Annotated[str, Strict(), AfterValidator(_host_name)]
+
+
 class HttpConfig(_Model):
     """The status API."""
 
@@ -404,8 +446,14 @@ class HttpConfig(_Model):
         if value == "":
             return value
         host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-            raise ValueError(f"{value!r} is not host:port")
+        # ASCII only: str.isdigit() also accepts Arabic-Indic and other digits.
+        if (
+            not sep
+            or not _HOST_NAME.fullmatch(host)
+            or not re.fullmatch(r"[0-9]{1,5}", port)
+            or not 1 <= int(port) <= 65535
+        ):
+            raise ValueError(f"{short_repr(value)} is not host:port")
         return value
 
     token_file: str | None = Field(
@@ -422,11 +470,29 @@ class HttpConfig(_Model):
         max_length=107,
         description="also serve the API on this unix socket (absolute path, mode 0600)",
     )
-    max_body_bytes: int = Field(
+    max_body_bytes: Int = Field(
         default=65536,
         ge=1024,
         le=16 * 1024 * 1024,
         description="larger request bodies are refused with 413",
+    )
+    max_connections: Int = Field(
+        default=64,
+        ge=4,
+        le=4096,
+        description="open API connections at most; beyond it the oldest idle one is closed",
+    )
+    header_timeout: Float = Field(
+        default=5.0,
+        ge=0.5,
+        le=60,
+        description="seconds a client has to send a complete request head; also how long "
+        "an idle keep-alive connection stays open",
+    )
+    allowed_hosts: list[HostName] = Field(
+        default_factory=list,
+        description="Host header values accepted on the TCP listener besides loopback "
+        "names and the listen address (protects against DNS rebinding)",
     )
 
 
@@ -439,18 +505,55 @@ class LoggingConfig(_Model):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+WATCHDOG_MIN = 3.0
+"""The shortest watchdog: heartbeats every second, so a 2 s stall of the loop is survived."""
+RUN_DIR_MAX = 107 - len("/api.sock")
+"""sun_path holds 108 bytes (one of them the NUL) and the API socket lives in run_dir."""
+
+
+def _run_dir(value: str) -> str:
+    # Written quoted into ExaBGP's `run` line (as the socket's directory).
+    if not value.startswith("/"):
+        raise ValueError("must be an absolute path")
+    if len(value.encode()) > RUN_DIR_MAX:
+        raise ValueError(f"must be at most {RUN_DIR_MAX} bytes (the API socket lives in it)")
+    if (problem := quoted_word_problem(value)) is not None:
+        raise ValueError(problem)
+    return value
+
+
+RunDir = Annotated[str, Strict(), AfterValidator(_run_dir)]
+
+
 class ExabgpConfig(_Model):
     """How the ExaBGP child process is run."""
 
     executable: str | None = Field(
         default=None, description="path of exabgp; default: the one installed beside us"
     )
-    run_dir: str | None = Field(
-        default=None, description="where rendered config and API socket live; default: a temp dir"
+    run_dir: RunDir | None = Field(
+        default=None,
+        description="where rendered config and API socket live (forced to mode 0700); "
+        "default: a temp dir",
     )
     restart_backoff_initial: Seconds = 0.5
     restart_backoff_max: Seconds = 30.0
     ack_timeout: Seconds = 5.0
+    watchdog: Float = Field(
+        default=5.0,
+        description="seconds without a heartbeat from the sidecar after which ExaBGP's "
+        f"API relay exits, so ExaBGP stops and the leaves drop our routes; 0 turns it "
+        f"off, otherwise at least {WATCHDOG_MIN:g}",
+    )
+
+    @field_validator("watchdog")
+    @classmethod
+    def _watchdog_range(cls, value: float) -> float:
+        # The heartbeat comes every watchdog/3 s; below the minimum, a garbage collection
+        # or a reload of a large config on the event loop could trip it.
+        if value != 0 and not WATCHDOG_MIN <= value <= 3600:
+            raise ValueError(f"must be 0 (off) or between {WATCHDOG_MIN:g} and 3600 seconds")
+        return value
 
 
 class Config(_Model):
@@ -552,147 +655,106 @@ class ConfigError(Exception):
         return "\n".join(f"{self.source}: {problem}" for problem in self.problems)
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate mapping keys instead of keeping the last one."""
-
-
-def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    loader.flatten_mapping(node)
-    mapping: dict[Any, Any] = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if key in mapping:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        mapping[key] = loader.construct_object(value_node, deep=True)
-    return mapping
-
-
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _construct_unique_mapping,
-)
-
-
-_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
-
-
-def _format_location(location: tuple[int | str, ...]) -> str:
-    text = ""
-    for part in location:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        elif not _PLAIN_KEY.fullmatch(part):
-            # A mistyped key may hold anything, newlines included; quote it on one line.
-            text += f"[{part!r}]"
-        else:
-            text += f".{part}" if text else part
-    return text
-
-
 _UNION_TAGS: dict[str, tuple[str, ...]] = {
     "check": ("tcp", "http", "https", "command"),
     "hook": ("command", "http"),
 }
 """Tagged-union fields and their tags (pydantic puts the tag into error locations)."""
 
+_NUMBER_TYPES = frozenset({"int_type", "float_type", "int_parsing", "float_parsing"})
 
-def _kind(value: Any) -> str:
-    """What a YAML user would call a value's type."""
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return "a long string" if isinstance(value, str) else type(value).__name__
+
+def _user_location(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    # Tagged unions add the tag ("tcp", "http") to the location right after the union
+    # field; users never wrote it. Only there: "http" is also a top-level section.
+    return tuple(
+        part
+        for index, part in enumerate(loc)
+        if not (
+            index > 0
+            and isinstance(loc[index - 1], str)
+            and part in _UNION_TAGS.get(str(loc[index - 1]), ())
+        )
+    )
+
+
+def _error_message(item: Any, location: tuple[int | str, ...]) -> tuple[str, str]:
+    """(path, message) for one pydantic error, never showing a secret or a huge value."""
+    path = format_location(location)
+    message = str(item["msg"]).removeprefix("Value error, ")
+    secret = any(part in SECRET_FIELDS for part in location)
+    value = item.get("input")
+    if item["type"] == "extra_forbidden":
+        message = "unknown key (not allowed here)"
+    elif item["type"] == "missing":
+        message = "required key is missing"
+    elif item["type"] in {"model_type", "model_attributes_type", "dict_type"}:
+        # pydantic would say "a valid dictionary or instance of BgpConfig".
+        message = f"must be a mapping (got {kind(value)})"
+    elif item["type"] in {"union_tag_not_found", "union_tag_invalid"}:
+        context = item.get("ctx", {})
+        path = format_location((*location, str(context.get("discriminator", "type")).strip("'")))
+        union = str(location[-1]) if location else "check"
+        expected = ", ".join(repr(tag) for tag in _UNION_TAGS.get(union, ()))
+        if item["type"] == "union_tag_not_found":
+            message = f"required key is missing (one of {expected})"
+        else:
+            message = f"{short_repr(context.get('tag'))} is not one of {expected}"
+    elif item["type"] in _NUMBER_TYPES and isinstance(value, bool):
+        message = (
+            f"must be a number, not a boolean (got {str(value).lower()}; "
+            "YAML reads yes/no/on/off/true/false as booleans)"
+        )
+    elif "input" in item and item["type"] not in {"value_error", "assertion_error"} and not secret:
+        message += f" (got {short_repr(value)})"
+    return path, message
+
+
+PROBLEMS_SHOWN = 50
+"""More problems than this are summed up in one line: a list of 90,000 wrong entries
+would otherwise print 90,000 lines (and keep a reload busy formatting them)."""
 
 
 def _validation_problems(error: ValidationError) -> list[str]:
     problems: list[str] = []
-    for item in error.errors(include_url=False):
-        # Tagged unions add the tag ("tcp", "http") to the location right after the union
-        # field; users never wrote it. Only there: "http" is also a top-level section.
-        location = tuple(
-            part
-            for index, part in enumerate(item["loc"])
-            if not (
-                index > 0
-                and isinstance(item["loc"][index - 1], str)
-                and part in _UNION_TAGS.get(str(item["loc"][index - 1]), ())
-            )
-        )
-        path = _format_location(location)
-        message = str(item["msg"]).removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            message = "unknown key (not allowed here)"
-        elif item["type"] == "missing":
-            message = "required key is missing"
-        elif item["type"] in {"model_type", "model_attributes_type", "dict_type"}:
-            # pydantic would say "a valid dictionary or instance of BgpConfig".
-            message = f"must be a mapping (got {_kind(item.get('input'))})"
-        elif item["type"] in {"union_tag_not_found", "union_tag_invalid"}:
-            context = item.get("ctx", {})
-            path = _format_location((*location, context.get("discriminator", "type").strip("'")))
-            union = str(location[-1]) if location else "check"
-            expected = ", ".join(repr(tag) for tag in _UNION_TAGS.get(union, ()))
-            if item["type"] == "union_tag_not_found":
-                message = f"required key is missing (one of {expected})"
-            else:
-                message = f"{context.get('tag')!r} is not one of {expected}"
-        elif "input" in item and item["type"] not in {"value_error", "assertion_error"}:
-            shown = repr(item["input"])
-            if len(shown) <= 60:
-                message += f" (got {shown})"
-            else:
-                message += f" (got {_kind(item['input'])})"
+    items = error.errors(include_url=False, include_context=True, include_input=True)
+    for item in items[:PROBLEMS_SHOWN]:
+        path, message = _error_message(item, _user_location(tuple(item["loc"])))
         for line in message.splitlines():
             # Cross-section rules already carry their own path.
             problems.append(line if not path else f"{path}: {line}")
+    if len(items) > PROBLEMS_SHOWN:
+        problems.append(f"... and {len(items) - PROBLEMS_SHOWN} more problems")
     return problems
 
 
 def parse_config(text: str, source: str = "<config>") -> Config:
-    """Parse and validate YAML text; raises ConfigError listing every problem."""
+    """Parse and validate YAML text; raises ConfigError listing every problem.
+
+    Nothing else escapes: a document that cannot be loaded at all (bad YAML, a failing
+    tag, an alias bomb, deep nesting, even MemoryError) is a ConfigError too.
+    """
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506  # SafeLoader subclass
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError(source, [f"invalid YAML: {where}{exc.problem}"]) from None
-    except yaml.reader.ReaderError as exc:
-        # Its str() spans two lines; the character and offset are what the user needs.
-        raise ConfigError(
-            source,
-            [
-                f"invalid YAML: character #x{exc.character:04x} at offset {exc.position} "
-                "is not allowed"
-            ],
-        ) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(source, [f"invalid YAML: {exc}"]) from None
+        data = load_yaml_document(text)
+    except DocumentError as exc:
+        raise ConfigError(source, [str(exc)]) from None
     if data is None:
         raise ConfigError(source, ["the file is empty"])
     if not isinstance(data, dict):
-        raise ConfigError(source, [f"the top level must be a mapping, not {type(data).__name__}"])
+        raise ConfigError(source, [f"the top level must be a mapping, not {kind(data)}"])
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(source, _validation_problems(exc)) from None
+    except (RecursionError, MemoryError) as exc:  # bounded by load_yaml_document; belt
+        raise ConfigError(source, [f"cannot validate: {type(exc).__name__}"]) from None
 
 
 def load_config(path: str | Path) -> Config:
     """Read and validate a config file; raises ConfigError for every user mistake."""
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(source, ["file not found"]) from None
-    except IsADirectoryError:
-        raise ConfigError(source, ["is a directory, not a file"]) from None
-    except PermissionError:
-        raise ConfigError(source, ["permission denied"]) from None
-    except UnicodeDecodeError:
-        raise ConfigError(source, ["not UTF-8 text"]) from None
-    except OSError as exc:
-        raise ConfigError(source, [f"cannot read: {exc.strerror}"]) from None
+        text = read_document(path)
+    except DocumentError as exc:
+        raise ConfigError(source, [str(exc)]) from None
     return parse_config(text, source)

@@ -1,29 +1,97 @@
-"""What every probe returns, and the wording shared by the probe modules."""
+"""What every probe returns, and the wording and categories shared by the probe modules.
+
+A failed probe says *why* twice: ``reason`` in a few words for people, ``category`` as a
+fixed value for programs (metrics labels, and the decision whether the result is evidence
+about the service at all). ``ProbeCategory.SIDECAR`` means the sidecar itself could not
+probe: it ran out of file descriptors, memory or processes (EMFILE, ENFILE, ENOMEM,
+ENOBUFS, EAGAIN on fork). Such a result says nothing about the service, so it must never
+count as the service failing: the core keeps the service's last state and reports the
+sidecar's own fault instead.
+"""
 
 from __future__ import annotations
 
+import enum
 import errno
 import time
 from dataclasses import dataclass
+
+__all__ = [
+    "SIDECAR_ERRNOS",
+    "ProbeCategory",
+    "ProbeResult",
+    "finish",
+    "os_error_category",
+    "os_error_reason",
+    "os_error_result",
+    "shorten",
+    "sidecar_reason",
+    "timeout_reason",
+]
 
 # Reasons end up in log lines; a runaway stderr line or TLS message must not flood them.
 REASON_DETAIL_MAX = 200
 
 
+class ProbeCategory(enum.Enum):
+    """Why a probe ended as it did; the failure values are metrics' ``reason`` labels."""
+
+    OK = "ok"
+    TIMEOUT = "timeout"
+    REFUSED = "refused"
+    HTTP_STATUS = "http_status"
+    BODY_MISMATCH = "body_mismatch"
+    TLS = "tls"
+    EXIT_STATUS = "exit_status"
+    SIGNAL = "signal"
+    CANNOT_RUN = "cannot_run"
+    UNREACHABLE = "unreachable"
+    OTHER = "other"
+    SIDECAR = "sidecar"
+    """The sidecar could not probe (out of descriptors, memory, processes): no evidence."""
+
+
+SIDECAR_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS, errno.EAGAIN})
+"""Errors that mean the sidecar lacks a resource, whatever the service's state."""
+
+
 @dataclass(frozen=True, slots=True)
 class ProbeResult:
-    """The outcome of one probe: healthy or not, how long it took, and why, in a few words."""
+    """The outcome of one probe: healthy or not, how long it took, and why.
+
+    ``category`` defaults to what ``ok`` implies (OK, or OTHER for a failure), so code that
+    only knows ok/latency/reason keeps working; ``ok`` and ``category is OK`` always agree.
+    """
 
     ok: bool
     latency: float
     """Seconds from the start of the probe to its verdict (monotonic clock)."""
     reason: str
     """Short and stable (``"connect refused"``, ``"http status 503"``), meant for log lines."""
+    category: ProbeCategory = ProbeCategory.OTHER
+
+    def __post_init__(self) -> None:
+        if self.ok and self.category is ProbeCategory.OTHER:
+            object.__setattr__(self, "category", ProbeCategory.OK)
+        if self.ok != (self.category is ProbeCategory.OK):
+            raise ValueError(f"ok={self.ok} contradicts category {self.category.value}")
+
+    @property
+    def sidecar_fault(self) -> bool:
+        """The sidecar failed to probe: this result says nothing about the service."""
+        return self.category is ProbeCategory.SIDECAR
 
 
-def finish(started: float, *, ok: bool, reason: str) -> ProbeResult:
+def finish(
+    started: float, *, ok: bool, reason: str, category: ProbeCategory | None = None
+) -> ProbeResult:
     """A result whose latency runs from ``started`` (a ``time.monotonic()`` value) to now."""
-    return ProbeResult(ok=ok, latency=time.monotonic() - started, reason=reason)
+    return ProbeResult(
+        ok=ok,
+        latency=time.monotonic() - started,
+        reason=reason,
+        category=category or (ProbeCategory.OK if ok else ProbeCategory.OTHER),
+    )
 
 
 def timeout_reason(timeout: float) -> str:
@@ -38,20 +106,45 @@ def shorten(text: str, limit: int = REASON_DETAIL_MAX) -> str:
 
 
 _ERRNO_REASONS = {
-    errno.ECONNREFUSED: "connect refused",
-    errno.EHOSTUNREACH: "no route to host",
-    errno.ENETUNREACH: "network unreachable",
-    errno.ETIMEDOUT: "connect timed out",
-    errno.ECONNRESET: "connection reset",
-    errno.EADDRNOTAVAIL: "address not available",
-    errno.EPIPE: "connection closed",
+    errno.ECONNREFUSED: ("connect refused", ProbeCategory.REFUSED),
+    errno.EHOSTUNREACH: ("no route to host", ProbeCategory.UNREACHABLE),
+    errno.ENETUNREACH: ("network unreachable", ProbeCategory.UNREACHABLE),
+    errno.ETIMEDOUT: ("connect timed out", ProbeCategory.TIMEOUT),
+    errno.ECONNRESET: ("connection reset", ProbeCategory.UNREACHABLE),
+    errno.EADDRNOTAVAIL: ("address not available", ProbeCategory.UNREACHABLE),
+    errno.EPIPE: ("connection closed", ProbeCategory.UNREACHABLE),
 }
+
+
+def sidecar_reason(error: OSError) -> str:
+    """``"sidecar cannot probe: too many open files (EMFILE)"``."""
+    name = errno.errorcode.get(error.errno or 0, "?")
+    text = (error.strerror or str(error) or type(error).__name__).lower()
+    return f"sidecar cannot probe: {shorten(text)} ({name})"
 
 
 def os_error_reason(error: OSError) -> str:
     """A short reason for a failed socket operation, preferring our stable wording."""
+    if error.errno in SIDECAR_ERRNOS:
+        return sidecar_reason(error)
     if error.errno in _ERRNO_REASONS:
-        return _ERRNO_REASONS[error.errno]
+        return _ERRNO_REASONS[error.errno][0]
     if error.strerror:
         return shorten(error.strerror.lower())
     return shorten(str(error) or type(error).__name__)
+
+
+def os_error_category(error: OSError) -> ProbeCategory:
+    """The category of a failed socket operation (SIDECAR for our own resource errors)."""
+    if error.errno in SIDECAR_ERRNOS:
+        return ProbeCategory.SIDECAR
+    if error.errno in _ERRNO_REASONS:
+        return _ERRNO_REASONS[error.errno][1]
+    return ProbeCategory.OTHER
+
+
+def os_error_result(started: float, error: OSError) -> ProbeResult:
+    """A failed result for ``error``, with its reason and category."""
+    return finish(
+        started, ok=False, reason=os_error_reason(error), category=os_error_category(error)
+    )

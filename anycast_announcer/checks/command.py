@@ -20,7 +20,16 @@ import signal
 import subprocess
 import time
 
-from anycast_announcer.checks._result import ProbeResult, finish, shorten, timeout_reason
+from anycast_announcer.checks._result import (
+    SIDECAR_ERRNOS,
+    ProbeCategory,
+    ProbeResult,
+    finish,
+    os_error_result,
+    shorten,
+    sidecar_reason,
+    timeout_reason,
+)
 from anycast_announcer.config import CommandCheck
 
 __all__ = ["probe"]
@@ -32,46 +41,88 @@ _DRAIN_CHUNKS_MAX = 64
 async def probe(check: CommandCheck, timeout: float) -> ProbeResult:
     """Run ``check.argv`` (no shell) and wait at most ``timeout`` seconds for it to exit."""
     started = time.monotonic()
-    env = {**os.environ, **check.env} if check.env else None
-    read_fd, write_fd = os.pipe()  # both ends non-inheritable (O_CLOEXEC) by default
+    try:
+        read_fd, write_fd = os.pipe()  # both ends non-inheritable (O_CLOEXEC) by default
+    except OSError as error:  # EMFILE: the sidecar's shortage says nothing of the check
+        return os_error_result(started, error)
     try:
         try:
-            process = await asyncio.create_subprocess_exec(
-                *check.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=write_fd,
-                cwd=check.cwd,
-                env=env,
-                start_new_session=True,
-            )
-        except OSError as error:
-            reason = f"cannot run: {error.strerror or error}"
-            if check.cwd is not None and error.filename == check.cwd:
-                reason += f" (cwd {shorten(check.cwd)})"  # not the program that is missing
-            return finish(started, ok=False, reason=reason)
-        except ValueError as error:  # e.g. a NUL byte in argv or env
-            return finish(started, ok=False, reason=f"cannot run: {shorten(str(error))}")
+            process = await _spawn(check, write_fd)
+        except _SpawnError as failed:
+            return finish(started, ok=False, reason=failed.reason, category=failed.category)
         finally:
             os.close(write_fd)
-        stderr = _Tail(read_fd)
-        with stderr:
-            try:
-                async with asyncio.timeout(timeout) as deadline:
-                    returncode = await process.wait()
-            except TimeoutError:
-                if not deadline.expired():
-                    raise
-                return finish(started, ok=False, reason=timeout_reason(timeout))
-            finally:
-                _kill_group(process.pid)
-                if process.returncode is None:
-                    # SIGKILL cannot be ignored, so this wait is short; reaping here keeps
-                    # zombies from piling up when probes time out every second.
-                    await process.wait()
-            return finish(started, ok=returncode == 0, reason=_exit_reason(returncode, stderr))
+        return await _wait(process, read_fd, timeout, started)
     finally:
         os.close(read_fd)
+
+
+class _SpawnError(Exception):
+    def __init__(self, reason: str, category: ProbeCategory) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.category = category
+
+
+async def _spawn(check: CommandCheck, stderr_fd: int) -> asyncio.subprocess.Process:
+    env = {**os.environ, **check.env} if check.env else None
+    try:
+        return await asyncio.create_subprocess_exec(
+            *check.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr_fd,
+            cwd=check.cwd,
+            env=env,
+            start_new_session=True,
+        )
+    except OSError as error:
+        if error.errno in SIDECAR_ERRNOS:
+            # fork() with EAGAIN/ENOMEM or a pipe with EMFILE: we could not try, so the
+            # check's program has not failed.
+            raise _SpawnError(sidecar_reason(error), ProbeCategory.SIDECAR) from None
+        reason = f"cannot run: {error.strerror or error}"
+        if check.cwd is not None and error.filename == check.cwd:
+            reason += f" (cwd {shorten(check.cwd)})"  # not the program that is missing
+        raise _SpawnError(reason, ProbeCategory.CANNOT_RUN) from None
+    except ValueError as error:  # e.g. a NUL byte in argv or env
+        raise _SpawnError(f"cannot run: {shorten(str(error))}", ProbeCategory.CANNOT_RUN) from None
+    except RuntimeError as error:  # the child watcher's thread could not be started
+        raise _SpawnError(
+            f"sidecar cannot probe: {shorten(str(error))}", ProbeCategory.SIDECAR
+        ) from None
+
+
+async def _wait(
+    process: asyncio.subprocess.Process, read_fd: int, timeout: float, started: float
+) -> ProbeResult:
+    stderr = _Tail(read_fd)
+    with stderr:
+        try:
+            async with asyncio.timeout(timeout) as deadline:
+                returncode = await process.wait()
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            return finish(
+                started, ok=False, reason=timeout_reason(timeout), category=ProbeCategory.TIMEOUT
+            )
+        finally:
+            _kill_group(process.pid)
+            if process.returncode is None:
+                # SIGKILL cannot be ignored, so this wait is short; reaping here keeps
+                # zombies from piling up when probes time out every second.
+                await process.wait()
+        category = (
+            ProbeCategory.OK
+            if returncode == 0
+            else ProbeCategory.EXIT_STATUS
+            if returncode > 0
+            else ProbeCategory.SIGNAL
+        )
+        return finish(
+            started, ok=returncode == 0, reason=_exit_reason(returncode, stderr), category=category
+        )
 
 
 def _kill_group(pgid: int) -> None:

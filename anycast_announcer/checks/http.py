@@ -5,12 +5,16 @@ redirecting its health URL to a login page is noticed instead of being reported 
 Connections are never kept alive (``force_close``): a pooled connection to a process that
 has since died would otherwise turn the first probe after its death into a confusing
 "server disconnected", and a fresh connection each time is what a new client sees.
+
+``body_regex`` is searched by a worker process (``checks.regex``), never on the event
+loop; the search counts against the probe's timeout, and a timeout during the search is
+reported as such ("timeout after 0.5s in body_regex").
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
+import enum
 import ssl
 import time
 
@@ -18,12 +22,18 @@ import aiohttp
 
 from anycast_announcer import __version__
 from anycast_announcer.checks._result import (
+    SIDECAR_ERRNOS,
+    ProbeCategory,
     ProbeResult,
     finish,
+    os_error_category,
     os_error_reason,
+    os_error_result,
     shorten,
+    sidecar_reason,
     timeout_reason,
 )
+from anycast_announcer.checks.regex import RegexError, RegexMatcher
 from anycast_announcer.config import HttpCheck
 
 __all__ = ["BODY_READ_MAX", "new_session", "probe"]
@@ -53,44 +63,92 @@ def new_session() -> aiohttp.ClientSession:
     )
 
 
+class _Phase(enum.Enum):
+    """Where a probe was when its timeout struck."""
+
+    REQUEST = "request"
+    WAITING_FOR_WORKER = "waiting_for_worker"
+    SEARCHING = "searching"
+
+
 async def probe(
     check: HttpCheck,
     timeout: float,
     session: aiohttp.ClientSession | None = None,
+    matcher: RegexMatcher | None = None,
 ) -> ProbeResult:
-    """GET ``check.url`` within ``timeout`` seconds, on ``session`` or a session of its own."""
-    if session is not None:
-        return await _probe(check, timeout, session)
-    async with new_session() as own_session:
-        return await _probe(check, timeout, own_session)
+    """GET ``check.url`` within ``timeout`` seconds, on ``session`` or a session of its own.
+
+    ``matcher`` runs ``body_regex``; without one, a matcher of this probe's own is used.
+    """
+    if session is None:
+        async with new_session() as own_session:
+            return await probe(check, timeout, own_session, matcher)
+    if matcher is None and check.body_regex is not None:
+        own_matcher = RegexMatcher(workers=1)
+        try:
+            return await _probe(check, timeout, session, own_matcher)
+        finally:
+            await own_matcher.aclose()
+    return await _probe(check, timeout, session, matcher or RegexMatcher(workers=1))
 
 
 async def _probe(
     check: HttpCheck,
     timeout: float,
     session: aiohttp.ClientSession,
+    matcher: RegexMatcher,
 ) -> ProbeResult:
     started = time.monotonic()
+    phase = [_Phase.REQUEST]
     try:
         async with asyncio.timeout(timeout) as deadline:
-            return await _get(check, session, started)
+            return await _get(check, session, matcher, started, phase)
     except TimeoutError:
         if deadline.expired():
-            return finish(started, ok=False, reason=timeout_reason(timeout))
+            return _timed_out(started, timeout, phase[0])
         # aiohttp's own timeouts subclass TimeoutError; we set none, but stay truthful.
-        return finish(started, ok=False, reason="timed out")
+        return finish(started, ok=False, reason="timed out", category=ProbeCategory.TIMEOUT)
     except aiohttp.ClientError as error:
-        return finish(started, ok=False, reason=_client_error_reason(error))
+        return _client_error_result(started, error)
     except ssl.SSLError as error:
-        return finish(started, ok=False, reason=_ssl_reason(error))
+        return finish(started, ok=False, reason=_ssl_reason(error), category=ProbeCategory.TLS)
     except OSError as error:
-        return finish(started, ok=False, reason=os_error_reason(error))
+        return os_error_result(started, error)
+    except RuntimeError as error:  # a thread or process we need could not be started
+        return finish(
+            started,
+            ok=False,
+            reason=f"sidecar cannot probe: {shorten(str(error))}",
+            category=ProbeCategory.SIDECAR,
+        )
     except ValueError as error:
         # aiohttp refuses to send some header values (a newline in host_header, say).
         return finish(started, ok=False, reason=f"invalid request: {shorten(str(error))}")
 
 
-async def _get(check: HttpCheck, session: aiohttp.ClientSession, started: float) -> ProbeResult:
+def _timed_out(started: float, timeout: float, phase: _Phase) -> ProbeResult:
+    if phase is _Phase.WAITING_FOR_WORKER:
+        # Every regex worker was busy (or one could not start in time): our shortage.
+        return finish(
+            started,
+            ok=False,
+            reason=f"sidecar cannot probe: no regex worker within {timeout:g}s",
+            category=ProbeCategory.SIDECAR,
+        )
+    reason = timeout_reason(timeout)
+    if phase is _Phase.SEARCHING:
+        reason += " in body_regex"
+    return finish(started, ok=False, reason=reason, category=ProbeCategory.TIMEOUT)
+
+
+async def _get(
+    check: HttpCheck,
+    session: aiohttp.ClientSession,
+    matcher: RegexMatcher,
+    started: float,
+    phase: list[_Phase],
+) -> ProbeResult:
     headers = {"Host": check.host_header} if check.host_header is not None else None
     # ssl=True verifies with the default context; False turns verification off entirely.
     async with session.get(
@@ -98,14 +156,23 @@ async def _get(check: HttpCheck, session: aiohttp.ClientSession, started: float)
     ) as response:
         status = f"http status {response.status}"
         if response.status not in check.expected_status:
-            return finish(started, ok=False, reason=status)
+            return finish(started, ok=False, reason=status, category=ProbeCategory.HTTP_STATUS)
         if check.body_regex is None:
             return finish(started, ok=True, reason=status)
         body = await _read_head(response, BODY_READ_MAX)
         text = body.decode(_charset(response), errors="replace")
-        if re.search(check.body_regex, text) is None:
-            return finish(started, ok=False, reason="body did not match")
-        return finish(started, ok=True, reason=status)
+    phase[0] = _Phase.WAITING_FOR_WORKER
+    async with matcher.worker() as worker:
+        phase[0] = _Phase.SEARCHING
+        try:
+            found = await worker.search(check.body_regex, text)
+        except RegexError as error:
+            return finish(started, ok=False, reason=f"body_regex: {shorten(str(error))}")
+    if not found:
+        return finish(
+            started, ok=False, reason="body did not match", category=ProbeCategory.BODY_MISMATCH
+        )
+    return finish(started, ok=True, reason=status)
 
 
 async def _read_head(response: aiohttp.ClientResponse, limit: int) -> bytes:
@@ -128,6 +195,45 @@ def _charset(response: aiohttp.ClientResponse) -> str:
     except LookupError:
         return "utf-8"
     return charset
+
+
+def _client_error_result(started: float, error: aiohttp.ClientError) -> ProbeResult:
+    os_error = getattr(error, "os_error", None)
+    if isinstance(error, aiohttp.ClientOSError) and isinstance(os_error, OSError):
+        if os_error.errno in SIDECAR_ERRNOS:
+            return finish(
+                started,
+                ok=False,
+                reason=sidecar_reason(os_error),
+                category=ProbeCategory.SIDECAR,
+            )
+    elif isinstance(error, aiohttp.ClientOSError) and error.errno in SIDECAR_ERRNOS:
+        return finish(
+            started, ok=False, reason=sidecar_reason(error), category=ProbeCategory.SIDECAR
+        )
+    return finish(
+        started,
+        ok=False,
+        reason=_client_error_reason(error),
+        category=_client_error_category(error),
+    )
+
+
+def _client_error_category(error: aiohttp.ClientError) -> ProbeCategory:
+    if isinstance(
+        error,
+        aiohttp.ClientConnectorCertificateError | aiohttp.ClientConnectorSSLError,
+    ):
+        return ProbeCategory.TLS
+    if isinstance(error, aiohttp.ClientConnectorDNSError):
+        return ProbeCategory.UNREACHABLE
+    if isinstance(error, aiohttp.ClientConnectorError):
+        if isinstance(error.os_error, ssl.SSLError):
+            return ProbeCategory.TLS
+        return os_error_category(error.os_error)
+    if isinstance(error, aiohttp.ClientOSError):
+        return os_error_category(error)
+    return ProbeCategory.OTHER
 
 
 def _client_error_reason(error: aiohttp.ClientError) -> str:

@@ -15,9 +15,12 @@ import time
 from typing import Any
 
 from anycast_announcer.checks._result import (
+    ProbeCategory,
     ProbeResult,
     finish,
+    os_error_category,
     os_error_reason,
+    os_error_result,
     shorten,
     timeout_reason,
 )
@@ -34,7 +37,9 @@ async def probe(check: TcpCheck, timeout: float) -> ProbeResult:
             return await _connect_any(check.host, check.port, started)
     except TimeoutError:
         if deadline.expired():
-            return finish(started, ok=False, reason=timeout_reason(timeout))
+            return finish(
+                started, ok=False, reason=timeout_reason(timeout), category=ProbeCategory.TIMEOUT
+            )
         raise  # not ours; _connect_any turns every OSError into a result
 
 
@@ -59,22 +64,39 @@ async def _connect_any(host: str, port: int, started: float) -> ProbeResult:
     try:
         addresses = await _resolve(host, port)
     except socket.gaierror as error:
-        return finish(started, ok=False, reason=f"cannot resolve {host}: {_gai_text(error)}")
+        return finish(
+            started,
+            ok=False,
+            reason=f"cannot resolve {host}: {_gai_text(error)}",
+            category=ProbeCategory.UNREACHABLE,
+        )
+    except RuntimeError as error:  # the resolver's thread could not be started
+        return finish(
+            started,
+            ok=False,
+            reason=f"sidecar cannot probe: {shorten(str(error))}",
+            category=ProbeCategory.SIDECAR,
+        )
     # A name may resolve to several addresses (IPv6 and IPv4): one that answers is enough,
     # and when none does, the last failure is the one reported.
     reason = f"cannot resolve {host}: no addresses"
+    category = ProbeCategory.UNREACHABLE
     for family, address in addresses:
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        try:
+            sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        except OSError as error:
+            # EMFILE and friends: our shortage, not evidence that the service is down.
+            return os_error_result(started, error)
         try:
             sock.setblocking(False)
             await loop.sock_connect(sock, address)
         except OSError as error:
-            reason = os_error_reason(error)
+            reason, category = os_error_reason(error), os_error_category(error)
             continue
         finally:
             sock.close()
         return finish(started, ok=True, reason="connected")
-    return finish(started, ok=False, reason=reason)
+    return finish(started, ok=False, reason=reason, category=category)
 
 
 def _gai_text(error: socket.gaierror) -> str:

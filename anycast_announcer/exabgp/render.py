@@ -1,10 +1,17 @@
-"""ExaBGP's configuration file and environment, rendered from ours (pure)."""
+"""ExaBGP's configuration file and environment, rendered from ours (pure).
+
+Every text value is written quoted and checked by ``exabgp.syntax`` first: ExaBGP resolves
+backslash escapes before it tokenises, and quotes end a quoted word, so a value with
+either could change what ExaBGP reads. Numbers and addresses are rendered from ints and
+``ipaddress`` objects and need no quoting.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from anycast_announcer.config import BgpConfig
+from anycast_announcer.exabgp.syntax import md5_password_problem, quoted
 
 __all__ = ["PROCESS_NAME", "render_config", "render_environment"]
 
@@ -16,7 +23,10 @@ def render_config(bgp: BgpConfig, api_argv: Sequence[str]) -> str:
     lines = [
         "# Rendered by anycast-announcer at start; edits here are overwritten.",
         f"process {PROCESS_NAME} {{",
-        "    run " + " ".join(api_argv) + ";",
+        # Quoted, so a path with blanks (a run_dir, a venv) stays one argument.
+        "    run "
+        + " ".join(quoted(arg, "the API process's command line") for arg in api_argv)
+        + ";",
         "    encoder json;",
         "}",
     ]
@@ -33,7 +43,7 @@ def render_config(bgp: BgpConfig, api_argv: Sequence[str]) -> str:
         if peer.local_address is not None:
             lines.append(f"    local-address {peer.local_address};")
         if peer.md5_password is not None:
-            lines.append(f'    md5-password "{peer.md5_password}";')
+            lines += _md5_lines(peer.md5_password)
         lines += [
             f"    family {{ {family}; }}",
             # Routes only ever come from our API process; a peer flap must not replay a
@@ -43,6 +53,18 @@ def render_config(bgp: BgpConfig, api_argv: Sequence[str]) -> str:
             "}",
         ]
     return "\n".join(lines) + "\n"
+
+
+def _md5_lines(password: str) -> list[str]:
+    # Validated with the config already; checked again because a wrong byte here means a
+    # session that silently never comes up. The message never contains the password.
+    if md5_password_problem(password) is not None:
+        raise ValueError("md5_password cannot be written into ExaBGP's configuration")
+    return [
+        f"    md5-password {quoted(password, 'md5_password')};",
+        # Never guess: a password of only [a-f0-9] would otherwise be read as base64.
+        "    md5-base64 false;",
+    ]
 
 
 def render_environment(user: str) -> dict[str, str]:

@@ -18,12 +18,13 @@ import asyncio
 import hmac
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import structlog
 from aiohttp import hdrs, web
+from aiohttp.typedefs import Middleware
 from pydantic import BaseModel, ValidationError
 
 from anycast_announcer.http.models import (
@@ -303,12 +304,21 @@ async def _reload(request: web.Request) -> web.Response:
 
 
 def create_app(
-    control: Control, metrics: Metrics, *, token: str | None, max_body: int = 64 * 1024
+    control: Control,
+    metrics: Metrics,
+    *,
+    token: str | None,
+    max_body: int = 64 * 1024,
+    middlewares: Sequence[Middleware] = (),
 ) -> web.Application:
-    """The status API and page; ``token`` None disables the mutating endpoints (403)."""
+    """The status API and page; ``token`` None disables the mutating endpoints (403).
+
+    ``middlewares`` run inside the error middleware, after it (Host check, connection
+    bookkeeping: see ``http.server.serving``).
+    """
     if max_body < 1:
         raise ValueError(f"max_body must be positive, got {max_body}")
-    app = web.Application(middlewares=[_errors_as_json], client_max_size=max_body)
+    app = web.Application(middlewares=[_errors_as_json, *middlewares], client_max_size=max_body)
     app[CONTROL] = control
     app[METRICS] = metrics
     app[SETTINGS] = HttpSettings(

@@ -1,31 +1,49 @@
-"""Serving the app: a TCP listener (``host:port``, ``[v6]:port``) and/or a unix socket."""
+"""Serving the app: a TCP listener (``host:port``, ``[v6]:port``) and/or a unix socket.
+
+Every listener goes through one ``ConnectionGuard`` (at most ``http.max_connections``
+connections, ``http.header_timeout`` seconds to send a request head, the same as the
+keep-alive idle time), and the TCP listener answers only requests whose Host header
+names this sidecar (``hostcheck``).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import stat
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from anycast_announcer.config import HttpConfig
 from anycast_announcer.http.app import create_app
+from anycast_announcer.http.guard import ConnectionGuard, GuardedSite
+from anycast_announcer.http.hostcheck import host_check_middleware
 from anycast_announcer.http.token import load_token
 from anycast_announcer.metrics import Metrics
 from anycast_announcer.status import Control
 
-__all__ = ["parse_listen", "serving", "start_http"]
+__all__ = [
+    "DEFAULT_HEADER_TIMEOUT",
+    "DEFAULT_MAX_CONNECTIONS",
+    "parse_listen",
+    "serving",
+    "start_http",
+]
 
 SHUTDOWN_TIMEOUT = 1.0
 """Seconds open requests get at shutdown; the sidecar's whole exit budget is about two."""
+DEFAULT_MAX_CONNECTIONS = 64
+DEFAULT_HEADER_TIMEOUT = 5.0
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
     """``"127.0.0.1:9179"`` or ``"[::1]:9179"`` as (host, port); raises ValueError."""
     host, sep, port = listen.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not sep or not host or not re.fullmatch(r"[0-9]{1,5}", port) or not int(port) <= 65535:
         raise ValueError(f"{listen!r} is not host:port")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
@@ -57,14 +75,21 @@ def _bind_unix(path: str) -> socket.socket:
 
 
 async def start_http(
-    app: web.Application, *, listen: str, unix_socket: str | None
+    app: web.Application,
+    *,
+    listen: str,
+    unix_socket: str | None,
+    guard: ConnectionGuard | None = None,
 ) -> web.AppRunner:
     """Start serving ``app``; stop with ``await runner.cleanup()``.
 
     ``listen`` ``""`` means no TCP listener; ``unix_socket`` adds one on that path (mode
     0600, removed again at cleanup). ``runner.addresses`` tells the bound addresses (port
-    0 picks a free port).
+    0 picks a free port). ``guard`` bounds connections; without one, a guard with the
+    default limits is used (put ``guard.middleware`` into the app to let it see requests).
     """
+    if guard is None:
+        guard = ConnectionGuard(DEFAULT_MAX_CONNECTIONS, DEFAULT_HEADER_TIMEOUT)
     bound: list[tuple[int, int]] = []  # (device, inode) of the socket we created
 
     async def _remove_socket(_: web.Application) -> None:
@@ -78,18 +103,24 @@ async def start_http(
 
     app.on_cleanup.append(_remove_socket)
     runner = web.AppRunner(
-        app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT
+        app,
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=SHUTDOWN_TIMEOUT,
+        # aiohttp's own knob: an idle keep-alive connection closes after this (its default
+        # is an hour). The guard enforces the same bound on the first request too.
+        keepalive_timeout=guard.header_timeout,
     )
     await runner.setup()
     try:
         if listen:
             host, port = parse_listen(listen)
-            await web.TCPSite(runner, host, port).start()
+            await GuardedSite(runner, guard, host=host, port=port).start()
         if unix_socket is not None:
             sock = _bind_unix(unix_socket)
             info = os.lstat(unix_socket)
             bound.append((info.st_dev, info.st_ino))
-            await web.SockSite(runner, sock).start()
+            await GuardedSite(runner, guard, sock=sock).start()
     except BaseException:
         await runner.cleanup()
         raise
@@ -108,9 +139,21 @@ async def serving(
     if not config.listen and config.unix_socket is None:
         yield None
         return
-    token = load_token(config.token_file) if config.token_file is not None else None
-    app = create_app(control, metrics, token=token, max_body=config.max_body_bytes)
-    runner = await start_http(app, listen=config.listen, unix_socket=config.unix_socket)
+    token = (
+        load_token(config.token_file, owner=os.geteuid()) if config.token_file is not None else None
+    )
+    guard = ConnectionGuard(config.max_connections, config.header_timeout)
+    # The guard first, so that every request, even a refused one, counts as activity.
+    middlewares: list[Middleware] = [guard.middleware]
+    if config.listen:
+        listen_host, _ = parse_listen(config.listen)
+        middlewares.append(host_check_middleware(listen_host, config.allowed_hosts))
+    app = create_app(
+        control, metrics, token=token, max_body=config.max_body_bytes, middlewares=middlewares
+    )
+    runner = await start_http(
+        app, listen=config.listen, unix_socket=config.unix_socket, guard=guard
+    )
     try:
         yield runner
     finally:

@@ -124,11 +124,13 @@ def _inspect(lab: Lab, args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps([_status_json(s) for s in statuses], indent=2))
         return 0
-    rows = [("NODE", "NAMESPACE", "KIND", "STATE", "PROCESSES", "ADDRESSES")]
+    rows = [("NODE", "NAMESPACE", "KIND", "STATE", "CMD", "PROCESSES", "ADDRESSES")]
     for s in statuses:
         procs = ",".join(f"{p.name}:{p.pid}{'' if p.alive else '(dead)'}" for p in s.processes)
         addrs = ",".join(f"{ifname}={addr}" for ifname, addr in s.addresses)
-        rows.append((s.node, s.namespace, s.kind, s.state, procs or "-", addrs or "-"))
+        rows.append(
+            (s.node, s.namespace, s.kind, s.state, s.command or "-", procs or "-", addrs or "-")
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         print(
@@ -145,6 +147,7 @@ def _status_json(status: NodeStatus) -> dict[str, object]:
         "image": status.image,
         "router": status.router,
         "state": status.state,
+        "command": status.command,
         "processes": [{"name": p.name, "pid": p.pid, "alive": p.alive} for p in status.processes],
         "addresses": [{"interface": i, "address": a} for i, a in status.addresses],
     }

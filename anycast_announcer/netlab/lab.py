@@ -23,6 +23,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,7 +44,7 @@ from anycast_announcer.netlab.plan import (
 )
 from anycast_announcer.netlab.topology import Node, Topology, default_daemons, parse_daemons
 
-__all__ = ["Lab", "NodeStatus", "ProcessStatus"]
+__all__ = ["PYTHON_ENV", "Lab", "NodeStatus", "ProcessStatus"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,12 @@ STATE_FILE = "state.json"
 _FRR_START_TIMEOUT = 15.0
 _KILL_GRACE = 3.0
 _POLL = 0.2
+CMD_SETTLE = 3.0
+"""Seconds a node's cmd must survive before deploy returns: a server whose Python lacks a
+module dies within about one (the entrypoint notices within its 1 s poll)."""
+PYTHON_ENV = "ANYCAST_PYTHON"
+"""The interpreter the lab's server entrypoint runs; defaults to the one running us."""
+LOG_TAIL_LINES = 15
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +94,14 @@ class NodeStatus:
             return "degraded"
         return "running"
 
+    @property
+    def command(self) -> str | None:
+        """The node's ``cmd``: ``running``, ``exited``, or None when none was started."""
+        commands = [proc for proc in self.processes if proc.name == "cmd"]
+        if not commands:
+            return None
+        return "running" if any(proc.alive for proc in commands) else "exited"
+
 
 @dataclass(slots=True)
 class _Tracked:
@@ -107,6 +122,9 @@ class Lab:
     name: str = ""
     run_root: Path = RUN_ROOT
     _children: dict[int, subprocess.Popen[Any]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    _commands: dict[str, subprocess.Popen[bytes]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
 
@@ -200,9 +218,11 @@ class Lab:
             if start_cmds:
                 for spec in self.topology.nodes.values():
                     self._start_cmd(spec)
-            deadline = time.monotonic() + wait_timeout
+            cmds_started = time.monotonic()
+            deadline = cmds_started + wait_timeout
             self._wait_addresses(deadline, wait_timeout)
             self._wait_bgp(wait_bgp, deadline, wait_timeout)
+            self._settle_commands(cmds_started + CMD_SETTLE)
         except BaseException:
             try:
                 self.destroy()
@@ -223,6 +243,7 @@ class Lab:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.wait(timeout=_KILL_GRACE)
         self._children.clear()
+        self._commands.clear()
         for ns in namespaces:
             result = _run(["ip", "netns", "delete", ns], check=False)
             if result.returncode != 0 and _ns_exists(ns):
@@ -421,7 +442,28 @@ class Lab:
         argv = node.cmd_argv()
         if argv is None:
             return
-        self._spawn(node.name, "cmd", argv, self._node_dir(node.name) / "cmd.log")
+        self._commands[node.name] = self._spawn(
+            node.name, "cmd", argv, self._node_dir(node.name) / "cmd.log"
+        )
+
+    def _check_commands(self) -> None:
+        """LabError with the log's tail if a node's cmd has exited (deploy must not pass)."""
+        for node, proc in self._commands.items():
+            if proc.poll() is None:
+                continue
+            log_path = self._node_dir(node) / "cmd.log"
+            raise LabError(
+                f"node {node}: cmd exited with status {proc.returncode} during deploy; "
+                f"last lines of {log_path}:\n{_tail(log_path, LOG_TAIL_LINES, sep=chr(10))}"
+            )
+
+    def _settle_commands(self, until: float) -> None:
+        """Give the started cmds until ``until`` to fail before calling the lab deployed."""
+        while True:
+            self._check_commands()
+            if time.monotonic() >= until or not self._commands:
+                return
+            time.sleep(_POLL)
 
     def _spawn(
         self, node: str, name: str, argv: Sequence[str], log_path: Path
@@ -443,6 +485,7 @@ class Lab:
         # IPv6 drops packets to an address while DAD still runs on it; a lab whose
         # exec does not switch DAD off is usable only once that is over.
         while True:
+            self._check_commands()
             tentative = {}
             for node in self.topology.nodes:
                 result = _run(["ip", "-n", self.ns(node), "-6", "-o", "addr", "show", "tentative"])
@@ -463,6 +506,7 @@ class Lab:
             node.name: [a.split("/")[0] for _, a in self.addresses(node.name)] for node in routers
         }
         while True:
+            self._check_commands()
             pending: list[PendingPeer] = []
             for node in routers:
                 others = [
@@ -503,6 +547,10 @@ class Lab:
 
     def _env(self, node: str, extra: Mapping[str, str] | None) -> dict[str, str]:
         env = dict(os.environ)
+        # The servers' entrypoint runs ANYCAST_PYTHON: by default the interpreter running
+        # us (the project's venv), not whatever `python3` is on PATH, which lacks our
+        # dependencies and made every server die at once.
+        env.setdefault(PYTHON_ENV, sys.executable)
         env.update(self._node(node).env)
         if extra is not None:
             env.update(extra)
@@ -627,12 +675,12 @@ def _terminate(processes: list[tuple[int, int]]) -> None:
     log.warning("processes still alive after SIGKILL: %s", [pid for pid, _ in living])
 
 
-def _tail(path: Path, lines: int = 3) -> str:
+def _tail(path: Path, lines: int = 3, sep: str = " | ") -> str:
     try:
         text = path.read_text(errors="replace").strip().splitlines()
     except OSError:
         return "no log"
-    return " | ".join(text[-lines:]) or "empty log"
+    return sep.join(text[-lines:]) or "empty log"
 
 
 def _comm(pid: int) -> str:

@@ -9,8 +9,8 @@
 # argument that is an executable path is run as the command, the usual Docker idiom,
 # so `cmd: /usr/local/bin/anycast-lab-server srv1 ...` works both as the image's CMD
 # and, under anycast-netlab, run directly.
-# ANYCAST_PYTHON picks the interpreter (default python3; under anycast-netlab pass the
-# project's venv: sudo env ANYCAST_PYTHON=$PWD/.venv/bin/python ...).
+# ANYCAST_PYTHON picks the interpreter (default python3, as in the image; anycast-netlab
+# sets it to the interpreter running anycast-netlab, i.e. the project's venv).
 set -eu
 
 if [ "$#" -gt 0 ] && [ "${1#/}" != "$1" ] && [ -x "$1" ]; then

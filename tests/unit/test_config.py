@@ -127,7 +127,7 @@ class TestRules:
             (
                 "      peer_as: 65001\n    - address: 2001",
                 "      peer_as: 65001\n      md5_password: ''\n    - address: 2001",
-                "bgp.peers[0].md5_password: String should have at least 1 character",
+                "bgp.peers[0].md5_password: must be 1 to 80 characters long",
             ),
             ("port: 53", "port: 65536", "services[1].check.port: Input should be less than"),
             (
@@ -351,7 +351,7 @@ class TestYaml:
         assert problems(text) == ["the file is empty"]
 
     @pytest.mark.parametrize(
-        ("text", "kind"), [("- a\n- b\n", "list"), ("just text\n", "str"), ("42\n", "int")]
+        ("text", "kind"), [("- a\n- b\n", "a list"), ("just text\n", "a string"), ("42\n", "int")]
     )
     def test_top_level_must_be_a_mapping(self, text: str, kind: str) -> None:
         """A list or scalar at the top level is named."""
@@ -393,7 +393,7 @@ class TestLoadConfig:
         path.write_bytes("bgp: {local_as: 65101}  # caf\u00e9\n".encode("latin-1"))
         with pytest.raises(ConfigError) as raised:
             load_config(path)
-        assert raised.value.problems == ["not UTF-8 text"]
+        assert raised.value.problems == ["not UTF-8 text (byte 29)"]
 
     @pytest.mark.skipif(os.geteuid() != 0, reason="drops privileges with setuid; needs root")
     def test_unreadable_file(self, tmp_path: Path) -> None:

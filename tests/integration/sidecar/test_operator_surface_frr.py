@@ -30,7 +30,7 @@ API = "http://127.0.0.1:9179"
 
 def with_api(tmp_path: Path, token_mode: int = 0o600) -> dict[str, Any]:
     token = tmp_path / "token"
-    token.write_text("s3cret-token\n", encoding="utf-8")
+    token.write_text("s3cret-token-0123456789\n", encoding="utf-8")
     os.chmod(token, token_mode)
     config = sidecar_config("srv1", 10_000)
     config["http"] = {"listen": "127.0.0.1:9179", "token_file": str(token)}
@@ -116,7 +116,7 @@ def test_wrong_token_is_refused_and_changes_nothing(
     sidecar.start()
     wait_until(lambda: announced_via(lab, SRV1), timeout=20, message="never announced")
     wrong = tmp_path / "wrong"
-    wrong.write_text("not-it", encoding="utf-8")
+    wrong.write_text("not-it-0123456789abc", encoding="utf-8")
     os.chmod(wrong, 0o600)
     result = lab.run(
         "srv1",

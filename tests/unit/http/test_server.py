@@ -153,7 +153,7 @@ class TestServing:
     async def test_unsafe_token_file_stops_the_start(self, tmp_path: Path) -> None:
         """A readable-by-others token file is refused before anything listens."""
         token = tmp_path / "token"
-        token.write_text("abc\n")
+        token.write_text("abc-0123456789abcdef\n")
         token.chmod(0o644)
         config = HttpConfig(
             listen="", unix_socket=_short_socket_path(tmp_path), token_file=str(token)
@@ -166,7 +166,7 @@ class TestServing:
     async def test_serves_with_the_configured_token(self, tmp_path: Path) -> None:
         """The token from token_file guards /reload."""
         token = tmp_path / "token"
-        token.write_text("abc\n")
+        token.write_text("abc-0123456789abcdef\n")
         token.chmod(0o600)
         path = _short_socket_path(tmp_path)
         config = HttpConfig(listen="", unix_socket=path, token_file=str(token))
@@ -175,7 +175,8 @@ class TestServing:
             async with (
                 aiohttp.ClientSession(connector=connector) as session,
                 session.post(
-                    "http://localhost/reload", headers={"Authorization": "Bearer abc"}
+                    "http://localhost/reload",
+                    headers={"Authorization": "Bearer abc-0123456789abcdef"},
                 ) as response,
             ):
                 assert response.status == 200

@@ -1,7 +1,12 @@
-"""Every topology in containerlab/ is valid for containerlab itself, per its JSON Schema."""
+"""Every topology in containerlab/ is valid for containerlab itself, per its JSON Schema.
+
+The schema is vendored beside this file (``clab_schema/``, containerlab v0.79.0, with its
+licence and origin), so the repository is self-contained.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -13,7 +18,9 @@ import yaml
 
 from tests.lablib import REPO_ROOT
 
-SCHEMA_PATH = REPO_ROOT.parent / "shared" / "containerlab" / "clab.schema.json"
+SCHEMA_DIR = Path(__file__).resolve().parent / "clab_schema"
+SCHEMA_PATH = SCHEMA_DIR / "clab.schema.json"
+SCHEMA_SHA256 = "51a7025041d90fcded90911d4947773794464ccd903f01c03d5b2ff988f58d02"
 TOPOLOGIES = sorted((REPO_ROOT / "containerlab").glob("**/*.clab.yml"))
 
 # The schema's patterns use ECMAScript Unicode classes that Python's `re` rejects.
@@ -44,15 +51,34 @@ def _pythonise_pattern(text: str) -> str:
 @pytest.fixture(scope="module")
 def validator() -> jsonschema.protocols.Validator:
     if not SCHEMA_PATH.is_file():
-        pytest.fail(
-            f"containerlab's schema is missing: expected it at {SCHEMA_PATH} "
-            "(../shared/containerlab/clab.schema.json from the repository root)"
-        )
+        pytest.fail(f"containerlab's vendored schema is missing: expected it at {SCHEMA_PATH}")
     schema = _pythonise(json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))
     assert r"\p{" not in json.dumps(schema), "a Unicode class the test does not translate"
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)
     return cls(schema)
+
+
+def test_vendored_schema_is_the_recorded_release() -> None:
+    """The file is the one its README names, with its licence beside it."""
+    digest = hashlib.sha256(SCHEMA_PATH.read_bytes()).hexdigest()
+    assert digest == SCHEMA_SHA256, "clab.schema.json changed: update clab_schema/README.md"
+    assert SCHEMA_SHA256 in (SCHEMA_DIR / "README.md").read_text(encoding="utf-8")
+    assert "Redistribution" in (SCHEMA_DIR / "LICENSE.containerlab").read_text(encoding="utf-8")
+
+
+def test_nothing_in_the_repository_reaches_outside_it() -> None:
+    """Tests once read a folder beside the repository; a clone elsewhere must work alone."""
+    outside = ".." + "/shared"  # spelt in two pieces so this file does not match itself
+    patterns = ("**/*.py", "**/*.md", "**/*.toml", "**/*.yml", "**/*.yaml", "**/*.sh")
+    candidates = [path for pattern in patterns for path in REPO_ROOT.glob(pattern)]
+    offenders = [
+        str(path.relative_to(REPO_ROOT))
+        for path in [*candidates, REPO_ROOT / "Makefile"]
+        if ".venv" not in path.parts
+        and outside in path.read_text(encoding="utf-8", errors="replace")
+    ]
+    assert offenders == []
 
 
 def test_there_are_topologies_to_check() -> None:
@@ -76,7 +102,7 @@ def test_topology_matches_containerlab_schema(
 
 def test_schema_catches_a_misspelt_kind(validator: jsonschema.protocols.Validator) -> None:
     """The check can fail: an unknown kind is rejected."""
-    doc = {"name": "x", "topology": {"nodes": {"a": {"kind": "linx"}}}}
+    doc: dict[str, Any] = {"name": "x", "topology": {"nodes": {"a": {"kind": "linx"}}}}
     assert list(validator.iter_errors(doc))
 
 
