@@ -22,6 +22,7 @@ from anycast_announcer.config import Config, config_warnings
 from anycast_announcer.drainstate import load_drain_state
 from anycast_announcer.exabgp.driver import ExabgpDriver, SessionCallback
 from anycast_announcer.http import TokenFileError
+from anycast_announcer.http.token import TokenKeeper
 from anycast_announcer.localaddr import AddressError, NetlinkAddresses
 from anycast_announcer.logging import configure_logging
 from anycast_announcer.metrics import Metrics
@@ -36,7 +37,7 @@ class StartupError(Exception):
     """The sidecar cannot start as configured (the message says why, for the operator)."""
 
 
-HttpStarter = Callable[[Supervisor], contextlib.AbstractAsyncContextManager[Any]]
+HttpStarter = Callable[[Supervisor, TokenKeeper], contextlib.AbstractAsyncContextManager[Any]]
 
 
 async def _serve(config: Config, config_path: str, http: HttpStarter, metrics: Metrics) -> None:
@@ -47,6 +48,8 @@ async def _serve(config: Config, config_path: str, http: HttpStarter, metrics: M
     # A bad state file is logged and set aside (drainstate): start-up goes on.
     path = config.drain.state_file
     restored = await asyncio.to_thread(load_drain_state, path) if path is not None else []
+
+    tokens = TokenKeeper(config.http.token_file)
 
     def driver(on_session: SessionCallback) -> ExabgpDriver:
         return ExabgpDriver(
@@ -62,6 +65,7 @@ async def _serve(config: Config, config_path: str, http: HttpStarter, metrics: M
             config_path=config_path,
             metrics=metrics,
             restored=restored,
+            reload_checks=[tokens.reload],
         )
         reloads: set[asyncio.Task[None]] = set()
 
@@ -79,7 +83,7 @@ async def _serve(config: Config, config_path: str, http: HttpStarter, metrics: M
             prefixes=len(config.prefixes),
             peers=len(config.bgp.peers),
         )
-        async with http(supervisor):
+        async with http(supervisor, tokens):
             await supervisor.run(stop)
     log.info("sidecar_stopped")
 
@@ -121,7 +125,9 @@ def run_sidecar(
 def _http_starter(config: Config, metrics: Metrics) -> HttpStarter:
     from anycast_announcer.http import serving
 
-    def start(supervisor: Supervisor) -> contextlib.AbstractAsyncContextManager[Any]:
-        return serving(supervisor, metrics, config.http)
+    def start(
+        supervisor: Supervisor, tokens: TokenKeeper
+    ) -> contextlib.AbstractAsyncContextManager[Any]:
+        return serving(supervisor, metrics, config.http, tokens)
 
     return start

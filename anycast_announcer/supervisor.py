@@ -37,6 +37,7 @@ from anycast_announcer.core.inputs import (
 )
 from anycast_announcer.drainstate import PersistedDrain
 from anycast_announcer.exabgp.driver import DriverSnapshot, SessionCallback
+from anycast_announcer.http.token import TokenFileError
 from anycast_announcer.localaddr import AddressBook
 from anycast_announcer.logging import configure_logging
 from anycast_announcer.routes import Route, RouteKey
@@ -95,10 +96,12 @@ class Supervisor:
         config_path: str = "",
         metrics: MetricsSink | None = None,
         restored: Iterable[PersistedDrain] = (),
+        reload_checks: Iterable[Callable[[], None]] = (),
     ) -> None:
         self._inputs: asyncio.Queue[Input | _Lifecycle] = asyncio.Queue()
         self._metrics = metrics
         self._config_path = config_path
+        self._reload_checks = tuple(reload_checks)
         self.core = SidecarCore(
             config, self._now(), config_path=config_path, restored=list(restored)
         )
@@ -161,11 +164,15 @@ class Supervisor:
         return await self._ask(request, await self.read_config(request))
 
     async def read_config(self, request: int | None) -> ConfigLoaded | ConfigRejected:
-        """The config file as an input; read off the event loop (it may be huge)."""
+        """The config file (and what else a reload re-reads) as an input, off the loop."""
         try:
             config = await asyncio.to_thread(load_config, self._config_path)
+            for check in self._reload_checks:
+                await asyncio.to_thread(check)
         except ConfigError as error:
             return ConfigRejected(error.render(), request)
+        except TokenFileError as error:
+            return ConfigRejected(str(error), request)
         return ConfigLoaded(config, request)
 
     async def _ask(self, request: int, item: Input) -> ControlResult:

@@ -8,8 +8,10 @@ out, reports BGP session changes through a callback, and restarts a dead or out-
 ExaBGP with exponential backoff; a new ExaBGP starts from nothing acknowledged.
 
 ExaBGP cannot outlive us: it is started through ``guard`` with PR_SET_PDEATHSIG (the
-kernel kills it when we die, even by SIGKILL) and runs with ``api.terminate`` (it exits
-when our relay's socket closes).
+kernel kills it when we die, even by SIGKILL), and our relay stops it when our socket
+closes. Nor can it outlive a *hung* sidecar: the driver writes a heartbeat to the relay
+every third of ``exabgp.watchdog`` seconds, and a relay that hears none for that long
+stops ExaBGP, so the leaf drops the session and our routes with it.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any, TypeVar
 import structlog
 
 from anycast_announcer.config import BgpConfig, ExabgpConfig
+from anycast_announcer.exabgp.bridge import HEARTBEAT, bridge_argv, heartbeat_interval
 from anycast_announcer.exabgp.protocol import Ack, ApiReader, NeighborState, Shutdown, Unparsed
 from anycast_announcer.exabgp.render import render_config, render_environment
 from anycast_announcer.exabgp.sync import (
@@ -39,6 +42,7 @@ from anycast_announcer.exabgp.sync import (
     RouteSync,
     SessionChange,
 )
+from anycast_announcer.files import ensure_private_dir, write_private_file_atomic
 from anycast_announcer.routes import Route, RouteKey
 
 __all__ = ["DriverSnapshot", "ExabgpDriver", "SessionCallback"]
@@ -206,8 +210,8 @@ class ExabgpDriver:
     @contextlib.contextmanager
     def _runtime_dir(self) -> Iterator[Path]:
         if self._settings.run_dir is not None:
-            path = Path(self._settings.run_dir)
-            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # 0700, ours, not a symlink: it holds the API socket and the MD5 password.
+            path = ensure_private_dir(self._settings.run_dir)
             with contextlib.suppress(FileNotFoundError):
                 (path / "api.sock").unlink()
             yield path
@@ -223,13 +227,13 @@ class ExabgpDriver:
         connections: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]],
     ) -> None:
         conf = run_dir / "exabgp.conf"
-        relay = [sys.executable, "-m", "anycast_announcer.exabgp.bridge", str(socket_path)]
-        conf.write_text(render_config(self._bgp, relay), encoding="utf-8")
+        relay = bridge_argv(str(socket_path), self._settings.watchdog)
+        write_private_file_atomic(conf, render_config(self._bgp, relay))
         user = pwd.getpwuid(os.getuid()).pw_name
         # All settings travel as environment variables; an empty env file stops ExaBGP
         # from reading a system-wide one (and from advising us to create it).
         env_file = run_dir / "exabgp.env"
-        env_file.write_text("", encoding="utf-8")
+        write_private_file_atomic(env_file, "")
         env = {**os.environ, **render_environment(user), "EXABGP_ENVFILE": str(env_file)}
         executable = self._settings.executable or _default_executable()
         # Drain stale connections from a previous generation's relay.
@@ -279,6 +283,8 @@ class ExabgpDriver:
             self._update_synced()
             log.info("exabgp_connected", pid=process.pid)
             try:
+                if self._settings.watchdog > 0:
+                    spawn(self._heartbeat(writer))
                 receiving = spawn(self._receive(reader))
                 syncing = spawn(self._send(writer))
                 done, _ = await asyncio.wait(
@@ -362,6 +368,16 @@ class ExabgpDriver:
                 raise _GenerationLostError(
                     f"no acknowledgement within {self._settings.ack_timeout}s"
                 ) from None
+
+    async def _heartbeat(self, writer: asyncio.StreamWriter) -> None:
+        """Tell the relay we live; when our loop stops, it stops ExaBGP (dead-man switch).
+
+        The first beat goes out at once: the relay's deadline runs from its connection.
+        """
+        interval = heartbeat_interval(self._settings.watchdog)
+        while True:
+            writer.write(HEARTBEAT)
+            await asyncio.sleep(interval)
 
     async def _relay_output(self, process: asyncio.subprocess.Process) -> None:
         """ExaBGP's own log lines into ours, however long a line gets."""

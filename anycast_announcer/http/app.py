@@ -40,6 +40,7 @@ from anycast_announcer.http.models import (
 )
 from anycast_announcer.http.openapi import openapi_document
 from anycast_announcer.http.page import CONTENT_SECURITY_POLICY, render_page
+from anycast_announcer.http.token import TokenKeeper
 from anycast_announcer.metrics import Metrics
 from anycast_announcer.status import Control, ControlResult
 
@@ -55,7 +56,8 @@ _Body = TypeVar("_Body", bound=BaseModel)
 class HttpSettings:
     """What the handlers need besides the control seam and the metrics."""
 
-    token: str | None
+    token: Callable[[], str | None]
+    """The token in force (it changes when a reload re-reads the token file)."""
     max_body: int
     openapi: bytes
 
@@ -194,7 +196,7 @@ async def _openapi(request: web.Request) -> web.Response:
 
 def _authorize(request: web.Request) -> None:
     """Raise 403 when no token is configured, 401 unless the request presents it."""
-    token = request.app[SETTINGS].token
+    token = request.app[SETTINGS].token()
     if token is None:
         raise ApiError(403, NO_TOKEN_MESSAGE)
     header = request.headers.get(hdrs.AUTHORIZATION, "")
@@ -307,11 +309,14 @@ def create_app(
     control: Control,
     metrics: Metrics,
     *,
-    token: str | None,
+    token: str | TokenKeeper | None,
     max_body: int = 64 * 1024,
     middlewares: Sequence[Middleware] = (),
 ) -> web.Application:
-    """The status API and page; ``token`` None disables the mutating endpoints (403).
+    """The status API and page; no token disables the mutating endpoints (403).
+
+    ``token`` is a fixed token, or the sidecar's ``TokenKeeper`` whose token a reload
+    may replace.
 
     ``middlewares`` run inside the error middleware, after it (Host check, connection
     bookkeeping: see ``http.server.serving``).
@@ -322,7 +327,7 @@ def create_app(
     app[CONTROL] = control
     app[METRICS] = metrics
     app[SETTINGS] = HttpSettings(
-        token=token,
+        token=(lambda: token.current) if isinstance(token, TokenKeeper) else (lambda: token),
         max_body=max_body,
         openapi=json.dumps(openapi_document(), indent=2).encode("utf-8"),
     )

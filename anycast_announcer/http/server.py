@@ -22,7 +22,7 @@ from anycast_announcer.config import HttpConfig
 from anycast_announcer.http.app import create_app
 from anycast_announcer.http.guard import ConnectionGuard, GuardedSite
 from anycast_announcer.http.hostcheck import host_check_middleware
-from anycast_announcer.http.token import load_token
+from anycast_announcer.http.token import TokenKeeper
 from anycast_announcer.metrics import Metrics
 from anycast_announcer.status import Control
 
@@ -129,7 +129,7 @@ async def start_http(
 
 @contextlib.asynccontextmanager
 async def serving(
-    control: Control, metrics: Metrics, config: HttpConfig
+    control: Control, metrics: Metrics, config: HttpConfig, tokens: TokenKeeper | None = None
 ) -> AsyncIterator[web.AppRunner | None]:
     """The API as configured in ``http:``, for the sidecar's lifetime; None when disabled.
 
@@ -139,9 +139,8 @@ async def serving(
     if not config.listen and config.unix_socket is None:
         yield None
         return
-    token = (
-        load_token(config.token_file, owner=os.geteuid()) if config.token_file is not None else None
-    )
+    # The sidecar passes its keeper, so that a reload re-reads the token file.
+    token = tokens if tokens is not None else TokenKeeper(config.token_file)
     guard = ConnectionGuard(config.max_connections, config.header_timeout)
     # The guard first, so that every request, even a refused one, counts as activity.
     middlewares: list[Middleware] = [guard.middleware]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import stat
 
-__all__ = ["TOKEN_MIN_LENGTH", "TokenFileError", "load_token"]
+__all__ = ["TOKEN_MIN_LENGTH", "TokenFileError", "TokenKeeper", "load_token"]
 
 TOKEN_MIN_LENGTH = 16
 """Shorter tokens can be guessed by a local process hammering the API."""
@@ -127,3 +127,29 @@ def _token(name: str, data: bytes) -> str:
             f"{TOKEN_MIN_LENGTH}; make one with: head -c 24 /dev/urandom | base64 > {name}"
         )
     return token
+
+
+class TokenKeeper:
+    """The sidecar's API token: read at start, and again at every reload.
+
+    A reload that finds the file unsafe is rejected as a whole (the caller turns the
+    TokenFileError into a rejected reload), and the token in force stays.
+    """
+
+    def __init__(self, path: str | None) -> None:
+        self._path = path
+        self._token = self._read()
+
+    @property
+    def current(self) -> str | None:
+        """The token requests must present; None when no token file is configured."""
+        return self._token
+
+    def reload(self) -> None:
+        """Read the file again; raises TokenFileError and keeps the old token if unsafe."""
+        self._token = self._read()
+
+    def _read(self) -> str | None:
+        if self._path is None:
+            return None
+        return load_token(self._path, owner=os.geteuid())
