@@ -97,14 +97,15 @@ class TestMetrics:
         assert b"# TYPE anycast_service_up gauge" in body
 
     def test_names_follow_conventions(self) -> None:
-        """anycast_ prefix; counters end in _total, the histogram in _seconds."""
+        """anycast_ prefix (process_ for the standard process collector); counters end in
+        _total, the histogram in _seconds."""
         metrics = Metrics()
         metrics.probe_finished("web", ok=False, latency=0.1, reason="x")
         body, _ = metrics.render()
         families = list(text_string_to_metric_families(body.decode()))
         assert families
         for family in families:
-            assert family.name.startswith("anycast_"), family.name
+            assert family.name.startswith(("anycast_", "process_")), family.name
             if family.type == "histogram":
                 assert family.name.endswith("_seconds")
 
