@@ -18,10 +18,16 @@ system-deps:
 			frr iproute2 procps; \
 	fi
 
-# Chromium renders the status page in its test; only the test suite needs it.
+# Chromium renders the status page in its test; promtool (Debian's prometheus package)
+# checks and unit-tests configs/prometheus/ and lints a live /metrics scrape. Only the test
+# suite needs them.
 test-deps: system-deps
 	@if ! command -v chromium >/dev/null; then \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	fi
+	@if ! command -v promtool >/dev/null; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+			--no-install-recommends prometheus; \
 	fi
 
 $(STAMP): pyproject.toml

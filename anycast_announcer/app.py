@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import structlog
@@ -26,6 +26,7 @@ from anycast_announcer.http.token import TokenKeeper
 from anycast_announcer.localaddr import AddressError, NetlinkAddresses
 from anycast_announcer.logging import configure_logging
 from anycast_announcer.metrics import Metrics
+from anycast_announcer.sdnotify import Notifier
 from anycast_announcer.supervisor import Supervisor
 
 __all__ = ["StartupError", "Supervisor", "run_sidecar"]
@@ -43,8 +44,14 @@ HttpStarter = Callable[[Supervisor, TokenKeeper], contextlib.AbstractAsyncContex
 async def _serve(config: Config, config_path: str, http: HttpStarter, metrics: Metrics) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    systemd = Notifier()
+
+    def on_stop() -> None:
+        systemd.stopping()
+        stop.set()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, on_stop)
     # A bad state file is logged and set aside (drainstate): start-up goes on.
     path = config.drain.state_file
     restored = await asyncio.to_thread(load_drain_state, path) if path is not None else []
@@ -53,7 +60,11 @@ async def _serve(config: Config, config_path: str, http: HttpStarter, metrics: M
 
     def driver(on_session: SessionCallback) -> ExabgpDriver:
         return ExabgpDriver(
-            config.bgp, config.exabgp, on_session, on_restart=metrics.exabgp_restarted
+            config.bgp,
+            config.exabgp,
+            on_session,
+            on_restart=metrics.exabgp_restarted,
+            on_connection=metrics.exabgp_changed,
         )
 
     async with NetlinkAddresses() as addresses, Prober() as prober:
@@ -83,9 +94,32 @@ async def _serve(config: Config, config_path: str, http: HttpStarter, metrics: M
             prefixes=len(config.prefixes),
             peers=len(config.bgp.peers),
         )
-        async with http(supervisor, tokens):
+        async with http(supervisor, tokens), _systemd_watchdog(systemd):
+            systemd.ready()
             await supervisor.run(stop)
     log.info("sidecar_stopped")
+
+
+@contextlib.asynccontextmanager
+async def _systemd_watchdog(systemd: Notifier) -> AsyncIterator[None]:
+    """Ping systemd's watchdog from the event loop, so a hung loop gets us restarted."""
+    interval = systemd.watchdog_interval
+    if interval is None:
+        yield
+        return
+
+    async def ping() -> None:
+        while True:
+            systemd.watchdog()
+            await asyncio.sleep(interval)
+
+    task = asyncio.get_running_loop().create_task(ping())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def _reload_on_signal(supervisor: Supervisor) -> None:

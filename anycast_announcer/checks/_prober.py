@@ -15,6 +15,7 @@ from anycast_announcer.checks._result import (
     ProbeResult,
     finish,
     shorten,
+    sidecar_failure,
 )
 from anycast_announcer.checks.regex import RegexMatcher
 from anycast_announcer.config import CommandCheck, HttpCheck, TcpCheck
@@ -87,9 +88,10 @@ class Prober:
             # a bug of ours. Reporting the service down (and the route withdrawn) is the safe
             # answer; letting it escape would take the supervisor down with it. A shortage
             # of ours (no memory, no descriptors) is the exception: no evidence either way.
-            detail = shorten(f"{type(error).__name__}: {error}")
-            category = ProbeCategory.SIDECAR if _is_shortage(error) else ProbeCategory.OTHER
-            return finish(started, ok=False, reason=f"probe error: {detail}", category=category)
+            reason = "probe error: " + shorten(f"{type(error).__name__}: {error}")
+            if _is_shortage(error):
+                return sidecar_failure(started, error, reason)
+            return finish(started, ok=False, reason=reason, category=ProbeCategory.OTHER)
 
     def _regex_matcher(self) -> RegexMatcher:
         if self._matcher is None:

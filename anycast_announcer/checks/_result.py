@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 
 __all__ = [
+    "RESOURCE_KINDS",
     "SIDECAR_ERRNOS",
     "ProbeCategory",
     "ProbeResult",
@@ -24,7 +25,9 @@ __all__ = [
     "os_error_category",
     "os_error_reason",
     "os_error_result",
+    "resource_kind",
     "shorten",
+    "sidecar_failure",
     "sidecar_reason",
     "timeout_reason",
 ]
@@ -54,6 +57,25 @@ class ProbeCategory(enum.Enum):
 SIDECAR_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS, errno.EAGAIN})
 """Errors that mean the sidecar lacks a resource, whatever the service's state."""
 
+_RESOURCE_BY_ERRNO = {
+    errno.EMFILE: "emfile",
+    errno.ENFILE: "enfile",
+    errno.ENOMEM: "enomem",
+    errno.ENOBUFS: "enobufs",
+    errno.EAGAIN: "eagain",
+}
+RESOURCE_KINDS = (*_RESOURCE_BY_ERRNO.values(), "other")
+"""Which of the sidecar's resources ran out, for ``SIDECAR`` results (a metrics label)."""
+
+
+def resource_kind(error: BaseException | None) -> str:
+    """The ``RESOURCE_KINDS`` value for a failure of the sidecar's own resources."""
+    if isinstance(error, MemoryError):
+        return "enomem"
+    if isinstance(error, OSError) and error.errno is not None:
+        return _RESOURCE_BY_ERRNO.get(error.errno, "other")
+    return "other"
+
 
 @dataclass(frozen=True, slots=True)
 class ProbeResult:
@@ -69,12 +91,16 @@ class ProbeResult:
     reason: str
     """Short and stable (``"connect refused"``, ``"http status 503"``), meant for log lines."""
     category: ProbeCategory = ProbeCategory.OTHER
+    resource: str | None = None
+    """For ``SIDECAR`` results: which resource ran out (``RESOURCE_KINDS``); else None."""
 
     def __post_init__(self) -> None:
         if self.ok and self.category is ProbeCategory.OTHER:
             object.__setattr__(self, "category", ProbeCategory.OK)
         if self.ok != (self.category is ProbeCategory.OK):
             raise ValueError(f"ok={self.ok} contradicts category {self.category.value}")
+        if self.category is ProbeCategory.SIDECAR and self.resource is None:
+            object.__setattr__(self, "resource", "other")
 
     @property
     def sidecar_fault(self) -> bool:
@@ -145,6 +171,24 @@ def os_error_category(error: OSError) -> ProbeCategory:
 
 def os_error_result(started: float, error: OSError) -> ProbeResult:
     """A failed result for ``error``, with its reason and category."""
+    if error.errno in SIDECAR_ERRNOS:
+        return sidecar_failure(started, error)
     return finish(
         started, ok=False, reason=os_error_reason(error), category=os_error_category(error)
+    )
+
+
+def sidecar_failure(started: float, error: BaseException, reason: str | None = None) -> ProbeResult:
+    """A result saying the sidecar could not probe (no evidence about the service)."""
+    if reason is None:
+        if isinstance(error, OSError) and error.errno in SIDECAR_ERRNOS:
+            reason = sidecar_reason(error)
+        else:
+            reason = f"sidecar cannot probe: {shorten(str(error) or type(error).__name__)}"
+    return ProbeResult(
+        ok=False,
+        latency=time.monotonic() - started,
+        reason=reason,
+        category=ProbeCategory.SIDECAR,
+        resource=resource_kind(error),
     )

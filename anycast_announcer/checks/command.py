@@ -27,6 +27,7 @@ from anycast_announcer.checks._result import (
     finish,
     os_error_result,
     shorten,
+    sidecar_failure,
     sidecar_reason,
     timeout_reason,
 )
@@ -49,7 +50,7 @@ async def probe(check: CommandCheck, timeout: float) -> ProbeResult:
         try:
             process = await _spawn(check, write_fd)
         except _SpawnError as failed:
-            return finish(started, ok=False, reason=failed.reason, category=failed.category)
+            return failed.result(started)
         finally:
             os.close(write_fd)
         return await _wait(process, read_fd, timeout, started)
@@ -58,10 +59,16 @@ async def probe(check: CommandCheck, timeout: float) -> ProbeResult:
 
 
 class _SpawnError(Exception):
-    def __init__(self, reason: str, category: ProbeCategory) -> None:
+    def __init__(self, reason: str, category: ProbeCategory, cause: BaseException) -> None:
         super().__init__(reason)
         self.reason = reason
         self.category = category
+        self.cause = cause
+
+    def result(self, started: float) -> ProbeResult:
+        if self.category is ProbeCategory.SIDECAR:
+            return sidecar_failure(started, self.cause, self.reason)
+        return finish(started, ok=False, reason=self.reason, category=self.category)
 
 
 async def _spawn(check: CommandCheck, stderr_fd: int) -> asyncio.subprocess.Process:
@@ -80,16 +87,18 @@ async def _spawn(check: CommandCheck, stderr_fd: int) -> asyncio.subprocess.Proc
         if error.errno in SIDECAR_ERRNOS:
             # fork() with EAGAIN/ENOMEM or a pipe with EMFILE: we could not try, so the
             # check's program has not failed.
-            raise _SpawnError(sidecar_reason(error), ProbeCategory.SIDECAR) from None
+            raise _SpawnError(sidecar_reason(error), ProbeCategory.SIDECAR, error) from None
         reason = f"cannot run: {error.strerror or error}"
         if check.cwd is not None and error.filename == check.cwd:
             reason += f" (cwd {shorten(check.cwd)})"  # not the program that is missing
-        raise _SpawnError(reason, ProbeCategory.CANNOT_RUN) from None
+        raise _SpawnError(reason, ProbeCategory.CANNOT_RUN, error) from None
     except ValueError as error:  # e.g. a NUL byte in argv or env
-        raise _SpawnError(f"cannot run: {shorten(str(error))}", ProbeCategory.CANNOT_RUN) from None
+        raise _SpawnError(
+            f"cannot run: {shorten(str(error))}", ProbeCategory.CANNOT_RUN, error
+        ) from None
     except RuntimeError as error:  # the child watcher's thread could not be started
         raise _SpawnError(
-            f"sidecar cannot probe: {shorten(str(error))}", ProbeCategory.SIDECAR
+            f"sidecar cannot probe: {shorten(str(error))}", ProbeCategory.SIDECAR, error
         ) from None
 
 

@@ -30,7 +30,7 @@ from anycast_announcer.checks._result import (
     os_error_reason,
     os_error_result,
     shorten,
-    sidecar_reason,
+    sidecar_failure,
     timeout_reason,
 )
 from anycast_announcer.checks.regex import RegexError, RegexMatcher
@@ -116,12 +116,7 @@ async def _probe(
     except OSError as error:
         return os_error_result(started, error)
     except RuntimeError as error:  # a thread or process we need could not be started
-        return finish(
-            started,
-            ok=False,
-            reason=f"sidecar cannot probe: {shorten(str(error))}",
-            category=ProbeCategory.SIDECAR,
-        )
+        return sidecar_failure(started, error)
     except ValueError as error:
         # aiohttp refuses to send some header values (a newline in host_header, say).
         return finish(started, ok=False, reason=f"invalid request: {shorten(str(error))}")
@@ -201,16 +196,9 @@ def _client_error_result(started: float, error: aiohttp.ClientError) -> ProbeRes
     os_error = getattr(error, "os_error", None)
     if isinstance(error, aiohttp.ClientOSError) and isinstance(os_error, OSError):
         if os_error.errno in SIDECAR_ERRNOS:
-            return finish(
-                started,
-                ok=False,
-                reason=sidecar_reason(os_error),
-                category=ProbeCategory.SIDECAR,
-            )
+            return sidecar_failure(started, os_error)
     elif isinstance(error, aiohttp.ClientOSError) and error.errno in SIDECAR_ERRNOS:
-        return finish(
-            started, ok=False, reason=sidecar_reason(error), category=ProbeCategory.SIDECAR
-        )
+        return sidecar_failure(started, error)
     return finish(
         started,
         ok=False,

@@ -22,6 +22,7 @@ from anycast_announcer.checks._result import (
     os_error_reason,
     os_error_result,
     shorten,
+    sidecar_failure,
     timeout_reason,
 )
 from anycast_announcer.config import TcpCheck
@@ -71,12 +72,7 @@ async def _connect_any(host: str, port: int, started: float) -> ProbeResult:
             category=ProbeCategory.UNREACHABLE,
         )
     except RuntimeError as error:  # the resolver's thread could not be started
-        return finish(
-            started,
-            ok=False,
-            reason=f"sidecar cannot probe: {shorten(str(error))}",
-            category=ProbeCategory.SIDECAR,
-        )
+        return sidecar_failure(started, error)
     # A name may resolve to several addresses (IPv6 and IPv4): one that answers is enough,
     # and when none does, the last failure is the one reported.
     reason = f"cannot resolve {host}: no addresses"

@@ -41,6 +41,7 @@ __all__ = [
     "StartDrainWorker",
     "StopDrainWorker",
     "SyncRoutes",
+    "Unconfigured",
 ]
 
 
@@ -165,7 +166,17 @@ class SidecarFaulted:
     """The sidecar itself failed (e.g. out of file descriptors); not a service failure."""
 
     kind: str
+    """Which resource ran out (``checks.RESOURCE_KINDS``)."""
     detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unconfigured:
+    """A reload removed these names: whatever was reported about them is void."""
+
+    services: tuple[str, ...]
+    prefixes: tuple[str, ...]
+    peers: tuple[str, ...]
 
 
 Effect = (
@@ -184,4 +195,5 @@ Effect = (
     | DrainPhaseChanged
     | ReloadFinished
     | SidecarFaulted
+    | Unconfigured
 )

@@ -25,12 +25,14 @@ check its invariants with hypothesis.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import structlog
 
 from anycast_announcer import __version__
+from anycast_announcer.checks import ProbeCategory, ProbeResult
 from anycast_announcer.config import Config, PrefixConfig, ServiceConfig
 from anycast_announcer.core import effects as fx
 from anycast_announcer.core import snapshot
@@ -71,6 +73,8 @@ from anycast_announcer.status import (
 __all__ = ["RESULTS_KEPT", "SidecarCore"]
 
 log = structlog.get_logger("anycast_announcer")
+
+_T = TypeVar("_T")
 
 RESULTS_KEPT = 10
 """Probe results kept per service for the status snapshot."""
@@ -115,6 +119,8 @@ class SidecarCore:
         self._config_loaded_at = now.wall
         self._last_reload_error: str | None = None
         self._fault: SidecarFaultStatus | None = None
+        self._faulty_services: set[str] = set()
+        """Services whose latest probe could not run for lack of our own resources."""
         self._services: dict[str, ServiceRecord] = {}
         self._peers: dict[str, PeerRecord] = {}
         self._address_present: dict[str, bool] = {}
@@ -198,8 +204,10 @@ class SidecarCore:
     # -- the decision step -------------------------------------------------------------
 
     def start(self, now: Instant) -> list[fx.Effect]:
-        """The first step: probes to schedule, and every prefix decided (withdrawn)."""
+        """The first step: probes to schedule, every session down, every prefix decided."""
         self._emit(fx.ScheduleProbes(tuple(self._config.services)))
+        for peer in self._peers:
+            self._emit(fx.PeerChanged(peer, False))
         self._recompute(now)
         return self._take()
 
@@ -277,6 +285,10 @@ class SidecarCore:
             ProbeStatus(at=now.wall, ok=result.ok, latency=result.latency, reason=result.reason)
         )
         self._emit(fx.ProbeRecorded(item.service, result))
+        if result.category is ProbeCategory.SIDECAR:
+            self._sidecar_fault(item.service, result, now)
+            return False
+        self._fault_clears(item.service)
         change = record.machine.observe(result.ok, result.reason)
         if change is None:
             return False
@@ -291,6 +303,23 @@ class SidecarCore:
         )
         self._emit(fx.ServiceChanged(change.service, change.new is Health.UP))
         return True
+
+    def _sidecar_fault(self, service: str, result: ProbeResult, now: Instant) -> None:
+        """We could not probe: the service keeps its state, the fault is ours to report."""
+        kind = result.resource or "other"
+        if not self._faulty_services:
+            log.error("sidecar_fault", kind=kind, service=service, detail=result.reason)
+        self._faulty_services.add(service)
+        self._fault = SidecarFaultStatus(kind=kind, detail=result.reason, at=now.wall)
+        self._emit(fx.SidecarFaulted(kind, result.reason))
+
+    def _fault_clears(self, service: str) -> None:
+        if service not in self._faulty_services:
+            return
+        self._faulty_services.discard(service)
+        if not self._faulty_services:
+            self._fault = None
+            log.info("sidecar_fault_cleared", service=service)
 
     def _session_changed(self, item: SessionChanged, now: Instant) -> bool:
         record = self._peers.setdefault(item.peer, PeerRecord())
@@ -458,6 +487,7 @@ class SidecarCore:
         old = self._config
         self._adopt(new)
         self._config_loaded_at = now.wall
+        self._report_config_change(old, new)
         notes = []
         if new.services != old.services:
             self._emit(fx.ScheduleProbes(tuple(new.services)))
@@ -472,6 +502,23 @@ class SidecarCore:
             self._emit(fx.ConfigureLogging(new.logging))
         log.info("config_reloaded", path=self._config_path, notes=notes)
         return ControlResult(ok=True, message="; ".join(["reloaded", *notes]))
+
+    def _report_config_change(self, old: Config, new: Config) -> None:
+        """Observations void after a reload, and the first one of each new session."""
+        gone = fx.Unconfigured(
+            services=_removed(old.services, new.services, lambda s: s.name),
+            prefixes=_removed(old.prefixes, new.prefixes, lambda p: str(p.prefix)),
+            peers=_removed(old.bgp.peers, new.bgp.peers, lambda p: str(p.address)),
+        )
+        if gone.services or gone.prefixes or gone.peers:
+            self._emit(gone)
+        old_peers = {str(peer.address) for peer in old.bgp.peers}
+        for peer in self._peers:
+            if peer not in old_peers:
+                self._emit(fx.PeerChanged(peer, False))
+        self._faulty_services &= set(self._services)
+        if not self._faulty_services:
+            self._fault = None
 
     def _reject_reload(self, message: str, now: Instant) -> ControlResult:
         self._last_reload_error = message
@@ -565,6 +612,11 @@ class SidecarCore:
     def _take(self) -> list[fx.Effect]:
         taken, self._effects = self._effects, []
         return taken
+
+
+def _removed(old: Iterable[_T], new: Iterable[_T], name: Callable[[_T], str]) -> tuple[str, ...]:
+    kept = {name(item) for item in new}
+    return tuple(name(item) for item in old if name(item) not in kept)
 
 
 def _carry_over(previous: ServiceRecord | None, service: ServiceConfig) -> ServiceRecord:

@@ -103,11 +103,13 @@ class ExabgpDriver:
         settings: ExabgpConfig,
         on_session: SessionCallback,
         on_restart: Callable[[], None] | None = None,
+        on_connection: Callable[[bool], None] | None = None,
     ) -> None:
         self._bgp = bgp
         self._settings = settings
         self._on_session = on_session
         self._on_restart = on_restart
+        self._on_connection = on_connection
         self._restart_now = False
         self._sync = RouteSync()
         self._wake = asyncio.Event()
@@ -282,6 +284,8 @@ class ExabgpDriver:
             self._sync.on_connected()
             self._update_synced()
             log.info("exabgp_connected", pid=process.pid)
+            if self._on_connection is not None:
+                self._on_connection(True)
             try:
                 if self._settings.watchdog > 0:
                     spawn(self._heartbeat(writer))
@@ -394,6 +398,8 @@ class ExabgpDriver:
             _log_output(pending)
 
     async def _end_generation(self) -> None:
+        if self._on_connection is not None:
+            self._on_connection(False)
         await self._kill_process(grace=0.2)
         for change in self._sync.on_disconnected():
             self._report(change)

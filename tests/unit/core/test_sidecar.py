@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from anycast_announcer.checks import ProbeCategory, ProbeResult
 from anycast_announcer.core import effects as fx
 from anycast_announcer.core.inputs import (
     AddressChanged,
@@ -17,6 +18,7 @@ from anycast_announcer.core.inputs import (
     DrainFileChanged,
     DrainHookFinished,
     DrainRequested,
+    ProbeCompleted,
     SessionChanged,
     UndrainRequested,
 )
@@ -110,7 +112,11 @@ class TestDecisions:
         harness = Harness()
         harness.healthy()
         assert harness.of_type(fx.ServiceChanged) == [fx.ServiceChanged("web", True)]
-        assert harness.of_type(fx.PeerChanged) == [fx.PeerChanged(PEER, True)]
+        # Every configured session is reported down at start, so "never came up" shows.
+        assert harness.of_type(fx.PeerChanged) == [
+            fx.PeerChanged(PEER, False),
+            fx.PeerChanged(PEER, True),
+        ]
         assert [(e.state, e.announced) for e in harness.of_type(fx.PrefixChanged)] == [
             ("withdrawn", False),
             ("announced", True),
@@ -315,6 +321,13 @@ class TestReload:
         assert replies(harness, 1)[0].result.message == "reloaded; bgp changed: ExaBGP restarted"
         assert [effect.bgp.hold_time for effect in harness.of_type(fx.RestartExabgp)] == [30]
 
+    def test_removed_names_are_reported_so_their_series_go(self) -> None:
+        harness = Harness({**BASE, "prefixes": [*BASE["prefixes"], _second_prefix()]})
+        harness.feed(ConfigLoaded(config(), 1), 5.0)
+        assert harness.of_type(fx.Unconfigured) == [
+            fx.Unconfigured(services=(), prefixes=("10.255.0.2/32",), peers=())
+        ]
+
     def test_service_change_reschedules_probes_and_logging_change_reconfigures(self) -> None:
         harness = Harness()
         services = [{**BASE["services"][0], "interval": 2.0}]
@@ -323,6 +336,58 @@ class TestReload:
         schedules = harness.of_type(fx.ScheduleProbes)
         assert [s.services[0].interval for s in schedules] == [1.0, 2.0]
         assert [e.logging.level for e in harness.of_type(fx.ConfigureLogging)] == ["debug"]
+
+
+class TestSidecarFault:
+    """Our own shortage (EMFILE, ENOMEM...) is no evidence about the service (issue 10)."""
+
+    def shortage(self, harness: Harness, now: float, times: int = 3) -> None:
+        result = ProbeResult(
+            False,
+            0.0,
+            "sidecar cannot probe: too many open files (EMFILE)",
+            ProbeCategory.SIDECAR,
+            resource="emfile",
+        )
+        for _ in range(times):
+            harness.feed(ProbeCompleted("web", result), now)
+
+    def test_keeps_the_last_state_and_the_route(self) -> None:
+        harness = Harness()
+        harness.healthy()
+        before = dict(harness.routes)
+        self.shortage(harness, 1.0)
+        assert harness.routes == before
+        status = harness.core.status(at(1.0), EXABGP)
+        assert status.services[0].state == "up"
+        assert status.services[0].consecutive_failures == 0
+
+    def test_reports_the_fault_in_status_readiness_logs_and_metrics(self) -> None:
+        harness = Harness()
+        harness.healthy()
+        with capture_logs() as logs:
+            self.shortage(harness, 1.0)
+        fault = harness.core.status(at(1.0), EXABGP).sidecar_fault
+        assert fault is not None
+        assert (fault.kind, fault.at) == ("emfile", WALL_OFFSET + 1.0)
+        assert not harness.core.ready(exabgp_connected=True)
+        assert [e["event"] for e in logs if e["log_level"] == "error"] == ["sidecar_fault"]
+        assert [e.kind for e in harness.of_type(fx.SidecarFaulted)] == ["emfile"] * 3
+
+    def test_clears_when_the_probe_runs_again(self) -> None:
+        harness = Harness()
+        harness.healthy()
+        self.shortage(harness, 1.0)
+        harness.probe(True, 2.0, times=1)
+        assert harness.core.status(at(2.0), EXABGP).sidecar_fault is None
+        assert harness.core.ready(exabgp_connected=True)
+
+    def test_a_real_failure_after_the_fault_still_withdraws(self) -> None:
+        harness = Harness()
+        harness.healthy()
+        self.shortage(harness, 1.0)
+        harness.probe(False, 2.0)
+        assert harness.routes == {}
 
 
 class TestReadiness:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from anycast_announcer.metrics import REASON_CATEGORIES, Metrics, reason_category
+from anycast_announcer.checks import ProbeCategory, ProbeResult
+from anycast_announcer.metrics import REASON_CATEGORIES, Metrics
 
 
 def _samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -21,10 +21,17 @@ class TestMetrics:
     def test_probe_latency_and_failures_by_category(self) -> None:
         """Latency is a histogram per service; failures count by bounded category."""
         metrics = Metrics()
-        metrics.probe_finished("web", ok=True, latency=0.002, reason="connected")
-        metrics.probe_finished("web", ok=False, latency=0.5, reason="timeout after 0.5s")
-        metrics.probe_finished("web", ok=False, latency=0.5, reason="timeout after 0.5s")
-        metrics.probe_finished("dns", ok=False, latency=0.01, reason="exit status 3: boom")
+        timeout = ProbeResult(False, 0.5, "timeout after 0.5s", ProbeCategory.TIMEOUT)
+        metrics.probe_finished("web", ProbeResult(True, 0.002, "connected"))
+        metrics.probe_finished("web", timeout)
+        metrics.probe_finished("web", timeout)
+        metrics.probe_finished(
+            "dns", ProbeResult(False, 0.01, "exit status 3: boom", ProbeCategory.EXIT_STATUS)
+        )
+        # The sidecar's own shortage is no probe failure (it counts as a resource error).
+        metrics.probe_finished(
+            "dns", ProbeResult(False, 0.01, "sidecar cannot probe", ProbeCategory.SIDECAR)
+        )
         samples = _samples(metrics)
         assert samples[("anycast_probe_duration_seconds_count", (("service", "web"),))] == 3
         assert (
@@ -97,42 +104,19 @@ class TestMetrics:
         assert b"# TYPE anycast_service_up gauge" in body
 
     def test_names_follow_conventions(self) -> None:
-        """anycast_ prefix; counters end in _total, the histogram in _seconds."""
+        """anycast_ prefix (process_ for the standard process collector); counters end in
+        _total, the histogram in _seconds."""
         metrics = Metrics()
-        metrics.probe_finished("web", ok=False, latency=0.1, reason="x")
+        metrics.probe_finished("web", ProbeResult(False, 0.1, "x", ProbeCategory.TIMEOUT))
         body, _ = metrics.render()
         families = list(text_string_to_metric_families(body.decode()))
         assert families
         for family in families:
-            assert family.name.startswith("anycast_"), family.name
+            assert family.name.startswith(("anycast_", "process_")), family.name
             if family.type == "histogram":
                 assert family.name.endswith("_seconds")
 
 
-@pytest.mark.parametrize(
-    ("reason", "category"),
-    [
-        ("timeout after 0.5s", "timeout"),
-        ("timed out", "timeout"),
-        ("connect timed out", "timeout"),
-        ("connect refused", "refused"),
-        ("connection refused", "refused"),
-        ("http status 503", "http_status"),
-        ("body did not match", "body_mismatch"),
-        ("tls: certificate verify failed", "tls"),
-        ("tls: wrong version number", "tls"),
-        ("exit status 3: boom", "exit_status"),
-        ("exit status 1: connection refused", "exit_status"),
-        ("killed by signal 9", "signal"),
-        ("cannot run: No such file or directory", "cannot_run"),
-        ("no route to host", "unreachable"),
-        ("network unreachable", "unreachable"),
-        ("cannot resolve db.example: Name or service not known", "unreachable"),
-        ("probe error: RuntimeError", "other"),
-        ("", "other"),
-    ],
-)
-def test_reason_category(reason: str, category: str) -> None:
-    """Free-text reasons map to a small fixed set of label values."""
-    assert reason_category(reason) == category
-    assert category in REASON_CATEGORIES
+def test_failure_labels_are_the_probe_categories() -> None:
+    """The label values are the categories probes report, no free text involved."""
+    assert set(REASON_CATEGORIES) == {c.value for c in ProbeCategory} - {"ok", "sidecar"}

@@ -1,0 +1,79 @@
+"""A ``Metrics`` with every setter called once, and what its exposition holds.
+
+Labelled metrics have no series until a label set is used, so "declared by Metrics()" is
+read from an instance on which every setter has been called: a metric that no setter
+produces would be missing here too, which is the point.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from anycast_announcer.checks import ProbeCategory, ProbeResult
+from anycast_announcer.metrics import (
+    DETECTION_SOURCES,
+    DRAIN_PHASES,
+    PREFIX_STATES,
+    REASON_CATEGORIES,
+    RESOURCE_ERROR_KINDS,
+    Metrics,
+    RescueCounters,
+    RescuePeerCounters,
+)
+
+PREFIX = "10.255.0.1/32"
+
+FIXED_VALUES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("anycast_prefix_state", "state"): PREFIX_STATES,
+    ("anycast_drain_phase", "phase"): DRAIN_PHASES,
+    ("anycast_sidecar_resource_errors_total", "kind"): RESOURCE_ERROR_KINDS,
+    ("anycast_detection_events_total", "source"): DETECTION_SOURCES,
+    ("anycast_detection_events_ignored_total", "source"): DETECTION_SOURCES,
+    ("anycast_state_transitions_total", "kind"): ("service", "prefix"),
+    ("anycast_config_reloads_total", "result"): ("success", "failure"),
+    ("anycast_rescue_packets_total", "direction"): ("sent", "received"),
+    ("anycast_rescue_bytes_total", "direction"): ("sent", "received"),
+    ("anycast_probe_failures_total", "reason"): REASON_CATEGORIES,
+}
+"""Labels whose values come from a fixed list, per sample name."""
+
+
+def exercised_metrics() -> Metrics:
+    """A Metrics on which every reporting method has been called once."""
+    metrics = Metrics()
+    metrics.probe_started(0.01)
+    metrics.probe_finished(
+        "web", ProbeResult(False, 0.1, "timeout after 0.1s", ProbeCategory.TIMEOUT)
+    )
+    metrics.service_changed("web", up=True)
+    metrics.prefix_changed(PREFIX, announced=True)
+    metrics.peer_changed("10.0.1.1", up=True)
+    metrics.exabgp_restarted()
+    metrics.prefix_state(PREFIX, "announced")
+    metrics.drain_phase(PREFIX, "none", since=1_700_000_000.0)
+    metrics.reload_finished(ok=True, at=1_700_000_000.0)
+    metrics.exabgp_changed(up=True)
+    metrics.sidecar_resource_error("emfile")
+    metrics.probe_interval("web", 0.5)
+    metrics.detection_event("listener", withdrew=False)
+    metrics.rescue_counters(
+        RescueCounters(
+            installed=True,
+            peers={"10.0.2.2": RescuePeerCounters(1, 2, 3, 4)},
+            icmp_relayed=5,
+            orphans=6,
+        )
+    )
+    return metrics
+
+
+def exposed_labels(metrics: Metrics) -> dict[str, set[str]]:
+    """Sample name -> the label names its series carry, from the rendered exposition."""
+    body, _ = metrics.render()
+    labels: dict[str, set[str]] = defaultdict(set)
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            labels[sample.name].update(sample.labels)
+    return dict(labels)
