@@ -17,6 +17,8 @@ CLOCK_MONOTONIC, the same clock this process reads, so latencies need no clock s
   /proc over the load window and over an idle window of the same length, and its
   counter of messages that reached user space. The same is measured with an agent
   that subscribes without the kernel filter, to show what the filter saves.
+- **close() to broadcast**: the kernel's share alone: a listener made and closed by this
+  process in srv, timed to its destroy message on a filtered subscriber of our own.
 - **Address removed / added**: we send RTM_DELADDR (then RTM_NEWADDR) for 10.255.0.1/32
   on lo ourselves, from a socket opened in srv, stamped just before the send, and read
   the agent's AddressEvent.
@@ -27,6 +29,7 @@ Writes docs/benchmarks/events.json and prints a summary.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import logging
 import select
@@ -36,12 +39,19 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from anycast_announcer.events.netlink import error_code, messages, pack_request
+from anycast_announcer.events.netlink import error_code, messages, open_socket, pack_request
+from anycast_announcer.events.sockdiag import (
+    NETLINK_SOCK_DIAG,
+    SKNLGRP_INET_TCP_DESTROY,
+    destroy_filter,
+    pack_filter,
+)
 from anycast_announcer.netlab import Lab
 from tests.benchmarks.common import machine, summary, tree_cpu
 from tests.integration.events.netns import entered
@@ -75,15 +85,23 @@ QUICK = Sizes(kills=20, graceful=10, address_cycles=20, churn_seconds=5, churn_r
 class Agent:
     """events_agent watch, running in srv; events are read from its stdout."""
 
-    def __init__(self, lab: Lab, unfiltered: bool = False) -> None:
-        argv = [sys.executable, "-m", "tests.benchmarks.events_agent", "watch", ANYCAST, str(PORT)]
+    def __init__(
+        self,
+        lab: Lab,
+        unfiltered: bool = False,
+        wrapper: Sequence[str] = (),
+        python: str = sys.executable,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        argv = [*wrapper, python, "-m", "tests.benchmarks.events_agent", "watch", ANYCAST]
         self.proc: subprocess.Popen[str] = lab.popen(
             "srv",
-            argv + (["--unfiltered"] if unfiltered else []),
+            [*argv, str(PORT), *(["--unfiltered"] if unfiltered else [])],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
             cwd=REPO_ROOT,
+            env=env,
         )
         self.stray: list[dict[str, Any]] = []
         self.next("ready", 30)
@@ -217,6 +235,37 @@ def address_latencies(lab: Lab, agent: Agent, cycles: int) -> dict[str, list[flo
     return {"removed": removed, "added": added}
 
 
+def broadcast_latencies(lab: Lab, runs: int) -> list[float]:
+    """Seconds from close() of a listener to its destroy message in user space.
+
+    The kernel's part alone: no process death, no confirmation. Both sockets are made
+    in srv by this process; the netlink one carries the watch's kernel filter.
+    """
+    with entered(lab.ns("srv")):
+        events = open_socket(NETLINK_SOCK_DIAG, 1 << (SKNLGRP_INET_TCP_DESTROY - 1))
+    latencies = []
+    try:
+        events.setblocking(True)
+        events.settimeout(_EVENT_TIMEOUT)
+        code = destroy_filter([PORT + 1])
+        buffer = ctypes.create_string_buffer(pack_filter(code))
+        fprog = struct.pack("@HP", len(code), ctypes.addressof(buffer))
+        events.setsockopt(socket.SOL_SOCKET, 26, fprog)  # SO_ATTACH_FILTER
+        for _ in range(runs):
+            with entered(lab.ns("srv")):
+                listener = socket.socket()
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((ANYCAST, PORT + 1))
+            listener.listen()
+            started = time.monotonic()
+            listener.close()
+            events.recv(65536)
+            latencies.append(time.monotonic() - started)
+    finally:
+        events.close()
+    return latencies
+
+
 def _ms(values: list[float]) -> dict[str, float | int]:
     return summary([v * 1000 for v in values])
 
@@ -234,6 +283,7 @@ def collect(sizes: Sizes) -> dict[str, Any]:
             log.info("listener latency: %d SIGKILL, %d SIGTERM", sizes.kills, sizes.graceful)
             results["sigkill_ms"] = _ms(listener_latencies(lab, agent, sizes.kills, False))
             results["graceful_ms"] = _ms(listener_latencies(lab, agent, sizes.graceful, True))
+            results["close_to_broadcast_ms"] = _ms(broadcast_latencies(lab, sizes.kills))
             log.info("address latency: %d cycles", sizes.address_cycles)
             addresses = address_latencies(lab, agent, sizes.address_cycles)
             results["address_removed_ms"] = _ms(addresses["removed"])
@@ -250,6 +300,7 @@ def render(results: dict[str, Any]) -> str:
     """A short markdown summary of the results."""
     lines = ["| measurement | n | p50 ms | p99 ms | max ms |", "|---|---|---|---|---|"]
     for key, label in (
+        ("close_to_broadcast_ms", "close() of a listener -> its destroy message (kernel only)"),
         ("sigkill_ms", "SIGKILL of the listener -> confirmed ListenerGone"),
         ("graceful_ms", "SIGTERM (service closes its listener) -> ListenerGone"),
         ("address_removed_ms", "RTM_DELADDR on lo -> AddressEvent(present=False)"),
