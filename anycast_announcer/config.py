@@ -67,6 +67,7 @@ __all__ = [
     "config_warnings",
     "load_config",
     "parse_config",
+    "parse_host_port",
     "parse_prefix",
 ]
 
@@ -430,6 +431,26 @@ def _host_name(value: str) -> str:
 
 
 _HOST_NAME = re.compile(r"[A-Za-z0-9.:\[\]-]{1,253}")
+
+
+def parse_host_port(text: str, *, allow_port_zero: bool) -> tuple[str, int]:
+    """``"127.0.0.1:9179"`` or ``"[::1]:9179"`` as (host, port); ValueError otherwise.
+
+    The one parser of listen addresses (the config file and the HTTP server). Port 0
+    ("any free port") is for tests that start a server; a config file must name one.
+    """
+    host, sep, port = text.rpartition(":")
+    # ASCII only: str.isdigit() also accepts Arabic-Indic and other digits.
+    if (
+        not sep
+        or not _HOST_NAME.fullmatch(host)
+        or not re.fullmatch(r"[0-9]{1,5}", port)
+        or not (0 if allow_port_zero else 1) <= int(port) <= 65535
+    ):
+        raise ValueError(f"{short_repr(text)} is not host:port")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port)
 HostName = Annotated[str, Strict(), AfterValidator(_host_name)]
 
 
@@ -443,17 +464,8 @@ class HttpConfig(_Model):
     @field_validator("listen")
     @classmethod
     def _host_port(cls, value: str) -> str:
-        if value == "":
-            return value
-        host, sep, port = value.rpartition(":")
-        # ASCII only: str.isdigit() also accepts Arabic-Indic and other digits.
-        if (
-            not sep
-            or not _HOST_NAME.fullmatch(host)
-            or not re.fullmatch(r"[0-9]{1,5}", port)
-            or not 1 <= int(port) <= 65535
-        ):
-            raise ValueError(f"{short_repr(value)} is not host:port")
+        if value != "":
+            parse_host_port(value, allow_port_zero=False)
         return value
 
     token_file: str | None = Field(

@@ -1,52 +1,34 @@
 """Running the drain hook: a command or an HTTP call that tells the application to shed
 its connections. Bounded by a timeout; a failure is reported, never raised, because a
-broken hook must not keep a server from being drained."""
+broken hook must not keep a server from being drained.
+
+A command hook runs exactly as a command check does (``checks.command``): no shell, its
+own process group killed and reaped whatever happens, the last line of stderr in the
+outcome. Only the meaning of the exit status differs."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import signal
 
 import aiohttp
 
-from anycast_announcer.config import CommandHook, HttpHook
+from anycast_announcer.checks import command
+from anycast_announcer.checks._result import timeout_reason
+from anycast_announcer.config import CommandCheck, CommandHook, HttpHook
 
 __all__ = ["run_hook"]
 
 
 async def run_hook(hook: CommandHook | HttpHook, timeout: float) -> tuple[bool, str]:
     """Run the hook; (ok, short description of the outcome)."""
+    if isinstance(hook, CommandHook):
+        result = await command.probe(CommandCheck(type="command", argv=hook.argv), timeout)
+        return result.ok, result.reason
     try:
         async with asyncio.timeout(timeout):
-            if isinstance(hook, CommandHook):
-                return await _run_command(hook)
             return await _call_url(hook)
     except TimeoutError:
-        return False, f"timeout after {timeout:g}s"
-
-
-async def _run_command(hook: CommandHook) -> tuple[bool, str]:
-    try:
-        process = await asyncio.create_subprocess_exec(
-            *hook.argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        return False, f"cannot run: {exc.strerror}"
-    try:
-        status = await process.wait()
-    finally:
-        # On timeout or cancellation, and for children left behind: the whole group goes.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
-        if process.returncode is None:
-            await process.wait()
-    return status == 0, f"exit status {status}"
+        return False, timeout_reason(timeout)
 
 
 async def _call_url(hook: HttpHook) -> tuple[bool, str]:

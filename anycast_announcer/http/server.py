@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import socket
 import stat
 from collections.abc import AsyncIterator
@@ -18,7 +17,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from anycast_announcer.config import HttpConfig
+from anycast_announcer.config import HttpConfig, parse_host_port
 from anycast_announcer.http.app import create_app
 from anycast_announcer.http.guard import ConnectionGuard, GuardedSite
 from anycast_announcer.http.hostcheck import host_check_middleware
@@ -41,13 +40,8 @@ DEFAULT_HEADER_TIMEOUT = 5.0
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
-    """``"127.0.0.1:9179"`` or ``"[::1]:9179"`` as (host, port); raises ValueError."""
-    host, sep, port = listen.rpartition(":")
-    if not sep or not host or not re.fullmatch(r"[0-9]{1,5}", port) or not int(port) <= 65535:
-        raise ValueError(f"{listen!r} is not host:port")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return host, int(port)
+    """``"127.0.0.1:9179"`` or ``"[::1]:9179"`` as (host, port), port 0 allowed."""
+    return parse_host_port(listen, allow_port_zero=True)
 
 
 def _bind_unix(path: str) -> socket.socket:
