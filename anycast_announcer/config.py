@@ -451,6 +451,8 @@ def parse_host_port(text: str, *, allow_port_zero: bool) -> tuple[str, int]:
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     return host, int(port)
+
+
 HostName = Annotated[str, Strict(), AfterValidator(_host_name)]
 
 
