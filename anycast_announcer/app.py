@@ -28,6 +28,8 @@ from anycast_announcer.logging import configure_logging
 from anycast_announcer.metrics import Metrics
 from anycast_announcer.sdnotify import Notifier
 from anycast_announcer.supervisor import Supervisor
+from anycast_announcer.workers import Submit
+from anycast_announcer.workers.detection import Detection
 
 __all__ = ["StartupError", "Supervisor", "run_sidecar"]
 
@@ -67,12 +69,16 @@ async def _serve(config: Config, config_path: str, http: HttpStarter, metrics: M
             on_connection=metrics.exabgp_changed,
         )
 
+    def detection(submit: Submit) -> Detection:
+        return Detection(submit, on_dismissed=lambda source: metrics.detection_event(source, False))
+
     async with NetlinkAddresses() as addresses, Prober() as prober:
         supervisor = Supervisor(
             config,
             prober,
             addresses,
             driver,
+            detection,
             config_path=config_path,
             metrics=metrics,
             restored=restored,

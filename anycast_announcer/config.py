@@ -53,6 +53,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "DampeningConfig",
+    "DetectionConfig",
     "DrainConfig",
     "ExabgpConfig",
     "HttpCheck",
@@ -259,6 +260,31 @@ class ServiceConfig(_Model):
     timeout: Seconds = 0.5
     rise: Int = Field(default=2, ge=1, le=100, description="consecutive successes to go up")
     fall: Int = Field(default=2, ge=1, le=100, description="consecutive failures to go down")
+    fast_interval: Seconds | None = Field(
+        default=None,
+        description="re-probe this soon while a streak is changing the service's state "
+        "(after a first failure, or a first success while down), so fall and rise are "
+        "confirmed in a fraction of the interval; default: interval / 5",
+    )
+    listener_events: Bool = Field(
+        default=True,
+        description="for tcp and http(s) checks of a local address: take the service down "
+        "the moment its listening socket closes and no other socket serves the address "
+        "and port (kernel events, no polling)",
+    )
+    pid_file: str | None = Field(
+        default=None,
+        min_length=2,
+        max_length=4096,
+        pattern=r"^/",
+        description="take the service down the moment the process named in this file exits",
+    )
+    systemd_unit: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9:_.@\\-]{1,250}\.(service|socket|target|mount|scope)$",
+        description="take the service down the moment this systemd unit stops being active "
+        "(D-Bus, detection.systemd_bus)",
+    )
 
     @model_validator(mode="after")
     def _timeout_within_interval(self) -> ServiceConfig:
@@ -267,7 +293,16 @@ class ServiceConfig(_Model):
             raise ValueError(
                 f"timeout ({self.timeout}s) must not exceed interval ({self.interval}s)"
             )
+        if self.fast_interval is not None and self.fast_interval > self.interval:
+            raise ValueError(
+                f"fast_interval ({self.fast_interval}s) must not exceed interval ({self.interval}s)"
+            )
         return self
+
+    @property
+    def confirm_interval(self) -> float:
+        """The interval between probes while a streak is changing the service's state."""
+        return self.fast_interval if self.fast_interval is not None else self.interval / 5
 
 
 class WeightCommunity(_Model):
@@ -570,6 +605,22 @@ class ExabgpConfig(_Model):
         return value
 
 
+class DetectionConfig(_Model):
+    """The event sources that find failures without polling (see the services' switches)."""
+
+    address_resync_interval: Seconds = Field(
+        default=30.0,
+        description="a full dump of local addresses as a backstop to the rtnetlink events",
+    )
+    systemd_bus: str = Field(
+        default="/run/dbus/system_bus_socket",
+        min_length=2,
+        max_length=107,
+        pattern=r"^/",
+        description="the D-Bus socket systemd listens on, for services with systemd_unit",
+    )
+
+
 class Config(_Model):
     """The whole configuration file."""
 
@@ -583,6 +634,7 @@ class Config(_Model):
     http: HttpConfig = HttpConfig()
     logging: LoggingConfig = LoggingConfig()
     exabgp: ExabgpConfig = ExabgpConfig()
+    detection: DetectionConfig = DetectionConfig()
 
     @model_validator(mode="after")
     def _cross_references(self) -> Config:

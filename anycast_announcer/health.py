@@ -4,7 +4,10 @@ Theory of operation: every probe result is one observation. A service starts ``u
 (never announced) and moves to ``up`` after ``rise`` consecutive successes or to ``down``
 after ``fall`` consecutive failures. One result of the other kind resets the streak, so a
 service that alternates never changes state: that is the hysteresis that keeps a flapping
-service from flapping routes. No I/O and no clock here: the shell feeds results in.
+service from flapping routes. A kernel event that proves the service gone (its listener
+closed, its process exited) needs no confirmation: ``fail_now`` takes it down at once,
+and it still needs ``rise`` successes to come back. No I/O and no clock here: the shell
+feeds results and events in.
 """
 
 from __future__ import annotations
@@ -61,6 +64,21 @@ class ServiceHealth:
             if self.state is not Health.DOWN and self.failures >= self.fall:
                 return self._move(Health.DOWN, reason)
         return None
+
+    def fail_now(self, reason: str) -> HealthChange | None:
+        """Down at once (the failure is certain, not a probe's opinion)."""
+        self.successes = 0
+        self.failures = max(self.failures, self.fall)
+        if self.state is Health.DOWN:
+            return None
+        return self._move(Health.DOWN, reason)
+
+    @property
+    def changing(self) -> bool:
+        """A streak is under way that would change the state if it held (rise/fall)."""
+        if self.failures:
+            return self.state is not Health.DOWN
+        return self.successes > 0 and self.state is not Health.UP
 
     def _move(self, new: Health, reason: str) -> HealthChange:
         change = HealthChange(self.name, self.state, new, reason)

@@ -341,6 +341,8 @@ class Metrics:
                 self.reload_finished(ok, at)
             case fx.SidecarFaulted(kind=kind):
                 self.sidecar_resource_error(kind)
+            case fx.Detected(source=source, withdrew=withdrew):
+                self.detection_event(source, withdrew)
             case fx.ScheduleProbes(services=specs):
                 for spec in specs:
                     self.probe_interval(spec.name, spec.interval)

@@ -66,13 +66,20 @@ class PrefixDecision:
 
 
 def decide_prefix(
-    prefix: PrefixConfig, health: Mapping[str, Health], address_present: bool
+    prefix: PrefixConfig,
+    health: Mapping[str, Health],
+    address_present: bool,
+    why: Mapping[str, str | None] | None = None,
 ) -> PrefixDecision:
-    """Decide one prefix from its services' health and the presence of its address."""
+    """Decide one prefix from its services' health and the presence of its address.
+
+    ``why`` holds each service's last change reason (``probe: connect refused``,
+    ``listener closed``), which a withdrawal repeats so operators see the cause.
+    """
     name = str(prefix.prefix)
     not_up = [service for service in prefix.services if health.get(service) is not Health.UP]
     if prefix.require == "all" and not_up:
-        states = ", ".join(f"{s} {health.get(s, Health.UNKNOWN).value}" for s in not_up)
+        states = ", ".join(_service_state(s, health, why) for s in not_up)
         return PrefixDecision(name, False, f"service {states}")
     if prefix.require == "any" and len(not_up) == len(prefix.services):
         return PrefixDecision(name, False, "no service up")
@@ -80,6 +87,14 @@ def decide_prefix(
         address = prefix.prefix.network_address
         return PrefixDecision(name, False, f"address {address} not on {prefix.interface}")
     return PrefixDecision(name, True, "services up")
+
+
+def _service_state(
+    service: str, health: Mapping[str, Health], why: Mapping[str, str | None] | None
+) -> str:
+    state = health.get(service, Health.UNKNOWN)
+    reason = why.get(service) if why is not None and state is Health.DOWN else None
+    return f"{service} {state.value}" + (f" ({reason})" if reason else "")
 
 
 def apply_operations(

@@ -18,8 +18,8 @@ import contextlib
 import enum
 import itertools
 import time
-from collections.abc import Callable, Iterable, Mapping
-from typing import Protocol
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from typing import Any, Protocol
 
 import structlog
 
@@ -42,11 +42,12 @@ from anycast_announcer.localaddr import AddressBook
 from anycast_announcer.logging import configure_logging
 from anycast_announcer.routes import Route, RouteKey
 from anycast_announcer.status import ControlResult, ExabgpStatus, SidecarStatus
+from anycast_announcer.workers import Submit
 from anycast_announcer.workers.addresses import ManagedAddresses
 from anycast_announcer.workers.drains import DrainWorkers
 from anycast_announcer.workers.persist import DrainStateWriter
 from anycast_announcer.workers.probes import ProbeScheduler
-from anycast_announcer.workers.watch import Watcher
+from anycast_announcer.workers.watch import DrainFileWatch
 
 __all__ = ["Driver", "MetricsSink", "Supervisor"]
 
@@ -76,6 +77,14 @@ class _Lifecycle(enum.Enum):
     DRIVER_ENDED = "driver_ended"
 
 
+class DetectionSource(Protocol):
+    """The event sources (``workers.detection.Detection``): addresses, listeners..."""
+
+    async def open(self, config: Config) -> None: ...
+    async def configure(self, config: Config) -> None: ...
+    def close(self) -> None: ...
+
+
 class MetricsSink(Protocol):
     """Where the supervisor reports what the core observed (``metrics.Metrics``)."""
 
@@ -92,6 +101,7 @@ class Supervisor:
         probe: Probe,
         addresses: AddressBook,
         driver_factory: Callable[[SessionCallback], Driver],
+        detection_factory: Callable[[Submit], DetectionSource],
         *,
         config_path: str = "",
         metrics: MetricsSink | None = None,
@@ -108,7 +118,9 @@ class Supervisor:
         self.driver = driver_factory(self._on_session)
         self._probes = ProbeScheduler(probe, self.submit, metrics)
         self._drains = DrainWorkers(self.submit)
-        self._watcher = Watcher(addresses, self.submit, lambda: self.core.config)
+        self._detection = detection_factory(self.submit)
+        self._drain_file = DrainFileWatch(self.submit, lambda: self.core.config)
+        self._background: set[asyncio.Task[None]] = set()
         self._managed = ManagedAddresses(addresses)
         self._state_writer = DrainStateWriter()
         self._requests = itertools.count(1)
@@ -194,6 +206,8 @@ class Supervisor:
                     self.driver.set_desired(effect.routes)
                 case fx.ScheduleProbes():
                     self._probes.schedule(effect.services)
+                case fx.ProbeCadence():
+                    self._probes.set_fast(effect.service, effect.fast)
                 case fx.StartDrainWorker():
                     self._drains.start(effect)
                 case fx.StopDrainWorker():
@@ -206,6 +220,8 @@ class Supervisor:
                         reply.set_result(effect.result)
                 case fx.RestartExabgp():
                     self.driver.reconfigure(effect.bgp, effect.settings)
+                case fx.ConfigApplied():
+                    self._spawn(self._detection.configure(effect.config))
                 case fx.ConfigureLogging():
                     configure_logging(effect.logging.format, effect.logging.level)
                 case _:
@@ -219,16 +235,26 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         await self._managed.add(self.core.config.prefixes)
         self.perform(self.core.start(self._now()))  # everything starts withdrawn
+        await self._detection.open(self.core.config)
         driver_task = loop.create_task(self.driver.run())
-        watcher = loop.create_task(self._watcher.run())
+        watcher = loop.create_task(self._drain_file.run())
         try:
             await self._consume(stop, driver_task)
         finally:
             watcher.cancel()
-            await asyncio.gather(watcher, return_exceptions=True)
+            for task in self._background:
+                task.cancel()
+            await asyncio.gather(watcher, *self._background, return_exceptions=True)
+            self._detection.close()
             await self._probes.close()
             await self._drains.close()
             await asyncio.shield(self._withdraw_and_stop(driver_task))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        # The loop keeps only weak references to tasks: hold each until it is done.
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _consume(self, stop: asyncio.Event, driver_task: asyncio.Task[None]) -> None:
         """The decision loop: wait for inputs (or the core's deadline), step, perform."""

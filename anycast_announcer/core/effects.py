@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 from anycast_announcer.checks import ProbeResult
 from anycast_announcer.config import (
     BgpConfig,
+    Config,
     DrainHook,
     ExabgpConfig,
     LoggingConfig,
@@ -25,12 +27,15 @@ from anycast_announcer.routes import Route, RouteKey
 from anycast_announcer.status import ControlResult, DrainPhaseName, PrefixState
 
 __all__ = [
+    "ConfigApplied",
     "ConfigureLogging",
+    "Detected",
     "DrainPhaseChanged",
     "Effect",
     "PeerChanged",
     "PersistDrains",
     "PrefixChanged",
+    "ProbeCadence",
     "ProbeRecorded",
     "ReloadFinished",
     "Reply",
@@ -57,6 +62,25 @@ class ScheduleProbes:
     """The services to probe; unchanged specs keep their running schedule."""
 
     services: tuple[ServiceConfig, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigApplied:
+    """A reload took effect: the shell points its watchers at the new configuration."""
+
+    config: Config
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeCadence:
+    """Probe the service at its confirm interval (``fast``) or its normal interval.
+
+    Fast while a streak is changing the service's state (a first failure of a healthy
+    service, a first success of a failed one), so rise and fall are confirmed in a
+    fraction of the interval."""
+
+    service: str
+    fast: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +195,15 @@ class SidecarFaulted:
 
 
 @dataclass(frozen=True, slots=True)
+class Detected:
+    """A detection source reported a failure; ``withdrew`` whether it took the service down
+    (an event about a service already down, or a dismissed one, did not)."""
+
+    source: Literal["listener", "process", "unit", "address", "probe"]
+    withdrew: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Unconfigured:
     """A reload removed these names: whatever was reported about them is void."""
 
@@ -182,6 +215,8 @@ class Unconfigured:
 Effect = (
     SyncRoutes
     | ScheduleProbes
+    | ConfigApplied
+    | ProbeCadence
     | StartDrainWorker
     | StopDrainWorker
     | PersistDrains
@@ -195,5 +230,6 @@ Effect = (
     | DrainPhaseChanged
     | ReloadFinished
     | SidecarFaulted
+    | Detected
     | Unconfigured
 )

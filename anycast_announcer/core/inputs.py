@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from typing import Literal
 
 from anycast_announcer.checks import ProbeResult
 from anycast_announcer.config import Config
@@ -24,7 +25,9 @@ __all__ = [
     "Input",
     "Instant",
     "ProbeCompleted",
+    "ServiceFailed",
     "SessionChanged",
+    "Source",
     "UndrainRequested",
 ]
 
@@ -47,6 +50,20 @@ class ProbeCompleted:
 
     service: str
     result: ProbeResult
+
+
+Source = Literal["listener", "process", "unit"]
+"""Kernel and system event sources that prove a service gone."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceFailed:
+    """An event source proved a service gone: its listener closed, its process exited."""
+
+    service: str
+    source: Source
+    reason: str
+    """``listener closed``, ``process exited``, ``unit failed``..."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +146,7 @@ class ConfigRejected:
 
 Input = (
     ProbeCompleted
+    | ServiceFailed
     | SessionChanged
     | AddressChanged
     | DrainFileChanged

@@ -47,13 +47,14 @@ from anycast_announcer.core.inputs import (
     Input,
     Instant,
     ProbeCompleted,
+    ServiceFailed,
     SessionChanged,
     UndrainRequested,
 )
 from anycast_announcer.dampening import PrefixDampening
 from anycast_announcer.drain import DrainOrigin, DrainPhase, PrefixDrain
 from anycast_announcer.drainstate import PersistedDrain
-from anycast_announcer.health import Health, ServiceHealth
+from anycast_announcer.health import Health, HealthChange, ServiceHealth
 from anycast_announcer.policy import (
     PrefixDecision,
     apply_operations,
@@ -91,6 +92,8 @@ class ServiceRecord:
     results: deque[ProbeStatus] = field(default_factory=lambda: deque(maxlen=RESULTS_KEPT))
     last_change_at: float | None = None
     last_change_reason: str | None = None
+    fast: bool = False
+    """Whether the probes run at the confirm interval (told to the scheduler)."""
 
 
 @dataclass(slots=True)
@@ -250,6 +253,8 @@ class SidecarCore:
         match item:
             case ProbeCompleted():
                 return self._probe_completed(item, now)
+            case ServiceFailed():
+                return self._service_failed(item, now)
             case SessionChanged():
                 return self._session_changed(item, now)
             case AddressChanged():
@@ -289,7 +294,37 @@ class SidecarCore:
             self._sidecar_fault(item.service, result, now)
             return False
         self._fault_clears(item.service)
-        change = record.machine.observe(result.ok, result.reason)
+        change = record.machine.observe(result.ok, f"probe: {result.reason}")
+        if change is not None and change.new is Health.DOWN:
+            self._emit(fx.Detected("probe", withdrew=True))
+        self._pace(item.service, record)
+        return self._record_change(record, change, "probe", now)
+
+    def _pace(self, service: str, record: ServiceRecord) -> None:
+        if record.fast != record.machine.changing:
+            record.fast = record.machine.changing
+            self._emit(fx.ProbeCadence(service, record.fast))
+
+    def _service_failed(self, item: ServiceFailed, now: Instant) -> bool:
+        record = self._services.get(item.service)
+        if record is None:
+            return False
+        change = record.machine.fail_now(item.reason)
+        self._emit(fx.Detected(item.source, withdrew=change is not None))
+        self._pace(item.service, record)
+        if change is None:
+            log.info(
+                "failure_event_ignored",
+                service=item.service,
+                source=item.source,
+                reason=item.reason,
+                state=record.machine.state.value,
+            )
+        return self._record_change(record, change, item.source, now)
+
+    def _record_change(
+        self, record: ServiceRecord, change: HealthChange | None, source: str, now: Instant
+    ) -> bool:
         if change is None:
             return False
         record.last_change_at = now.wall
@@ -300,6 +335,7 @@ class SidecarCore:
             old=change.old.value,
             new=change.new.value,
             reason=change.reason,
+            source=source,
         )
         self._emit(fx.ServiceChanged(change.service, change.new is Health.UP))
         return True
@@ -340,10 +376,14 @@ class SidecarCore:
             ):
                 continue
             name = str(prefix.prefix)
-            if self._address_present.get(name) == item.present:
+            was = self._address_present.get(name)
+            if was == item.present:
                 continue
             self._address_present[name] = item.present
-            log.info("address_changed", prefix=name, present=item.present)
+            reason = "address added" if item.present else "address removed"
+            log.info("address_changed", prefix=name, present=item.present, reason=reason)
+            if was and not item.present:
+                self._emit(fx.Detected("address", withdrew=True))
             changed = True
         return changed
 
@@ -488,6 +528,7 @@ class SidecarCore:
         self._adopt(new)
         self._config_loaded_at = now.wall
         self._report_config_change(old, new)
+        self._emit(fx.ConfigApplied(new))
         notes = []
         if new.services != old.services:
             self._emit(fx.ScheduleProbes(tuple(new.services)))
@@ -533,8 +574,9 @@ class SidecarCore:
     def _recompute(self, now: Instant) -> None:
         """Decide every prefix and hand out the resulting routes."""
         states = {name: record.machine.state for name, record in self._services.items()}
+        why = {name: record.last_change_reason for name, record in self._services.items()}
         for prefix in self._config.prefixes:
-            self._decide(prefix, states, now)
+            self._decide(prefix, states, why, now)
         sessions_up = {peer for peer, record in self._peers.items() if record.up}
         routes = desired_routes(self._config, self._decisions, sessions_up)
         if routes != self._routes or not self._routes_sent:
@@ -542,9 +584,15 @@ class SidecarCore:
             self._routes_sent = True
             self._emit(fx.SyncRoutes(dict(routes)))
 
-    def _decide(self, prefix: PrefixConfig, states: dict[str, Health], now: Instant) -> None:
+    def _decide(
+        self,
+        prefix: PrefixConfig,
+        states: dict[str, Health],
+        why: dict[str, str | None],
+        now: Instant,
+    ) -> None:
         name = str(prefix.prefix)
-        health = decide_prefix(prefix, states, self._address_present.get(name, False))
+        health = decide_prefix(prefix, states, self._address_present.get(name, False), why)
         damp = self._dampening[name]
         if self._health_announce.get(name) and not health.announce:
             damp.record_withdrawal(now.monotonic)

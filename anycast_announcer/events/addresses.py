@@ -288,8 +288,9 @@ class AddressWatch:
         found = changes(before, self._view.states(self._interests))
         for interest, now in found:
             self._counts["events"] += 1
-            log.info(
-                "address_changed",
+            # Debug: the core logs address_changed, with the prefix, once it applies it.
+            log.debug(
+                "address_event",
                 interface=interest.interface,
                 address=str(interest.address),
                 present=now,

@@ -95,11 +95,17 @@ class ListenerWatch:
     """Reports :class:`ListenerGone` to ``on_gone`` when a watched target loses its listener.
 
     Use as ``async with ListenerWatch(callback) as watch: watch.watch(targets)``. The
-    callback runs on the event loop; it must not block.
+    callbacks run on the event loop; they must not block. ``on_dismissed`` hears of the
+    destroys that another listener made harmless (a hand-over, a second listener).
     """
 
-    def __init__(self, on_gone: Callable[[ListenerGone], None]) -> None:
+    def __init__(
+        self,
+        on_gone: Callable[[ListenerGone], None],
+        on_dismissed: Callable[[ListenTarget], None] | None = None,
+    ) -> None:
         self._on_gone = on_gone
+        self._on_dismissed = on_dismissed
         self._targets: frozenset[ListenTarget] = frozenset()
         self._events: socket.socket | None = None
         self._query: socket.socket | None = None
@@ -255,6 +261,8 @@ class ListenerWatch:
         if any(serves(sock, target) for sock in found):
             self._counts["dismissed"] += 1
             log.debug("listener_event_dismissed", target=str(target), listeners=len(found))
+            if self._on_dismissed is not None:
+                self._on_dismissed(target)
             return
         self._counts["confirmed"] += 1
         log.info("listener_gone", target=str(target))

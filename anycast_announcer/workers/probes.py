@@ -1,8 +1,16 @@
-"""Probing every service on its own schedule; results go to the supervisor as inputs."""
+"""Probing every service on its own schedule; results go to the supervisor as inputs.
+
+Each service is probed on a fixed grid of its ``interval``. While the core says a streak
+is changing the service's state (``set_fast``), the next probe comes one
+``confirm_interval`` after the last one started instead, so a first failure is
+confirmed (or refuted) in a fraction of the interval; a probe already sleeping toward
+its slot is woken for that.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -28,6 +36,7 @@ class ProbeScheduler:
         self._submit = submit
         self._lag = lag
         self._tasks: dict[str, tuple[ServiceConfig, asyncio.Task[None]]] = {}
+        self._fast: dict[str, asyncio.Event] = {}
 
     def schedule(self, services: Sequence[ServiceConfig]) -> None:
         """Probe exactly ``services`` from now on."""
@@ -47,6 +56,14 @@ class ProbeScheduler:
             task = loop.create_task(self._loop(service, offset))
             self._tasks[service.name] = (service, task)
 
+    def set_fast(self, service: str, fast: bool) -> None:
+        """Probe ``service`` at its confirm interval (True) or normal interval (False)."""
+        event = self._fast.setdefault(service, asyncio.Event())
+        if fast:
+            event.set()
+        else:
+            event.clear()
+
     async def close(self) -> None:
         """Cancel every probe and wait for them to clean up."""
         tasks = [task for _, task in self._tasks.values()]
@@ -58,16 +75,34 @@ class ProbeScheduler:
     async def _loop(self, service: ServiceConfig, offset: float) -> None:
         """Probe on a fixed schedule; a late probe skips missed slots instead of bursting."""
         loop = asyncio.get_running_loop()
+        fast = self._fast.setdefault(service.name, asyncio.Event())
         due = loop.time() + offset
+        started = due
         while True:
-            delay = due - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
+            due = await self._until_due(service, fast, due, started)
+            started = loop.time()
             if self._lag is not None:
-                self._lag.probe_started(loop.time() - due)
+                self._lag.probe_started(started - due)
             result = await self._probe.probe(service.check, service.timeout)
             self._submit(ProbeCompleted(service.name, result))
             due += service.interval
             now = loop.time()
             if due < now:
                 due += service.interval * ((now - due) // service.interval + 1)
+
+    async def _until_due(
+        self, service: ServiceConfig, fast: asyncio.Event, due: float, started: float
+    ) -> float:
+        """Sleep until the slot ``due``, or until one confirm interval after ``started``
+        when the service is (or becomes) fast; the time the probe is due."""
+        loop = asyncio.get_running_loop()
+        if not fast.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(due):
+                    await fast.wait()
+        if fast.is_set():
+            due = min(due, started + service.confirm_interval)
+        delay = due - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        return due

@@ -1,4 +1,4 @@
-"""Polling what has no event source yet: anycast addresses on their interfaces, the drain file."""
+"""Polling what has no event source: the drain file (a stat a second)."""
 
 from __future__ import annotations
 
@@ -7,45 +7,32 @@ import os
 from collections.abc import Callable
 
 from anycast_announcer.config import Config
-from anycast_announcer.core.inputs import AddressChanged, DrainFileChanged, IPAddress
-from anycast_announcer.localaddr import AddressBook
+from anycast_announcer.core.inputs import DrainFileChanged
 from anycast_announcer.workers import Submit
 
-__all__ = ["POLL_INTERVAL", "Watcher"]
+__all__ = ["POLL_INTERVAL", "DrainFileWatch"]
 
 POLL_INTERVAL = 1.0
 
 
-class Watcher:
-    """Reports each configured address and the drain file when they change."""
+class DrainFileWatch:
+    """Reports the drain file when it appears or disappears."""
 
-    def __init__(
-        self, addresses: AddressBook, submit: Submit, config: Callable[[], Config]
-    ) -> None:
-        self._addresses = addresses
+    def __init__(self, submit: Submit, config: Callable[[], Config]) -> None:
         self._submit = submit
         self._config = config
-        self._present: dict[tuple[str, IPAddress], bool] = {}
-        self._drain_file: bool | None = None
+        self._present: bool | None = None
 
     async def run(self) -> None:
         """Poll until cancelled."""
         while True:
-            await self.poll()
+            self.poll()
             await asyncio.sleep(POLL_INTERVAL)
 
-    async def poll(self) -> None:
-        """One round: report what changed since the last one."""
-        config = self._config()
-        for prefix in config.prefixes:
-            key = (prefix.interface, prefix.prefix.network_address)
-            present = await self._addresses.present(prefix.interface, prefix.prefix)
-            if self._present.get(key) != present:
-                self._present[key] = present
-                self._submit(AddressChanged(key[0], key[1], present))
-        path = config.drain.drain_file
-        # A stat on a local path: cheap enough for the loop, once a second.
-        present = path is not None and os.path.exists(path)  # noqa: ASYNC240
-        if present != self._drain_file:
-            self._drain_file = present
+    def poll(self) -> None:
+        """One look: report the file if it changed since the last one."""
+        path = self._config().drain.drain_file
+        present = path is not None and os.path.exists(path)
+        if present != self._present:
+            self._present = present
             self._submit(DrainFileChanged(present))

@@ -203,10 +203,18 @@ class Running:
         self.services.append(service)
         return service
 
-    def sidecar(self, node: str, bandwidth_mbps: float = 10_000, **extra: object) -> Sidecar:
-        sidecar = Sidecar(
-            self.lab, node, sidecar_config(node, bandwidth_mbps, **extra), self.workdir
-        )
+    def sidecar(
+        self,
+        node: str,
+        bandwidth_mbps: float = 10_000,
+        service: dict[str, Any] | None = None,
+        **extra: object,
+    ) -> Sidecar:
+        """Start a sidecar; ``service`` updates the service's settings, ``extra`` the
+        prefixes'."""
+        config = sidecar_config(node, bandwidth_mbps, **extra)
+        config["services"][0].update(service or {})
+        sidecar = Sidecar(self.lab, node, config, self.workdir)
         sidecar.start()
         self.sidecars.append(sidecar)
         return sidecar

@@ -19,6 +19,7 @@ from anycast_announcer.core.inputs import (
     DrainHookFinished,
     DrainRequested,
     ProbeCompleted,
+    ServiceFailed,
     SessionChanged,
     UndrainRequested,
 )
@@ -61,7 +62,7 @@ class TestDecisions:
         assert list(harness.routes) == [RouteKey(PEER, PREFIX)]
         harness.probe(False, 1.0)
         assert harness.routes == {}
-        assert harness.core.decisions[PREFIX].reason == "service web down"
+        assert harness.core.decisions[PREFIX].reason == "service web down (probe: connect refused)"
 
     def test_an_unchanged_result_produces_no_route_effect(self) -> None:
         """Nearly every probe result changes nothing, and the driver hears nothing."""
@@ -336,6 +337,61 @@ class TestReload:
         schedules = harness.of_type(fx.ScheduleProbes)
         assert [s.services[0].interval for s in schedules] == [1.0, 2.0]
         assert [e.logging.level for e in harness.of_type(fx.ConfigureLogging)] == ["debug"]
+
+
+class TestDetection:
+    """Kernel and system events that prove a service gone (issue 11)."""
+
+    def test_listener_closed_withdraws_at_once(self) -> None:
+        harness = Harness()
+        harness.healthy()
+        harness.feed(ServiceFailed("web", "listener", "listener closed: 10.255.0.1:8080"), 1.0)
+        assert harness.routes == {}
+        decision = harness.core.decisions[PREFIX]
+        assert decision.reason == "service web down (listener closed: 10.255.0.1:8080)"
+        assert harness.of_type(fx.Detected)[-1] == fx.Detected("listener", withdrew=True)
+
+    def test_recovery_still_needs_rise(self) -> None:
+        harness = Harness()
+        harness.healthy()
+        harness.feed(ServiceFailed("web", "process", "process exited: pid 7"), 1.0)
+        harness.probe(True, 1.1, times=1)
+        assert harness.routes == {}
+        harness.probe(True, 1.2, times=1)
+        assert list(harness.routes) == [RouteKey(PEER, PREFIX)]
+
+    def test_an_event_about_a_service_already_down_is_counted_as_ignored(self) -> None:
+        harness = Harness()
+        harness.healthy()
+        harness.probe(False, 1.0)
+        harness.feed(ServiceFailed("web", "unit", "unit failed"), 2.0)
+        assert harness.of_type(fx.Detected)[-1] == fx.Detected("unit", withdrew=False)
+        status = harness.core.status(at(2.0), EXABGP).services[0]
+        assert status.last_change_reason == "probe: connect refused"
+
+    def test_dampening_still_applies_to_event_withdrawals(self) -> None:
+        harness = Harness()
+        harness.healthy()
+        for flap in range(3):
+            harness.feed(ServiceFailed("web", "listener", "listener closed"), 1.0 + flap)
+            harness.probe(True, 1.5 + flap)
+        assert harness.core.decisions[PREFIX].state == "dampened"
+
+    def test_an_address_removed_is_a_detection(self) -> None:
+        harness = Harness()
+        harness.healthy()
+        harness.feed(AddressChanged("lo", ipaddress.ip_address("10.255.0.1"), False), 1.0)
+        assert harness.of_type(fx.Detected) == [fx.Detected("address", withdrew=True)]
+
+    def test_probes_speed_up_while_a_streak_changes_the_state(self) -> None:
+        """After a first failure of a healthy service, and until the state settles."""
+        harness = Harness()
+        harness.healthy()  # the rise streak made it fast, reaching UP made it slow again
+        assert [e.fast for e in harness.of_type(fx.ProbeCadence)] == [True, False]
+        harness.probe(False, 1.0, times=1)
+        assert harness.of_type(fx.ProbeCadence)[-1] == fx.ProbeCadence("web", True)
+        harness.probe(False, 1.1, times=1)
+        assert harness.of_type(fx.ProbeCadence)[-1] == fx.ProbeCadence("web", False)
 
 
 class TestSidecarFault:

@@ -22,11 +22,13 @@ import yaml
 from anycast_announcer.app import Supervisor
 from anycast_announcer.checks import ProbeResult
 from anycast_announcer.cli import EXIT_FAILURE, EXIT_OK, main
-from anycast_announcer.config import BgpConfig, ExabgpConfig, HttpConfig, load_config
+from anycast_announcer.config import BgpConfig, Config, ExabgpConfig, HttpConfig, load_config
+from anycast_announcer.core.inputs import AddressChanged
 from anycast_announcer.exabgp.driver import DriverSnapshot
 from anycast_announcer.http import serving
 from anycast_announcer.metrics import Metrics
 from anycast_announcer.routes import Route, RouteKey
+from anycast_announcer.workers import Submit
 from tests.unit.http.fakes import TOKEN
 
 PREFIX = "10.255.0.1/32"
@@ -95,6 +97,24 @@ class AllPresent:
     async def remove(self, interface: str, network: Any) -> None: ...
 
 
+class AddressesPresent:
+    """The event sources, reporting every configured address on its interface."""
+
+    def __init__(self, submit: Submit) -> None:
+        self._submit = submit
+
+    async def open(self, config: Config) -> None:
+        await self.configure(config)
+
+    async def configure(self, config: Config) -> None:
+        for prefix in config.prefixes:
+            address = prefix.prefix.network_address
+            self._submit(AddressChanged(prefix.interface, address, True))
+
+    def close(self) -> None:
+        pass
+
+
 async def _poll(predicate: Callable[[], Any], what: str, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -119,6 +139,7 @@ async def running(tmp_path: Path) -> AsyncIterator[tuple[Supervisor, str, str]]:
         AlwaysHealthy(),
         AllPresent(),
         FakeDriver,
+        AddressesPresent,
         config_path=str(config_path),
         metrics=metrics,
     )
