@@ -188,6 +188,57 @@ def test_sigkilled_sidecar_takes_its_routes_and_exabgp_with_it(
     print(row.figures)
 
 
+def test_hung_sidecar_loses_its_routes_and_recovers_after_sigcont(
+    lab: Lab, running: Running, fault: Callable[[str, str], FaultRow]
+) -> None:
+    """SIGSTOP of the sidecar on srv1 (a blocked loop, a stuck syscall), then its service
+    dies: the relay hears no heartbeat for exabgp.watchdog seconds and stops ExaBGP, so
+    leaf1 drops srv1 though nobody checks it any more. After SIGCONT the sidecar restarts
+    ExaBGP by itself and announces again once its service is back."""
+    row = fault("sidecar_sigstop", "SIGSTOP the sidecar of srv1, then kill its service")
+    watchdog = 3.0
+    service = running.service("srv1")
+    running.service("srv2")
+    config = sidecar_config("srv1", 10_000)
+    config["exabgp"] = {"watchdog": watchdog}
+    sidecar = running.sidecar("srv1", config)
+    running.sidecar("srv2", sidecar_config("srv2", 10_000))
+    wait_until(
+        lambda: announced_via(lab, SRV1, SRV2),
+        timeout=20,
+        message=f"never announced by both:\n{sidecar.log_tail()}",
+    )
+    sidecar.signal(signal.SIGSTOP)
+    try:
+        service.kill()
+        gone = measure(
+            lambda: announced_via(lab, SRV2),
+            timeout=watchdog + 10,
+            message="leaf1 kept the hung sidecar's route past its watchdog",
+        )
+        after = shares(lab, 200)
+        assert set(after["answers"]) == {"srv2"}, after
+    finally:
+        sidecar.signal(signal.SIGCONT)
+    running.service("srv1")
+    back = measure(
+        lambda: announced_via(lab, SRV1, SRV2),
+        timeout=30,
+        message=f"the sidecar did not recover after SIGCONT:\n{sidecar.log_tail()}",
+    )
+    assert sidecar.process is not None
+    assert sidecar.process.poll() is None, "the sidecar died instead of recovering"
+    assert sidecar.events("exabgp_lost"), "the resumed sidecar never saw ExaBGP stop"
+    row.figures = {
+        "watchdog_s": watchdog,
+        "route_gone_after_sigstop_s": round(gone, 3),
+        "announced_again_after_sigcont_s": round(back, 3),
+        "failed_connections_while_hung": after["failed"],
+    }
+    row.survived = True
+    print(row.figures)
+
+
 SLOWLORIS = """
 import socket, sys, time
 server = socket.socket(); server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
