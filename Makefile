@@ -47,7 +47,7 @@ deps: system-deps venv
 lint: venv
 	$(BIN)/ruff check anycast_announcer tests
 	$(BIN)/ruff format --check anycast_announcer tests
-	$(BIN)/mypy anycast_announcer
+	$(BIN)/mypy anycast_announcer tests
 
 unit: venv
 	$(BIN)/pytest tests/unit

@@ -24,6 +24,9 @@ import pytest
 
 from anycast_announcer.netlab import Lab, Topology
 
+RecordProperty = Callable[[str, object], None]
+"""The type of pytest's ``record_property`` fixture (pytest exports no name for it)."""
+
 __all__ = [
     "REPO_ROOT",
     "SINGLE_LEAF",
@@ -76,7 +79,7 @@ def deployed(
 
 
 def wait_until(
-    predicate: Callable[[], T], timeout: float, message: str, interval: float = 0.2
+    predicate: Callable[[], T | None], timeout: float, message: str, interval: float = 0.2
 ) -> T:
     """Poll ``predicate`` until it returns something truthy and return that.
 

@@ -35,7 +35,7 @@ from tests.fabric.fabric import (
     server_shares,
     weights_match,
 )
-from tests.lablib import REPO_ROOT, deployed, require_lab_host, unique_lab_name
+from tests.lablib import REPO_ROOT, RecordProperty, deployed, require_lab_host, unique_lab_name
 
 pytestmark = pytest.mark.fabric
 
@@ -96,7 +96,7 @@ def lb_gbps(values: dict[str, float]) -> dict[str, float]:
 
 @pytest.mark.parametrize("family", [4, 6], ids=["ipv4", "ipv6"])
 def test_weights_follow_cumulative_bandwidth_at_every_hop(
-    healthy: Fabric, family: int, record_property: pytest.RecordProperty
+    healthy: Fabric, family: int, record_property: RecordProperty
 ) -> None:
     """Leaves weight their servers, spines weight leaf1 40G : leaf2 6G (cumulative, with
     srv4 counted half on each leaf), leaf3 splits evenly over the spines; the spines and
@@ -122,7 +122,7 @@ def test_weights_follow_cumulative_bandwidth_at_every_hop(
 
 @pytest.mark.parametrize("family", [4, 6], ids=["ipv4", "ipv6"])
 def test_new_connections_split_by_bandwidth(
-    healthy: Fabric, family: int, record_property: pytest.RecordProperty
+    healthy: Fabric, family: int, record_property: RecordProperty
 ) -> None:
     """4,000 connections from the client land on each server within 3 points of its
     bandwidth share: 10/46, 25/46, 1/46, 10/46."""
@@ -132,7 +132,7 @@ def test_new_connections_split_by_bandwidth(
 
 
 def test_killed_service_is_withdrawn_hop_by_hop(
-    healthy: Fabric, record_property: pytest.RecordProperty
+    healthy: Fabric, record_property: RecordProperty
 ) -> None:
     """srv2's service dies: leaf1 drops srv2, the spines reweigh leaf1 (15G) against leaf2
     (6G), leaf3 learns the new sums; afterwards every new connection succeeds."""
@@ -180,7 +180,7 @@ def test_killed_service_is_withdrawn_hop_by_hop(
 
 
 def test_a_leaf_without_servers_leaves_the_spines_and_srv4_carries_its_full_bandwidth(
-    healthy: Fabric, record_property: pytest.RecordProperty
+    healthy: Fabric, record_property: RecordProperty
 ) -> None:
     """srv3's service stops and srv4's link to leaf2 goes down, so leaf2 has no server:
     the spines keep only leaf1, and srv4's surviving session to leaf1 carries its full
@@ -208,7 +208,7 @@ def test_a_leaf_without_servers_leaves_the_spines_and_srv4_carries_its_full_band
 
 @pytest.mark.parametrize("family", [4, 6], ids=["ipv4", "ipv6"])
 def test_bandwidth_change_moves_weights_and_shares(
-    healthy: Fabric, family: int, record_property: pytest.RecordProperty
+    healthy: Fabric, family: int, record_property: RecordProperty
 ) -> None:
     """srv1 restarted with 25G instead of 10G: every hop reweighs (leaf1 now 55G against
     6G) and new connections follow (25/61, 25/61, 1/61, 10/61)."""
@@ -234,7 +234,7 @@ def test_bandwidth_change_moves_weights_and_shares(
 
 
 def test_long_lived_sessions_through_failure_addition_and_weight_change(
-    healthy: Fabric, tmp_path: Path, record_property: pytest.RecordProperty
+    healthy: Fabric, tmp_path: Path, record_property: RecordProperty
 ) -> None:
     """Established sessions across three events, each with a fresh set of 300: srv2's
     service dies; srv2's sidecar, kept down meanwhile, starts (a server is added); srv1's

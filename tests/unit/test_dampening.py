@@ -37,6 +37,7 @@ class TestPrefixDampening:
         for _ in range(3):
             damp.record_withdrawal(0.0)
         release = damp.release_at()
+        assert release is not None
         assert release == pytest.approx(30.0)
         assert damp.suppressed(29.9)
         assert not damp.suppressed(release)  # exactly at the deadline the loop wakes for

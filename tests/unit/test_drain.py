@@ -25,7 +25,7 @@ class TestPrefixDrain:
         assert drain.phase is DrainPhase.HOOK
         assert drain.announce_normally
         drain.hook_finished(1.0)
-        assert drain.phase is DrainPhase.WAITING_CONNECTIONS
+        assert drain.phase is DrainPhase.WAITING_CONNECTIONS  # type: ignore[comparison-overlap]  # mypy narrowed phase to HOOK above; hook_finished changed it
         assert drain.announce_normally
         drain.connections_counted(2.0, 3)
         assert drain.phase is DrainPhase.WAITING_CONNECTIONS

@@ -61,7 +61,7 @@ class SessionClient:
         assert self.process.stdout is not None
         self.process.stdin.write(command + "\n")
         self.process.stdin.flush()
-        return self.process.stdout.readline().strip()
+        return str(self.process.stdout.readline()).strip()
 
     def stop(self) -> None:
         if self.process.poll() is None:

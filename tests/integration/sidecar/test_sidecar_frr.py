@@ -25,7 +25,7 @@ from tests.integration.sidecars import (
     kernel_nexthops,
     measure,
 )
-from tests.lablib import wait_until
+from tests.lablib import RecordProperty, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -58,7 +58,7 @@ def test_announces_prefix_with_link_bandwidth_into_the_leaf_fib(lab: Lab, runnin
 
 
 def test_withdraws_when_service_dies_and_reannounces_when_it_returns(
-    lab: Lab, running: Running, record_property: pytest.RecordProperty
+    lab: Lab, running: Running, record_property: RecordProperty
 ) -> None:
     """With only the probes watching (listener events off), killing the service withdraws
     the prefix from the leaf's FIB within about interval x fall + timeout; restarting it
@@ -117,7 +117,7 @@ def test_ucmp_weights_follow_bandwidth(lab: Lab, running: Running) -> None:
 
 
 def test_sigterm_withdraws_everything_and_exits_zero(
-    lab: Lab, running: Running, record_property: pytest.RecordProperty
+    lab: Lab, running: Running, record_property: RecordProperty
 ) -> None:
     """SIGTERM withdraws (acknowledged by ExaBGP), stops ExaBGP and exits 0 within 2 s."""
     running.service("srv1")
@@ -140,7 +140,7 @@ def test_sigterm_withdraws_everything_and_exits_zero(
 
 
 def test_sigkill_takes_the_routes_with_it(
-    lab: Lab, running: Running, record_property: pytest.RecordProperty
+    lab: Lab, running: Running, record_property: RecordProperty
 ) -> None:
     """A SIGKILLed sidecar leaves no ExaBGP behind, so the leaf drops the route at once."""
     running.service("srv1")

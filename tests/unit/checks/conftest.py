@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from probe_helpers import LOOPBACK
+
+from tests.unit.checks.probe_helpers import LOOPBACK
 
 
 @pytest.fixture

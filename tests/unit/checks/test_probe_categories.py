@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from probe_helpers import LOOPBACK, live_processes
 
 from anycast_announcer.checks import Prober, ProbeResult
 from anycast_announcer.checks import http as http_probe
@@ -31,6 +30,7 @@ from anycast_announcer.checks._result import (
 from anycast_announcer.checks.regex import RegexError, RegexMatcher
 from anycast_announcer.config import CommandCheck, HttpCheck, TcpCheck
 from anycast_announcer.metrics import REASON_CATEGORIES
+from tests.unit.checks.probe_helpers import LOOPBACK, live_processes
 
 CATASTROPHIC = r"^(a+)+$"
 """Backtracks for 2**n steps on n a's followed by a non-matching character."""

@@ -8,10 +8,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-from probe_helpers import eventually, live_processes, open_fds
 
 from anycast_announcer.checks.command import probe
 from anycast_announcer.config import CommandCheck
+from tests.unit.checks.probe_helpers import eventually, live_processes, open_fds
 
 
 def command(*argv: str, cwd: str | None = None, env: dict[str, str] | None = None) -> CommandCheck:

@@ -9,10 +9,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-from probe_helpers import LOOPBACK
 
 from anycast_announcer.checks.http import new_session, probe
 from anycast_announcer.config import HttpCheck
+from tests.unit.checks.probe_helpers import LOOPBACK
 
 
 def http(url: str, **fields: Any) -> HttpCheck:

@@ -6,11 +6,11 @@ import asyncio
 import time
 
 import pytest
-from probe_helpers import LOOPBACK, open_fds
 
 from anycast_announcer.checks import ProbeResult
 from anycast_announcer.checks.tcp import probe
 from anycast_announcer.config import TcpCheck
+from tests.unit.checks.probe_helpers import LOOPBACK, open_fds
 
 
 def tcp(port: int, host: str = LOOPBACK) -> TcpCheck:

@@ -139,7 +139,7 @@ class TestDecisions:
 
     def test_a_probe_of_a_removed_service_is_ignored(self) -> None:
         harness = Harness()
-        assert harness.probe(True, 0.0, service="gone") is None
+        harness.probe(True, 0.0, service="gone")
         assert harness.of_type(fx.ProbeRecorded) == []
 
 
@@ -183,7 +183,7 @@ class TestDrain:
         data = {**BASE, "drain": {**BASE["drain"], "hook": {"type": "command", "argv": ["x"]}}}
         harness = Harness(data)
         harness.healthy()
-        harness.feed(DrainRequested(1, [PREFIX], "x"), 1.0)
+        harness.feed(DrainRequested(1, (PREFIX,), "x"), 1.0)
         (start,) = harness.of_type(fx.StartDrainWorker)
         assert (start.hook is not None, start.address, start.ports) == (True, "10.255.0.1", (8080,))
         assert harness.core.status(at(1.0), EXABGP).prefixes[0].drain_phase == "hook"
@@ -237,7 +237,7 @@ class TestDrainFile:
         """Regression: the file's disappearance used to end every drain."""
         two = {**BASE, **STATE_FILE, "prefixes": [*BASE["prefixes"], _second_prefix()]}
         harness = Harness(two)
-        harness.feed(DrainRequested(1, [PREFIX], "operator maintenance"), 0.0)
+        harness.feed(DrainRequested(1, (PREFIX,), "operator maintenance"), 0.0)
         harness.feed(DrainFileChanged(True), 1.0)
         harness.feed(DrainFileChanged(False), 2.0)
         phases = {p.prefix: p.drain_phase for p in harness.core.status(at(2.0), EXABGP).prefixes}
