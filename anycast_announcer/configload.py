@@ -85,10 +85,10 @@ def _is_scalar(value: Any) -> bool:
     return value is None or isinstance(value, str | int | float)
 
 
-def kind(value: Any) -> str:
-    """What a YAML user would call a value's type."""
+def kind(value: Any, *, json: bool = False) -> str:
+    """What a user would call a value's type: in YAML's words, or JSON's (``json``)."""
     if isinstance(value, dict):
-        return "a mapping"
+        return "an object" if json else "a mapping"
     if isinstance(value, list):
         return "a list"
     if isinstance(value, str):
@@ -97,6 +97,8 @@ def kind(value: Any) -> str:
         return "a boolean"
     if value is None:
         return "null"
+    if json and isinstance(value, int | float):
+        return "a number"
     return type(value).__name__
 
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 from pydantic.json_schema import SkipJsonSchema
 
 from anycast_announcer.config import parse_prefix
+from anycast_announcer.configload import kind
 
 __all__ = [
     "DEFAULT_DRAIN_REASON",
@@ -67,17 +68,7 @@ def _omitted_when_absent(schema: dict[str, Any]) -> None:
 
 def json_kind(value: object) -> str:
     """What a JSON value is, in the words of an error message."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    return "an object"
+    return kind(value, json=True)
 
 
 def _check_prefixes(value: Any) -> list[str]:
