@@ -247,6 +247,10 @@ class TestBadRequests:
             ("/drain", {"reason": 5}, "reason: must be a string, not a number"),
             ("/drain", {"reason": ""}, "reason: must not be empty"),
             ("/drain", {"reason": "a\nb"}, "reason: must be one line"),
+            ("/drain", {"reason": "a\n"}, "reason: must be one line"),
+            ("/drain", {"reason": "next\u0085line"}, "reason: must be one line"),
+            ("/drain", {"reason": "para\u2028graph"}, "reason: must be one line"),
+            ("/drain", {"reason": "\u202eevil"}, "reason: must be one line"),
             ("/drain", {"reason": "x" * 257}, "reason: at most 256 characters"),
         ],
     )

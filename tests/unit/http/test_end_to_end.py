@@ -26,6 +26,7 @@ from anycast_announcer.config import BgpConfig, Config, ExabgpConfig, HttpConfig
 from anycast_announcer.core.inputs import AddressChanged
 from anycast_announcer.exabgp.driver import DriverSnapshot
 from anycast_announcer.http import serving
+from anycast_announcer.http.token import TokenKeeper
 from anycast_announcer.metrics import Metrics
 from anycast_announcer.routes import Route, RouteKey
 from anycast_announcer.workers import Submit
@@ -134,6 +135,7 @@ async def running(tmp_path: Path) -> AsyncIterator[tuple[Supervisor, str, str]]:
     token_file.write_text(TOKEN)
     token_file.chmod(0o600)
     metrics = Metrics()
+    tokens = TokenKeeper(str(token_file))
     supervisor = Supervisor(
         load_config(config_path),
         AlwaysHealthy(),
@@ -142,13 +144,14 @@ async def running(tmp_path: Path) -> AsyncIterator[tuple[Supervisor, str, str]]:
         AddressesPresent,
         config_path=str(config_path),
         metrics=metrics,
+        reload_checks=[tokens.reload],
     )
     stop = asyncio.Event()
     task = asyncio.create_task(supervisor.run(stop))
     http = HttpConfig(listen="127.0.0.1:1", token_file=str(token_file))
     http = http.model_copy(update={"listen": "127.0.0.1:0"})  # port 0: config forbids it
     try:
-        async with serving(supervisor, metrics, http) as runner:
+        async with serving(supervisor, metrics, http, tokens) as runner:
             assert runner is not None
             port = runner.addresses[0][1]
             yield supervisor, f"http://127.0.0.1:{port}", str(token_file)
@@ -225,3 +228,27 @@ async def test_healthz_readyz_and_metrics_from_the_supervisor(
             text = await response.text()
     assert 'anycast_service_up{service="web"} 1.0' in text
     assert "anycast_probe_duration_seconds_count" in text
+
+
+async def test_a_reload_re_reads_the_token_file(running: tuple[Supervisor, str, str]) -> None:
+    """A replaced token takes over at the reload; an unsafe file rejects the reload and
+    the token in force stays."""
+    _, url, token_file = running
+    new = "another-token-0123456789"
+    path = Path(token_file)
+
+    async def post(token: str, endpoint: str = "/reload") -> int:
+        headers = {"Authorization": f"Bearer {token}"}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(url + endpoint, headers=headers) as response,
+        ):
+            return response.status
+
+    await asyncio.to_thread(path.write_text, new)
+    assert await post(TOKEN) == 200  # the reload itself, with the token in force then
+    assert await post(TOKEN) == 401
+    assert await post(new) == 200
+    await asyncio.to_thread(path.chmod, 0o644)
+    assert await post(new) == 409  # unsafe now: the reload is refused...
+    assert await post(new, "/undrain") == 200  # ... and the token in force stays
