@@ -27,7 +27,7 @@ from anycast_announcer.localaddr import AddressError, NetlinkAddresses
 from anycast_announcer.logging import configure_logging
 from anycast_announcer.metrics import Metrics
 from anycast_announcer.sdnotify import Notifier
-from anycast_announcer.supervisor import Supervisor
+from anycast_announcer.supervisor import Seams, Supervisor
 from anycast_announcer.workers import Submit
 from anycast_announcer.workers.detection import Detection
 
@@ -75,10 +75,7 @@ async def _serve(config: Config, config_path: str, http: HttpStarter, metrics: M
     async with NetlinkAddresses() as addresses, Prober() as prober:
         supervisor = Supervisor(
             config,
-            prober,
-            addresses,
-            driver,
-            detection,
+            Seams(prober, addresses, driver, detection),
             config_path=config_path,
             metrics=metrics,
             restored=restored,

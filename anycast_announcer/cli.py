@@ -93,13 +93,41 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _remote(args: argparse.Namespace) -> int:
-    """status, drain, undrain, reload: one request to a running sidecar."""
+def _request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | None]:
+    """The method, path and JSON body of the command's request."""
+    if args.command == "status":
+        return "GET", "/status", None
+    body: dict[str, Any] = {}
+    if args.command in {"drain", "undrain"} and args.prefixes:
+        body["prefixes"] = args.prefixes
+    if args.command == "drain" and args.reason is not None:
+        body["reason"] = args.reason
+    return "POST", f"/{args.command}", body
+
+
+def _show_status(args: argparse.Namespace, data: dict[str, Any]) -> int:
+    """``status``: the JSON as it came, or the tables people read."""
     from pydantic import ValidationError
 
-    from anycast_announcer.http.client import SidecarUnreachableError, call, format_status
-    from anycast_announcer.http.token import TokenFileError, load_token
+    from anycast_announcer.http.client import format_status
     from anycast_announcer.status import SidecarStatus
+
+    if args.json:
+        print(json.dumps(data, indent=2, sort_keys=True))
+        return EXIT_OK
+    try:
+        status = SidecarStatus.model_validate(data)
+    except ValidationError as error:
+        print(f"error: the sidecar's status does not parse: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(format_status(status))
+    return EXIT_OK
+
+
+def _remote(args: argparse.Namespace) -> int:
+    """status, drain, undrain, reload: one request to a running sidecar."""
+    from anycast_announcer.http.client import SidecarUnreachableError, call
+    from anycast_announcer.http.token import TokenFileError, load_token
 
     token: str | None = None
     token_file: str | None = getattr(args, "token_file", None)
@@ -109,15 +137,7 @@ def _remote(args: argparse.Namespace) -> int:
         except TokenFileError as error:
             print(f"error: {error}", file=sys.stderr)
             return EXIT_USAGE
-    body: dict[str, Any] | None = None
-    if args.command == "status":
-        method, path = "GET", "/status"
-    else:
-        method, path, body = "POST", f"/{args.command}", {}
-        if args.command in {"drain", "undrain"} and args.prefixes:
-            body["prefixes"] = args.prefixes
-        if args.command == "drain" and args.reason is not None:
-            body["reason"] = args.reason
+    method, path, body = _request(args)
     try:
         answer = call(
             method,
@@ -140,16 +160,7 @@ def _remote(args: argparse.Namespace) -> int:
             print(f"hint: pass --token-file or set ${TOKEN_FILE_ENV}", file=sys.stderr)
         return EXIT_FAILURE
     if args.command == "status":
-        if args.json:
-            print(json.dumps(answer.data, indent=2, sort_keys=True))
-            return EXIT_OK
-        try:
-            status = SidecarStatus.model_validate(answer.data)
-        except ValidationError as error:
-            print(f"error: the sidecar's status does not parse: {error}", file=sys.stderr)
-            return EXIT_FAILURE
-        print(format_status(status))
-        return EXIT_OK
+        return _show_status(args, answer.data)
     message = str(answer.data.get("message", "ok"))
     prefixes = answer.data.get("prefixes") or []
     print(f"{message}: {', '.join(map(str, prefixes))}" if prefixes else message)

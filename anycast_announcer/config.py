@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -650,42 +650,51 @@ class Config(_Model):
 
 def _cross_reference_problems(config: Config) -> Iterator[str]:
     """Rules that span sections; each yields ``path: message``."""
-    peer_addresses: set[str] = set()
-    for index, peer in enumerate(config.bgp.peers):
-        if str(peer.address) in peer_addresses:
-            yield f"bgp.peers[{index}].address: duplicate peer address {peer.address}"
-        peer_addresses.add(str(peer.address))
-
-    names: set[str] = set()
-    for index, service in enumerate(config.services):
-        if service.name in names:
-            yield f"services[{index}].name: duplicate service name {service.name!r}"
-        names.add(service.name)
-
-    peer_families = {peer.address.version for peer in config.bgp.peers}
-    seen_prefixes: set[str] = set()
+    yield from _duplicates(
+        (str(peer.address) for peer in config.bgp.peers),
+        "bgp.peers[{index}].address: duplicate peer address {value}",
+    )
+    yield from _duplicates(
+        (service.name for service in config.services),
+        "services[{index}].name: duplicate service name {value!r}",
+    )
+    yield from _duplicates(
+        (str(prefix.prefix) for prefix in config.prefixes),
+        "prefixes[{index}].prefix: duplicate prefix {value}",
+    )
+    names = {service.name for service in config.services}
     for index, prefix in enumerate(config.prefixes):
-        where = f"prefixes[{index}]"
-        if str(prefix.prefix) in seen_prefixes:
-            yield f"{where}.prefix: duplicate prefix {prefix.prefix}"
-        seen_prefixes.add(str(prefix.prefix))
-        for position, name in enumerate(prefix.services):
-            if name not in names:
-                yield f"{where}.services[{position}]: unknown service {name!r}"
-        if len(set(prefix.services)) != len(prefix.services):
-            yield f"{where}.services: a service is listed twice"
-        if prefix.prefix.version not in peer_families:
-            yield (
-                f"{where}.prefix: {prefix.prefix} is IPv{prefix.prefix.version} but no "
-                f"bgp.peers entry is, so it could never be announced"
-            )
-        if config.allowed_prefixes is not None and not any(
-            prefix.prefix.version == allowed.version and prefix.prefix.subnet_of(allowed)  # type: ignore[arg-type]  # same version checked
-            for allowed in config.allowed_prefixes
-        ):
-            yield f"{where}.prefix: {prefix.prefix} is outside allowed_prefixes"
+        yield from _prefix_problems(config, f"prefixes[{index}]", prefix, names)
     if config.exabgp.restart_backoff_initial > config.exabgp.restart_backoff_max:
         yield "exabgp.restart_backoff_initial: must not exceed restart_backoff_max"
+
+
+def _duplicates(values: Iterable[str], message: str) -> Iterator[str]:
+    seen: set[str] = set()
+    for index, value in enumerate(values):
+        if value in seen:
+            yield message.format(index=index, value=value)
+        seen.add(value)
+
+
+def _prefix_problems(
+    config: Config, where: str, prefix: PrefixConfig, services: set[str]
+) -> Iterator[str]:
+    for position, name in enumerate(prefix.services):
+        if name not in services:
+            yield f"{where}.services[{position}]: unknown service {name!r}"
+    if len(set(prefix.services)) != len(prefix.services):
+        yield f"{where}.services: a service is listed twice"
+    if prefix.prefix.version not in {peer.address.version for peer in config.bgp.peers}:
+        yield (
+            f"{where}.prefix: {prefix.prefix} is IPv{prefix.prefix.version} but no "
+            f"bgp.peers entry is, so it could never be announced"
+        )
+    if config.allowed_prefixes is not None and not any(
+        prefix.prefix.version == allowed.version and prefix.prefix.subnet_of(allowed)  # type: ignore[arg-type]  # same version checked
+        for allowed in config.allowed_prefixes
+    ):
+        yield f"{where}.prefix: {prefix.prefix} is outside allowed_prefixes"
 
 
 FRR_LINK_BANDWIDTH_MAX_MBPS = (2**32 - 1) * 8 / 1e6

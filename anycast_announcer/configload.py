@@ -59,18 +59,11 @@ def short_repr(value: Any, limit: int = _SHORT) -> str:
     Containers are described by their kind; strings are cut before repr; numbers whose
     text would be long (Python refuses to print integers over 4300 digits) are described.
     """
-    if isinstance(value, str):
-        if len(value) > limit:
-            return f"{value[:limit]!r}... ({len(value)} characters)"
-        return repr(value)
-    if isinstance(value, bool) or value is None:
-        return repr(value)
-    if isinstance(value, int):
-        if value.bit_length() > 3 * limit:
-            return f"an integer of about {int(value.bit_length() * 0.30103)} digits"
-        text = repr(value)
-        return text if len(text) <= limit else f"an integer of {len(text)} digits"
-    if isinstance(value, float):
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]!r}... ({len(value)} characters)"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _short_int(value, limit)
+    if isinstance(value, str | bool | float) or value is None:
         return repr(value)
     if isinstance(value, list | dict) and not value:
         return repr(value)
@@ -79,6 +72,13 @@ def short_repr(value: Any, limit: int = _SHORT) -> str:
         if len(text) <= limit:
             return text
     return kind(value)
+
+
+def _short_int(value: int, limit: int) -> str:
+    if value.bit_length() > 3 * limit:
+        return f"an integer of about {int(value.bit_length() * 0.30103)} digits"
+    text = repr(value)
+    return text if len(text) <= limit else f"an integer of {len(text)} digits"
 
 
 def _is_scalar(value: Any) -> bool:

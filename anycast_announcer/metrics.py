@@ -321,7 +321,7 @@ class Metrics:
             self._detections.labels(source=source)
             self._detections_ignored.labels(source=source)
 
-    def record(self, effect: Effect) -> None:
+    def record(self, effect: Effect) -> None:  # noqa: C901  # one case per observation type
         """Take an observation the decision core reported."""
         match effect:
             case fx.ProbeRecorded(service=service, result=result):

@@ -19,6 +19,7 @@ import enum
 import itertools
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
@@ -49,7 +50,7 @@ from anycast_announcer.workers.persist import DrainStateWriter
 from anycast_announcer.workers.probes import ProbeScheduler
 from anycast_announcer.workers.watch import DrainFileWatch
 
-__all__ = ["Driver", "MetricsSink", "Supervisor"]
+__all__ = ["DetectionSource", "Driver", "MetricsSink", "Seams", "Supervisor"]
 
 log = structlog.get_logger("anycast_announcer")
 
@@ -92,16 +93,25 @@ class MetricsSink(Protocol):
     def record(self, effect: fx.Effect) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Seams:
+    """Everything the supervisor talks to outside the process (tests put fakes here)."""
+
+    probe: Probe
+    addresses: AddressBook
+    driver: Callable[[SessionCallback], Driver]
+    """Builds the driver, given where it reports session changes."""
+    detection: Callable[[Submit], DetectionSource]
+    """Builds the event sources, given where they report."""
+
+
 class Supervisor:
     """Feeds the core and performs its effects; the single consumer of the input queue."""
 
     def __init__(
         self,
         config: Config,
-        probe: Probe,
-        addresses: AddressBook,
-        driver_factory: Callable[[SessionCallback], Driver],
-        detection_factory: Callable[[Submit], DetectionSource],
+        seams: Seams,
         *,
         config_path: str = "",
         metrics: MetricsSink | None = None,
@@ -115,13 +125,13 @@ class Supervisor:
         self.core = SidecarCore(
             config, self._now(), config_path=config_path, restored=list(restored)
         )
-        self.driver = driver_factory(self._on_session)
-        self._probes = ProbeScheduler(probe, self.submit, metrics)
+        self.driver = seams.driver(self._on_session)
+        self._probes = ProbeScheduler(seams.probe, self.submit, metrics)
         self._drains = DrainWorkers(self.submit)
-        self._detection = detection_factory(self.submit)
+        self._detection = seams.detection(self.submit)
         self._drain_file = DrainFileWatch(self.submit, lambda: self.core.config)
         self._background: set[asyncio.Task[None]] = set()
-        self._managed = ManagedAddresses(addresses)
+        self._managed = ManagedAddresses(seams.addresses)
         self._state_writer = DrainStateWriter()
         self._requests = itertools.count(1)
         self._replies: dict[int, asyncio.Future[ControlResult]] = {}
@@ -199,34 +209,48 @@ class Supervisor:
     # -- effects -----------------------------------------------------------------------
 
     def perform(self, effects: Iterable[fx.Effect]) -> None:
-        """Carry out the core's effects, in order."""
+        """Carry out the core's effects, in order; observations go to the metrics."""
         for effect in effects:
-            match effect:
-                case fx.SyncRoutes():
-                    self.driver.set_desired(effect.routes)
-                case fx.ScheduleProbes():
-                    self._probes.schedule(effect.services)
-                case fx.ProbeCadence():
-                    self._probes.set_fast(effect.service, effect.fast)
-                case fx.StartDrainWorker():
-                    self._drains.start(effect)
-                case fx.StopDrainWorker():
-                    self._drains.stop(effect.prefix)
-                case fx.PersistDrains():
-                    self._state_writer.save(effect.path, effect.drains)
-                case fx.Reply():
-                    reply = self._replies.get(effect.request)
-                    if reply is not None and not reply.done():
-                        reply.set_result(effect.result)
-                case fx.RestartExabgp():
-                    self.driver.reconfigure(effect.bgp, effect.settings)
-                case fx.ConfigApplied():
-                    self._spawn(self._detection.configure(effect.config))
-                case fx.ConfigureLogging():
-                    configure_logging(effect.logging.format, effect.logging.level)
-                case _:
-                    if self._metrics is not None:
-                        self._metrics.record(effect)
+            if self._steer_workers(effect) or self._do_io(effect):
+                continue
+            if self._metrics is not None:
+                self._metrics.record(effect)
+
+    def _steer_workers(self, effect: fx.Effect) -> bool:
+        """Routes to the driver, probes and drain workers; whether ``effect`` was one."""
+        match effect:
+            case fx.SyncRoutes():
+                self.driver.set_desired(effect.routes)
+            case fx.ScheduleProbes():
+                self._probes.schedule(effect.services)
+            case fx.ProbeCadence():
+                self._probes.set_fast(effect.service, effect.fast)
+            case fx.StartDrainWorker():
+                self._drains.start(effect)
+            case fx.StopDrainWorker():
+                self._drains.stop(effect.prefix)
+            case _:
+                return False
+        return True
+
+    def _do_io(self, effect: fx.Effect) -> bool:
+        """Files, replies, restarts and reconfiguration; whether ``effect`` was one."""
+        match effect:
+            case fx.PersistDrains():
+                self._state_writer.save(effect.path, effect.drains)
+            case fx.Reply():
+                reply = self._replies.get(effect.request)
+                if reply is not None and not reply.done():
+                    reply.set_result(effect.result)
+            case fx.RestartExabgp():
+                self.driver.reconfigure(effect.bgp, effect.settings)
+            case fx.ConfigApplied():
+                self._spawn(self._detection.configure(effect.config))
+            case fx.ConfigureLogging():
+                configure_logging(effect.logging.format, effect.logging.level)
+            case _:
+                return False
+        return True
 
     # -- lifecycle ---------------------------------------------------------------------
 

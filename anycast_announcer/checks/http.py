@@ -224,7 +224,7 @@ def _client_error_category(error: aiohttp.ClientError) -> ProbeCategory:
     return ProbeCategory.OTHER
 
 
-def _client_error_reason(error: aiohttp.ClientError) -> str:
+def _client_error_reason(error: aiohttp.ClientError) -> str:  # noqa: PLR0911  # one answer per aiohttp error type, most specific first
     if isinstance(error, aiohttp.ClientConnectorCertificateError):
         certificate_error = error.certificate_error
         if isinstance(certificate_error, ssl.SSLCertVerificationError):

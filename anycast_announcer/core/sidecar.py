@@ -248,7 +248,7 @@ class SidecarCore:
         self._emit(fx.SyncRoutes({}))
         return self._take()
 
-    def _ingest(self, item: Input, now: Instant) -> bool:
+    def _ingest(self, item: Input, now: Instant) -> bool:  # noqa: PLR0911  # one case per input type
         """Apply one input; whether it changed anything a decision depends on."""
         match item:
             case ProbeCompleted():

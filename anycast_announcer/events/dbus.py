@@ -336,6 +336,7 @@ class DBusConnection:
         member: str,
         signature: str = "",
         body: Sequence[Any] = (),
+        *,
         timeout: float = 5.0,
     ) -> tuple[Any, ...]:
         """Call a method and return the reply's body; raise DBusError on an ERROR reply."""

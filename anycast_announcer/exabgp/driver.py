@@ -228,35 +228,11 @@ class ExabgpDriver:
         socket_path: Path,
         connections: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]],
     ) -> None:
-        conf = run_dir / "exabgp.conf"
-        relay = bridge_argv(str(socket_path), self._settings.watchdog)
-        write_private_file_atomic(conf, render_config(self._bgp, relay))
-        user = pwd.getpwuid(os.getuid()).pw_name
-        # All settings travel as environment variables; an empty env file stops ExaBGP
-        # from reading a system-wide one (and from advising us to create it).
-        env_file = run_dir / "exabgp.env"
-        write_private_file_atomic(env_file, "")
-        env = {**os.environ, **render_environment(user), "EXABGP_ENVFILE": str(env_file)}
-        executable = self._settings.executable or _default_executable()
         # Drain stale connections from a previous generation's relay.
         while not connections.empty():
             _, stale = connections.get_nowait()
             stale.close()
-        guard = [sys.executable, "-m", "anycast_announcer.exabgp.guard", str(os.getpid())]
-        self._process = await asyncio.create_subprocess_exec(
-            *guard,
-            executable,
-            "server",
-            str(conf),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            env=env,
-            # Own session: a Ctrl-C on our terminal must not reach ExaBGP before we withdrew.
-            start_new_session=True,
-        )
-        process = self._process
-        log.info("exabgp_started", pid=process.pid, executable=executable)
+        process = self._process = await self._start_exabgp(run_dir, socket_path)
         loop = asyncio.get_running_loop()
         tasks: list[asyncio.Future[Any]] = []
 
@@ -306,6 +282,34 @@ class ExabgpDriver:
             for pending in tasks:
                 pending.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _start_exabgp(self, run_dir: Path, socket_path: Path) -> asyncio.subprocess.Process:
+        """Render ExaBGP's files (private, atomic) and start it through the guard."""
+        conf = run_dir / "exabgp.conf"
+        relay = bridge_argv(str(socket_path), self._settings.watchdog)
+        write_private_file_atomic(conf, render_config(self._bgp, relay))
+        user = pwd.getpwuid(os.getuid()).pw_name
+        # All settings travel as environment variables; an empty env file stops ExaBGP
+        # from reading a system-wide one (and from advising us to create it).
+        env_file = run_dir / "exabgp.env"
+        write_private_file_atomic(env_file, "")
+        env = {**os.environ, **render_environment(user), "EXABGP_ENVFILE": str(env_file)}
+        executable = self._settings.executable or _default_executable()
+        guard = [sys.executable, "-m", "anycast_announcer.exabgp.guard", str(os.getpid())]
+        process = await asyncio.create_subprocess_exec(
+            *guard,
+            executable,
+            "server",
+            str(conf),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env=env,
+            # Own session: a Ctrl-C on our terminal must not reach ExaBGP before we withdrew.
+            start_new_session=True,
+        )
+        log.info("exabgp_started", pid=process.pid, executable=executable)
+        return process
 
     async def _receive(self, reader: asyncio.StreamReader) -> None:
         parser = ApiReader()

@@ -80,12 +80,17 @@ def parse_line(line: str) -> ApiEvent | None:
         return Ack(ok=False)
     if not line.startswith("{"):
         return Unparsed(line)
+    return _parse_json(line) or Unparsed(line)
+
+
+def _parse_json(line: str) -> ApiEvent | None:
+    """A JSON message we act on (a session change, a shutdown), or None."""
     try:
         message = json.loads(line)
     except ValueError:
-        return Unparsed(line)
+        return None
     if not isinstance(message, dict):
-        return Unparsed(line)
+        return None
     if message.get("type") == "state":
         neighbor = message.get("neighbor")
         if isinstance(neighbor, dict):
@@ -97,4 +102,4 @@ def parse_line(line: str) -> ApiEvent | None:
                 return NeighborState(peer, state, reason if isinstance(reason, str) else "")
     if message.get("notification") == "shutdown":
         return Shutdown()
-    return Unparsed(line)
+    return None

@@ -96,7 +96,7 @@ def _connection(
     return connection, parts.path.rstrip("/")
 
 
-def _describe(error: BaseException) -> str:
+def _describe(error: BaseException) -> str:  # noqa: PLR0911  # one phrase per error type, most specific first
     if isinstance(error, ConnectionRefusedError):
         return "connection refused"
     if isinstance(error, FileNotFoundError):

@@ -185,6 +185,7 @@ async def _keep_alive(
     writer: asyncio.StreamWriter,
     interval: float,
     timeout: float,
+    *,
     ready: asyncio.Event,
     offset: float,
 ) -> None:
@@ -222,7 +223,7 @@ async def _keep_alive(
         writer.close()
 
 
-async def hold_sessions(
+async def hold_sessions(  # noqa: PLR0913  # independent knobs of a test client, keyword-only
     target: str,
     sessions: int,
     *,
@@ -261,7 +262,7 @@ async def hold_sessions(
                 pair[1],
                 interval,
                 timeout,
-                ready,
+                ready=ready,
                 offset=interval * index / sessions,
             )
         )

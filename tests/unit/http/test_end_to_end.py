@@ -29,6 +29,7 @@ from anycast_announcer.http import serving
 from anycast_announcer.http.token import TokenKeeper
 from anycast_announcer.metrics import Metrics
 from anycast_announcer.routes import Route, RouteKey
+from anycast_announcer.supervisor import Seams
 from anycast_announcer.workers import Submit
 from tests.unit.http.fakes import TOKEN
 
@@ -138,10 +139,7 @@ async def running(tmp_path: Path) -> AsyncIterator[tuple[Supervisor, str, str]]:
     tokens = TokenKeeper(str(token_file))
     supervisor = Supervisor(
         load_config(config_path),
-        AlwaysHealthy(),
-        AllPresent(),
-        FakeDriver,
-        AddressesPresent,
+        Seams(AlwaysHealthy(), AllPresent(), FakeDriver, AddressesPresent),
         config_path=str(config_path),
         metrics=metrics,
         reload_checks=[tokens.reload],
