@@ -71,6 +71,7 @@ def measure(
     services: int,
     duration: float,
     workdir: Path,
+    *,
     settings: CheckSettings = COST_SETTINGS,
     pin: str | None = None,
 ) -> dict[str, Any]:
@@ -135,9 +136,12 @@ def run(
     settings: CheckSettings = COST_SETTINGS,
 ) -> dict[str, Any]:
     """Idle and loaded windows for both systems."""
-    rows = [measure(lab, "sidecar", n, duration, workdir, settings) for n in sidecar_counts]
+    rows = [
+        measure(lab, "sidecar", n, duration, workdir, settings=settings) for n in sidecar_counts
+    ]
     rows += [
-        measure(lab, "healthcheck", n, duration, workdir, settings) for n in healthcheck_counts
+        measure(lab, "healthcheck", n, duration, workdir, settings=settings)
+        for n in healthcheck_counts
     ]
     idle = [
         measure(lab, system, 1, duration, workdir, settings=IDLE_SETTINGS)
@@ -154,4 +158,6 @@ def ceiling(
     settings: CheckSettings = COST_SETTINGS,
 ) -> list[dict[str, Any]]:
     """The sidecar on one core (core 1; the listeners may use any) at rising load."""
-    return [measure(lab, "sidecar", n, duration, workdir, settings, pin="1") for n in counts]
+    return [
+        measure(lab, "sidecar", n, duration, workdir, settings=settings, pin="1") for n in counts
+    ]

@@ -101,19 +101,7 @@ async def serve(
         )
     arrivals: dict[int, list[float]] = defaultdict(list)
     if probe_host and probe_ports:
-        first, _, count = probe_ports.partition(":")
-        for port in range(int(first), int(first) + int(count)):
-            arrivals[port] = []
-            servers.append(
-                await loop.create_server(
-                    lambda port=port: _ArrivalRecorder(port, arrivals),  # type: ignore[misc]
-                    probe_host,
-                    port,
-                    family=socket.AF_INET,
-                    reuse_address=True,
-                    backlog=1024,
-                )
-            )
+        servers += await _probe_listeners(probe_host, probe_ports, arrivals)
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
@@ -123,6 +111,28 @@ async def serve(
         server.close()
     if record is not None:
         _write_json(record, {str(p): t for p, t in arrivals.items()})
+
+
+async def _probe_listeners(
+    host: str, ports: str, arrivals: dict[int, list[float]]
+) -> list[asyncio.AbstractServer]:
+    """One listener per probed port (``FIRST:COUNT``), stamping every connection."""
+    loop = asyncio.get_running_loop()
+    first, _, count = ports.partition(":")
+    servers = []
+    for port in range(int(first), int(first) + int(count)):
+        arrivals[port] = []
+        servers.append(
+            await loop.create_server(
+                lambda port=port: _ArrivalRecorder(port, arrivals),  # type: ignore[misc]
+                host,
+                port,
+                family=socket.AF_INET,
+                reuse_address=True,
+                backlog=1024,
+            )
+        )
+    return servers
 
 
 class _Session:
@@ -144,6 +154,7 @@ async def _keep(
     port: int,
     interval: float,
     timeout: float,
+    *,
     opened: asyncio.Queue[None],
     stop: asyncio.Event,
 ) -> None:
@@ -201,7 +212,8 @@ async def hold(
     opened: asyncio.Queue[None] = asyncio.Queue()
     tasks = []
     for session in sessions:
-        tasks.append(loop.create_task(_keep(session, host, port, interval, timeout, opened, stop)))
+        keep = _keep(session, host, port, interval, timeout, opened=opened, stop=stop)
+        tasks.append(loop.create_task(keep))
         if len(tasks) % 50 == 0:  # do not flood the listen backlog
             await asyncio.sleep(0.01)
     for _ in sessions:
