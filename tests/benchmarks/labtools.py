@@ -119,7 +119,7 @@ async def _probe_listeners(
     """One listener per probed port (``FIRST:COUNT``), stamping every connection."""
     loop = asyncio.get_running_loop()
     first, _, count = ports.partition(":")
-    servers = []
+    servers: list[asyncio.AbstractServer] = []
     for port in range(int(first), int(first) + int(count)):
         arrivals[port] = []
         servers.append(
