@@ -330,7 +330,11 @@ def _from_feedback(plan: RescuePlan, family: Family) -> list[str]:
         "meta l4proto != tcp counter name overlay_refused drop",
     ]
     rules += [
+        # Learnt: forget the flow's probation history, so that when the owner stops
+        # confirming it (idle, gone, or its entry lost to a reconcile) it gets a whole
+        # new probation instead of an orphan's reset.
         f"ether saddr {peer.feedback_mac} update @owner_{peer.token} {{ {flow} }} "
+        f"delete @probation {{ {flow} }} delete @rescuing {{ {flow} }} "
         f"counter name fbrx_{peer.token} drop"
         for peer in plan.peers
     ]

@@ -3,6 +3,10 @@
 ``nft-list-table-ip.json`` is real ``nft -j list table ip anycast_rescue`` output of the
 table ``plans.plan()`` renders (nftables 1.0.6, rules other than ``info`` trimmed, one
 learnt flow added), so the parser is tested against what the kernel really reports.
+When the renderer changes, regenerate it: load ``render_table(plan(), Family.IPV4,
+device_indexes={"anycast-rsc": 7}).text`` with ``nft -f`` in a namespace that has the two
+overlay devices, add ``{ 10.3.0.2 . 40000 . 10.255.0.1 . 8080 }`` to ``owner_10_2_2_2``,
+and keep ``nft -j list table ip anycast_rescue`` without the rules of other chains.
 """
 
 from __future__ import annotations
