@@ -125,7 +125,8 @@ def _install(path: str) -> int:
     if report.took_over:
         print(
             f"  took over established connections ({', '.join(report.took_over)}): "
-            f"{report.adopted} entered into conntrack"
+            f"{report.adopted} entered into conntrack, {report.liberalized} relaxed, "
+            f"{report.forgotten} stale entries forgotten"
         )
     return EXIT_OK
 

@@ -55,6 +55,7 @@ from anycast_announcer.rescue.diff import (
 )
 from anycast_announcer.rescue.model import TABLE, Family, Overlay, RescuePlan
 from anycast_announcer.rescue.render import RenderMode, render_table
+from anycast_announcer.rescue.takeover import CtEntry, Flow, TakeOver, plan_take_over
 
 __all__ = [
     "ALIAS",
@@ -141,6 +142,11 @@ class ApplyReport:
     tables_deleted: tuple[str, ...] = ()
     took_over: tuple[str, ...] = ()
     adopted: int = 0
+    """Established sockets conntrack did not know, entered at take-over."""
+    liberalized: int = 0
+    """Conntrack entries of established sockets told to stop checking windows."""
+    forgotten: int = 0
+    """Conntrack entries no socket matched, deleted at take-over."""
 
     @property
     def changed(self) -> bool:
@@ -273,8 +279,14 @@ def _overlay_from(ipr: Any, link: Any) -> InstalledOverlay:
     )
 
 
-def _established(family: Family) -> list[tuple[IPAddress, IPAddress, int, int]]:
-    """(local, remote, local port, remote port) of established TCP sockets of ``family``.
+def _unmapped(address: IPAddress) -> IPAddress:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return address.ipv4_mapped
+    return address
+
+
+def _established(family: Family) -> list[Flow]:
+    """Established TCP sockets of ``family`` as flows (local end first).
 
     IPv4 connections accepted by a dual-stack IPv6 socket show up as IPv4-mapped IPv6
     addresses: they are IPv4 flows to conntrack, so they are returned unmapped.
@@ -284,22 +296,62 @@ def _established(family: Family) -> list[tuple[IPAddress, IPAddress, int, int]]:
         diag.bind()
         for af in (socket.AF_INET, socket.AF_INET6):
             for message in diag.get_sock_stats(family=af, states=1 << _TCP_ESTABLISHED):
-                local = ipaddress.ip_address(message.get("idiag_src"))
-                remote = ipaddress.ip_address(message.get("idiag_dst"))
-                if isinstance(local, ipaddress.IPv6Address) and local.ipv4_mapped:
-                    local = local.ipv4_mapped
-                if isinstance(remote, ipaddress.IPv6Address) and remote.ipv4_mapped:
-                    remote = remote.ipv4_mapped
+                local = _unmapped(ipaddress.ip_address(message.get("idiag_src")))
+                remote = _unmapped(ipaddress.ip_address(message.get("idiag_dst")))
                 if local.version == family.version:
-                    found.append(
-                        (
-                            local,
-                            remote,
-                            int(message.get("idiag_sport")),
-                            int(message.get("idiag_dport")),
-                        )
-                    )
+                    lport, rport = int(message.get("idiag_sport")), int(message.get("idiag_dport"))
+                    found.append(Flow(local, lport, remote, rport))
     return found
+
+
+def _ct_entries(conntrack: Any, family: Family) -> list[CtEntry]:
+    """Conntrack's TCP entries of ``family`` (original-direction tuples)."""
+    src, dst = (
+        ("CTA_IP_V4_SRC", "CTA_IP_V4_DST")
+        if family is Family.IPV4
+        else (
+            "CTA_IP_V6_SRC",
+            "CTA_IP_V6_DST",
+        )
+    )
+    entries = []
+    for message in conntrack.dump():
+        orig = message.get_attr("CTA_TUPLE_ORIG")
+        ip, proto = orig.get_attr("CTA_TUPLE_IP"), orig.get_attr("CTA_TUPLE_PROTO")
+        if proto is None or proto.get_attr("CTA_PROTO_NUM") != socket.IPPROTO_TCP:
+            continue
+        entries.append(
+            CtEntry(
+                ipaddress.ip_address(ip.get_attr(src)),
+                int(proto.get_attr("CTA_PROTO_SRC_PORT")),
+                ipaddress.ip_address(ip.get_attr(dst)),
+                int(proto.get_attr("CTA_PROTO_DST_PORT")),
+            )
+        )
+    return entries
+
+
+def _tuple(entry: CtEntry) -> NFCTAttrTuple:
+    return NFCTAttrTuple(
+        family=socket.AF_INET if entry.source.version == 4 else socket.AF_INET6,
+        saddr=str(entry.source),
+        daddr=str(entry.destination),
+        proto=socket.IPPROTO_TCP,
+        sport=entry.source_port,
+        dport=entry.destination_port,
+    )
+
+
+def _liberal_protoinfo(state: int | None = None) -> dict[str, Any]:
+    flags = {"value": (_CT_BE_LIBERAL, _CT_BE_LIBERAL)}
+    attrs: list[list[Any]] = []
+    if state is not None:
+        attrs.append(["CTA_PROTOINFO_TCP_STATE", state])
+    attrs += [
+        ["CTA_PROTOINFO_TCP_FLAGS_ORIGINAL", flags],
+        ["CTA_PROTOINFO_TCP_FLAGS_REPLY", flags],
+    ]
+    return {"attrs": [["CTA_PROTOINFO_TCP", {"attrs": attrs}]]}
 
 
 @dataclass
@@ -439,55 +491,54 @@ class RescueKernel:
 
     # -- take-over -----------------------------------------------------------------------
 
-    def _adopt(self, family: Family, plan: RescuePlan) -> int:
-        """Enter established sockets on the family's anycast prefixes into conntrack."""
-        prefixes = plan.prefixes_of(family)
+    def _take_over(self, family: Family, plan: RescuePlan) -> TakeOver:
+        """Reconcile conntrack with the established sockets (see ``takeover``)."""
         af = socket.AF_INET if family is Family.IPV4 else socket.AF_INET6
-        adopted = 0
         with NFCTSocket(nfgen_family=af) as conntrack:
-            for local, remote, lport, rport in _established(family):
-                if any(local in prefix for prefix in prefixes) and self._adopt_one(
-                    conntrack, str(remote), rport, str(local), lport
-                ):
-                    adopted += 1
-        return adopted
+            todo = plan_take_over(
+                _ct_entries(conntrack, family), _established(family), plan.prefixes_of(family)
+            )
+            for entry in todo.forget:
+                self._ct(conntrack, "del", entry, tuple_orig=_tuple(entry))
+            for entry in todo.liberalize:
+                self._ct(
+                    conntrack,
+                    "set",
+                    entry,
+                    tuple_orig=_tuple(entry),
+                    protoinfo=_liberal_protoinfo(),
+                )
+            timeout = int(_sysctl_read("netfilter/nf_conntrack_tcp_timeout_established") or 432000)
+            for flow in todo.adopt:
+                entry = CtEntry(flow.remote, flow.remote_port, flow.local, flow.local_port)
+                reply = CtEntry(flow.local, flow.local_port, flow.remote, flow.remote_port)
+                self._ct(
+                    conntrack,
+                    "add",
+                    entry,
+                    timeout=timeout,
+                    status=_CT_STATUS,
+                    protoinfo=_liberal_protoinfo(_CT_TCP_ESTABLISHED),
+                    tuple_orig=_tuple(entry),
+                    tuple_reply=_tuple(reply),
+                )
+        log.info(
+            "rescue_took_over",
+            family=family.value,
+            adopted=len(todo.adopt),
+            liberalized=len(todo.liberalize),
+            forgotten=len(todo.forget),
+        )
+        return todo
 
     @staticmethod
-    def _adopt_one(conntrack: Any, remote: str, sport: int, local: str, dport: int) -> bool:
-        flags = {"value": (_CT_BE_LIBERAL, _CT_BE_LIBERAL)}
-        protoinfo = {
-            "attrs": [
-                [
-                    "CTA_PROTOINFO_TCP",
-                    {
-                        "attrs": [
-                            ["CTA_PROTOINFO_TCP_STATE", _CT_TCP_ESTABLISHED],
-                            ["CTA_PROTOINFO_TCP_FLAGS_ORIGINAL", flags],
-                            ["CTA_PROTOINFO_TCP_FLAGS_REPLY", flags],
-                        ]
-                    },
-                ]
-            ]
-        }
-        timeout = int(_sysctl_read("netfilter/nf_conntrack_tcp_timeout_established") or 432000)
+    def _ct(conntrack: Any, command: str, entry: CtEntry, **attrs: Any) -> None:
         try:
-            conntrack.entry(
-                "add",
-                timeout=timeout,
-                status=_CT_STATUS,
-                protoinfo=protoinfo,
-                tuple_orig=NFCTAttrTuple(
-                    saddr=remote, daddr=local, proto=6, sport=sport, dport=dport
-                ),
-                tuple_reply=NFCTAttrTuple(
-                    saddr=local, daddr=remote, proto=6, sport=dport, dport=sport
-                ),
-            )
+            conntrack.entry(command, **attrs)
         except NetlinkError as exc:
-            if exc.code == errno.EEXIST:  # conntrack already follows it
-                return False
-            raise RescueError(f"conntrack entry for {remote}:{sport}: {exc}") from None
-        return True
+            # The flow ended, or a packet made conntrack pick it up, in the meantime.
+            if exc.code not in (errno.EEXIST, errno.ENOENT):
+                raise RescueError(f"conntrack {command} {entry}: {exc}") from None
 
     # -- the API -------------------------------------------------------------------------
 
@@ -512,7 +563,7 @@ class RescueKernel:
         with IPRoute() as ipr:
             steps = self._run_steps(ipr, link_changes(before.overlays, plan))
         try:
-            written, took_over, adopted = self._apply_tables(plan, before)
+            written, took_over, conntrack = self._apply_tables(plan, before)
         except RescueError:
             if before.empty:  # a first install that failed leaves nothing behind
                 self.remove()
@@ -525,7 +576,9 @@ class RescueKernel:
             tables_written=tuple(written),
             tables_deleted=tuple(f.value for f in deleted),
             took_over=tuple(took_over),
-            adopted=adopted,
+            adopted=len(conntrack.adopt),
+            liberalized=len(conntrack.liberalize),
+            forgotten=len(conntrack.forget),
         )
         log.info(
             "rescue_applied",
@@ -534,22 +587,31 @@ class RescueKernel:
             tables_deleted=report.tables_deleted,
             took_over=report.took_over,
             adopted=report.adopted,
+            liberalized=report.liberalized,
+            forgotten=report.forgotten,
         )
         return report
 
     def _apply_tables(
         self, plan: RescuePlan, before: Installed
-    ) -> tuple[list[str], list[str], int]:
+    ) -> tuple[list[str], list[str], TakeOver]:
         indexes = self.device_indexes(plan)
         fresh = [f for f in plan.families if f not in before.tables]
         for family in fresh:
             warm = render_table(plan, family, mode=RenderMode.WARM, device_indexes=indexes)
             self._write(warm.text)
-        adopted = 0
+        changes = TakeOver((), (), ())
         if fresh:
-            # Let conntrack pick up flows that carry packets, then enter idle ones.
+            # Let conntrack pick up flows that carry packets, then fix what it missed.
             self._sleep(plan.takeover_warmup)
-            adopted = sum(self._adopt(f, plan) for f in fresh if plan.prefixes_of(f))
+            for family in fresh:
+                if plan.prefixes_of(family):
+                    done = self._take_over(family, plan)
+                    changes = TakeOver(
+                        changes.adopt + done.adopt,
+                        changes.liberalize + done.liberalize,
+                        changes.forget + done.forget,
+                    )
         written = []
         installed = self._read_tables()
         for family in plan.families:
@@ -558,7 +620,7 @@ class RescueKernel:
             if script is not None:
                 self._write(script)
                 written.append(family.value)
-        return written, [f.value for f in fresh], adopted
+        return written, [f.value for f in fresh], changes
 
     def remove(self) -> RemoveReport:
         """Delete our tables and devices: the host is as it was before the first apply."""

@@ -9,6 +9,7 @@ rescued runs are not passing by accident.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -207,7 +208,10 @@ def test_reinstall_and_a_config_change_keep_rescued_sessions(
     assert lab.status("s1")["tables"]["ip"]["mode"] == "full"
 
 
-def test_take_over_of_sessions_older_than_the_rules(lab: RescueLab, tmp_path: Path) -> None:
+@pytest.mark.parametrize("family", [4, 6])
+def test_take_over_of_sessions_older_than_the_rules(
+    lab: RescueLab, tmp_path: Path, family: int
+) -> None:
     """Sessions opened with no rescue installed, idle when it is installed (no warm-up):
     their sockets are entered into conntrack, so they are still ours afterwards."""
     lab.remove_all()
@@ -218,7 +222,7 @@ def test_take_over_of_sessions_older_than_the_rules(lab: RescueLab, tmp_path: Pa
         outputs.extend(lab.install(node, quick) for node in SERVERS)
         lab.set_paths(["s1", "s2"])
 
-    summary = lab.hold(4, SESSIONS, install_then_withdraw, interval=2.0, settle=6)
+    summary = lab.hold(family, SESSIONS, install_then_withdraw, interval=2.0, settle=6)
     adopted = [
         int(match.group(1))
         for out in outputs
@@ -304,3 +308,35 @@ def test_remove_restores_the_host_exactly(lab: RescueLab, tmp_path: Path) -> Non
     for name, text in pristine.items():
         assert after[name] == text, name
     assert lab.cli("h", "rescue", "remove").stdout.startswith("rescue: nothing installed")
+
+
+STALE = """
+import socket, sys
+from pyroute2 import NFCTSocket
+from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
+orig = NFCTAttrTuple(saddr="10.0.100.2", daddr="10.255.0.1", proto=6, sport=4242, dport=8080)
+with NFCTSocket(nfgen_family=socket.AF_INET) as ct:
+    if sys.argv[1] == "add":
+        reply = NFCTAttrTuple(saddr="10.255.0.1", daddr="10.0.100.2", proto=6, sport=8080,
+                              dport=4242)
+        ct.entry("add", timeout=3600, status=14, tuple_orig=orig, tuple_reply=reply,
+                 protoinfo={"attrs": [["CTA_PROTOINFO_TCP",
+                                       {"attrs": [["CTA_PROTOINFO_TCP_STATE", 3]]}]]})
+    else:
+        try:
+            ct.entry("get", tuple_orig=orig)
+            print("present")
+        except Exception:
+            print("absent")
+"""
+
+
+def test_take_over_forgets_conntrack_entries_no_socket_holds(lab: RescueLab) -> None:
+    """An ESTABLISHED entry for a connection that ended while conntrack was not watching
+    would claim that 4-tuple as ours if a client reused it: a first install deletes it."""
+    lab.cli("s1", "rescue", "remove")
+    lab.run("s1", sys.executable, "-c", STALE, "add")
+    assert lab.run("s1", sys.executable, "-c", STALE, "get").stdout.strip() == "present"
+    out = lab.install("s1")
+    assert re.search(r"[1-9]\d* stale entries forgotten", out), out
+    assert lab.run("s1", sys.executable, "-c", STALE, "get").stdout.strip() == "absent"
