@@ -18,17 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from anycast_announcer.config import Config, ConfigError, load_config
 from anycast_announcer.logging import configure_logging
-from anycast_announcer.rescue.diff import link_changes
 from anycast_announcer.rescue.model import RescuePlan, build_plan
 from anycast_announcer.rescue.mtu import mtu_warnings
-from anycast_announcer.rescue.render import render_table
-
-if TYPE_CHECKING:
-    from anycast_announcer.rescue.kernel import Installed, RescueKernel
 
 __all__ = ["add_parser", "check_warnings", "run"]
 
@@ -108,6 +103,7 @@ def _install(path: str) -> int:
         return EXIT_USAGE
     for warning in mtu_warnings(plan):
         print(f"{path}: warning: {warning}", file=sys.stderr)
+    configure_logging("auto", "warning")  # the kernel shell logs; this command prints
     try:
         report = RescueKernel().apply(plan)
     except RescueError as error:
@@ -134,6 +130,7 @@ def _install(path: str) -> int:
 def _remove() -> int:
     from anycast_announcer.rescue.kernel import RescueError, RescueKernel
 
+    configure_logging("auto", "warning")
     try:
         report = RescueKernel().remove()
     except RescueError as error:
@@ -149,22 +146,10 @@ def _remove() -> int:
     return EXIT_OK
 
 
-def _in_sync(plan: RescuePlan, installed: Installed, kernel: RescueKernel) -> bool:
-    """Whether the installed devices and tables are exactly what ``plan`` renders."""
-    if link_changes(installed.overlays, plan):
-        return False
-    indexes = kernel.device_indexes(plan)
-    for family in plan.families:
-        table = installed.tables.get(family)
-        desired = render_table(plan, family, device_indexes=indexes)
-        if table is None or table.marker != desired.marker:
-            return False
-    return set(installed.tables) == set(plan.families)
-
-
 def _status(path: str | None, as_json: bool) -> int:
     from anycast_announcer.rescue.kernel import RescueError, RescueKernel
 
+    configure_logging("auto", "warning")
     kernel = RescueKernel()
     plan = None
     if path is not None:
@@ -175,7 +160,7 @@ def _status(path: str | None, as_json: bool) -> int:
     try:
         installed = kernel.read_installed()
         counters = kernel.counters()
-        in_sync = _in_sync(plan, installed, kernel) if plan is not None else None
+        in_sync = kernel.in_sync(plan, installed) if plan is not None else None
     except RescueError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILURE
@@ -227,7 +212,6 @@ def _format_status(document: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``rescue ACTION`` from parsed arguments."""
-    configure_logging("auto", "warning")
     if args.rescue_command == "install":
         return _install(args.config)
     if args.rescue_command == "remove":

@@ -556,6 +556,20 @@ class RescueKernel:
                 for overlay in (plan.rescue, plan.feedback)
             }
 
+    def in_sync(self, plan: RescuePlan, installed: Installed | None = None) -> bool:
+        """Whether the devices and tables are exactly what ``plan`` renders."""
+        installed = installed if installed is not None else self.read_installed()
+        if link_changes(installed.overlays, plan):
+            return False
+        if set(installed.tables) != set(plan.families):
+            return False
+        indexes = self.device_indexes(plan)
+        return all(
+            installed.tables[family].marker
+            == render_table(plan, family, device_indexes=indexes).marker
+            for family in plan.families
+        )
+
     def apply(self, plan: RescuePlan) -> ApplyReport:
         """Make the kernel match ``plan``; idempotent, and a no-op when it already does."""
         names = (plan.rescue.name, plan.feedback.name)
@@ -663,6 +677,10 @@ class AsyncRescueKernel:
     async def remove(self) -> RemoveReport:
         """See :meth:`RescueKernel.remove`."""
         return await asyncio.to_thread(self.kernel.remove)
+
+    async def in_sync(self, plan: RescuePlan) -> bool:
+        """See :meth:`RescueKernel.in_sync`."""
+        return await asyncio.to_thread(self.kernel.in_sync, plan)
 
     async def counters(self) -> RescueCounters:
         """See :meth:`RescueKernel.counters`."""
