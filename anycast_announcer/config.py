@@ -518,12 +518,13 @@ class RescueConfig(_Model):
         description="an owner confirms a rescued flow to its forwarder at most once per "
         "this many seconds (after a burst of 3)",
     )
-    orphan_memory: int = Field(
+    orphan_window: int = Field(
         default=10,
-        ge=2,
+        ge=1,
         le=3600,
-        description="seconds an unclaimed flow stays marked as orphan (its packets go to "
-        "the local stack) after its last packet",
+        description="seconds after its probation during which the next packet of an "
+        "unclaimed flow goes to the local stack (which resets it); later packets, or any "
+        "after that one, start a new probation",
     )
     icmp_rate: int = Field(
         default=100,
@@ -591,8 +592,6 @@ def _rescue_problems(rescue: RescueConfig) -> Iterator[str]:
         yield "rescue.probation: must be longer than feedback_interval"
     if rescue.learn_timeout < 2 * rescue.feedback_interval:
         yield "rescue.learn_timeout: must be at least twice feedback_interval"
-    if rescue.orphan_memory <= rescue.probation:
-        yield "rescue.orphan_memory: must be longer than probation"
 
 
 class Config(_Model):

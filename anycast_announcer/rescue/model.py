@@ -8,7 +8,8 @@ if it holds the connection and drops it otherwise. The owner then sends a *feedb
 copy back over a second overlay (rate-limited per flow), and the forwarder remembers
 "flow -> owner" for ``learn_timeout`` seconds, so a long-lived rescued flow costs about
 one copy per packet. A flow nobody claims within ``probation`` seconds is an *orphan*:
-its packets go to the local stack, which resets it, so its client learns fast. ICMP
+its packets go to the local stack for ``orphan_window`` seconds, which resets it, so its
+client learns fast; a flow seen again after that window gets a new probation. ICMP
 "fragmentation needed" / "packet too big" quoting one of our anycast addresses is
 relayed to every member, rate-limited, so the owner's PMTU cache learns it.
 
@@ -161,7 +162,7 @@ class Timers:
     """Flow bookkeeping parameters (whole seconds where nftables sets hold them)."""
 
     probation: int
-    orphan_memory: int
+    orphan_window: int
     learn: int
     feedback_per_minute: int
     feedback_burst: int
@@ -270,7 +271,7 @@ def plan_from_settings(
         feedback=_overlay(settings, me, peers, overlay_mtu, feedback=True),
         timers=Timers(
             probation=settings.probation,
-            orphan_memory=settings.orphan_memory,
+            orphan_window=settings.orphan_window,
             learn=settings.learn_timeout,
             feedback_per_minute=per_minute,
             feedback_burst=3,

@@ -10,8 +10,10 @@ Chains, in packet order (``F`` is the flow key ``saddr . sport . daddr . dport``
   "fragmentation needed" / "packet too big" quoting an anycast source to ``fabric_icmp``.
 - ``fabric_tcp``: a pure SYN or a packet conntrack knows (established, related,
   untracked) is local. Anything else is not ours: a learnt flow goes to its owner only;
-  a flow past ``probation`` without an owner is an orphan and goes to the local stack
-  (which resets it); otherwise it is replicated to every peer. Copies are dropped here.
+  a flow in probation is replicated to every peer; the first packet of a flow past its
+  probation, within its orphan window, goes to the local stack (which resets it) and ends
+  the window; any other flow starts a probation (``probation`` and ``rescuing``, added
+  together, never refreshed) and is replicated. Copies are dropped here.
 - ``fabric_icmp``: relayed to every peer (rate-limited), and delivered locally too.
 - ``from_overlay``: only TCP / ICMP for an anycast address, from a known member MAC; then
   ``from_<peer>``: conntrack must know the flow (else ``bad_<peer>``, dropped), it is
@@ -187,7 +189,10 @@ def table_shape(plan: RescuePlan, family: Family) -> TableShape:
         )
         sets += [
             _flow_set("probation", family, timers.probation, size),
-            _flow_set("rescuing", family, timers.orphan_memory, size),
+            # Probation and orphan window, from the first replicated packet; added, never
+            # refreshed, so a stale entry cannot outlive it (a client reusing the 4-tuple
+            # of an old orphan later gets a probation, not a reset).
+            _flow_set("rescuing", family, timers.probation + timers.orphan_window, size),
         ]
         for peer in plan.peers:
             sets += [
@@ -281,9 +286,12 @@ def _fabric_tcp(plan: RescuePlan, family: Family, mode: RenderMode) -> list[str]
             f"{_dup(plan, family, peer, feedback=False)} drop"
         )
     rules += [
-        f"{flow} @rescuing {flow} != @probation update @rescuing {{ {flow} }} "
-        "counter name orphans accept",
-        f"add @probation {{ {flow} }} update @rescuing {{ {flow} }} "
+        f"{flow} @probation counter name replicated {_dup_all(plan, family)} drop",
+        # Once: the local stack resets the flow now. A later packet of it (the reset was
+        # lost) starts a new probation, and no stale window can claim the 4-tuple for a
+        # new connection that reuses it.
+        f"{flow} @rescuing delete @rescuing {{ {flow} }} counter name orphans accept",
+        f"add @probation {{ {flow} }} add @rescuing {{ {flow} }} "
         f"counter name replicated {_dup_all(plan, family)} drop",
     ]
     return rules

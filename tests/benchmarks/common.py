@@ -153,6 +153,11 @@ class LabService:
         assert self.process is not None
         self.process.send_signal(signal.SIGUSR1)
 
+    def abort_sessions(self) -> None:
+        """Reset every open session (SIGUSR2): no leftover socket outlives its run."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGUSR2)
+
     def stop(self) -> dict[str, list[float]]:
         """SIGTERM; the recorded probe arrivals per port (empty without probe ports)."""
         _stop(self.process)

@@ -5,7 +5,8 @@
 
 serves the session protocol on ``--listen`` (greets with ``NAME``, answers each line with
 ``NAME``; on SIGUSR1 it *drains*: says ``BYE`` on every session and closes it with a FIN,
-which stands in for the drain hook asking the application to close long-lived sessions),
+which stands in for the drain hook asking the application to close long-lived sessions;
+on SIGUSR2 it aborts every session),
 and, on every ``--probe-ports`` port, accepts health-check connections, notes the arrival
 time (``time.time()``) per port and closes them. The arrival times are written to
 ``--record`` as JSON on SIGTERM.
@@ -118,6 +119,14 @@ async def serve(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     loop.add_signal_handler(signal.SIGUSR1, drain)
+
+    # SIGUSR2: abort every session (a reset): clears sockets whose client is gone, so
+    # the next run's sessions never meet a leftover socket on a reused port.
+    def abort_all() -> None:
+        for writer in list(sessions):
+            writer.transport.abort()
+
+    loop.add_signal_handler(signal.SIGUSR2, abort_all)
     await stop.wait()
     for server in servers:
         server.close()
@@ -132,6 +141,7 @@ class _Session:
         self.state = "opening"
         self.reason = ""
         self.at = 0.0
+        self.port = 0  # the client's source port: finds the flow in servers' tables
 
     def end(self, state: str, reason: str) -> None:
         if self.state == "open":
@@ -146,10 +156,13 @@ async def _keep(
     timeout: float,
     opened: asyncio.Queue[None],
     stop: asyncio.Event,
+    source: str | None = None,
 ) -> None:
     try:
         async with asyncio.timeout(10):
-            reader, writer = await asyncio.open_connection(host, port)
+            local = (source, 0) if source else None
+            reader, writer = await asyncio.open_connection(host, port, local_addr=local)
+            session.port = int(writer.get_extra_info("sockname")[1])
             session.server = (await reader.readline()).decode().strip()
     except (OSError, TimeoutError) as error:
         session.state, session.reason = "failed", type(error).__name__
@@ -189,7 +202,13 @@ async def _keep(
 
 
 async def hold(
-    target: str, count: int, interval: float, timeout: float, ready_file: Path, result_file: Path
+    target: str,
+    count: int,
+    interval: float,
+    timeout: float,
+    ready_file: Path,
+    result_file: Path,
+    source: str | None = None,
 ) -> None:
     """Hold ``count`` sessions until SIGTERM; write the ready and result files."""
     host, port = _split(target)
@@ -201,7 +220,9 @@ async def hold(
     opened: asyncio.Queue[None] = asyncio.Queue()
     tasks = []
     for session in sessions:
-        tasks.append(loop.create_task(_keep(session, host, port, interval, timeout, opened, stop)))
+        tasks.append(
+            loop.create_task(_keep(session, host, port, interval, timeout, opened, stop, source))
+        )
         if len(tasks) % 50 == 0:  # do not flood the listen backlog
             await asyncio.sleep(0.01)
     for _ in sessions:
@@ -220,7 +241,8 @@ def _write_json(path: Path, data: object) -> None:
 def _summary(sessions: list[_Session]) -> dict[str, Any]:
     return {
         "sessions": [
-            {"server": s.server, "state": s.state, "reason": s.reason, "at": s.at} for s in sessions
+            {"server": s.server, "state": s.state, "reason": s.reason, "at": s.at, "port": s.port}
+            for s in sessions
         ]
     }
 
@@ -242,6 +264,7 @@ def main() -> int:
     h.add_argument("--timeout", type=float, default=3.0)
     h.add_argument("--ready-file", type=Path, required=True)
     h.add_argument("--result-file", type=Path, required=True)
+    h.add_argument("--source", help="the client address to connect from (default: any)")
     args = parser.parse_args()
     if args.command == "serve":
         asyncio.run(serve(args.name, args.listen, args.probe_host, args.probe_ports, args.record))
@@ -254,6 +277,7 @@ def main() -> int:
                 args.timeout,
                 args.ready_file,
                 args.result_file,
+                args.source,
             )
         )
     return 0

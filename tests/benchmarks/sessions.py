@@ -37,6 +37,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -149,10 +150,27 @@ class Fleet:
                 self.cli(i, "rescue", "remove")
 
 
+_SOURCES = iter(range(10, 250))
+
+
+def _fresh_source(lab: Lab) -> str:
+    """A client address no earlier run used: a session's 4-tuple is never reused.
+
+    One run's sessions can leave sockets behind on a server (a FIN nobody
+    acknowledged); a later session on the same 4-tuple, moved to that server, would
+    meet it and hang. Real clients spread over many addresses; the benchmark's one
+    client would reuse ports within seconds.
+    """
+    address = f"10.0.100.{next(_SOURCES)}"
+    lab.run("client", ["ip", "addr", "add", f"{address}/24", "dev", "eth1"])
+    return address
+
+
 def _hold(lab: Lab, sessions: int, workdir: Path, tag: str) -> tuple[subprocess.Popen[Any], Path]:
     ready, result = workdir / f"hold-{tag}.ready", workdir / f"hold-{tag}.json"
     for path in (ready, result):
         path.unlink(missing_ok=True)
+    source = _fresh_source(lab)
     process = lab.popen(
         "client",
         [
@@ -168,6 +186,8 @@ def _hold(lab: Lab, sessions: int, workdir: Path, tag: str) -> tuple[subprocess.
             str(ready),
             "--result-file",
             str(result),
+            "--source",
+            source,
         ],
         cwd=REPO_ROOT,
         stdout=subprocess.DEVNULL,
@@ -181,6 +201,11 @@ def one_event(fleet: Fleet, event: str, sessions: int) -> dict[str, Any]:
     """Hold sessions, apply ``event`` to srvN, count, restore the fleet."""
     lab, n = fleet.lab, fleet.n
     affected = f"srv{n}"
+    # Sessions of earlier runs that a reset ended on the client side are still open on
+    # their server; a new session reusing the port would meet that socket. Abort them.
+    for service in fleet.services.values():
+        service.abort_sessions()
+    time.sleep(0.5)
     if event == "addition":
         fleet.stop_sidecar(n)
         fleet.wait_hops(n - 1)
@@ -300,6 +325,9 @@ def _count(
         "broken": broken_affected + broken_others,
         "broken_on_affected": broken_affected,
         "broken_on_others": broken_others,
+        "broken_by_reason": dict(
+            Counter(str(s["reason"]) for s in opened if s["state"] == "broken")
+        ),
         "drained": drained,
         "survived": sum(1 for s in opened if s["state"] == "open"),
         "floor": floor,

@@ -29,7 +29,7 @@ def test_defaults() -> None:
     assert (rescue.vni, rescue.udp_port) == (4242, 4800)
     assert (rescue.device, rescue.feedback_device) == ("anycast-rsc", "anycast-fb")
     assert rescue.overlay_ipv4 == ipaddress.IPv4Network("169.254.90.0/24")
-    assert (rescue.probation, rescue.learn_timeout, rescue.orphan_memory) == (3, 5, 10)
+    assert (rescue.probation, rescue.learn_timeout, rescue.orphan_window) == (3, 5, 10)
     assert rescue.feedback_interval == 1.0
     assert rescue.clamp_mss
 
@@ -83,8 +83,8 @@ def test_the_schema_documents_the_section() -> None:
             "rescue.learn_timeout: must be at least twice feedback_interval",
         ),
         (
-            "  members: [10.2.1.2, 10.2.2.2]\n  orphan_memory: 3\n",
-            "rescue.orphan_memory: must be longer than probation",
+            "  members: [10.2.1.2, 10.2.2.2]\n  orphan_window: 0\n",
+            "rescue.orphan_window: Input should be greater than or equal to 1",
         ),
         ("  members: [10.2.1.2, 10.2.2.2]\n  vni: 16777215\n", "rescue.vni: Input should be"),
         ("  members: [10.2.1.2, 10.2.2.2]\n  udp_port: 0\n", "rescue.udp_port: Input should be"),

@@ -86,9 +86,9 @@ def test_families_are_the_underlay_and_the_prefix_families() -> None:
 
 
 def test_timers_come_from_the_config() -> None:
-    p = plan("  probation: 4\n  learn_timeout: 8\n  feedback_interval: 2\n  orphan_memory: 20\n")
+    p = plan("  probation: 4\n  learn_timeout: 8\n  feedback_interval: 2\n  orphan_window: 20\n")
     t = p.timers
-    assert (t.probation, t.learn, t.feedback_per_minute, t.orphan_memory) == (4, 8, 30, 20)
+    assert (t.probation, t.learn, t.feedback_per_minute, t.orphan_window) == (4, 8, 30, 20)
     assert t.feedback_memory >= 3 * 2
 
 

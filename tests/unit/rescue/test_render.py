@@ -66,10 +66,20 @@ def test_fabric_packets_of_unknown_flows_go_to_the_peers() -> None:
         "ip saddr . tcp sport . ip daddr . tcp dport @owner_10_2_2_2 counter name "
         'fwd_10_2_2_2 dup to 169.254.90.2 device "anycast-rsc" drop'
     ]
-    orphan = rules[-2]
-    assert "@rescuing" in orphan
-    assert "!= @probation" in orphan
-    assert orphan.endswith("accept")
+    flow = "ip saddr . tcp sport . ip daddr . tcp dport"
+    in_probation, orphan = rules[-3], rules[-2]
+    assert in_probation.startswith(f"{flow} @probation counter name replicated dup to")
+    assert orphan == (f"{flow} @rescuing delete @rescuing {{ {flow} }} counter name orphans accept")
+    # A new probation adds both sets and refreshes neither: a window cannot outlive itself.
+    assert replicate.startswith(f"add @probation {{ {flow} }} add @rescuing {{ {flow} }} ")
+    assert "update @rescuing" not in "\n".join(rules)
+
+
+def test_the_orphan_window_follows_probation() -> None:
+    shape = table_shape(plan("  probation: 4\n  orphan_window: 7\n"), Family.IPV4)
+    sets = {s.name: s for s in shape.sets}
+    assert sets["probation"].timeout == 4
+    assert sets["rescuing"].timeout == 11
 
 
 def test_learnt_owners_come_before_probation_and_orphans() -> None:
