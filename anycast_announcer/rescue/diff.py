@@ -72,6 +72,7 @@ class InstalledOverlay:
     mtu: int
     up: bool
     learning: bool
+    udp_checksum: bool = True
     addresses: frozenset[str] = frozenset()
     neighbors: frozenset[tuple[str, str]] = frozenset()
     fdb: frozenset[tuple[str, str]] = frozenset()
@@ -127,6 +128,7 @@ def _must_recreate(found: InstalledOverlay, overlay: Overlay) -> bool:
         or found.port != overlay.port
         or found.local != str(overlay.local)
         or found.learning
+        or found.udp_checksum != overlay.udp_checksum
     )
 
 

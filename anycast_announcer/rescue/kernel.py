@@ -235,12 +235,13 @@ def _overlay_from(ipr: Any, link: Any) -> InstalledOverlay:
     kind = str(info.get_attr("IFLA_INFO_KIND")) if info is not None else ""
     data = info.get_attr("IFLA_INFO_DATA") if info is not None else None
     vni = port = local = None
-    learning = False
+    learning, checksum = False, True
     if kind == "vxlan" and data is not None:
         vni = data.get_attr("IFLA_VXLAN_ID")
         port = data.get_attr("IFLA_VXLAN_PORT")
         local = data.get_attr("IFLA_VXLAN_LOCAL") or data.get_attr("IFLA_VXLAN_LOCAL6")
         learning = bool(data.get_attr("IFLA_VXLAN_LEARNING"))
+        checksum = bool(data.get_attr("IFLA_VXLAN_UDP_CSUM"))
     addresses = frozenset(
         str(ipaddress.ip_interface(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}"))
         for a in ipr.get_addr(index=index)
@@ -272,6 +273,7 @@ def _overlay_from(ipr: Any, link: Any) -> InstalledOverlay:
         mtu=int(link.get_attr("IFLA_MTU")),
         up=bool(link["flags"] & 1),
         learning=learning,
+        udp_checksum=checksum,
         addresses=addresses,
         neighbors=neighbors,
         fdb=fdb,
@@ -432,6 +434,7 @@ class RescueKernel:
             vxlan_id=overlay.vni,
             vxlan_port=overlay.port,
             vxlan_learning=0,
+            vxlan_udp_csum=int(overlay.udp_checksum),
             **{local: str(overlay.local)},
         )
         index = self._index(ipr, overlay.name)

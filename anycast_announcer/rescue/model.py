@@ -156,6 +156,13 @@ class Overlay:
     neighbors: tuple[Neighbor, ...]
     fdb: tuple[FdbEntry, ...]
 
+    @property
+    def udp_checksum(self) -> bool:
+        """Outer UDP checksums: off over IPv4 (RFC 7348 allows it, the inner TCP checksum
+        protects the payload, and it is a pass over every rescued byte); required over
+        IPv6 (RFC 8200), so on."""
+        return self.local.version == 6
+
 
 @dataclass(frozen=True, slots=True)
 class Timers:

@@ -38,7 +38,7 @@ def test_pmtud_rows_cover_both_families_and_modes(results: dict[str, Any]) -> No
 
 def test_throughput_rows_measure_something(results: dict[str, Any]) -> None:
     rows = results["rescue"]["throughput"]
-    assert len(rows) == 6
+    assert len(rows) == 9
     for row in rows:
         assert row["gbit_per_s"] > 0, row
         assert row["cpu_seconds_per_gb"] > 0, row

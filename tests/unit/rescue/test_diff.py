@@ -45,6 +45,7 @@ def installed_as(overlay: Overlay, index: int = 5, **changes: Any) -> InstalledO
         mtu=overlay.mtu,
         up=True,
         learning=False,
+        udp_checksum=overlay.udp_checksum,
         addresses=frozenset({str(overlay.ipv4), str(overlay.ipv6)}),
         neighbors=frozenset((n.address, n.mac) for n in overlay.neighbors),
         fdb=frozenset((e.mac, e.destination) for e in overlay.fdb),
