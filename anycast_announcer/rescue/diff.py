@@ -19,7 +19,6 @@ computes. Nothing here touches the kernel, so every decision is unit-tested:
 from __future__ import annotations
 
 import enum
-import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -312,8 +311,3 @@ def table_script(desired: RenderedTable, installed: InstalledTable | None) -> st
 def removal_script(families: Iterable[Family]) -> str:
     """Delete the tables of ``families`` (one transaction)."""
     return "".join(f"delete table {family.value} {TABLE}\n" for family in families)
-
-
-def normalize_address(text: str) -> str:
-    """An address with prefix length as ``ipaddress`` prints it (``fe80::a:1/64``)."""
-    return str(ipaddress.ip_interface(text))

@@ -203,7 +203,8 @@ def section(results: Results) -> list[str]:
         "one host the rescued path also costs CPU that real networks spend elsewhere: its "
         "packets cross the forwarder's stack and the router twice more, on the same two "
         "cores, so at full speed the rescued flow is CPU-bound earlier; paced at 2 Gbit/s, "
-        "below that bound, it keeps its rate.",
+        "below that bound, it keeps its rate. (The CPU per GB of the paced runs is mostly "
+        "the rest of the host's work spread over fewer bytes: compare the full-speed rows.)",
         "",
         *_throughput_table(rescue["throughput"]),
         "",
