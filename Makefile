@@ -11,11 +11,13 @@ help:
 	@echo "make test   - lint + the whole suite (unit, integration with real FRR, fabric, faults)"
 	@echo "make bench  - benchmarks (writes docs/benchmarks.md)"
 
-# FRR from Debian's packages is the lab fabric; iproute2 builds the namespaces.
+# FRR from Debian's packages is the lab fabric; iproute2 builds the namespaces; nftables
+# is flow rescue's data path (docs/rescue.md).
 system-deps:
-	@if ! [ -x /usr/lib/frr/bgpd ] || ! command -v ip >/dev/null || ! command -v vtysh >/dev/null; then \
+	@if ! [ -x /usr/lib/frr/bgpd ] || ! command -v ip >/dev/null || ! command -v vtysh >/dev/null \
+			|| ! command -v nft >/dev/null; then \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-			frr iproute2 procps; \
+			frr iproute2 procps nftables; \
 	fi
 
 # Chromium renders the status page in its test; promtool (Debian's prometheus package)
@@ -65,7 +67,10 @@ reliability: deps
 	$(BIN)/pytest tests/reliability
 	$(BIN)/python -m tests.reliability.report
 
+# iperf3 measures a rescued bulk flow against a direct one.
 bench: deps
+	@command -v iperf3 >/dev/null || (apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q iperf3)
 	$(BIN)/python -m tests.benchmarks.run
 
 demo: deps

@@ -1,4 +1,5 @@
-"""Command line: argument parsing only; the work happens in ``app`` and ``http.client``.
+"""Command line: argument parsing only; the work happens in ``app``, ``http.client`` and
+``rescue.cli``.
 
 Exit codes: 0 success, 1 runtime failure (or the sidecar answered with an error), 2 the
 user's input (arguments, config, token file) is wrong, 3 the sidecar cannot be reached.
@@ -16,6 +17,7 @@ from typing import Any
 from anycast_announcer import __version__
 from anycast_announcer.config import Config, ConfigError, config_warnings, load_config
 from anycast_announcer.http.client import DEFAULT_URL
+from anycast_announcer.rescue import cli as rescue_cli
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -90,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "reload", parents=[writer], help="make a running sidecar re-read its config file"
     )
+    rescue_cli.add_parser(commands)
     return parser
 
 
@@ -172,6 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command in {"status", "drain", "undrain", "reload"}:
         return _remote(args)
+    if args.command == "rescue":
+        return rescue_cli.run(args)
     if args.command == "schema":
         print(json.dumps(Config.model_json_schema(), indent=2, sort_keys=True))
         return EXIT_OK
@@ -181,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(error.render(), file=sys.stderr)
         return EXIT_USAGE
     if args.command == "check-config":
-        for warning in config_warnings(config):
+        for warning in config_warnings(config) + rescue_cli.check_warnings(config):
             print(f"{args.config}: warning: {warning}", file=sys.stderr)
         print(f"{args.config}: ok")
         return EXIT_OK

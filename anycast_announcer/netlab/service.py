@@ -4,6 +4,9 @@ On connect it sends ``NAME\\n``; afterwards it answers every line with ``NAME\\n
 a client holding a long-lived session can tell whether the session still reaches the same
 server (a session rehashed to another server is reset by that server's kernel).
 
+A line ``bulk N`` is answered with ``NAME\\n`` followed by N bytes (at most 1 GiB): a large
+download, which needs full-size packets to reach the client (path MTU discovery).
+
     python -m anycast_announcer.netlab.service --name srv1 --listen 10.255.0.1:8080
 """
 
@@ -23,6 +26,22 @@ def _split_listen(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+_BULK_MAX = 1 << 30
+_CHUNK = b"x" * 65536
+
+
+async def _send_bulk(writer: asyncio.StreamWriter, line: bytes) -> None:
+    """Send the N bytes a ``bulk N`` line asks for (nothing for a malformed N)."""
+    try:
+        left = min(int(line.split()[1]), _BULK_MAX)
+    except (IndexError, ValueError):
+        return
+    while left > 0:
+        writer.write(_CHUNK[: min(left, len(_CHUNK))])
+        left -= len(_CHUNK)
+        await writer.drain()
+
+
 class _Sessions:
     """Open client sessions, so they can be shed or closed together."""
 
@@ -35,10 +54,12 @@ class _Sessions:
         try:
             writer.write(self.line)
             await writer.drain()
-            while await reader.readline():
+            while line := await reader.readline():
                 if writer.is_closing():
                     break
                 writer.write(self.line)
+                if line.startswith(b"bulk "):
+                    await _send_bulk(writer, line)
                 await writer.drain()
         except (ConnectionError, OSError):
             pass
@@ -86,7 +107,11 @@ async def serve(name: str, listens: list[str], pidfile: str | None = None) -> No
     # Close the sessions ourselves so their handlers end quietly instead of being
     # cancelled by asyncio.run (which printed a traceback per open session).
     for writer in list(sessions.writers):
-        writer.close()
+        if writer.transport.get_write_buffer_size():
+            # A download stuck behind a zero window would keep close() waiting forever.
+            writer.transport.abort()
+        else:
+            writer.close()
     await asyncio.sleep(0)
 
 

@@ -18,6 +18,14 @@ not answered within ``--timeout``; it stays broken. On SIGTERM/SIGINT, or after
 broken_by_server / broken_by_reason, survived, and each broken session with its time.
 With the lab service a session the fabric rehashes to another server is reset by that
 server's kernel, so "broken" is what a real client of an anycast service would see.
+
+    python -m anycast_announcer.netlab.traffic downloads --target 10.255.0.1:8080 \\
+        --count 60 --size 1000000 [--timeout 10]
+
+opens ``--count`` connections (each from a new source port), asks each for ``--size``
+bytes (the service's ``bulk`` line) and prints JSON ``{"completed": {"srv1": n, ...},
+"hung": {"srv2": n, ...}, "failed": n}``: a download *hangs* when it has not received
+every byte within ``--timeout`` seconds (a path MTU black hole looks like that).
 """
 
 from __future__ import annotations
@@ -74,6 +82,53 @@ async def measure_shares(
         "answers": dict(sorted(answers.items())),
         "failed": sum(errors.values()),
         "errors": dict(errors),
+    }
+
+
+# -- large downloads ------------------------------------------------------------------
+
+
+async def _download(host: str, port: int, size: int, timeout: float) -> tuple[str | None, bool]:
+    """(server that greeted, whether all ``size`` bytes arrived in time)."""
+    server: str | None = None
+    writer: asyncio.StreamWriter | None = None
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(host, port)
+            server = (await reader.readline()).decode().strip() or None
+            writer.write(f"bulk {size}\n".encode())
+            await writer.drain()
+            await reader.readline()  # the name again, then the bytes
+            await reader.readexactly(size)
+    except (OSError, TimeoutError, asyncio.IncompleteReadError):
+        return server, False
+    finally:
+        if writer is not None:
+            writer.close()
+    return server, True
+
+
+async def measure_downloads(
+    target: str, count: int, size: int, timeout: float = 10.0, concurrency: int = 20
+) -> dict[str, object]:
+    """Run ``count`` downloads of ``size`` bytes; completed and hung ones per server."""
+    host, port = _split_target(target)
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def one() -> tuple[str | None, bool]:
+        async with semaphore:
+            return await _download(host, port, size, timeout)
+
+    results = await asyncio.gather(*(one() for _ in range(count)))
+    completed = Counter(server for server, ok in results if ok and server)
+    hung = Counter(server for server, ok in results if not ok and server)
+    return {
+        "target": target,
+        "count": count,
+        "size": size,
+        "completed": dict(sorted(completed.items())),
+        "hung": dict(sorted(hung.items())),
+        "failed": sum(1 for server, _ in results if server is None),
     }
 
 
@@ -310,6 +365,12 @@ def main() -> int:
     shares.add_argument("--target", required=True, help="host:port ([v6]:port)")
     shares.add_argument("--count", type=int, default=1000)
     shares.add_argument("--concurrency", type=int, default=50)
+    downloads = commands.add_parser("downloads", help="large downloads; count hung ones")
+    downloads.add_argument("--target", required=True, help="host:port ([v6]:port)")
+    downloads.add_argument("--count", type=int, default=60)
+    downloads.add_argument("--size", type=int, default=1_000_000, help="bytes per download")
+    downloads.add_argument("--timeout", type=float, default=10.0, help="seconds per download")
+    downloads.add_argument("--concurrency", type=int, default=20)
     hold = commands.add_parser("hold", help="hold long-lived sessions; report which broke")
     hold.add_argument("--target", required=True, help="host:port ([v6]:port)")
     hold.add_argument("--sessions", type=int, default=100)
@@ -336,6 +397,11 @@ def main() -> int:
     args = parser.parse_args()
     if args.command == "shares":
         print(json.dumps(asyncio.run(measure_shares(args.target, args.count, args.concurrency))))
+    elif args.command == "downloads":
+        result = measure_downloads(
+            args.target, args.count, args.size, args.timeout, args.concurrency
+        )
+        print(json.dumps(asyncio.run(result)))
     else:
         print(json.dumps(asyncio.run(_hold_until_signal(args)).summary()))
     return 0

@@ -153,6 +153,11 @@ class LabService:
         assert self.process is not None
         self.process.send_signal(signal.SIGUSR1)
 
+    def abort_sessions(self) -> None:
+        """Reset every open session (SIGUSR2): no leftover socket outlives its run."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGUSR2)
+
     def stop(self) -> dict[str, list[float]]:
         """SIGTERM; the recorded probe arrivals per port (empty without probe ports)."""
         _stop(self.process)
@@ -218,11 +223,12 @@ class SidecarRunner(Announcer):
         services: list[dict[str, Any]],
         workdir: Path,
         bandwidth_mbps: float = 10_000,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         self.lab, self.node = lab, f"srv{index}"
         self.config_path = workdir / f"{self.node}-sidecar.json"
         self.log_path = workdir / f"{self.node}-sidecar.log"
-        config = {
+        config: dict[str, Any] = {
             "bgp": {
                 "local_as": server_as(index),
                 "router_id": server_address(index),
@@ -243,8 +249,17 @@ class SidecarRunner(Announcer):
             "allowed_prefixes": ["10.255.0.0/24"],
             "http": {"listen": ""},
             "logging": {"format": "json", "level": "info"},
+            **(extra or {}),
         }
+        self.config = config
         self.config_path.write_text(json.dumps(config), encoding="utf-8")
+
+    def reload_with_bandwidth(self, bandwidth_mbps: float) -> None:
+        """Rewrite the config with another bandwidth and SIGHUP: a real weight change."""
+        self.config["prefixes"][0]["bandwidth_mbps"] = bandwidth_mbps
+        self.config_path.write_text(json.dumps(self.config), encoding="utf-8")
+        assert self.process is not None
+        self.process.send_signal(signal.SIGHUP)
 
     def start(self) -> None:
         with self.log_path.open("ab") as log:

@@ -5,7 +5,8 @@
 
 serves the session protocol on ``--listen`` (greets with ``NAME``, answers each line with
 ``NAME``; on SIGUSR1 it *drains*: says ``BYE`` on every session and closes it with a FIN,
-which stands in for the drain hook asking the application to close long-lived sessions),
+which stands in for the drain hook asking the application to close long-lived sessions;
+on SIGUSR2 it aborts every session),
 and, on every ``--probe-ports`` port, accepts health-check connections, notes the arrival
 time (``time.time()``) per port and closes them. The arrival times are written to
 ``--record`` as JSON on SIGTERM.
@@ -55,6 +56,47 @@ class _ArrivalRecorder(asyncio.Protocol):
         transport.close()
 
 
+class _Sessions:
+    """The long-lived sessions the service holds: greet, answer pings, drain, abort."""
+
+    def __init__(self, name: str) -> None:
+        self.greeting = (name + "\n").encode()
+        self.writers: set[asyncio.StreamWriter] = set()
+        self.draining = asyncio.Event()
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.writers.add(writer)
+        try:
+            writer.write(self.greeting)
+            await writer.drain()
+            while not self.draining.is_set() and await reader.readline():
+                if self.draining.is_set():
+                    break
+                writer.write(self.greeting)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self.writers.discard(writer)
+            writer.close()
+            with contextlib.suppress(ConnectionError, OSError):
+                await writer.wait_closed()
+
+    def drain(self) -> None:
+        """SIGUSR1: say BYE and close every session (what a drain hook asks for)."""
+        self.draining.set()
+        for writer in list(self.writers):
+            with contextlib.suppress(ConnectionError, OSError, RuntimeError):
+                writer.write(BYE)
+                writer.close()
+
+    def abort(self) -> None:
+        """SIGUSR2: abort every session (a reset): clears sockets whose client is gone, so
+        the next run's sessions never meet a leftover socket on a reused port."""
+        for writer in list(self.writers):
+            writer.transport.abort()
+
+
 async def serve(
     name: str,
     listen: str | None,
@@ -64,40 +106,14 @@ async def serve(
 ) -> None:
     """Serve sessions and probe listeners until SIGTERM/SIGINT."""
     loop = asyncio.get_running_loop()
-    greeting = (name + "\n").encode()
-    sessions: set[asyncio.StreamWriter] = set()
-    draining = asyncio.Event()
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        sessions.add(writer)
-        try:
-            writer.write(greeting)
-            await writer.drain()
-            while not draining.is_set() and await reader.readline():
-                if draining.is_set():
-                    break
-                writer.write(greeting)
-                await writer.drain()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            sessions.discard(writer)
-            writer.close()
-            with contextlib.suppress(ConnectionError, OSError):
-                await writer.wait_closed()
-
-    def drain() -> None:
-        draining.set()
-        for writer in list(sessions):
-            with contextlib.suppress(ConnectionError, OSError, RuntimeError):
-                writer.write(BYE)
-                writer.close()
-
+    sessions = _Sessions(name)
     servers: list[asyncio.AbstractServer] = []
     if listen:
         host, port = _split(listen)
         servers.append(
-            await asyncio.start_server(handle, host, port, reuse_address=True, backlog=4096)
+            await asyncio.start_server(
+                sessions.handle, host, port, reuse_address=True, backlog=4096
+            )
         )
     arrivals: dict[int, list[float]] = defaultdict(list)
     if probe_host and probe_ports:
@@ -105,7 +121,8 @@ async def serve(
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    loop.add_signal_handler(signal.SIGUSR1, drain)
+    loop.add_signal_handler(signal.SIGUSR1, sessions.drain)
+    loop.add_signal_handler(signal.SIGUSR2, sessions.abort)
     await stop.wait()
     for server in servers:
         server.close()
@@ -142,13 +159,14 @@ class _Session:
         self.state = "opening"
         self.reason = ""
         self.at = 0.0
+        self.port = 0  # the client's source port: finds the flow in servers' tables
 
     def end(self, state: str, reason: str) -> None:
         if self.state == "open":
             self.state, self.reason, self.at = state, reason, time.time()
 
 
-async def _keep(
+async def _keep(  # noqa: PLR0913  # keyword-only knobs of one test session
     session: _Session,
     host: str,
     port: int,
@@ -157,10 +175,13 @@ async def _keep(
     *,
     opened: asyncio.Queue[None],
     stop: asyncio.Event,
+    source: str | None = None,
 ) -> None:
     try:
         async with asyncio.timeout(10):
-            reader, writer = await asyncio.open_connection(host, port)
+            local = (source, 0) if source else None
+            reader, writer = await asyncio.open_connection(host, port, local_addr=local)
+            session.port = int(writer.get_extra_info("sockname")[1])
             session.server = (await reader.readline()).decode().strip()
     except (OSError, TimeoutError) as error:
         session.state, session.reason = "failed", type(error).__name__
@@ -200,7 +221,14 @@ async def _keep(
 
 
 async def hold(
-    target: str, count: int, interval: float, timeout: float, ready_file: Path, result_file: Path
+    target: str,
+    count: int,
+    interval: float,
+    timeout: float,
+    *,
+    ready_file: Path,
+    result_file: Path,
+    source: str | None = None,
 ) -> None:
     """Hold ``count`` sessions until SIGTERM; write the ready and result files."""
     host, port = _split(target)
@@ -212,7 +240,9 @@ async def hold(
     opened: asyncio.Queue[None] = asyncio.Queue()
     tasks = []
     for session in sessions:
-        keep = _keep(session, host, port, interval, timeout, opened=opened, stop=stop)
+        keep = _keep(
+            session, host, port, interval, timeout, opened=opened, stop=stop, source=source
+        )
         tasks.append(loop.create_task(keep))
         if len(tasks) % 50 == 0:  # do not flood the listen backlog
             await asyncio.sleep(0.01)
@@ -232,7 +262,8 @@ def _write_json(path: Path, data: object) -> None:
 def _summary(sessions: list[_Session]) -> dict[str, Any]:
     return {
         "sessions": [
-            {"server": s.server, "state": s.state, "reason": s.reason, "at": s.at} for s in sessions
+            {"server": s.server, "state": s.state, "reason": s.reason, "at": s.at, "port": s.port}
+            for s in sessions
         ]
     }
 
@@ -254,6 +285,7 @@ def main() -> int:
     h.add_argument("--timeout", type=float, default=3.0)
     h.add_argument("--ready-file", type=Path, required=True)
     h.add_argument("--result-file", type=Path, required=True)
+    h.add_argument("--source", help="the client address to connect from (default: any)")
     args = parser.parse_args()
     if args.command == "serve":
         asyncio.run(serve(args.name, args.listen, args.probe_host, args.probe_ports, args.record))
@@ -264,8 +296,9 @@ def main() -> int:
                 args.sessions,
                 args.interval,
                 args.timeout,
-                args.ready_file,
-                args.result_file,
+                ready_file=args.ready_file,
+                result_file=args.result_file,
+                source=args.source,
             )
         )
     return 0

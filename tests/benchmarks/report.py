@@ -12,6 +12,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 
+from tests.benchmarks import rescue_report
+
 Results = dict[str, Any]
 
 
@@ -150,29 +152,39 @@ def plot_ceiling(results: Results, path: Path) -> None:
 
 
 def plot_sessions(results: Results, path: Path) -> None:
-    rows = results["sessions"]
+    pairs = rescue_report.session_pairs(results)
     fig, ax = plt.subplots(figsize=(13, 4))
-    labels = [f"N={r['servers']}\n{r['event'].replace('_', ' ')}" for r in rows]
-    xs = range(len(rows))
+    labels = [f"N={n}\n{event.replace('_', ' ')}" for n, event in pairs]
+    xs = range(len(pairs))
     width = 0.2
+    rows = list(pairs.values())
+
+    def value(pair: dict[bool, dict[str, Any]], rescue: bool, key: str) -> float:
+        row = pair.get(rescue)
+        return float(row[key]) if row else 0.0
+
+    first = [pair.get(False) or pair[True] for pair in rows]
     ax.bar(
-        [x - 1.5 * width for x in xs], [r["broken"] for r in rows], width, label="broken (measured)"
+        [x - 1.5 * width for x in xs],
+        [value(p, False, "broken") for p in rows],
+        width,
+        label="broken, rescue off",
     )
     ax.bar(
         [x - 0.5 * width for x in xs],
-        [r["hash_threshold_expected"] for r in rows],
+        [value(p, True, "broken") for p in rows],
+        width,
+        label="broken, rescue on",
+    )
+    ax.bar(
+        [x + 0.5 * width for x in xs],
+        [r["hash_threshold_expected"] for r in first],
         width,
         label="hash-threshold expectation (kernel order)",
     )
     ax.bar(
-        [x + 0.5 * width for x in xs],
-        [r["hash_threshold_order_kept"] for r in rows],
-        width,
-        label="same, order kept (RFC 2992)",
-    )
-    ax.bar(
         [x + 1.5 * width for x in xs],
-        [r["floor"] for r in rows],
+        [r["floor"] for r in first],
         width,
         label="stateless-fabric floor",
     )
@@ -267,18 +279,25 @@ def _ceiling_table(results: Results) -> list[str]:
 
 def _sessions_table(results: Results) -> list[str]:
     lines = [
-        "| N | event | sessions | on affected server | broken (affected / others) "
-        "| drained | stateless floor | hash-threshold expectation (kernel order) "
+        "| N | event | sessions | on affected server | broken, rescue off (affected / others) "
+        "| broken, rescue on (affected / others) | stateless floor "
+        "| hash-threshold expectation (kernel order) "
         "| same, had the order been kept (RFC 2992) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in results["sessions"]:
-        event = r["event"].replace("_", " ") + (" (simulated)" if r["simulated"] else "")
+
+    def broken(row: dict[str, Any] | None) -> str:
+        if row is None:
+            return "n/a"
+        return f"**{row['broken']}** ({row['broken_on_affected']} / {row['broken_on_others']})"
+
+    for (servers, event), pair in rescue_report.session_pairs(results).items():
+        first = pair.get(False) or pair[True]
         lines.append(
-            f"| {r['servers']} | {event} | {r['sessions']} | {r['on_affected']} "
-            f"| **{r['broken']}** ({r['broken_on_affected']} / {r['broken_on_others']}) "
-            f"| {r['drained']} | {r['floor']:.0f} | {r['hash_threshold_expected']:.0f} "
-            f"| {r['hash_threshold_order_kept']:.0f} |"
+            f"| {servers} | {event.replace('_', ' ')} | {first['sessions']} "
+            f"| {first['on_affected']} | {broken(pair.get(False))} | {broken(pair.get(True))} "
+            f"| {first['floor']:.0f} | {first['hash_threshold_expected']:.0f} "
+            f"| {first['hash_threshold_order_kept']:.0f} |"
         )
     return lines
 
@@ -308,6 +327,12 @@ def write(results: Results, docs: Path, notes: list[str]) -> Path:
         f"Python {m['python']}, FRR {m['frr']}, ExaBGP {m['exabgp']}. The cores were shared "
         "with other test runs unless the lead regenerated this in a quiet period.",
         "",
+        *[
+            f"Rerun on {rerun['date']} ({'quick' if rerun['quick'] else 'full'} sizes, "
+            f"`--only {','.join(rerun.get('sections', []))}`): those sections are newer."
+            for rerun in run.get("reruns", [])
+        ],
+        "",
         "Lab: `containerlab/bench/` (spine1 - leaf1 - srv1..srv8 + client, network namespaces,"
         " FRR on leaf1 and spine1). One clock: `time.time()` on this host; sidecar logs "
         "carry ISO UTC timestamps from the same clock.",
@@ -324,7 +349,7 @@ def write(results: Results, docs: Path, notes: list[str]) -> Path:
         "| target | hit | numbers |",
         "|---|---|---|",
     ]
-    for name, hit, numbers in targets(results):
+    for name, hit, numbers in targets(results) + rescue_report.targets(results):
         mark = "n/a" if hit is None else ("**hit**" if hit else "**miss**")
         lines.append(f"| {name} | {mark} | {numbers} |")
     lines += [
@@ -383,14 +408,18 @@ def write(results: Results, docs: Path, notes: list[str]) -> Path:
         "that did nothing wrong are ((k-1)(k-2) + (N-k)(N-k-1)) / (2N(N-1)) of all, "
         "(N-2)/2N at the ends and about 1/4 in the middle: RFC 2992's 1/4 to 1/2.",
         "",
-        "Simulated: *drain* (the service says BYE and closes its sessions, then the sidecar "
-        "withdraws: the real drain feature is being built), *weight change* (a bare ExaBGP "
-        "re-announces srvN at half bandwidth, the UPDATE a sidecar reload would send).",
+        "*drain*: the sidecar's drain (`anycast-announcer drain` through its API) without "
+        "a hook: it waits 1 s for connections that never end, announces GRACEFUL_SHUTDOWN, "
+        "then withdraws; the service keeps running. *weight change*: the sidecar reloads "
+        "(SIGHUP) a config with half the bandwidth. *rescue on*: flow rescue installed on "
+        "srv1..srvN (`anycast-announcer rescue install`, all N servers members) before "
+        "their sidecars start; section 5 has what it costs.",
         "",
         *_sessions_table(results),
         "",
         "![sessions](benchmarks/sessions.png)",
         "",
+        *rescue_report.section(results),
         "## Notes",
         "",
         *[f"- {note}" for note in notes],

@@ -2,6 +2,7 @@
 
     sudo .venv/bin/python -m tests.benchmarks.run [--quick] [--docs DIR]
     sudo .venv/bin/python -m tests.benchmarks.run --from-json   # re-render the document only
+    sudo .venv/bin/python -m tests.benchmarks.run --only sessions,rescue   # rerun some parts
 
 Full size takes about half an hour on two cores; ``--quick`` a few minutes.
 """
@@ -19,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tests.benchmarks import cost, sessions, withdraw
+from tests.benchmarks import cost, rescue, sessions, withdraw
 from tests.benchmarks.common import CheckSettings, bench_lab, machine
 from tests.benchmarks.report import write
 from tests.benchmarks.sessions import EVENTS
@@ -119,20 +120,40 @@ NOTES = [
 ]
 
 
-def collect(sizes: Sizes, workdir: Path) -> dict[str, Any]:
-    """Deploy the benchmark lab once and run every benchmark at ``sizes``."""
+SECTIONS = ("withdraw", "cost", "ceiling", "sessions", "rescue")
+
+
+def collect(sizes: Sizes, workdir: Path, only: tuple[str, ...] = SECTIONS) -> dict[str, Any]:
+    """Deploy the benchmark lab once and run the benchmarks in ``only`` at ``sizes``."""
     results: dict[str, Any] = {
         "machine": machine(),
         "run": {
             "quick": sizes.quick,
             "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "sizes": {k: v for k, v in vars(sizes).items() if k != "withdraw_settings"},
+            "sections": list(only),
         },
     }
-    with bench_lab() as lab:
-        started = time.monotonic()
+    started = time.monotonic()
+    if set(only) - {"rescue"}:
+        with bench_lab() as lab:
+            _collect_bench(results, lab, sizes, workdir, only)
+    if "rescue" in only:
+        log.info("rescue: PMTUD, throughput, orphans")
+        rescue_dir = workdir / "rescue"
+        rescue_dir.mkdir()
+        results["rescue"] = rescue.run(rescue_dir, sizes.quick)
+    results["run"]["seconds"] = round(time.monotonic() - started)
+    return results
+
+
+def _collect_bench(
+    results: dict[str, Any], lab: Any, sizes: Sizes, workdir: Path, only: tuple[str, ...]
+) -> None:
+    if "withdraw" in only:
         log.info("withdraw latency: %d trials per row", sizes.trials)
         results["withdraw"] = withdraw.run(lab, sizes.trials, workdir, sizes.withdraw_settings)
+    if "cost" in only:
         log.info("cost: %s / %s services", sizes.sidecar_services, sizes.healthcheck_services)
         results["cost"] = cost.run(
             lab, sizes.sidecar_services, sizes.healthcheck_services, sizes.cost_seconds, workdir
@@ -140,16 +161,16 @@ def collect(sizes: Sizes, workdir: Path) -> dict[str, Any]:
         results["cost"]["extrapolated"] = extrapolate(
             results["cost"]["rows"], sizes.sidecar_services
         )
+    if "ceiling" in only:
         log.info("ceiling: %s services", sizes.ceiling_services)
         results["ceiling"] = cost.ceiling(
             lab, sizes.ceiling_services, sizes.ceiling_seconds, workdir
         )
-        log.info("sessions: N = %s", sizes.servers)
+    if "sessions" in only:
+        log.info("sessions: N = %s, rescue off and on", sizes.servers)
         results["sessions"] = sessions.run(
             lab, sizes.servers, sizes.sessions, workdir, sizes.events
         )
-        results["run"]["seconds"] = round(time.monotonic() - started)
-    return results
 
 
 def extrapolate(rows: list[dict[str, Any]], wanted: list[int]) -> list[dict[str, Any]]:
@@ -198,20 +219,34 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only re-render the document from the JSON files already there",
     )
+    parser.add_argument(
+        "--only",
+        default=",".join(SECTIONS),
+        help="comma-separated sections to run (default: all); the others are kept from "
+        "the JSON files already in DOCS/benchmarks",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    stored = {
+        path.stem: json.loads(path.read_text(encoding="utf-8"))
+        for path in sorted((args.docs / "benchmarks").glob("*.json"))
+    }
     if args.from_json:
-        stored = {
-            path.stem: json.loads(path.read_text(encoding="utf-8"))
-            for path in sorted((args.docs / "benchmarks").glob("*.json"))
-        }
         print(write(stored, args.docs, NOTES))
         return 0
+    only = tuple(name for name in args.only.split(",") if name)
+    unknown = set(only) - set(SECTIONS)
+    if unknown:
+        parser.error(f"--only: unknown sections {', '.join(sorted(unknown))}")
     with tempfile.TemporaryDirectory(prefix="anycast-bench-") as tmp:
         workdir = Path(tmp)
         workdir.chmod(0o755)  # ExaBGP and FRR read configs from here
-        results = collect(QUICK if args.quick else FULL, workdir)
-    path = write(results, args.docs, NOTES)
+        results = collect(QUICK if args.quick else FULL, workdir, only)
+    if set(only) != set(SECTIONS) and "run" in stored:
+        # A partial run: the header keeps the full run's date and notes this rerun.
+        reruns = [*stored["run"].get("reruns", []), results["run"]]
+        results["run"] = {**stored["run"], "reruns": reruns}
+    path = write({**stored, **results}, args.docs, NOTES)
     print(path)
     return 0
 

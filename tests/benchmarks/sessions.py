@@ -9,19 +9,21 @@ then one event happens to srvN (the *affected* server), and the client counts br
 
 - failure: srvN's service is killed (its sidecar then withdraws);
 - withdrawal: srvN's sidecar stops (SIGTERM: it withdraws; the service keeps running);
-- drain (**simulated**): srvN's service says ``BYE`` and closes its sessions, then its
-  sidecar withdraws; this stands in for the drain feature asking the application to close
-  long-lived sessions before withdrawal;
-- weight change (**simulated**): the sidecar cannot change a weight without a restart
-  yet, so for this event srvN announces through a bare ExaBGP fed by the benchmark, which
-  re-announces the prefix with half the link bandwidth, the UPDATE a sidecar reload would
-  send. (Halving it with an inbound route-map on leaf1 instead made FRR 8.4 install
-  weights 66/66 rather than 66/33 here, so the leaf cannot fake it.)
+- drain: srvN's sidecar is drained through its API (``anycast-announcer drain``) with no
+  drain hook: it waits ``connection_timeout`` (1 s here) for connections that never
+  end, re-announces with GRACEFUL_SHUTDOWN, then withdraws; the service keeps running;
+- weight change: srvN's sidecar reloads (SIGHUP) a config with half the bandwidth and
+  re-announces the prefix with it;
 - addition: srvN's sidecar starts while srv1..srvN-1 are announced.
+
+Every event runs twice: rescue off, and rescue on (``anycast-announcer rescue install``
+on srv1..srvN before their sidecars start, all N servers members; the sidecar itself does
+not manage rescue yet). With rescue on, each row also has the rescue counters of all N
+servers over the event: copies sent over the overlay per rescued packet accepted.
 
 Next to each count: the floor a stateless fabric cannot beat (the failed or withdrawn
 server's sessions; for an addition the hash-space share the new server takes; for a
-weight change the share the server gives up; nothing for an honoured drain) and the
+weight change the share the server gives up; nothing for a drain) and the
 hash-threshold expectation (``hashmath.movement``) for the kernel's actual next-hop order
 before and after, applied to the sessions held, and the same had the kernel kept the old
 next-hop order (RFC 2992's textbook case; FRR rebuilds the group and may reorder it).
@@ -30,29 +32,24 @@ next-hop order (RFC 2992's textbook case; FRR rebuilds the group and may reorder
 from __future__ import annotations
 
 import json
+import secrets
 import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from anycast_announcer.netlab import Lab
-from anycast_announcer.routes import link_bandwidth_community
 from tests.benchmarks.common import (
     ANYCAST,
-    ANYCAST_PREFIX,
-    EXABGP,
-    EXABGP_ENV,
-    LEAF_AS,
     SERVICE_PORT,
     CheckSettings,
     LabService,
     SidecarRunner,
     kernel_nexthops,
-    leaf_address,
     server_address,
-    server_as,
     tcp_services,
     wait_for,
 )
@@ -63,20 +60,53 @@ EVENTS = ("failure", "withdrawal", "drain", "weight_change", "addition")
 SETTINGS = CheckSettings(interval=0.2, fall=2, rise=2, timeout=0.1)
 SETTLE = 3.5
 """Seconds after the FIB changed for every broken session to notice (pings every 0.3 s)."""
+BANDWIDTH = 10_000.0
 
 
 class Fleet:
-    """srv1..srvN with their services and sidecars."""
+    """srv1..srvN with their services and sidecars (and rescue, when on)."""
 
-    def __init__(self, lab: Lab, n: int, workdir: Path) -> None:
-        self.lab, self.n, self.workdir = lab, n, workdir
+    def __init__(self, lab: Lab, n: int, workdir: Path, rescue: bool = False) -> None:
+        self.lab, self.n, self.workdir, self.rescue = lab, n, workdir, rescue
         self.services = {i: LabService(lab, f"srv{i}", workdir) for i in range(1, n + 1)}
         self.sidecars: dict[int, SidecarRunner] = {}
+        self.token = workdir / "api-token"
+        self.token.write_text(secrets.token_hex(16) + "\n", encoding="utf-8")
+        self.token.chmod(0o600)
+
+    def _extra(self, i: int) -> dict[str, Any]:
+        """The API (for drain) on a unix socket, a quick drain, and rescue when on."""
+        extra: dict[str, Any] = {
+            "http": {
+                "listen": "",
+                "unix_socket": str(self.workdir / f"srv{i}-api.sock"),
+                "token_file": str(self.token),
+            },
+            # No hook: wait 1 s for connections that never end, then GRACEFUL_SHUTDOWN
+            # for 1 s, then withdraw.
+            "drain": {"connection_timeout": 1.0, "graceful_shutdown_hold": 1.0},
+        }
+        if self.rescue:
+            extra["rescue"] = {"members": [server_address(k) for k in range(1, self.n + 1)]}
+        return extra
+
+    def _runner(self, i: int) -> SidecarRunner:
+        return SidecarRunner(
+            self.lab,
+            i,
+            tcp_services(1, SETTINGS, port=SERVICE_PORT),
+            self.workdir,
+            bandwidth_mbps=BANDWIDTH,
+            extra=self._extra(i),
+        )
+
+    def cli(self, i: int, *argv: str) -> str:
+        """``anycast-announcer ARGV`` in srv i."""
+        command = [sys.executable, "-m", "anycast_announcer", *argv]
+        return self.lab.run(f"srv{i}", command).stdout
 
     def start_sidecar(self, i: int) -> None:
-        sidecar = SidecarRunner(
-            self.lab, i, tcp_services(1, SETTINGS, port=SERVICE_PORT), self.workdir
-        )
+        sidecar = self._runner(i)
         sidecar.start()
         self.sidecars[i] = sidecar
 
@@ -86,8 +116,22 @@ class Fleet:
     def start(self) -> None:
         for i, service in self.services.items():
             service.start()
+            if self.rescue:
+                # Before the sidecar may announce: no flow may reach a server without it.
+                self.cli(i, "rescue", "install", "-c", str(self._runner(i).config_path))
             self.start_sidecar(i)
         self.wait_hops(self.n)
+
+    def drain(self, i: int) -> None:
+        socket_path = str(self.workdir / f"srv{i}-api.sock")
+        self.cli(i, "drain", "--socket", socket_path, "--token-file", str(self.token))
+
+    def counters(self) -> list[dict[str, Any]]:
+        """Every server's rescue counters (``rescue status --json``)."""
+        return [
+            json.loads(self.cli(i, "rescue", "status", "--json"))["counters"]
+            for i in range(1, self.n + 1)
+        ]
 
     def wait_hops(self, count: int, timeout: float = 60) -> None:
         wait_for(
@@ -101,12 +145,32 @@ class Fleet:
             self.stop_sidecar(i)
         for service in self.services.values():
             service.kill()
+        if self.rescue:
+            for i in self.services:
+                self.cli(i, "rescue", "remove")
+
+
+_SOURCES = iter(range(10, 250))
+
+
+def _fresh_source(lab: Lab) -> str:
+    """A client address no earlier run used: a session's 4-tuple is never reused.
+
+    One run's sessions can leave sockets behind on a server (a FIN nobody
+    acknowledged); a later session on the same 4-tuple, moved to that server, would
+    meet it and hang. Real clients spread over many addresses; the benchmark's one
+    client would reuse ports within seconds.
+    """
+    address = f"10.0.100.{next(_SOURCES)}"
+    lab.run("client", ["ip", "addr", "add", f"{address}/24", "dev", "eth1"])
+    return address
 
 
 def _hold(lab: Lab, sessions: int, workdir: Path, tag: str) -> tuple[subprocess.Popen[Any], Path]:
     ready, result = workdir / f"hold-{tag}.ready", workdir / f"hold-{tag}.json"
     for path in (ready, result):
         path.unlink(missing_ok=True)
+    source = _fresh_source(lab)
     process = lab.popen(
         "client",
         [
@@ -122,6 +186,8 @@ def _hold(lab: Lab, sessions: int, workdir: Path, tag: str) -> tuple[subprocess.
             str(ready),
             "--result-file",
             str(result),
+            "--source",
+            source,
         ],
         cwd=REPO_ROOT,
         stdout=subprocess.DEVNULL,
@@ -131,82 +197,31 @@ def _hold(lab: Lab, sessions: int, workdir: Path, tag: str) -> tuple[subprocess.
     return process, result
 
 
-class ManualSpeaker:
-    """A bare ExaBGP on a server whose API process follows a file of text commands."""
-
-    def __init__(self, lab: Lab, i: int, workdir: Path) -> None:
-        self.lab, self.i = lab, i
-        self.commands = workdir / f"srv{i}-commands.txt"
-        self.commands.write_text("", encoding="utf-8")
-        self.config = workdir / f"srv{i}-manual.conf"
-        self.config.write_text(
-            f"process feed {{\n    run /usr/bin/tail -n +1 -F {self.commands};\n"
-            "    encoder text;\n}\n"
-            f"neighbor {leaf_address(i)} {{\n    router-id {server_address(i)};\n"
-            f"    local-address {server_address(i)};\n    local-as {server_as(i)};\n"
-            f"    peer-as {LEAF_AS};\n    hold-time 3;\n    family {{ ipv4 unicast; }}\n"
-            "    api { processes [ feed ]; }\n}\n",
-            encoding="utf-8",
-        )
-        self.process: subprocess.Popen[Any] | None = None
-
-    def start(self, bandwidth_mbps: float) -> None:
-        self.announce(bandwidth_mbps)
-        self.process = self.lab.popen(
-            f"srv{self.i}",
-            [EXABGP, "server", str(self.config)],
-            env=EXABGP_ENV,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL,
-        )
-
-    def announce(self, bandwidth_mbps: float) -> None:
-        community = link_bandwidth_community(server_as(self.i), bandwidth_mbps * 1e6)
-        with self.commands.open("a", encoding="utf-8") as commands:
-            commands.write(
-                f"announce route {ANYCAST_PREFIX} next-hop self "
-                f"extended-community [ {community} ]\n"
-            )
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-
-
 def one_event(fleet: Fleet, event: str, sessions: int) -> dict[str, Any]:
     """Hold sessions, apply ``event`` to srvN, count, restore the fleet."""
     lab, n = fleet.lab, fleet.n
     affected = f"srv{n}"
-    manual = None
+    # Sessions of earlier runs that a reset ended on the client side are still open on
+    # their server; a new session reusing the port would meet that socket. Abort them.
+    for service in fleet.services.values():
+        service.abort_sessions()
+    time.sleep(0.5)
     if event == "addition":
         fleet.stop_sidecar(n)
         fleet.wait_hops(n - 1)
-    elif event == "weight_change":
-        fleet.stop_sidecar(n)
-        fleet.wait_hops(n - 1)
-        manual = ManualSpeaker(lab, n, fleet.workdir)
-        manual.start(10_000)
-        fleet.wait_hops(n)
-    hold, result_path = _hold(lab, sessions, fleet.workdir, f"{n}-{event}")
+    tag = f"{n}-{event}-{'rescue' if fleet.rescue else 'plain'}"
+    hold, result_path = _hold(lab, sessions, fleet.workdir, tag)
     before = kernel_nexthops(lab, "leaf1")
+    counters_before = fleet.counters() if fleet.rescue else []
     try:
         if event == "failure":
             fleet.services[n].kill()
         elif event == "withdrawal":
             fleet.stop_sidecar(n)
         elif event == "drain":
-            fleet.services[n].drain()
-            time.sleep(0.5)
-            fleet.stop_sidecar(n)
+            fleet.drain(n)
         elif event == "weight_change":
-            assert manual is not None
-            manual.announce(5_000)
+            fleet.sidecars[n].reload_with_bandwidth(BANDWIDTH / 2)
         else:
             fleet.start_sidecar(n)
         wait_for(
@@ -219,20 +234,50 @@ def one_event(fleet: Fleet, event: str, sessions: int) -> dict[str, Any]:
     finally:
         hold.send_signal(signal.SIGTERM)
         hold.wait(timeout=30)
+    rescue = _rescue_counts(counters_before, fleet.counters()) if fleet.rescue else None
     held = json.loads(result_path.read_text(encoding="utf-8"))["sessions"]
-    if manual is not None:
-        manual.stop()
-        fleet.wait_hops(n - 1)
     _restore(fleet, event)
-    return _count(event, n, affected, held, before, after)
+    row = _count(event, n, affected, held, before, after)
+    row["rescue"] = fleet.rescue
+    row["rescue_counters"] = rescue
+    return row
+
+
+def _rescue_counts(
+    before: list[dict[str, Any]], after: list[dict[str, Any]]
+) -> dict[str, int | float | None]:
+    """Overlay copies, rescued packets, feedback, replicas and orphans over one event."""
+
+    def peers(counters: list[dict[str, Any]], field: str) -> int:
+        return sum(int(p[field]["packets"]) for c in counters for p in c["peers"])
+
+    def glob(counters: list[dict[str, Any]], field: str) -> int:
+        return sum(int(c[field]["packets"]) for c in counters)
+
+    copies = peers(after, "forwarded") - peers(before, "forwarded")
+    rescued = peers(after, "received") - peers(before, "received")
+    feedback = peers(after, "feedback_sent") - peers(before, "feedback_sent")
+    return {
+        "copies": copies,
+        "rescued": rescued,
+        "refused": peers(after, "refused") - peers(before, "refused"),
+        "feedback": feedback,
+        "replicated": glob(after, "replicated") - glob(before, "replicated"),
+        "orphans": glob(after, "orphans") - glob(before, "orphans"),
+        "copies_per_rescued": copies / rescued if rescued else None,
+        "feedback_per_rescued": feedback / rescued if rescued else None,
+    }
 
 
 def _restore(fleet: Fleet, event: str) -> None:
     n = fleet.n
-    if event in ("failure", "drain"):
+    if event == "failure":
         fleet.services[n].kill()
         fleet.services[n].start()
     if event in ("withdrawal", "drain", "weight_change"):
+        if n in fleet.sidecars:
+            fleet.stop_sidecar(n)
+            fleet.wait_hops(n - 1)
         fleet.start_sidecar(n)
     fleet.wait_hops(n)
 
@@ -271,9 +316,6 @@ def _count(
     order = {hop: index for index, (hop, _) in enumerate(before)}
     kept = sorted(after, key=lambda hop: order.get(hop[0], len(before)))
     textbook = movement(before, kept).moved * total
-    if event == "drain":
-        expected -= share_before * total
-        textbook -= share_before * total
     return {
         "event": event,
         "servers": n,
@@ -283,6 +325,9 @@ def _count(
         "broken": broken_affected + broken_others,
         "broken_on_affected": broken_affected,
         "broken_on_others": broken_others,
+        "broken_by_reason": dict(
+            Counter(str(s["reason"]) for s in opened if s["state"] == "broken")
+        ),
         "drained": drained,
         "survived": sum(1 for s in opened if s["state"] == "open"),
         "floor": floor,
@@ -290,7 +335,7 @@ def _count(
         "hash_threshold_order_kept": textbook,
         "next_hops_before": before,
         "next_hops_after": after,
-        "simulated": event in ("drain", "weight_change"),
+        "simulated": False,
     }
 
 
@@ -305,19 +350,21 @@ def run(
     sessions: int,
     workdir: Path,
     events: tuple[str, ...] = EVENTS,
+    rescue_modes: tuple[bool, ...] = (False, True),
 ) -> list[dict[str, Any]]:
-    """Every event at every N."""
+    """Every event at every N, rescue off and on."""
     rows = []
     for n in server_counts:
-        fleet = Fleet(lab, n, workdir)
-        try:
-            fleet.start()
-            rows += [one_event(fleet, event, sessions) for event in events]
-        finally:
-            fleet.stop()
-            wait_for(
-                lambda: not kernel_nexthops(lab, "leaf1"),
-                30,
-                "leaf1 still routes the prefix after the fleet stopped",
-            )
+        for rescue in rescue_modes:
+            fleet = Fleet(lab, n, workdir, rescue=rescue)
+            try:
+                fleet.start()
+                rows += [one_event(fleet, event, sessions) for event in events]
+            finally:
+                fleet.stop()
+                wait_for(
+                    lambda: not kernel_nexthops(lab, "leaf1"),
+                    30,
+                    "leaf1 still routes the prefix after the fleet stopped",
+                )
     return rows

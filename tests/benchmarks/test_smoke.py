@@ -96,6 +96,10 @@ def test_session_counts_add_up(results: dict[str, Any]) -> None:
         assert 0 <= row["floor"] <= row["sessions"]
     failure = next(row for row in results["sessions"] if row["event"] == "failure")
     assert failure["broken_on_affected"] == failure["on_affected"]
+    # With rescue on, the sessions an addition moves are handed back: none breaks.
+    (added,) = [r for r in results["sessions"] if r["event"] == "addition" and r["rescue"]]
+    assert added["broken"] == 0, added
+    assert added["rescue_counters"]["rescued"] > 0
 
 
 def test_report_writes_markdown_json_and_plots(results: dict[str, Any], tmp_path: Path) -> None:

@@ -287,6 +287,59 @@ class Fabric:
     def hold(self, family: int, sessions: int, ready_file: Path) -> Holder:
         return Holder(self, family, sessions, ready_file)
 
+    # -- flow rescue -------------------------------------------------------------------
+
+    def install_rescue(self) -> None:
+        """``anycast-announcer rescue install`` with each server's lab config (idempotent)."""
+        for node in SERVERS:
+            config = LAB_DIR / node / "anycast-announcer.yaml"
+            self.lab.run(
+                node,
+                [sys.executable, "-m", "anycast_announcer", "rescue", "install", "-c", str(config)],
+            )
+
+    def remove_rescue(self) -> None:
+        """``anycast-announcer rescue remove`` on every server."""
+        for node in SERVERS:
+            self.lab.run(node, [sys.executable, "-m", "anycast_announcer", "rescue", "remove"])
+
+    def rescue_counters(self, node: str) -> dict[str, Any]:
+        """``rescue status --json`` counters of a server."""
+        out = self.lab.run(
+            node, [sys.executable, "-m", "anycast_announcer", "rescue", "status", "--json"]
+        ).stdout
+        counters: dict[str, Any] = json.loads(out)["counters"]
+        return counters
+
+    def flush_pmtu(self) -> None:
+        """Forget the path MTUs the servers learnt."""
+        for node in SERVERS:
+            self.lab.run(node, ["ip", "route", "flush", "cache"])
+            self.lab.run(node, ["ip", "-6", "route", "flush", "cache"])
+
+    def downloads(self, family: int, count: int, size: int, timeout: float) -> dict[str, Any]:
+        """``count`` downloads of ``size`` bytes from the client; completed/hung per server."""
+        result = self.lab.run(
+            "client",
+            [
+                sys.executable,
+                "-m",
+                "anycast_announcer.netlab.traffic",
+                "downloads",
+                "--target",
+                TARGET[family],
+                "--count",
+                str(count),
+                "--size",
+                str(size),
+                "--timeout",
+                str(timeout),
+            ],
+            timeout=timeout * count + 60,
+        )
+        data: dict[str, Any] = json.loads(result.stdout)
+        return data
+
 
 class Holder:
     """A ``traffic hold`` run in the client namespace, stopped with SIGTERM."""

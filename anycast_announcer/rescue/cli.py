@@ -1,0 +1,219 @@
+"""``anycast-announcer rescue install|remove|status``: the data path without a sidecar.
+
+- ``install -c CONFIG``: reconcile the kernel to the config's ``rescue:`` section (the
+  same ``apply`` the sidecar performs); safe to repeat, a no-op when nothing differs.
+- ``remove``: delete the tables and overlay devices; the host is as it was before the
+  first install. Connections being rescued to or through this server break, so remove
+  only a server whose route is withdrawn and whose connections are gone, or the whole
+  group.
+- ``status [-c CONFIG] [--json]``: what is installed, every counter, and with a config
+  whether the installed data path is the one it describes.
+
+Exit codes as for the other commands: 0 success, 1 the kernel refused or failed, 2 the
+config or arguments are wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from anycast_announcer.config import Config, ConfigError, load_config
+from anycast_announcer.logging import configure_logging
+from anycast_announcer.rescue.model import RescuePlan, build_plan
+from anycast_announcer.rescue.mtu import mtu_warnings
+
+__all__ = ["add_parser", "check_warnings", "run"]
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def add_parser(commands: Any) -> None:
+    """Add the ``rescue`` command group to the main parser's subcommands."""
+    rescue = commands.add_parser("rescue", help="install, remove or inspect flow rescue")
+    actions = rescue.add_subparsers(dest="rescue_command", required=True, metavar="ACTION")
+    install = actions.add_parser("install", help="reconcile the kernel data path to CONFIG")
+    install.add_argument("-c", "--config", required=True, help="configuration file (YAML)")
+    remove = actions.add_parser("remove", help="delete the data path; restores the host")
+    remove.add_argument("-c", "--config", help="not needed; accepted for symmetry")
+    status = actions.add_parser("status", help="installed data path and counters")
+    status.add_argument("-c", "--config", help="also say whether it matches this config")
+    status.add_argument("--json", action="store_true", help="print JSON")
+
+
+def check_warnings(config: Config) -> list[str]:
+    """check-config's rescue warnings: the underlay MTU, where this host can tell it.
+
+    With ``rescue.underlay_mtu`` set, the config alone decides; otherwise the MTU of the
+    interfaces routing to the members is used when this host is one of them, and
+    nothing is said elsewhere (a config checked on a build machine).
+    """
+    from anycast_announcer.rescue.kernel import RescueError, host_facts
+
+    rescue = config.rescue
+    if rescue is None:
+        return []
+    if rescue.underlay_mtu is not None:
+        local, mtu = rescue.local_address or rescue.members[0], rescue.underlay_mtu
+    else:
+        try:
+            facts = host_facts(rescue)
+        except (RescueError, OSError):
+            return []
+        local, mtu = facts.local_address, facts.underlay_mtu
+    return mtu_warnings(build_plan(config, local_address=local, underlay_mtu=mtu))
+
+
+def _config(path: str) -> Config | None:
+    try:
+        config = load_config(path)
+    except ConfigError as error:
+        print(error.render(), file=sys.stderr)
+        return None
+    if config.rescue is None:
+        print(f"{path}: rescue: the config has no rescue section", file=sys.stderr)
+        return None
+    return config
+
+
+def _plan(config: Config, path: str) -> RescuePlan | None:
+    """The plan for this host, or None after printing why there is none."""
+    # The kernel shell (pyroute2) is only imported by the commands that need it.
+    from anycast_announcer.rescue.kernel import RescueError, host_facts
+
+    assert config.rescue is not None
+    try:
+        facts = host_facts(config.rescue)
+    except RescueError as error:
+        print(f"{path}: {error}", file=sys.stderr)
+        return None
+    return build_plan(config, local_address=facts.local_address, underlay_mtu=facts.underlay_mtu)
+
+
+def _install(path: str) -> int:
+    from anycast_announcer.rescue.kernel import RescueError, RescueKernel
+
+    config = _config(path)
+    plan = _plan(config, path) if config is not None else None
+    if plan is None:
+        return EXIT_USAGE
+    for warning in mtu_warnings(plan):
+        print(f"{path}: warning: {warning}", file=sys.stderr)
+    configure_logging("auto", "warning")  # the kernel shell logs; this command prints
+    try:
+        report = RescueKernel().apply(plan)
+    except RescueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    peers = ", ".join(str(peer.address) for peer in plan.peers)
+    if not report.changed:
+        print(f"rescue: already installed (member {plan.me.address}; peers {peers})")
+        return EXIT_OK
+    print(f"rescue: installed (member {plan.me.address}; peers {peers})")
+    print(
+        f"  {len(report.link_steps)} device steps, tables written: "
+        f"{', '.join(report.tables_written) or 'none'}"
+    )
+    if report.took_over:
+        print(
+            f"  took over established connections ({', '.join(report.took_over)}): "
+            f"{report.adopted} entered into conntrack, {report.liberalized} relaxed, "
+            f"{report.forgotten} stale entries forgotten"
+        )
+    return EXIT_OK
+
+
+def _remove() -> int:
+    from anycast_announcer.rescue.kernel import RescueError, RescueKernel
+
+    configure_logging("auto", "warning")
+    try:
+        report = RescueKernel().remove()
+    except RescueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    if not report.tables and not report.devices:
+        print("rescue: nothing installed")
+    else:
+        print(
+            f"rescue: removed tables {', '.join(report.tables) or 'none'}; "
+            f"devices {', '.join(report.devices) or 'none'}"
+        )
+    return EXIT_OK
+
+
+def _status(path: str | None, as_json: bool) -> int:
+    from anycast_announcer.rescue.kernel import RescueError, RescueKernel
+
+    configure_logging("auto", "warning")
+    kernel = RescueKernel()
+    plan = None
+    if path is not None:
+        config = _config(path)
+        plan = _plan(config, path) if config is not None else None
+        if plan is None:
+            return EXIT_USAGE
+    try:
+        installed = kernel.read_installed()
+        counters = kernel.counters()
+        in_sync = kernel.in_sync(plan, installed) if plan is not None else None
+    except RescueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    document = {**installed.as_json(), "counters": counters.as_json(), "in_sync": in_sync}
+    if as_json:
+        print(json.dumps(document, indent=2, sort_keys=True))
+    else:
+        print(_format_status(document))
+    return EXIT_OK
+
+
+def _format_status(document: dict[str, Any]) -> str:
+    lines = []
+    if not document["devices"] and not document["tables"]:
+        lines.append("rescue: not installed")
+    for name, device in document["devices"].items():
+        lines.append(
+            f"device {name}: vni {device['vni']} port {device['port']} local {device['local']} "
+            f"mtu {device['mtu']} {'up' if device['up'] else 'DOWN'}; peers "
+            f"{', '.join(device['peers']) or 'none'}"
+        )
+    for family, table in document["tables"].items():
+        lines.append(f"table {family} anycast_rescue: {table['mode'] or 'unknown'}")
+    if document["in_sync"] is not None:
+        lines.append(f"matches the config: {'yes' if document['in_sync'] else 'NO'}")
+    counters = document["counters"]
+    lines.append(
+        f"{'PEER':<28}{'FORWARDED':>12}{'RECEIVED':>12}{'REFUSED':>10}"
+        f"{'FEEDBACK TX':>13}{'FEEDBACK RX':>13}"
+    )
+    for peer in counters["peers"]:
+        lines.append(
+            f"{peer['peer']:<28}{peer['forwarded']['packets']:>12}"
+            f"{peer['received']['packets']:>12}{peer['refused']['packets']:>10}"
+            f"{peer['feedback_sent']['packets']:>13}{peer['feedback_received']['packets']:>13}"
+        )
+    lines.append(
+        "replicated {replicated} · orphans {orphans} · icmp relayed {icmp} · refused: "
+        "overlay {overlay}, underlay {underlay}  (packets)".format(
+            replicated=counters["replicated"]["packets"],
+            orphans=counters["orphans"]["packets"],
+            icmp=counters["icmp_relayed"]["packets"],
+            overlay=counters["overlay_refused"]["packets"],
+            underlay=counters["underlay_refused"]["packets"],
+        )
+    )
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``rescue ACTION`` from parsed arguments."""
+    if args.rescue_command == "install":
+        return _install(args.config)
+    if args.rescue_command == "remove":
+        return _remove()
+    return _status(args.config, args.json)

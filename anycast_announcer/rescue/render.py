@@ -1,0 +1,416 @@
+"""The nftables table of one address family, rendered from a plan (pure, deterministic).
+
+Chains, in packet order (``F`` is the flow key ``saddr . sport . daddr . dport``):
+
+- ``raw_prerouting`` / ``raw_output`` (underlay family, priority raw): VXLAN from anything
+  but a member is dropped (``underlay_refused``); VXLAN between members is not tracked.
+- ``prerouting`` (priority mangle, after conntrack at -200):
+  loopback is left alone; the overlays go to ``from_overlay`` / ``from_feedback``;
+  anything not for an anycast address is left alone; TCP goes to ``fabric_tcp``; an ICMP
+  "fragmentation needed" / "packet too big" quoting an anycast source to ``fabric_icmp``.
+- ``fabric_tcp``: a pure SYN or a packet conntrack knows (established, related,
+  untracked) is local. Anything else is not ours: a learnt flow goes to its owner only;
+  a flow in probation is replicated to every peer; the first packet of a flow past its
+  probation, within its orphan window, goes to the local stack (which resets it) and ends
+  the window; any other flow starts a probation (``probation`` and ``rescuing``, added
+  together, never refreshed) and is replicated. Copies are dropped here.
+- ``fabric_icmp``: relayed to every peer (rate-limited), and delivered locally too.
+- ``from_overlay``: only TCP / ICMP for an anycast address, from a known member MAC; then
+  ``from_<peer>``: conntrack must know the flow (else ``bad_<peer>``, dropped), it is
+  accepted (``rx_<peer>``) and, rate-limited per flow, a feedback copy goes back to the
+  forwarder over the feedback overlay. Nothing arriving here is ever forwarded again.
+- ``from_feedback``: the forwarder learns ``F -> peer`` (``owner_<peer>``) and drops it.
+- ``mss`` (output): SYN-ACKs from anycast addresses advertise an MSS that fits the overlay.
+- ``info``: one rule whose comment carries the digest of everything else, so the
+  reconciler can tell whether the installed table is the one it would render.
+
+``RenderMode.WARM`` renders the same table with ``fabric_tcp`` accepting everything: it
+lets conntrack learn the flows that existed before the first install (take-over) before
+any packet is treated as someone else's.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from anycast_announcer.rescue.model import TABLE, Family, Member, RescuePlan
+
+__all__ = [
+    "MARKER_PREFIX",
+    "ChainShape",
+    "RenderMode",
+    "RenderedTable",
+    "SetShape",
+    "TableShape",
+    "render_table",
+    "table_shape",
+]
+
+MARKER_PREFIX = "anycast-announcer rescue v1"
+RAW_PRIORITY = -300
+MANGLE_PRIORITY = -150
+TABLE_COMMENT = "anycast-announcer flow rescue; remove with: anycast-announcer rescue remove"
+
+
+class RenderMode(enum.Enum):
+    """FULL rescues; WARM only lets conntrack learn (first install, take-over)."""
+
+    FULL = "full"
+    WARM = "warm"
+
+
+@dataclass(frozen=True, slots=True)
+class SetShape:
+    """A named set as it is declared (and as ``nft -j`` reports it back)."""
+
+    name: str
+    key: tuple[str, ...]
+    flags: frozenset[str] = frozenset()
+    timeout: int | None = None
+    size: int | None = None
+    dynamic: bool = False
+    """Filled from the packet path; its elements survive a reconcile."""
+    elements: tuple[str, ...] = ()
+
+    def comparable(self) -> tuple[object, ...]:
+        """What must match for an installed set to be kept (``nft -j`` omits 'dynamic')."""
+        return (self.key, self.flags, self.timeout, self.size)
+
+    def declaration(self) -> str:
+        """The ``set NAME { ... }`` line."""
+        parts = [f"type {' . '.join(self.key)};"]
+        flags = sorted(self.flags | ({"dynamic"} if self.dynamic else set()))
+        if flags:
+            parts.append(f"flags {','.join(flags)};")
+        if self.timeout is not None:
+            parts.append(f"timeout {self.timeout}s;")
+        if self.size is not None:
+            parts.append(f"size {self.size};")
+        if self.elements:
+            parts.append(f"elements = {{ {', '.join(self.elements)} }};")
+        return f"set {self.name} {{ {' '.join(parts)} }}"
+
+
+@dataclass(frozen=True, slots=True)
+class ChainShape:
+    """A chain; base chains have a hook and a priority (type filter, policy accept)."""
+
+    name: str
+    hook: str | None = None
+    priority: int | None = None
+
+    def header(self) -> str:
+        """The first line inside ``chain NAME { ... }`` of a base chain, else ''."""
+        if self.hook is None:
+            return ""
+        return f"type filter hook {self.hook} priority {self.priority}; policy accept;"
+
+
+@dataclass(frozen=True, slots=True)
+class TableShape:
+    """The objects of one family's table, without rules."""
+
+    family: Family
+    sets: tuple[SetShape, ...]
+    chains: tuple[ChainShape, ...]
+    counters: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedTable:
+    """The complete ``table`` text of one family, its objects and its digest."""
+
+    family: Family
+    text: str
+    shape: TableShape
+    digest: str
+    mode: RenderMode
+
+    @property
+    def marker(self) -> str:
+        """The comment of the ``info`` rule, compared with the installed one."""
+        return f"{MARKER_PREFIX} {self.mode.value} {self.digest}"
+
+
+# -- objects --------------------------------------------------------------------------------
+
+
+def _flow_key(family: Family) -> tuple[str, ...]:
+    return (family.addr_type, "inet_service", family.addr_type, "inet_service")
+
+
+def _flow(family: Family) -> str:
+    kw = family.keyword
+    return f"{kw} saddr . tcp sport . {kw} daddr . tcp dport"
+
+
+def _flow_set(name: str, family: Family, timeout: int, size: int) -> SetShape:
+    return SetShape(
+        name=name,
+        key=_flow_key(family),
+        flags=frozenset({"timeout"}),
+        timeout=timeout,
+        size=size,
+        dynamic=True,
+    )
+
+
+def _peer_counters(peer: Member) -> list[str]:
+    return [f"{kind}_{peer.token}" for kind in ("fwd", "rx", "bad", "fbtx", "fbrx")]
+
+
+def table_shape(plan: RescuePlan, family: Family) -> TableShape:
+    """Sets, chains and counters of ``family``'s table."""
+    sets: list[SetShape] = []
+    chains: list[ChainShape] = []
+    counters: list[str] = []
+    if family is plan.underlay:
+        members = tuple(str(m.address) for m in plan.members)
+        sets.append(SetShape("members", (family.addr_type,), elements=members))
+        chains += [
+            ChainShape("raw_prerouting", "prerouting", RAW_PRIORITY),
+            ChainShape("raw_output", "output", RAW_PRIORITY),
+        ]
+        counters.append("underlay_refused")
+    prefixes = plan.prefixes_of(family)
+    if prefixes:
+        timers, size = plan.timers, plan.timers.flow_table_size
+        sets.append(
+            SetShape(
+                "anycast",
+                (family.addr_type,),
+                flags=frozenset({"interval"}),
+                elements=tuple(str(p) for p in prefixes),
+            )
+        )
+        sets += [
+            _flow_set("probation", family, timers.probation, size),
+            # Probation and orphan window, from the first replicated packet; added, never
+            # refreshed, so a stale entry cannot outlive it (a client reusing the 4-tuple
+            # of an old orphan later gets a probation, not a reset).
+            _flow_set("rescuing", family, timers.probation + timers.orphan_window, size),
+        ]
+        for peer in plan.peers:
+            sets += [
+                _flow_set(f"owner_{peer.token}", family, timers.learn, size),
+                _flow_set(f"fed_{peer.token}", family, timers.feedback_memory, size),
+            ]
+        chains.append(ChainShape("prerouting", "prerouting", MANGLE_PRIORITY))
+        if plan.clamp_mss:
+            chains.append(ChainShape("mss", "output", MANGLE_PRIORITY))
+        chains += [
+            ChainShape("fabric_tcp"),
+            ChainShape("fabric_icmp"),
+            ChainShape("from_overlay"),
+            ChainShape("from_feedback"),
+            *(ChainShape(f"from_{peer.token}") for peer in plan.peers),
+        ]
+        counters += ["replicated", "orphans", "icmp_relayed", "overlay_refused"]
+        for peer in plan.peers:
+            counters += _peer_counters(peer)
+    chains.append(ChainShape("info"))
+    return TableShape(family, tuple(sets), tuple(chains), tuple(counters))
+
+
+# -- rules ----------------------------------------------------------------------------------
+
+
+def _dup(plan: RescuePlan, family: Family, peer: Member, *, feedback: bool) -> str:
+    device = plan.feedback.name if feedback else plan.rescue.name
+    return f'dup to {peer.label(family, feedback=feedback)} device "{device}"'
+
+
+def _dup_all(plan: RescuePlan, family: Family) -> str:
+    return " ".join(_dup(plan, family, peer, feedback=False) for peer in plan.peers)
+
+
+def _icmp_matches(plan: RescuePlan, family: Family) -> list[str]:
+    """One match per prefix: the quoted packet's source is inside the prefix."""
+    if family is Family.IPV4:
+        # ICMP header (8 bytes), then the quoted IPv4 header: saddr at byte 12.
+        head, offset = "icmp type destination-unreachable icmp code frag-needed", 160
+    else:
+        # ICMPv6 header (8 bytes), then the quoted IPv6 header: saddr at byte 8.
+        head, offset = "icmpv6 type packet-too-big", 128
+    matches = []
+    for prefix in plan.prefixes_of(family):
+        length = prefix.prefixlen
+        if length == 0:
+            matches.append(head)
+            continue
+        value = int(prefix.network_address) >> (prefix.max_prefixlen - length)
+        matches.append(f"{head} @th,{offset},{length} {value:#x}")
+    return matches
+
+
+def _underlay_rules(plan: RescuePlan, family: Family) -> dict[str, list[str]]:
+    kw, port = family.keyword, plan.rescue.port
+    return {
+        "raw_prerouting": [
+            f"udp dport {port} fib daddr type local {kw} saddr != @members "
+            "counter name underlay_refused drop",
+            f"udp dport {port} {kw} saddr @members notrack",
+        ],
+        "raw_output": [f"udp dport {port} {kw} daddr @members notrack"],
+    }
+
+
+def _prerouting(plan: RescuePlan, family: Family) -> list[str]:
+    kw = family.keyword
+    return [
+        'iifname "lo" accept',
+        f'iifname "{plan.rescue.name}" jump from_overlay',
+        f'iifname "{plan.feedback.name}" jump from_feedback',
+        f"{kw} daddr != @anycast accept",
+        "meta l4proto tcp jump fabric_tcp",
+        *(f"{match} jump fabric_icmp" for match in _icmp_matches(plan, family)),
+    ]
+
+
+def _fabric_tcp(plan: RescuePlan, family: Family, mode: RenderMode) -> list[str]:
+    if mode is RenderMode.WARM:
+        return ["ct state established,related accept", "accept"]
+    flow = _flow(family)
+    rules = [
+        "tcp flags & (fin|syn|rst|ack) == syn accept",
+        "ct state established,related accept",
+        "ct state untracked accept",
+    ]
+    for peer in plan.peers:
+        rules.append(
+            f"{flow} @owner_{peer.token} counter name fwd_{peer.token} "
+            f"{_dup(plan, family, peer, feedback=False)} drop"
+        )
+    rules += [
+        f"{flow} @probation counter name replicated {_dup_all(plan, family)} drop",
+        # Once: the local stack resets the flow now. A later packet of it (the reset was
+        # lost) starts a new probation, and no stale window can claim the 4-tuple for a
+        # new connection that reuses it.
+        f"{flow} @rescuing delete @rescuing {{ {flow} }} counter name orphans accept",
+        f"add @probation {{ {flow} }} add @rescuing {{ {flow} }} "
+        f"counter name replicated {_dup_all(plan, family)} drop",
+    ]
+    return rules
+
+
+def _fabric_icmp(plan: RescuePlan, family: Family) -> list[str]:
+    rate = plan.timers.icmp_per_second
+    return [
+        f"limit rate {rate}/second burst {rate} packets counter name icmp_relayed "
+        f"{_dup_all(plan, family)}"
+    ]
+
+
+def _from_overlay(plan: RescuePlan, family: Family) -> list[str]:
+    kw = family.keyword
+    icmp = "icmp" if family is Family.IPV4 else "ipv6-icmp"
+    rules = [
+        f"{kw} daddr != @anycast counter name overlay_refused drop",
+        f"meta l4proto != {{ tcp, {icmp} }} counter name overlay_refused drop",
+    ]
+    rules += [f"ether saddr {peer.rescue_mac} jump from_{peer.token}" for peer in plan.peers]
+    rules.append("counter name overlay_refused drop")
+    return rules
+
+
+def _from_peer(plan: RescuePlan, family: Family, peer: Member) -> list[str]:
+    flow, timers = _flow(family), plan.timers
+    limit = (
+        f"limit rate over {timers.feedback_per_minute}/minute burst {timers.feedback_burst} packets"
+    )
+    return [
+        f"ct state != {{ established, related }} counter name bad_{peer.token} drop",
+        f"counter name rx_{peer.token}",
+        "meta l4proto != tcp accept",
+        f"update @fed_{peer.token} {{ {flow} {limit} }} accept",
+        f"counter name fbtx_{peer.token} {_dup(plan, family, peer, feedback=True)} accept",
+    ]
+
+
+def _from_feedback(plan: RescuePlan, family: Family) -> list[str]:
+    kw, flow = family.keyword, _flow(family)
+    rules = [
+        f"{kw} daddr != @anycast counter name overlay_refused drop",
+        "meta l4proto != tcp counter name overlay_refused drop",
+    ]
+    rules += [
+        # Learnt: forget the flow's probation history, so that when the owner stops
+        # confirming it (idle, gone, or its entry lost to a reconcile) it gets a whole
+        # new probation instead of an orphan's reset.
+        f"ether saddr {peer.feedback_mac} update @owner_{peer.token} {{ {flow} }} "
+        f"delete @probation {{ {flow} }} delete @rescuing {{ {flow} }} "
+        f"counter name fbrx_{peer.token} drop"
+        for peer in plan.peers
+    ]
+    rules.append("counter name overlay_refused drop")
+    return rules
+
+
+def _mss(plan: RescuePlan, family: Family) -> list[str]:
+    mss = plan.mss(family)
+    return [
+        f"tcp flags & (syn|ack) == syn|ack {family.keyword} saddr @anycast "
+        f"tcp option maxseg size > {mss} tcp option maxseg size set {mss}"
+    ]
+
+
+def _rules(plan: RescuePlan, family: Family, mode: RenderMode) -> dict[str, list[str]]:
+    rules: dict[str, list[str]] = {}
+    if family is plan.underlay:
+        rules.update(_underlay_rules(plan, family))
+    if plan.prefixes_of(family):
+        rules["prerouting"] = _prerouting(plan, family)
+        rules["mss"] = _mss(plan, family)
+        rules["fabric_tcp"] = _fabric_tcp(plan, family, mode)
+        rules["fabric_icmp"] = _fabric_icmp(plan, family)
+        rules["from_overlay"] = _from_overlay(plan, family)
+        rules["from_feedback"] = _from_feedback(plan, family)
+        for peer in plan.peers:
+            rules[f"from_{peer.token}"] = _from_peer(plan, family, peer)
+    return rules
+
+
+# -- text -----------------------------------------------------------------------------------
+
+
+def _chain_text(chain: ChainShape, rules: list[str]) -> list[str]:
+    lines = [f"\tchain {chain.name} {{"]
+    if chain.hook is not None:
+        lines.append(f"\t\t{chain.header()}")
+    lines += [f"\t\t{rule}" for rule in rules]
+    lines.append("\t}")
+    return lines
+
+
+def _digest(body: str, device_indexes: Mapping[str, int]) -> str:
+    # dup resolves the device name to an ifindex when the rule is loaded: a device
+    # recreated under the same name needs the rules reloaded, so its index is hashed too.
+    material = body + "\n" + json.dumps(dict(sorted(device_indexes.items())))
+    return hashlib.sha256(material.encode()).hexdigest()[:24]
+
+
+def render_table(
+    plan: RescuePlan,
+    family: Family,
+    *,
+    mode: RenderMode = RenderMode.FULL,
+    device_indexes: Mapping[str, int] | None = None,
+) -> RenderedTable:
+    """The ``table <family> anycast_rescue { ... }`` text for ``nft -f``."""
+    shape = table_shape(plan, family)
+    rules = _rules(plan, family, mode)
+    body = [f"table {family.value} {TABLE} {{", f'\tcomment "{TABLE_COMMENT}"']
+    body += [f"\t{s.declaration()}" for s in shape.sets]
+    body += [f"\tcounter {name} {{ }}" for name in shape.counters]
+    for chain in shape.chains:
+        if chain.name != "info":
+            body += _chain_text(chain, rules.get(chain.name, []))
+    digest = _digest("\n".join(body), device_indexes or {})
+    rendered = RenderedTable(family, "", shape, digest, mode)
+    body += _chain_text(ChainShape("info"), [f'return comment "{rendered.marker}"'])
+    body.append("}")
+    return RenderedTable(family, "\n".join(body) + "\n", shape, digest, mode)

@@ -1,0 +1,236 @@
+"""Flow rescue measured: PMTUD, throughput and CPU of a rescued flow, time to reset orphans.
+
+Runs on the rescue test lab (tests/integration/rescue/rescue.clab.yml: three servers
+behind one ECMP router r, a client behind router q), rescue installed with the CLI:
+
+- **pmtud**: q's link to the client drops to 1400 bytes; ``downloads`` large transfers
+  per family, rescue off and on; completed and hung ones per server.
+- **throughput**: iperf3 from the client to the anycast address, served by s3 only:
+  *direct* (r routes to s3) without rescue and with rescue installed (the cost every
+  packet pays for the ownership check), and *rescued* (the flow starts on s3, then r
+  routes to s1 only, which hands every packet to s3 over the overlay). Upload (the
+  client's data is rescued) and download (``-R``: only its ACKs are), as fast as they go
+  and paced at 2 Gbit/s (upload). Throughput from
+  iperf3's own intervals after the switch; CPU is the whole machine's busy time from
+  /proc/stat per GB moved (the namespaces share one kernel; other work on the host
+  counts too, so read it as an upper bound). Copies per rescued packet from the
+  counters.
+- **orphans**: the client holds sessions; s3 dies (its link goes down and r stops
+  routing to it). Time from the event until each of s3's sessions sees its reset,
+  rescue off and on; and with rescue on after s3's sessions were first rescued and
+  learnt (s3 withdrawn, then dead 4 s later: the learnt owner must time out first).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.benchmarks.common import summary
+from tests.integration.rescue.rescuelab import (
+    ANYCAST,
+    SERVERS,
+    RescueLab,
+    peer_total,
+    rescue_lab,
+)
+
+IPERF_PORT = 5201
+RATE = "2G"
+"""The fixed rate of the paced runs: well below what the lab's shared cores carry."""
+
+
+def _busy_jiffies() -> int:
+    """Busy CPU time of the whole machine (user..softirq, not idle/iowait), in ticks."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in fields[:7])
+    return user + nice + system + irq + softirq
+
+
+def pmtud(lab: RescueLab, count: int, size: int) -> list[dict[str, Any]]:
+    """Large downloads through the 1400-byte link, per family, rescue off then on."""
+    rows = []
+    try:
+        lab.run("q", "ip", "link", "set", "eth1", "mtu", "1400")
+        for rescue in (False, True):
+            if rescue:
+                lab.install_all()
+            else:
+                lab.remove_all()
+            for family in (4, 6):
+                lab.flush_pmtu()
+                result = lab.downloads(family, count=count, size=size, timeout=10)
+                rows.append({"family": family, "rescue": rescue, **result})
+    finally:
+        lab.run("q", "ip", "link", "set", "eth1", "mtu", "1500")
+        lab.install_all()
+    return rows
+
+
+def _iperf(
+    lab: RescueLab,
+    seconds: float,
+    reverse: bool,
+    switch_after: float | None,
+    rate: str | None = None,
+) -> dict[str, Any]:
+    """One iperf3 run to s3; with ``switch_after``, r moves the flow to s1 mid-run."""
+    server = lab.lab.popen(
+        "s3",
+        ["iperf3", "-s", "-1", "-B", ANYCAST[4], "-p", str(IPERF_PORT)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(0.5)
+    argv = ["iperf3", "-c", ANYCAST[4], "-p", str(IPERF_PORT), "-t", str(seconds), "-J"]
+    extra = (["-R"] if reverse else []) + (["-b", rate] if rate else [])
+    client = lab.lab.popen("client", [*argv, *extra], stdout=subprocess.PIPE, text=True)
+    counters_before = lab.counters()
+    busy_before = _busy_jiffies()
+    if switch_after is not None:
+        time.sleep(switch_after)
+        lab.set_paths(["s1"])
+    out, _ = client.communicate(timeout=seconds + 30)
+    busy = _busy_jiffies() - busy_before
+    server.wait(timeout=10)
+    counters_after = lab.counters()
+    intervals = json.loads(out)["intervals"]
+    skip = int(switch_after or 0) + 1  # the intervals before the switch, and the switch
+    rates = [i["sum"]["bits_per_second"] for i in intervals[skip:]]
+    moved = json.loads(out)["end"]["sum_received"]["bytes"]
+    rescued = peer_total(counters_after, "received") - peer_total(counters_before, "received")
+    copies = peer_total(counters_after, "forwarded") - peer_total(counters_before, "forwarded")
+    return {
+        "gbit_per_s": statistics.median(rates) / 1e9,
+        "intervals": len(rates),
+        "bytes": moved,
+        "cpu_seconds_per_gb": busy / 100 / (moved / 1e9),  # USER_HZ = 100
+        "rescued_packets": rescued,
+        "copies_per_rescued": copies / rescued if rescued else None,
+    }
+
+
+def throughput(lab: RescueLab, seconds: float, repeats: int) -> list[dict[str, Any]]:
+    """Direct (rescue off / on) and rescued iperf3 runs, upload and download, as fast as
+    they go and at a fixed 2 Gbit/s (below what this host's CPUs cap)."""
+    rows = []
+    cases = (("direct", False), ("direct", True), ("rescued", True))
+    for reverse, rate in ((False, None), (True, None), (False, RATE)):
+        for path, rescue in cases:
+            runs = []
+            for _ in range(repeats):
+                if rescue:
+                    lab.install_all()
+                else:
+                    lab.remove_all()
+                lab.set_paths(["s3"])
+                switch = 2.0 if path == "rescued" else None
+                runs.append(_iperf(lab, seconds, reverse, switch, rate))
+            best = max(runs, key=lambda r: r["gbit_per_s"])
+            rows.append(
+                {
+                    "direction": "download" if reverse else "upload",
+                    "rate": rate or "max",
+                    "path": path,
+                    "rescue": rescue,
+                    "runs": runs,
+                    "gbit_per_s": statistics.median(r["gbit_per_s"] for r in runs),
+                    "best_gbit_per_s": best["gbit_per_s"],
+                    "cpu_seconds_per_gb": statistics.median(r["cpu_seconds_per_gb"] for r in runs),
+                    "copies_per_rescued": best["copies_per_rescued"] if path == "rescued" else None,
+                }
+            )
+    lab.set_paths(SERVERS)
+    lab.install_all()
+    return rows
+
+
+def _reset_times(summary_: dict[str, Any], event_at: float) -> list[float]:
+    return sorted(
+        s["at"] - event_at
+        for s in summary_["broken_sessions"]
+        if s["server"] == "s3" and s["reason"] == "reset"
+    )
+
+
+def orphans(lab: RescueLab, sessions: int) -> list[dict[str, Any]]:
+    """Time until the client sees the reset of a dead server's sessions."""
+    rows = []
+    for case in ("rescue off", "rescue on", "rescue on, learnt first"):
+        lab.reset()
+        if case == "rescue off":
+            lab.remove_all()
+        event_at = 0.0
+
+        def die(case: str = case) -> None:
+            nonlocal event_at
+            if case.endswith("learnt first"):
+                lab.set_paths(["s1", "s2"])  # withdrawn: rescued and learnt
+                time.sleep(4)
+            event_at = time.time()
+            lab.isolate("s3")
+            lab.set_paths(["s1", "s2"])
+
+        held = lab.hold(4, sessions, die, settle=15, timeout=40, tag="orphans")
+        times = _reset_times(held, event_at)
+        rows.append(
+            {
+                "case": case,
+                "on_dead_server": held["started_on"].get("s3", 0),
+                "reset": len(times),
+                "broken_elsewhere": held["broken"] - held["broken_by_server"].get("s3", 0),
+                "seconds_to_reset": summary(times),
+            }
+        )
+    lab.reset()
+    return rows
+
+
+@dataclass(frozen=True, slots=True)
+class RescueSizes:
+    """How big each rescue measurement runs."""
+
+    downloads: int
+    iperf_seconds: float
+    iperf_repeats: int
+    orphan_sessions: int
+
+
+FULL = RescueSizes(downloads=60, iperf_seconds=10, iperf_repeats=3, orphan_sessions=150)
+QUICK = RescueSizes(downloads=30, iperf_seconds=6, iperf_repeats=1, orphan_sessions=60)
+TINY = RescueSizes(downloads=6, iperf_seconds=5, iperf_repeats=1, orphan_sessions=12)
+"""For the smoke test: the code runs, the numbers mean little."""
+
+
+def run(workdir: Path, quick: bool, sizes: RescueSizes | None = None) -> dict[str, Any]:
+    """Every rescue measurement on one deployment of the rescue lab."""
+    chosen = sizes or (QUICK if quick else FULL)
+    workdir.chmod(0o755)
+    with rescue_lab(workdir) as lab:
+        lab.reset()
+        return {
+            "pmtud": pmtud(lab, count=chosen.downloads, size=1_000_000),
+            "throughput": throughput(
+                lab, seconds=chosen.iperf_seconds, repeats=chosen.iperf_repeats
+            ),
+            "orphans": orphans(lab, sessions=chosen.orphan_sessions),
+        }
+
+
+def main() -> int:
+    """``python -m tests.benchmarks.rescue [--quick]``: print the JSON."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="anycast-rescue-") as tmp:
+        print(json.dumps(run(Path(tmp), "--quick" in sys.argv), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

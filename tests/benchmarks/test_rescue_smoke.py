@@ -1,0 +1,60 @@
+"""The flow rescue benchmark at tiny sizes: it runs and its report renders. Not a measurement.
+
+``make bench`` (``python -m tests.benchmarks.run``) runs it at full size.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.benchmarks import rescue, rescue_report
+from tests.integration.rescue.rescuelab import require_rescue_host
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    require_rescue_host()
+    return {"rescue": rescue.run(tmp_path_factory.mktemp("rescue"), True, rescue.TINY)}
+
+
+def test_pmtud_rows_cover_both_families_and_modes(results: dict[str, Any]) -> None:
+    rows = results["rescue"]["pmtud"]
+    assert {(r["family"], r["rescue"]) for r in rows} == {
+        (4, False),
+        (6, False),
+        (4, True),
+        (6, True),
+    }
+    for row in rows:
+        assert sum(row["completed"].values()) + sum(row["hung"].values()) + row["failed"] == 6
+        if row["rescue"]:
+            assert row["hung"] == {}
+
+
+def test_throughput_rows_measure_something(results: dict[str, Any]) -> None:
+    rows = results["rescue"]["throughput"]
+    assert len(rows) == 9
+    for row in rows:
+        assert row["gbit_per_s"] > 0, row
+        assert row["cpu_seconds_per_gb"] > 0, row
+        if row["path"] == "rescued":
+            assert row["copies_per_rescued"] is not None, row
+
+
+def test_orphans_end_with_resets(results: dict[str, Any]) -> None:
+    for row in results["rescue"]["orphans"]:
+        assert row["on_dead_server"] > 0
+        assert row["reset"] == row["on_dead_server"], row
+
+
+def test_the_section_renders(results: dict[str, Any], tmp_path: Path) -> None:
+    text = "\n".join(rescue_report.section(results))
+    assert "## 5. Flow rescue" in text
+    assert "| IPv6 | on |" in text
+    names = [name for name, _, _ in rescue_report.targets(results)]
+    assert any("PMTUD" in name or "large transfers" in name for name in names)

@@ -1,0 +1,84 @@
+"""The kernel accepts every table the renderer can produce (``nft -c`` in a namespace).
+
+``dup ... device NAME`` needs the device to exist even for a check, so the throwaway
+namespace gets two VXLAN devices under the overlay names first.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from anycast_announcer.rescue.model import RescuePlan
+from anycast_announcer.rescue.render import RenderMode, render_table
+from tests.integration.rescue.rescuelab import require_rescue_host
+from tests.lablib import unique_lab_name
+from tests.unit.rescue.plans import BASE, plan
+
+pytestmark = pytest.mark.integration
+
+V6_UNDERLAY = BASE.replace(
+    "members: [10.2.3.2, 10.2.1.2, 10.2.2.2]", 'members: ["fd00:2:2::2", "fd00:2:1::2"]'
+)
+MANY_PREFIXES = BASE.replace(
+    "  - {prefix: 10.255.0.1/32, services: [web]}",
+    "  - {prefix: 10.255.0.1/32, services: [web]}\n"
+    "  - {prefix: 10.254.0.0/22, services: [web]}\n"
+    "  - {prefix: 10.253.0.0/29, services: [web]}",
+).replace('"fd00:255::1/128"', '"fd00:255::/64"')
+
+PLANS = {
+    "ipv4-underlay": lambda: plan(),
+    "ipv6-underlay": lambda: plan(base=V6_UNDERLAY, local="fd00:2:1::2"),
+    "many-prefixes": lambda: plan(base=MANY_PREFIXES),
+    "no-clamp-jumbo": lambda: plan("  clamp_mss: false\n", mtu=9000),
+    "ipv4-only": lambda: plan(
+        base=BASE.replace('  - {prefix: "fd00:255::1/128", services: [web]}\n', "")
+    ),
+}
+
+
+def _ip(*argv: str) -> None:
+    subprocess.run(["ip", *argv], check=True, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def namespace() -> Iterator[str]:
+    """A namespace with the two overlay devices, deleted afterwards."""
+    require_rescue_host()
+    name = unique_lab_name("rxnft")
+    _ip("netns", "add", name)
+    try:
+        _ip("-n", name, "link", "add", "anycast-rsc", "type", "vxlan", "id", "1", "dstport", "4800")
+        _ip("-n", name, "link", "add", "anycast-fb", "type", "vxlan", "id", "2", "dstport", "4800")
+        yield name
+    finally:
+        _ip("netns", "delete", name)
+
+
+def nft_check(namespace: str, text: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["ip", "netns", "exec", namespace, "nft", "-c", "-f", "-"],
+        input=text,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("name", sorted(PLANS))
+@pytest.mark.parametrize("mode", list(RenderMode))
+def test_the_kernel_accepts_the_rendered_table(namespace: str, name: str, mode: RenderMode) -> None:
+    p: RescuePlan = PLANS[name]()
+    for family in p.families:
+        text = render_table(p, family, mode=mode).text
+        result = nft_check(namespace, text)
+        assert result.returncode == 0, f"{family.value}:\n{result.stderr}"
+
+
+def test_the_check_can_fail(namespace: str) -> None:
+    """A broken table is refused, so the test above can tell."""
+    text = render_table(plan(), plan().families[0]).text.replace("ct state", "ct stat")
+    assert nft_check(namespace, text).returncode != 0
