@@ -26,6 +26,7 @@ from anycast_announcer.http.token import TokenKeeper
 from anycast_announcer.localaddr import AddressError, NetlinkAddresses
 from anycast_announcer.logging import configure_logging
 from anycast_announcer.metrics import Metrics
+from anycast_announcer.rescue.kernel import RescueError
 from anycast_announcer.sdnotify import Notifier
 from anycast_announcer.supervisor import Seams, Supervisor
 from anycast_announcer.workers import Submit
@@ -149,7 +150,7 @@ def run_sidecar(
         http = _http_starter(config, metrics)
     try:
         asyncio.run(_serve(config, config_path, http, metrics))
-    except (AddressError, StartupError, TokenFileError) as error:
+    except (AddressError, StartupError, TokenFileError, RescueError) as error:
         log.error("sidecar_failed", error=str(error))
         return 1
     except OSError as error:

@@ -32,6 +32,9 @@ __all__ = [
     "PrefixState",
     "PrefixStatus",
     "ProbeStatus",
+    "RescuePeerStatus",
+    "RescueStatus",
+    "RescueTraffic",
     "RouteAttributes",
     "ServiceState",
     "ServiceStatus",
@@ -158,6 +161,42 @@ class ExabgpStatus(_Status):
     routes_desired: int
 
 
+class RescueTraffic(_Status):
+    """Packets and bytes since the data path was installed."""
+
+    packets: int
+    bytes: int
+
+
+class RescuePeerStatus(_Status):
+    """Flow rescue with one other server of the group."""
+
+    peer: str = Field(description="its underlay address")
+    forwarded: RescueTraffic = Field(
+        description="packets of its flows handed to it (learnt, and one copy of each "
+        "replicated packet)"
+    )
+    received: RescueTraffic = Field(description="packets it handed to us that we hold")
+    refused: RescueTraffic = Field(description="packets it handed to us that we do not hold")
+    feedback_sent: RescueTraffic
+    feedback_received: RescueTraffic
+
+
+class RescueStatus(_Status):
+    """The flow-rescue data path (kernel state; it lives on without the sidecar)."""
+
+    installed: bool
+    member: str | None = Field(description="this server's underlay address in the group")
+    peers: tuple[RescuePeerStatus, ...]
+    replicated: RescueTraffic = Field(description="packets copied to every peer (unlearnt)")
+    icmp_relayed: RescueTraffic = Field(
+        description="ICMP errors about our flows relayed to the group (PMTUD)"
+    )
+    orphans: RescueTraffic = Field(description="packets of flows no server claimed: reset")
+    last_applied_at: float | None = Field(description="Unix seconds")
+    last_error: str | None
+
+
 class SidecarFaultStatus(_Status):
     """The sidecar's own trouble (not the services'): last state is kept meanwhile."""
 
@@ -187,6 +226,9 @@ class SidecarStatus(_Status):
     prefixes: tuple[PrefixStatus, ...]
     peers: tuple[PeerStatus, ...]
     exabgp: ExabgpStatus
+    rescue: RescueStatus | None = Field(
+        default=None, description="flow rescue; null when not configured"
+    )
 
     @computed_field(description="the same time, ISO 8601 UTC")  # type: ignore[prop-decorator]
     @property

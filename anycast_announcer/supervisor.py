@@ -41,6 +41,7 @@ from anycast_announcer.exabgp.driver import DriverSnapshot, SessionCallback
 from anycast_announcer.http.token import TokenFileError
 from anycast_announcer.localaddr import AddressBook
 from anycast_announcer.logging import configure_logging
+from anycast_announcer.metrics import RescueCounters
 from anycast_announcer.routes import Route, RouteKey
 from anycast_announcer.status import ControlResult, ExabgpStatus, SidecarStatus
 from anycast_announcer.workers import Submit
@@ -48,6 +49,7 @@ from anycast_announcer.workers.addresses import ManagedAddresses
 from anycast_announcer.workers.drains import DrainWorkers
 from anycast_announcer.workers.persist import DrainStateWriter
 from anycast_announcer.workers.probes import ProbeScheduler
+from anycast_announcer.workers.rescue import RescueKeeper
 from anycast_announcer.workers.watch import DrainFileWatch
 
 __all__ = ["DetectionSource", "Driver", "MetricsSink", "Seams", "Supervisor"]
@@ -91,6 +93,7 @@ class MetricsSink(Protocol):
 
     def probe_started(self, lag: float) -> None: ...
     def record(self, effect: fx.Effect) -> None: ...
+    def rescue_counters(self, counters: RescueCounters | None) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +135,7 @@ class Supervisor:
         self._drain_file = DrainFileWatch(self.submit, lambda: self.core.config)
         self._background: set[asyncio.Task[None]] = set()
         self._managed = ManagedAddresses(seams.addresses)
+        self._rescue = RescueKeeper(metrics)
         self._state_writer = DrainStateWriter()
         self._requests = itertools.count(1)
         self._replies: dict[int, asyncio.Future[ControlResult]] = {}
@@ -162,7 +166,7 @@ class Supervisor:
             routes_acknowledged=snapshot.acknowledged,
             routes_desired=snapshot.desired,
         )
-        return self.core.status(self._now(), exabgp)
+        return self.core.status(self._now(), exabgp, self._rescue.status())
 
     def ready(self) -> bool:
         """ExaBGP is connected, every service was probed, and the sidecar is sound."""
@@ -248,6 +252,10 @@ class Supervisor:
                 self._spawn(self._detection.configure(effect.config))
             case fx.ConfigureLogging():
                 configure_logging(effect.logging.format, effect.logging.level)
+            case fx.SyncRescue():
+                self._rescue.sync(effect.config)
+            case fx.RescueUnconfigured():
+                self._rescue.forget()
             case _:
                 return False
         return True
@@ -258,17 +266,23 @@ class Supervisor:
         """Run until ``stop`` is set; always withdraws before returning."""
         loop = asyncio.get_running_loop()
         await self._managed.add(self.core.config.prefixes)
-        self.perform(self.core.start(self._now()))  # everything starts withdrawn
+        effects = self.core.start(self._now())  # everything starts withdrawn
+        for effect in effects:
+            # Flow rescue goes in before anything can be announced, so no flow the fabric
+            # moves here is ever reset; a failure stops the start (RescueError).
+            if isinstance(effect, fx.SyncRescue):
+                await self._rescue.apply(effect.config)
+        self.perform(e for e in effects if not isinstance(e, fx.SyncRescue))
         await self._detection.open(self.core.config)
         driver_task = loop.create_task(self.driver.run())
-        watcher = loop.create_task(self._drain_file.run())
+        watchers = [loop.create_task(self._drain_file.run()), loop.create_task(self._rescue.run())]
         try:
             await self._consume(stop, driver_task)
         finally:
-            watcher.cancel()
-            for task in self._background:
+            for task in [*watchers, *self._background]:
                 task.cancel()
-            await asyncio.gather(watcher, *self._background, return_exceptions=True)
+            await asyncio.gather(*watchers, *self._background, return_exceptions=True)
+            await self._rescue.close()
             self._detection.close()
             await self._probes.close()
             await self._drains.close()

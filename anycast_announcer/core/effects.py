@@ -39,12 +39,14 @@ __all__ = [
     "ProbeRecorded",
     "ReloadFinished",
     "Reply",
+    "RescueUnconfigured",
     "RestartExabgp",
     "ScheduleProbes",
     "ServiceChanged",
     "SidecarFaulted",
     "StartDrainWorker",
     "StopDrainWorker",
+    "SyncRescue",
     "SyncRoutes",
     "Unconfigured",
 ]
@@ -69,6 +71,24 @@ class ConfigApplied:
     """A reload took effect: the shell points its watchers at the new configuration."""
 
     config: Config
+
+
+@dataclass(frozen=True, slots=True)
+class SyncRescue:
+    """Install or reconcile the flow-rescue data path for this configuration.
+
+    Desired state: the shell builds the plan (with this host's facts), reads what is
+    installed and applies the difference. At start it must be in place before anything
+    is announced, so no flow the fabric moves here is reset.
+    """
+
+    config: Config
+
+
+@dataclass(frozen=True, slots=True)
+class RescueUnconfigured:
+    """The ``rescue:`` section is gone. The data path stays (it keeps rescuing the live
+    connections of the group) until an operator runs ``anycast-announcer rescue remove``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +236,8 @@ Effect = (
     SyncRoutes
     | ScheduleProbes
     | ConfigApplied
+    | SyncRescue
+    | RescueUnconfigured
     | ProbeCadence
     | StartDrainWorker
     | StopDrainWorker

@@ -67,6 +67,7 @@ from anycast_announcer.status import (
     ExabgpStatus,
     PrefixStatus,
     ProbeStatus,
+    RescueStatus,
     SidecarFaultStatus,
     SidecarStatus,
 )
@@ -171,8 +172,14 @@ class SidecarCore:
             and all(record.results for record in self._services.values())
         )
 
-    def status(self, now: Instant, exabgp: ExabgpStatus) -> SidecarStatus:
-        """A snapshot of everything, for the API, the page and the CLI."""
+    def status(
+        self, now: Instant, exabgp: ExabgpStatus, rescue: RescueStatus | None = None
+    ) -> SidecarStatus:
+        """A snapshot of everything, for the API, the page and the CLI.
+
+        ExaBGP and flow rescue are kernel and process state the shell owns; it passes
+        their latest reading in.
+        """
         config = self._config
         return SidecarStatus(
             version=__version__,
@@ -191,6 +198,7 @@ class SidecarCore:
                 for peer in config.bgp.peers
             ),
             exabgp=exabgp,
+            rescue=rescue,
         )
 
     def _prefix_status(self, prefix: PrefixConfig, now: Instant) -> PrefixStatus:
@@ -207,7 +215,10 @@ class SidecarCore:
     # -- the decision step -------------------------------------------------------------
 
     def start(self, now: Instant) -> list[fx.Effect]:
-        """The first step: probes to schedule, every session down, every prefix decided."""
+        """The first step: flow rescue in place, probes to schedule, every session down,
+        every prefix decided (withdrawn)."""
+        if self._config.rescue is not None:
+            self._emit(fx.SyncRescue(self._config))
         self._emit(fx.ScheduleProbes(tuple(self._config.services)))
         for peer in self._peers:
             self._emit(fx.PeerChanged(peer, False))
@@ -532,6 +543,7 @@ class SidecarCore:
         notes = []
         if new.services != old.services:
             self._emit(fx.ScheduleProbes(tuple(new.services)))
+        self._reconcile_rescue(old, new)
         if (new.bgp, new.exabgp) != (old.bgp, old.exabgp):
             # ExaBGP reads its neighbors at start only: a BGP change restarts it, which
             # resets every session. Prefix, service and bandwidth changes do not.
@@ -543,6 +555,16 @@ class SidecarCore:
             self._emit(fx.ConfigureLogging(new.logging))
         log.info("config_reloaded", path=self._config_path, notes=notes)
         return ControlResult(ok=True, message="; ".join(["reloaded", *notes]))
+
+    def _reconcile_rescue(self, old: Config, new: Config) -> None:
+        """A changed group or anycast address set is applied as a diff by the shell."""
+        if (new.rescue, new.prefixes) == (old.rescue, old.prefixes):
+            return
+        if new.rescue is not None:
+            self._emit(fx.SyncRescue(new))
+        elif old.rescue is not None:
+            log.warning("rescue_unconfigured", action="left installed; rescue remove removes it")
+            self._emit(fx.RescueUnconfigured())
 
     def _report_config_change(self, old: Config, new: Config) -> None:
         """Observations void after a reload, and the first one of each new session."""

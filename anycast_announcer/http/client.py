@@ -17,7 +17,13 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
-from anycast_announcer.status import PeerStatus, PrefixStatus, ServiceStatus, SidecarStatus
+from anycast_announcer.status import (
+    PeerStatus,
+    PrefixStatus,
+    RescueStatus,
+    ServiceStatus,
+    SidecarStatus,
+)
 
 __all__ = [
     "DEFAULT_URL",
@@ -220,6 +226,30 @@ def _peer_change(peer: PeerStatus, now: float) -> str:
     return _when(peer.last_change_at, now) + reason
 
 
+def _rescue_lines(rescue: RescueStatus) -> list[str]:
+    state = "installed" if rescue.installed else "NOT INSTALLED"
+    lines = [
+        f"rescue: {state} (member {_clean(rescue.member)}), "
+        f"{rescue.replicated.packets} replicated, {rescue.icmp_relayed.packets} ICMP relayed, "
+        f"{rescue.orphans.packets} orphan packets reset"
+    ]
+    if rescue.last_error:
+        lines.append(f"rescue failed: {_clean(rescue.last_error)}")
+    lines += _table(
+        ["RESCUE PEER", "HANDED TO IT", "RESCUED FROM IT", "REFUSED"],
+        [
+            [
+                _clean(peer.peer),
+                f"{peer.forwarded.packets} pkts / {peer.forwarded.bytes} B",
+                f"{peer.received.packets} pkts / {peer.received.bytes} B",
+                str(peer.refused.packets),
+            ]
+            for peer in rescue.peers
+        ],
+    )
+    return lines
+
+
 def format_status(status: SidecarStatus, now: float | None = None) -> str:
     """The tables ``anycast-announcer status`` prints (the JSON is there for scripts)."""
     now = time.time() if now is None else now
@@ -248,6 +278,8 @@ def format_status(status: SidecarStatus, now: float | None = None) -> str:
         f" {exabgp.restarts} restarts,"
         f" {exabgp.routes_acknowledged}/{exabgp.routes_desired} routes acknowledged"
     )
+    if status.rescue is not None:
+        lines += ["", *_rescue_lines(status.rescue)]
     if status.sidecar_fault is not None:
         fault = status.sidecar_fault
         lines.append(

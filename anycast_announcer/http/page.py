@@ -13,6 +13,7 @@ from html import escape
 from anycast_announcer.status import (
     PeerStatus,
     PrefixStatus,
+    RescueStatus,
     ServiceStatus,
     SidecarStatus,
     iso_time,
@@ -173,6 +174,34 @@ def _peer_row(peer: PeerStatus, now: float) -> str:
     )
 
 
+def _rescue_section(rescue: RescueStatus | None, now: float) -> str:
+    if rescue is None:
+        return ""
+    state = "up" if rescue.installed else "down"
+    detail = (
+        f"member {_text(rescue.member or '?')}, applied {_when(rescue.last_applied_at, now)}; "
+        f"{rescue.replicated.packets} packets replicated, "
+        f"{rescue.icmp_relayed.packets} ICMP errors relayed, {rescue.orphans.packets} orphan "
+        "packets reset"
+    )
+    problem = f'<p class="problem">{_text(rescue.last_error)}</p>' if rescue.last_error else ""
+    rows = "\n".join(
+        f'<tr data-rescue-peer="{_text(peer.peer)}"><td class="mono">{_text(peer.peer)}</td>'
+        f"<td>{peer.forwarded.packets} / {peer.forwarded.bytes}</td>"
+        f"<td>{peer.received.packets} / {peer.received.bytes}</td>"
+        f"<td>{peer.refused.packets}</td></tr>"
+        for peer in rescue.peers
+    )
+    return f"""<h2>Flow rescue</h2>
+<p id="rescue">{_badge(state)} {detail}</p>
+{problem}
+<table id="rescue-peers">
+<tr><th>peer</th><th>handed to it (packets / bytes)</th><th>rescued from it (packets / bytes)</th>
+<th>refused</th></tr>
+{rows}
+</table>"""
+
+
 def render_page(status: SidecarStatus, now: float) -> str:
     """The page for ``status``; ``now`` (Unix seconds) only phrases times as "5 s ago"."""
     exabgp = status.exabgp
@@ -226,6 +255,7 @@ def render_page(status: SidecarStatus, now: float) -> str:
 </table>
 <h2>ExaBGP</h2>
 <p id="exabgp">{_badge(exabgp_state)} {_text(exabgp_detail)}</p>
+{_rescue_section(status.rescue, now)}
 </body>
 </html>
 """

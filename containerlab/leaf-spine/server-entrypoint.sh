@@ -37,12 +37,6 @@ until ip -o addr show dev lo | grep -q ' 10\.255\.0\.1/32' \
     sleep 0.2
 done
 
-# Flow rescue lives in the kernel and needs no process: install (reconcile) it before
-# the sidecar can announce anything, so a flow the fabric moves here is never reset.
-if grep -q '^rescue:' "$config"; then
-    "$python" -m anycast_announcer rescue install -c "$config"
-fi
-
 "$python" -m anycast_announcer.netlab.service --name "$name" \
     --listen 10.255.0.1:8080 --listen '[fd00:255::1]:8080' &
 service=$!

@@ -135,6 +135,8 @@ class Fabric:
         self.services: dict[str, Service] = {}
         self.sidecars: dict[str, Sidecar] = {}
         self.bandwidth: dict[str, float] = {}  # what each running sidecar announces
+        self.rescue_enabled = True
+        """Whether the sidecars run with their ``rescue:`` section (the lab's default)."""
 
     # -- processes -----------------------------------------------------------------
 
@@ -289,19 +291,35 @@ class Fabric:
 
     # -- flow rescue -------------------------------------------------------------------
 
-    def install_rescue(self) -> None:
-        """``anycast-announcer rescue install`` with each server's lab config (idempotent)."""
-        for node in SERVERS:
-            config = LAB_DIR / node / "anycast-announcer.yaml"
-            self.lab.run(
-                node,
-                [sys.executable, "-m", "anycast_announcer", "rescue", "install", "-c", str(config)],
-            )
-
-    def remove_rescue(self) -> None:
-        """``anycast-announcer rescue remove`` on every server."""
+    def rescue_off(self) -> None:
+        """Reload every sidecar without its ``rescue:`` section (it stops looking after the
+        data path, which stays), then ``anycast-announcer rescue remove`` on every server."""
+        if self.rescue_enabled:
+            self._reload_rescue(enabled=False)
         for node in SERVERS:
             self.lab.run(node, [sys.executable, "-m", "anycast_announcer", "rescue", "remove"])
+
+    def rescue_on(self) -> None:
+        """Reload every sidecar with the lab's own config: each installs rescue again."""
+        if not self.rescue_enabled:
+            self._reload_rescue(enabled=True)
+
+    def _reload_rescue(self, *, enabled: bool) -> None:
+        self.rescue_enabled = enabled
+        event = "rescue_applied" if enabled else "rescue_unconfigured"
+        seen = {node: len(self.sidecars[node].events(event)) for node in SERVERS}
+        for node in SERVERS:
+            config = with_bandwidth(self.configs[node], self.bandwidth[node])
+            if not enabled:
+                config.pop("rescue", None)
+            self.sidecars[node].write_config(config)
+            self.sidecars[node].signal(signal.SIGHUP)
+        for node in SERVERS:
+            wait_until(
+                lambda node=node: len(self.sidecars[node].events(event)) > seen[node],  # type: ignore[misc]
+                timeout=30,
+                message=f"{node}'s sidecar never logged {event}:\n{self.sidecars[node].log_tail()}",
+            )
 
     def rescue_counters(self, node: str) -> dict[str, Any]:
         """``rescue status --json`` counters of a server."""

@@ -59,7 +59,6 @@ def fabric(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fabric]:
     ) as lab:
         state = Fabric(lab, workdir)
         try:
-            state.install_rescue()  # the lab ships with flow rescue on (the sidecar's job soon)
             state.restore(timeout=60)
             yield state
         finally:
@@ -395,14 +394,14 @@ def test_pmtud_completes_through_lower_mtu_spine_leaf3_links(
             fabric.lab.run(node, ["ip", "link", "set", interface, "mtu", "1400"])
         # The control first: without rescue the downloads of servers the ICMP errors
         # do not reach hang (the issue measured 30 of 60).
-        fabric.remove_rescue()
+        fabric.rescue_off()
         fabric.flush_pmtu()
         control = fabric.downloads(4, 60, 1_000_000, 8)
-        fabric.install_rescue()
+        fabric.rescue_on()
         fabric.flush_pmtu()
         results = {family: fabric.downloads(family, 60, 1_000_000, 15) for family in (4, 6)}
     finally:
-        fabric.install_rescue()
+        fabric.rescue_on()
         for node, interface in SPINE_LEAF3_LINKS:
             fabric.lab.run(node, ["ip", "link", "set", interface, "mtu", "9000"])
         fabric.flush_pmtu()

@@ -72,3 +72,16 @@ def test_iso_time_edge_cases() -> None:
     assert iso_time(None) is None
     assert iso_time(math.nan) is None
     assert iso_time(1e20) is None
+
+
+def test_the_cli_tables_show_flow_rescue() -> None:
+    """The human view lists each rescue peer, and a failure to install."""
+    from anycast_announcer.http.client import format_status
+    from tests.unit.http.fakes import NOW, sample_rescue
+
+    rescue = replace(sample_rescue(), installed=False, last_error="nft: Operation not permitted")
+    text = format_status(replace(sample_status(), rescue=rescue), now=NOW)
+    assert "rescue: NOT INSTALLED (member 10.0.1.2)" in text
+    assert "rescue failed: nft: Operation not permitted" in text
+    assert "10.0.2.2     120 pkts / 168000 B" in text
+    assert "rescue" not in format_status(sample_status(), now=NOW)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from structlog.testing import capture_logs
@@ -444,6 +444,36 @@ class TestSidecarFault:
         self.shortage(harness, 1.0)
         harness.probe(False, 2.0)
         assert harness.routes == {}
+
+
+class TestRescue:
+    """The core asks for the flow-rescue data path; the shell applies it as a diff."""
+
+    RESCUE: ClassVar[dict[str, Any]] = {"members": ["10.0.1.2", "10.0.2.2"]}
+
+    def test_start_asks_for_it_first(self) -> None:
+        harness = Harness({**BASE, "rescue": self.RESCUE})
+        assert isinstance(harness.effects[0], fx.SyncRescue)
+
+    def test_not_configured_not_asked(self) -> None:
+        assert Harness().of_type(fx.SyncRescue) == []
+
+    def test_a_changed_group_or_prefix_set_is_synced_again(self) -> None:
+        harness = Harness({**BASE, "rescue": self.RESCUE})
+        grown = {"members": [*self.RESCUE["members"], "10.0.3.2"]}
+        harness.feed(ConfigLoaded(config({**BASE, "rescue": grown}), 1), 1.0)
+        more = {**BASE, "rescue": grown, "prefixes": [*BASE["prefixes"], _second_prefix()]}
+        harness.feed(ConfigLoaded(config(more), 2), 2.0)
+        harness.feed(ConfigLoaded(config({**more, "logging": {"level": "debug"}}), 3), 3.0)
+        synced = harness.of_type(fx.SyncRescue)
+        assert [len(e.config.rescue.members) for e in synced if e.config.rescue] == [2, 3, 3]
+
+    def test_a_removed_section_leaves_the_data_path_installed(self) -> None:
+        harness = Harness({**BASE, "rescue": self.RESCUE})
+        with capture_logs() as logs:
+            harness.feed(ConfigLoaded(config(), 1), 1.0)
+        assert harness.of_type(fx.RescueUnconfigured) == [fx.RescueUnconfigured()]
+        assert "rescue_unconfigured" in [e["event"] for e in logs]
 
 
 class TestReadiness:

@@ -19,6 +19,9 @@ from anycast_announcer.status import (
     PeerStatus,
     PrefixStatus,
     ProbeStatus,
+    RescuePeerStatus,
+    RescueStatus,
+    RescueTraffic,
     RouteAttributes,
     ServiceStatus,
     SidecarStatus,
@@ -27,6 +30,41 @@ from anycast_announcer.status import (
 TOKEN = "s3cret-token-0123456789"  # noqa: S105  # a test fixture
 NOW = 1_790_000_000.0
 EVIL_SERVICE = '<script>document.title="pwned"</script>'
+
+
+def sample_rescue() -> RescueStatus:
+    """Flow rescue installed with two peers, one of which rescued traffic to us."""
+
+    def traffic(packets: int) -> RescueTraffic:
+        return RescueTraffic(packets=packets, bytes=packets * 1400)
+
+    return RescueStatus(
+        installed=True,
+        member="10.0.1.2",
+        peers=(
+            RescuePeerStatus(
+                peer="10.0.2.2",
+                forwarded=traffic(120),
+                received=traffic(4521),
+                refused=traffic(3),
+                feedback_sent=traffic(15),
+                feedback_received=traffic(2),
+            ),
+            RescuePeerStatus(
+                peer="10.0.3.2",
+                forwarded=traffic(0),
+                received=traffic(0),
+                refused=traffic(0),
+                feedback_sent=traffic(0),
+                feedback_received=traffic(0),
+            ),
+        ),
+        replicated=traffic(80),
+        icmp_relayed=traffic(7),
+        orphans=traffic(1),
+        last_applied_at=NOW - 600,
+        last_error=None,
+    )
 
 
 def sample_status() -> SidecarStatus:

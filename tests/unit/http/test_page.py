@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from anycast_announcer.http.page import render_page
-from tests.unit.http.fakes import EVIL_SERVICE, NOW, replace, sample_status
+from tests.unit.http.fakes import EVIL_SERVICE, NOW, replace, sample_rescue, sample_status
 
 
 class TestRenderPage:
@@ -46,3 +46,12 @@ class TestRenderPage:
         """No prefixes, services or peers still renders a page."""
         status = replace(sample_status(), prefixes=(), services=(), peers=())
         assert "no prefixes configured" in render_page(status, now=NOW)
+
+
+def test_flow_rescue_is_shown_with_its_counters() -> None:
+    page = render_page(replace(sample_status(), rescue=sample_rescue()), now=NOW)
+    assert 'id="rescue"' in page
+    assert 'data-rescue-peer="10.0.2.2"' in page
+    assert "4521 / 6329400" in page  # rescued from 10.0.2.2: packets / bytes
+    assert "7 ICMP errors relayed, 1 orphan packets reset" in page
+    assert 'id="rescue"' not in render_page(sample_status(), now=NOW)
