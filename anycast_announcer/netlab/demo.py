@@ -1,9 +1,11 @@
-"""``make demo``: the whole job on a lab, in well under a minute.
+"""``make demo``: the whole job on a lab, in a minute or two.
 
 Deploys a lab on network namespaces (the leaf/spine fabric by default, or the
 single-leaf lab), starts a TCP service and the sidecar on every server, prints the
 weighted routes the routers installed next to the split of real client connections,
-kills one service to show the withdrawal, and destroys the lab, whatever happens.
+kills one service to show the withdrawal; on the leaf/spine fabric, whose servers run
+flow rescue, it then holds long-lived sessions across a failure with rescue off and on
+and counts what broke (demo_rescue.py). It destroys the lab, whatever happens.
 
     python -m anycast_announcer.netlab.demo [--lab leaf-spine|single-leaf]
 """
@@ -13,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import secrets
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from anycast_announcer.netlab.demo_rescue import SESSIONS, Servers, sessions_act
 from anycast_announcer.netlab.errors import NetlabError
 from anycast_announcer.netlab.lab import Lab
 
@@ -131,36 +133,6 @@ def _print_state(lab: Lab, demo: DemoLab, alive: dict[str, float]) -> None:
     _say(f"  failed connections: {shares['failed']}")
 
 
-def _start_servers(lab: Lab, demo: DemoLab, logs: Path) -> dict[str, subprocess.Popen[Any]]:
-    services = {}
-    for server in demo.servers:
-        services[server] = lab.popen(
-            server,
-            [
-                sys.executable,
-                "-m",
-                "anycast_announcer.netlab.service",
-                "--name",
-                server,
-                "--listen",
-                "10.255.0.1:8080",
-                "--listen",
-                "[fd00:255::1]:8080",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        with (logs / f"{server}.log").open("wb") as log:
-            lab.popen(
-                server,
-                [sys.executable, "-m", "anycast_announcer", "run", "-c", str(demo.config(server))],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-    return services
-
-
 def run(demo: DemoLab) -> int:
     """Run the demo on one lab; 0 on success."""
     lab = Lab.from_file(demo.topology, name=f"demo{secrets.token_hex(2)}")
@@ -171,7 +143,8 @@ def run(demo: DemoLab) -> int:
             "(network namespaces, FRR on every router)"
         )
         lab.deploy()
-        services = _start_servers(lab, demo, logs)
+        servers = Servers(lab, {server: demo.config(server) for server in demo.servers}, logs)
+        servers.start()
         summary = ", ".join(f"{s} {g:g}G" for s, g in demo.servers.items())
         _say(f"== services and sidecars started on {summary}")
         nearest = demo.routers[0]
@@ -187,15 +160,14 @@ def run(demo: DemoLab) -> int:
 
         _say(f"\n== killing the service on {demo.victim}: its sidecar withdraws the prefix")
         before = _next_hops(lab, demo.victim_router)
-        services[demo.victim].kill()
-        services[demo.victim].wait()
+        servers.kill_service(demo.victim)
         elapsed = _wait(
             f"{demo.victim}'s withdrawal on {demo.victim_router}",
             lambda: _next_hops(lab, demo.victim_router) < before,
         )
         _say(
             f"   {demo.victim_router} dropped {demo.victim} {elapsed:.2f}s after the kill "
-            "(probe interval 0.5 s x fall 2 + timeout 0.25 s, then BGP)\n"
+            "(the kernel reported the closed listener at once, then BGP)\n"
         )
         alive = {s: g for s, g in demo.servers.items() if s != demo.victim}
         _wait("the fabric to settle", lambda: _shares_ready(lab, demo, alive), timeout=30)
@@ -206,6 +178,9 @@ def run(demo: DemoLab) -> int:
         )
         for line in (status.stdout or status.stderr).splitlines():
             _say("    " + line)
+        if all("rescue" in config for config in servers.configs.values()):
+            servers.start_service(demo.victim)
+            _rescue_act(lab, demo, servers)
         _say(f"\n   sidecar logs (JSON lines): {logs}")
         return 0
     except NetlabError as error:
@@ -214,6 +189,30 @@ def run(demo: DemoLab) -> int:
     finally:
         _say("\n== destroying the lab")
         lab.destroy()
+
+
+def _rescue_act(lab: Lab, demo: DemoLab, servers: Servers) -> None:
+    _say(
+        f"\n== {SESSIONS} long-lived sessions, then {demo.victim}'s service fails: "
+        "flow rescue off, then on"
+    )
+    results = sessions_act(
+        servers, demo.victim, lambda alive: _shares_ready(lab, demo, dict.fromkeys(alive, 1.0))
+    )
+    _say(
+        f"\n  {'rescue':7} {'sessions':>9} {'on ' + demo.victim:>10} "
+        f"{'broken there':>13} {'broken on healthy servers':>26}"
+    )
+    for label, row in results.items():
+        _say(
+            f"  {label:7} {row['sessions']:>9} {row['on_victim']:>10} {row['own']:>13} "
+            f"{row['healthy']:>26}"
+        )
+    _say(
+        f"\n   {demo.victim}'s own sessions die with its service either way. Without rescue\n"
+        "   the rehash also resets sessions of servers that did nothing wrong; with rescue\n"
+        "   those servers hand the packets on to the owner (docs/rescue.md)."
+    )
 
 
 def _shares_ready(lab: Lab, demo: DemoLab, alive: dict[str, float] | None = None) -> bool:
