@@ -1,7 +1,7 @@
 """The decision core, sans-IO: inputs in, effects out, time as an argument.
 
 ``SidecarCore`` is the object; ``inputs`` and ``effects`` are the values that cross its
-boundary. Nothing here imports asyncio or touches a file, a socket or a clock.
+boundary. Nothing here runs an event loop or touches a file, a socket or a clock.
 """
 
 from anycast_announcer.core import effects, inputs

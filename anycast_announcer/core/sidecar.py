@@ -16,7 +16,7 @@ the whole desired route set (``SyncRoutes``), drain workers to start or stop, dr
 persist, replies to operators, and observations for metrics. Logs are written here, as
 stable event names.
 
-The core never imports asyncio, never reads a clock and never touches a file or a
+The core never runs an event loop, never reads a clock and never touches a file or a
 socket: the shell parses the config file (``ConfigLoaded``), owns every task, and reads
 the time. That is what lets the tests drive it synchronously, input by input, and
 check its invariants with hypothesis.
