@@ -95,7 +95,8 @@ def _next_hops(lab: Lab, router: str) -> int:
     return sum(len(route.get("nexthops", [route])) for route in routes)
 
 
-def _shares(lab: Lab) -> dict[str, Any]:
+def _shares(lab: Lab, count: int = CONNECTIONS) -> dict[str, Any]:
+    """Which server answered each of ``count`` new connections from the client."""
     output = lab.run(
         "client",
         [
@@ -106,7 +107,7 @@ def _shares(lab: Lab) -> dict[str, Any]:
             "--target",
             "10.255.0.1:8080",
             "--count",
-            str(CONNECTIONS),
+            str(count),
         ],
         timeout=180,
     ).stdout
@@ -218,22 +219,7 @@ def _rescue_act(lab: Lab, demo: DemoLab, servers: Servers) -> None:
 def _shares_ready(lab: Lab, demo: DemoLab, alive: dict[str, float] | None = None) -> bool:
     """Every live server answers a handful of connections, and no other does."""
     alive = alive if alive is not None else demo.servers
-    result = json.loads(
-        lab.run(
-            "client",
-            [
-                sys.executable,
-                "-m",
-                "anycast_announcer.netlab.traffic",
-                "shares",
-                "--target",
-                "10.255.0.1:8080",
-                "--count",
-                "200",
-            ],
-            timeout=60,
-        ).stdout
-    )
+    result = _shares(lab, count=200)
     return result["failed"] == 0 and set(result["answers"]) == set(alive)
 
 

@@ -84,10 +84,14 @@ def listen(lab: Lab, started: list[Listener], address: str = ADDRESS, *options: 
     return listener
 
 
-def start_sidecar(running: Running, **service: Any) -> Sidecar:
+def start_sidecar(
+    running: Running, detection: dict[str, Any] | None = None, **service: Any
+) -> Sidecar:
     config = sidecar_config("srv1", 10_000)
     config["services"][0].update({**SLOW_PROBES, **service})
     config["prefixes"] = config["prefixes"][:1]  # IPv4 only: the events are per address
+    if detection is not None:
+        config["detection"] = detection
     sidecar = Sidecar(running.lab, "srv1", config, running.workdir)
     sidecar.start()
     running.sidecars.append(sidecar)
@@ -241,25 +245,13 @@ def test_a_failed_systemd_unit_withdraws(
         "Restart=no\n",
     )
     manager.systemctl("start", "anycast-web.service")
-    sidecar = start_sidecar_with_unit(running, manager)
+    sidecar = start_sidecar(
+        running,
+        detection={"systemd_bus": str(manager.bus)},
+        listener_events=False,
+        systemd_unit="anycast-web.service",
+    )
     pid = manager.main_pid("anycast-web.service")
     subprocess.run(["kill", "-9", str(pid)], check=True)
     down = withdrawn_by(lab, sidecar, "unit")
     assert down["reason"] == "unit failed"
-
-
-def start_sidecar_with_unit(running: Running, manager: UserManager) -> Sidecar:
-    config = sidecar_config("srv1", 10_000)
-    service = {**SLOW_PROBES, "listener_events": False, "systemd_unit": "anycast-web.service"}
-    config["services"][0].update(service)
-    config["prefixes"] = config["prefixes"][:1]
-    config["detection"] = {"systemd_bus": str(manager.bus)}
-    sidecar = Sidecar(running.lab, "srv1", config, running.workdir)
-    sidecar.start()
-    running.sidecars.append(sidecar)
-    wait_until(
-        lambda: announced_via(running.lab, SRV1),
-        timeout=30,
-        message=f"never announced:\n{sidecar.log_tail()}",
-    )
-    return sidecar
