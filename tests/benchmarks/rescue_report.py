@@ -29,6 +29,14 @@ def _fmt(value: float | None, digits: int = 2) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
+def _cpu(row: dict[str, Any]) -> str:
+    """CPU seconds per GB; below one clock tick per GB it says so instead of 0."""
+    tick = row.get("cpu_tick_per_gb")
+    if row["cpu_seconds_per_gb"] == 0 and tick is not None:
+        return f"< {tick:.3f}"
+    return _fmt(row["cpu_seconds_per_gb"], 3)
+
+
 def targets(results: Results) -> list[tuple[str, bool | None, str]]:
     """(target, hit?, numbers) for the issue's rescue targets; [] without rescue results."""
     out: list[tuple[str, bool | None, str]] = []
@@ -126,7 +134,7 @@ def _throughput_table(rows: list[dict[str, Any]]) -> list[str]:
             f"| {r['direction']} | {r.get('rate', 'max')} | {r['path']} "
             f"| {'yes' if r['rescue'] else 'no'} "
             f"| {_fmt(r['gbit_per_s'])} | {_fmt(r['best_gbit_per_s'])} "
-            f"| {_fmt(r['cpu_seconds_per_gb'])} | {_fmt(r['copies_per_rescued'], 3)} |"
+            f"| {_cpu(r)} | {_fmt(r['copies_per_rescued'], 3)} |"
         )
     return lines
 
