@@ -539,6 +539,8 @@ def _provenance(run: dict[str, Any]) -> list[str]:
     lines = ["Sections come from different runs (`run --only`):", ""]
     for name, s in sections.items():
         lines.append(f"- {name}: {'quick' if s['quick'] else 'full'} run of {s['date']}")
+    for name, error in (run.get("failed") or {}).items():
+        lines.append(f"- {name} failed in the latest run ({error}); the stored result is shown")
     return [*lines, ""]
 
 

@@ -198,13 +198,22 @@ def collect(
                 for k, v in vars(sizes).items()
                 if k != "withdraw_settings"
             },
-            "sections": {name: {"date": date, "quick": sizes.quick} for name in sections},
+            "sections": {},
+            "failed": {},
         },
     }
     with bench_lab() as lab:
         started = time.monotonic()
         for name in sections:
-            results[name] = SECTIONS[name](lab, sizes, workdir)
+            # A section that fails must not cost the others' results (a full run is
+            # an hour): it is logged, left out, and main() exits non-zero.
+            try:
+                results[name] = SECTIONS[name](lab, sizes, workdir)
+            except Exception as error:
+                log.exception("section %s failed", name)
+                results["run"]["failed"][name] = repr(error)
+                continue
+            results["run"]["sections"][name] = {"date": date, "quick": sizes.quick}
         results["run"]["seconds"] = round(time.monotonic() - started)
     return results
 
@@ -225,6 +234,8 @@ def merge(stored: dict[str, Any], fresh: dict[str, Any]) -> dict[str, Any]:
     sections.update(fresh["run"]["sections"])
     merged = {**stored, **fresh}
     merged["run"] = {**fresh["run"], "sections": sections}
+    if not set(SECTIONS) <= set(merged):
+        raise RuntimeError(f"no results for {sorted(set(SECTIONS) - set(merged))} anywhere")
     merged["run"]["quick"] = any(s["quick"] for s in sections.values())
     return merged
 
@@ -301,11 +312,14 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(tmp)
         workdir.chmod(0o755)  # ExaBGP and FRR read configs from here
         results = collect(QUICK if args.quick else FULL, workdir, args.only)
-    if set(args.only) != set(SECTIONS):
+    if set(results["run"]["sections"]) != set(SECTIONS):
         results = merge(_stored(args.docs), results)
     path = write(results, args.docs, NOTES)
     print(path)
-    return 0
+    failed = results["run"]["failed"]
+    if failed:
+        print(f"failed sections (kept from the stored JSON): {', '.join(failed)}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
