@@ -17,7 +17,7 @@ import errno
 import ipaddress
 import socket
 import urllib.parse
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import structlog
@@ -28,11 +28,11 @@ from anycast_announcer.events.addresses import AddressEvent, AddressWatch
 from anycast_announcer.events.listeners import ListenerGone, ListenerWatch
 from anycast_announcer.events.processes import PidFileWatch, ProcessExited
 from anycast_announcer.events.rtnl import Interest
-from anycast_announcer.events.sockdiag import ListenTarget
+from anycast_announcer.events.sockdiag import MAX_FILTER_PORTS, ListenTarget
 from anycast_announcer.events.units import UnitStateChanged, UnitWatch
 from anycast_announcer.workers import Submit
 
-__all__ = ["Detection", "listen_target"]
+__all__ = ["Detection", "listen_target", "watchable"]
 
 log = structlog.get_logger("anycast_announcer")
 
@@ -103,7 +103,16 @@ class Detection:
             target = listen_target(service) if service.listener_events else None
             if target is not None and _is_local(target.address):
                 by_target.setdefault(target, []).append(service.name)
-        self._by_target = {target: tuple(names) for target, names in by_target.items()}
+        self._by_target, unwatched = watchable(
+            {target: tuple(names) for target, names in by_target.items()}
+        )
+        if unwatched:
+            log.warning(
+                "listener_watch_limited",
+                max_ports=MAX_FILTER_PORTS,
+                unwatched_services=len(unwatched),
+                first_unwatched=unwatched[:5],
+            )
         self._listeners.watch(self._by_target)
         log.info("listener_watch", targets=sorted(str(t) for t in self._by_target))
 
@@ -159,6 +168,26 @@ class Detection:
             return
         for service in self._by_unit.get(event.unit, ()):
             self._submit(ServiceFailed(service, "unit", f"unit {event.new}"))
+
+
+def watchable(
+    by_target: Mapping[ListenTarget, tuple[str, ...]], max_ports: int = MAX_FILTER_PORTS
+) -> tuple[dict[ListenTarget, tuple[str, ...]], list[str]]:
+    """The targets on the ``max_ports`` lowest ports, and the services left out.
+
+    The kernel filter holds a bounded number of ports (BPF_MAXINSNS). Services beyond it
+    are left to their probes, which find the same failures later, rather than failing
+    start-up or a reload for a configuration that polling alone serves.
+    """
+    ports = sorted({target.port for target in by_target})
+    if len(ports) <= max_ports:
+        return dict(by_target), []
+    kept = set(ports[:max_ports])
+    watched = {t: names for t, names in by_target.items() if t.port in kept}
+    unwatched = sorted(
+        name for t, names in by_target.items() if t.port not in kept for name in names
+    )
+    return watched, unwatched
 
 
 def listen_target(service: ServiceConfig) -> ListenTarget | None:

@@ -222,8 +222,10 @@ class SidecarRunner(Announcer):
         index: int,
         services: list[dict[str, Any]],
         workdir: Path,
+        *,
         bandwidth_mbps: float = 10_000,
         extra: dict[str, Any] | None = None,
+        http_listen: str = "",
     ) -> None:
         self.lab, self.node = lab, f"srv{index}"
         self.config_path = workdir / f"{self.node}-sidecar.json"
@@ -247,7 +249,8 @@ class SidecarRunner(Announcer):
                 }
             ],
             "allowed_prefixes": ["10.255.0.0/24"],
-            "http": {"listen": ""},
+            # Off unless a benchmark reads /metrics (inside the server's namespace).
+            "http": {"listen": http_listen},
             "logging": {"format": "json", "level": "info"},
             **(extra or {}),
         }
@@ -380,15 +383,18 @@ class RouteWatch:
     """``ip monitor route`` in a node; every line about the prefix, stamped on arrival.
 
     A thread blocks on the pipe and stamps each line with ``time.time()`` the moment it
-    is read, so the stamp lags the kernel's change only by a pipe read.
+    is read, so the stamp lags the kernel's change only by a pipe read. Subclasses watch
+    another ``ip monitor`` object by overriding ``OBJECT`` and :meth:`_pattern`.
     """
+
+    OBJECT = "route"
 
     def __init__(self, lab: Lab, node: str, prefix: str = ANYCAST) -> None:
         self.events: queue.Queue[tuple[float, bool]] = queue.Queue()
         self._prefix = prefix
         self.process = lab.popen(
             node,
-            ["ip", "-4", "monitor", "route"],
+            ["ip", "-4", "monitor", self.OBJECT],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
@@ -397,9 +403,13 @@ class RouteWatch:
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
 
+    def _pattern(self) -> re.Pattern[str]:
+        """A line about the prefix; group 1 is ``Deleted `` on a removal."""
+        return re.compile(rf"^(Deleted )?{re.escape(self._prefix)}[ /]")
+
     def _read(self) -> None:
         assert self.process.stdout is not None
-        pattern = re.compile(rf"^(Deleted )?{re.escape(self._prefix)}[ /]")
+        pattern = self._pattern()
         for line in self.process.stdout:
             now = time.time()
             match = pattern.match(line)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from anycast_announcer.netlab import Lab
-from tests.benchmarks import cost, report, run, sessions, withdraw
+from tests.benchmarks import cost, detection, report, run, sessions, withdraw
 from tests.benchmarks.common import CheckSettings, bench_lab, machine
 from tests.benchmarks.hashmath import movement, rfc2992_innocent_share
 from tests.lablib import require_lab_host
@@ -21,6 +21,17 @@ from tests.lablib import require_lab_host
 pytestmark = pytest.mark.integration
 
 FAST = CheckSettings(interval=0.2, fall=2, rise=2, timeout=0.1)
+TINY = detection.Sizes(
+    address_trials=1,
+    sidecar_address_trials=1,
+    churn_seconds=1,
+    churn_rate=500,
+    relaxed_trials=1,
+    calibration_trials=1,
+    cost_services=3,
+    cost_seconds=1,
+)
+RELAXED = CheckSettings(interval=1.0, fall=2, rise=1, timeout=0.5)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +50,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def results(lab: Lab, workdir: Path) -> dict[str, Any]:
-    """All four benchmarks at the smallest sizes that still say something."""
+    """All five benchmarks at the smallest sizes that still say something."""
     rows = cost.run(lab, [1, 3], [1, 2], 2.0, workdir, FAST)
     rows["extrapolated"] = run.extrapolate(rows["rows"], [50])
     return {
@@ -49,6 +60,7 @@ def results(lab: Lab, workdir: Path) -> dict[str, Any]:
         "cost": rows,
         "ceiling": cost.ceiling(lab, [20], 2.0, workdir, FAST),
         "sessions": sessions.run(lab, [2], 40, workdir, ("failure", "addition")),
+        "detection": detection.run(lab, TINY, workdir, RELAXED),
     }
 
 
@@ -57,15 +69,57 @@ def _sane(value: float) -> bool:
 
 
 def test_withdraw_latencies_are_measured_for_both_systems(results: dict[str, Any]) -> None:
-    """Each system withdrew and re-announced in every trial, with non-negative times."""
-    rows = {row["system"]: row for row in results["withdraw"]}
-    assert set(rows) == {"sidecar", "healthcheck"}
+    """Each system withdrew and re-announced in every trial, killed or stopped, with
+    non-negative times; the sidecar's listener event took the service down every time."""
+    rows = {(row["system"], row["stop"]): row for row in results["withdraw"]}
+    assert set(rows) == {(s, t) for s in ("sidecar", "healthcheck") for t in withdraw.STOPS}
     for row in rows.values():
         assert row["missed"] == 0
         assert len(row["samples"]["withdraw_leaf"]) == row["trials"]
         assert all(_sane(v) for values in row["samples"].values() for v in values)
         assert row["summary"]["withdraw_spine"]["p50"] >= row["summary"]["withdraw_leaf"]["p50"]
-    assert len(rows["sidecar"]["samples"]["detection"]) == rows["sidecar"]["trials"]
+    for stop in withdraw.STOPS:
+        mine = rows[("sidecar", stop)]
+        assert len(mine["samples"]["detection"]) == mine["trials"]
+        assert mine["watched_targets"] == ["10.255.0.1:8080"]
+        assert mine["sources"] == {"listener": mine["trials"]}
+
+
+def test_address_removal_withdraws_both_systems(results: dict[str, Any]) -> None:
+    """Removing the address withdrew every time; the sidecar said why and when it acked."""
+    rows = {row["system"]: row for row in results["detection"]["address"]}
+    for row in rows.values():
+        assert row["missed"] == 0, row["misses"]
+        assert len(row["samples"]["withdraw_leaf"]) == row["trials"]
+    mine = rows["sidecar"]
+    assert mine["reasons"], mine
+    assert len(mine["samples"]["to_ack"]) == mine["trials"]
+
+
+def test_churn_moves_no_listener_event_and_withdraws_nothing(results: dict[str, Any]) -> None:
+    """Client connections ended on the port; the watch saw none of them, the route stayed."""
+    churn = results["detection"]["churn"]
+    on, off = churn["rows"]
+    assert on["watched_targets"] == ["10.255.0.1:8080"]
+    assert off["watched_targets"] == []
+    for row in churn["rows"]:
+        assert row["connections"] > 0
+        assert row["failed_connections"] == 0
+        assert not row["withdrawn"]
+        assert row["downs"] == []
+        assert row["metrics_after"] == row["metrics_before"]
+    assert not math.isnan(churn["event_path_cpu_percent"])
+
+
+def test_equal_time_cost_compares_cpu_per_service(results: dict[str, Any]) -> None:
+    """Both systems ran their services and were charged CPU; the ratios are computed."""
+    equal = results["detection"]["equal_time_cost"]
+    assert equal["sidecar_cost"]["probes"] > 0
+    assert equal["healthcheck_cost"]["probes"] > 0
+    assert equal["healthcheck_settings"]["interval"] >= detection.HEALTHCHECK_FLOOR_INTERVAL
+    for key in ("ratio_measured", "ratio_needed"):
+        assert _sane(equal[key])
+        assert equal[key] > 0
 
 
 def test_cost_counts_probes_cpu_and_memory(results: dict[str, Any]) -> None:
@@ -110,6 +164,19 @@ def test_report_writes_markdown_json_and_plots(results: dict[str, Any], tmp_path
     for name in ("withdraw", "cost", "ceiling", "sessions"):
         assert (tmp_path / "benchmarks" / f"{name}.png").stat().st_size > 0
         assert (tmp_path / "benchmarks" / f"{name}.json").exists()
+    assert (tmp_path / "benchmarks" / "detection.json").exists()
+    assert "## 6. Failures found by events" in text
+    assert "graceful" in text
+
+
+def test_healthcheck_interval_follows_the_floor() -> None:
+    """Reachable target: interval = target - fixed; unreachable: the issue's bound."""
+    floor = detection.HEALTHCHECK_FLOOR_INTERVAL
+    target, interval, matched = detection.healthcheck_interval(0.300, floor + 0.080)
+    assert (target, interval, matched) == (0.300, 0.220, True)
+    target, interval, matched = detection.healthcheck_interval(0.070, floor + 0.080)
+    assert (target, interval, matched) == (detection.TARGET_BOUND, 0.070, False)
+    assert detection.healthcheck_interval(0.070, 0.5)[1] == floor
 
 
 def test_hash_threshold_arithmetic_matches_rfc_2992() -> None:
