@@ -4,7 +4,7 @@ Each service is probed on a fixed grid of its ``interval``; the services' grids 
 spread evenly over the interval. A newly scheduled service is probed once soon, within
 its ``confirm_interval`` (longer only when that would exceed ``STARTUP_PROBES_PER_S``),
 so that start-up and a reload do not wait up to a whole interval to know it, and then
-joins its grid. While the core says a streak is changing the service's state
+joins its grid at the next slot. While the core says a streak is changing the service's state
 (``set_fast``), the next probe comes one ``confirm_interval`` after the last one started
 instead, so a first failure is confirmed (or refuted) in a fraction of the interval; a
 probe already sleeping toward its slot is woken for that.
@@ -90,11 +90,10 @@ class ProbeScheduler:
                 self._lag.probe_started(started - due)
             result = await self._probe.probe(service.check, service.timeout)
             self._submit(ProbeCompleted(service.name, result))
-            # At least half an interval apart, so the slot after the first probe (or a
-            # confirming one) is not taken moments later.
-            due = next_slot(
-                grid, service.interval, max(loop.time(), started + service.interval / 2)
-            )
+            # The next slot of the grid, even moments after a first or confirming probe
+            # that came off it: waiting for a later slot would leave more than an
+            # interval between two probes.
+            due = next_slot(grid, service.interval, loop.time())
 
     async def _until_due(
         self, service: ServiceConfig, fast: asyncio.Event, due: float, started: float
