@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from anycast_announcer.netlab import traffic
 from anycast_announcer.netlab.demo_rescue import SESSIONS, Servers, sessions_act
 from anycast_announcer.netlab.errors import NetlabError
 from anycast_announcer.netlab.lab import Lab
@@ -99,16 +100,7 @@ def _shares(lab: Lab, count: int = CONNECTIONS) -> dict[str, Any]:
     """Which server answered each of ``count`` new connections from the client."""
     output = lab.run(
         "client",
-        [
-            sys.executable,
-            "-m",
-            "anycast_announcer.netlab.traffic",
-            "shares",
-            "--target",
-            "10.255.0.1:8080",
-            "--count",
-            str(count),
-        ],
+        traffic.command("shares", "10.255.0.1:8080", count=count),
         timeout=180,
     ).stdout
     result: dict[str, Any] = json.loads(output)

@@ -24,6 +24,8 @@ from typing import Any
 
 import yaml
 
+from anycast_announcer.netlab import service as lab_service
+from anycast_announcer.netlab import traffic
 from anycast_announcer.netlab.errors import NetlabError
 from anycast_announcer.netlab.lab import Lab
 
@@ -64,10 +66,9 @@ class Servers:
                 )
 
     def start_service(self, server: str) -> None:
-        listens = ["--listen", "10.255.0.1:8080", "--listen", "[fd00:255::1]:8080"]
         self.services[server] = self.lab.popen(
             server,
-            [sys.executable, "-m", "anycast_announcer.netlab.service", "--name", server, *listens],
+            lab_service.command(server, "10.255.0.1:8080", "[fd00:255::1]:8080"),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -123,11 +124,11 @@ def sessions_act(
 def _one_failure(servers: Servers, victim: str, withdrawn: Callable[[], bool]) -> dict[str, Any]:
     ready = servers.logs / "hold-ready.json"
     ready.unlink(missing_ok=True)
-    argv = ["hold", "--target", "10.255.0.1:8080", "--sessions", str(SESSIONS)]
-    argv += ["--interval", "0.25", "--timeout", "5", "--ready-file", str(ready)]
     hold = servers.lab.popen(
         "client",
-        [sys.executable, "-m", "anycast_announcer.netlab.traffic", *argv],
+        traffic.command(
+            "hold", "10.255.0.1:8080", sessions=SESSIONS, interval=0.25, timeout=5, ready_file=ready
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

@@ -18,6 +18,7 @@ import contextlib
 import os
 import signal
 import socket
+import sys
 from pathlib import Path
 
 
@@ -113,6 +114,15 @@ async def serve(name: str, listens: list[str], pidfile: str | None = None) -> No
         else:
             writer.close()
     await asyncio.sleep(0)
+
+
+def command(name: str, *listens: str) -> list[str]:
+    """The command line that runs this service in a lab node, answering ``name`` on each
+    of ``listens`` (``host:port``, ``[v6]:port``)."""
+    line = [sys.executable, "-m", "anycast_announcer.netlab.service", "--name", name]
+    for listen in listens:
+        line += ["--listen", listen]
+    return line
 
 
 def main() -> int:

@@ -35,6 +35,7 @@ import asyncio
 import contextlib
 import json
 import signal
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -355,6 +356,15 @@ async def _hold_until_signal(args: argparse.Namespace) -> HoldResult:
         stop=stop,
         ready_file=args.ready_file,
     )
+
+
+def command(action: str, target: str, **options: object) -> list[str]:
+    """The command line that runs ``action`` toward ``target`` in a lab node, with
+    ``options`` as ``--name value`` (``ready_file`` becomes ``--ready-file``)."""
+    line = [sys.executable, "-m", "anycast_announcer.netlab.traffic", action, "--target", target]
+    for name, value in options.items():
+        line += [f"--{name.replace('_', '-')}", str(value)]
+    return line
 
 
 def main() -> int:

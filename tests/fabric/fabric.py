@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from anycast_announcer.netlab import Lab
+from anycast_announcer.netlab import Lab, traffic
 from tests.integration.sidecars import Service, Sidecar, bgp_paths
 from tests.lablib import REPO_ROOT, wait_until
 
@@ -271,16 +271,7 @@ class Fabric:
         """Open ``count`` new connections from the client; the JSON result of ``shares``."""
         result = self.lab.run(
             "client",
-            [
-                sys.executable,
-                "-m",
-                "anycast_announcer.netlab.traffic",
-                "shares",
-                "--target",
-                TARGET[family],
-                "--count",
-                str(count),
-            ],
+            traffic.command("shares", TARGET[family], count=count),
             timeout=120,
         )
         data: dict[str, Any] = json.loads(result.stdout)
@@ -339,20 +330,7 @@ class Fabric:
         """``count`` downloads of ``size`` bytes from the client; completed/hung per server."""
         result = self.lab.run(
             "client",
-            [
-                sys.executable,
-                "-m",
-                "anycast_announcer.netlab.traffic",
-                "downloads",
-                "--target",
-                TARGET[family],
-                "--count",
-                str(count),
-                "--size",
-                str(size),
-                "--timeout",
-                str(timeout),
-            ],
+            traffic.command("downloads", TARGET[family], count=count, size=size, timeout=timeout),
             timeout=timeout * count + 60,
         )
         data: dict[str, Any] = json.loads(result.stdout)
@@ -367,22 +345,14 @@ class Holder:
         self.ready_file = ready_file
         self.process = fabric.lab.popen(
             "client",
-            [
-                sys.executable,
-                "-m",
-                "anycast_announcer.netlab.traffic",
+            traffic.command(
                 "hold",
-                "--target",
                 TARGET[family],
-                "--sessions",
-                str(sessions),
-                "--interval",
-                "0.25",
-                "--timeout",
-                "5",
-                "--ready-file",
-                str(ready_file),
-            ],
+                sessions=sessions,
+                interval=0.25,
+                timeout=5,
+                ready_file=ready_file,
+            ),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from anycast_announcer.netlab import Lab
+from anycast_announcer.netlab import service as lab_service
 
 ANYCAST_V4 = "10.255.0.1/32"
 ANYCAST_V6 = "fd00:255::1/128"
@@ -131,17 +132,9 @@ class Service:
     def start(self) -> None:
         self.process = self.lab.popen(
             self.node,
-            [
-                sys.executable,
-                "-m",
-                "anycast_announcer.netlab.service",
-                "--name",
-                self.node,
-                "--listen",
-                f"10.255.0.1:{SERVICE_PORT}",
-                "--listen",
-                f"[fd00:255::1]:{SERVICE_PORT}",
-            ],
+            lab_service.command(
+                self.node, f"10.255.0.1:{SERVICE_PORT}", f"[fd00:255::1]:{SERVICE_PORT}"
+            ),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -22,7 +21,8 @@ from typing import Any
 
 import pytest
 
-from anycast_announcer.netlab import Lab
+from anycast_announcer.netlab import Lab, traffic
+from anycast_announcer.netlab import service as lab_service
 from tests.integration.sidecars import (
     ANYCAST_V4,
     Service,
@@ -123,14 +123,7 @@ class Running:
         if listens:
             service.process = self.lab.popen(
                 node,
-                [
-                    sys.executable,
-                    "-m",
-                    "anycast_announcer.netlab.service",
-                    "--name",
-                    node,
-                    *(arg for listen in listens for arg in ("--listen", listen)),
-                ],
+                lab_service.command(node, *listens),
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
@@ -238,16 +231,7 @@ def shares(lab: Lab, count: int, target: str = "10.255.0.1:8080") -> dict[str, A
     """What ``count`` new client connections to the anycast service see, from the client."""
     result = lab.run(
         "client",
-        [
-            sys.executable,
-            "-m",
-            "anycast_announcer.netlab.traffic",
-            "shares",
-            "--target",
-            target,
-            "--count",
-            str(count),
-        ],
+        traffic.command("shares", target, count=count),
         timeout=120,
     )
     return dict(json.loads(result.stdout))

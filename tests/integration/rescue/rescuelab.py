@@ -24,7 +24,8 @@ from typing import Any
 
 import pytest
 
-from anycast_announcer.netlab import Lab
+from anycast_announcer.netlab import Lab, traffic
+from anycast_announcer.netlab import service as lab_service
 from tests.lablib import REPO_ROOT, deployed, require_lab_host, wait_until
 
 __all__ = [
@@ -104,17 +105,7 @@ class RescueLab:
         for node in SERVERS:
             self.services[node] = self.lab.popen(
                 node,
-                [
-                    sys.executable,
-                    "-m",
-                    "anycast_announcer.netlab.service",
-                    "--name",
-                    node,
-                    "--listen",
-                    f"{ANYCAST[4]}:{PORT}",
-                    "--listen",
-                    f"[{ANYCAST[6]}]:{PORT}",
-                ],
+                lab_service.command(node, f"{ANYCAST[4]}:{PORT}", f"[{ANYCAST[6]}]:{PORT}"),
                 cwd=REPO_ROOT,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -202,22 +193,14 @@ class RescueLab:
         ready.unlink(missing_ok=True)
         client = self.lab.popen(
             "client",
-            [
-                sys.executable,
-                "-m",
-                "anycast_announcer.netlab.traffic",
+            traffic.command(
                 "hold",
-                "--target",
                 _target(family),
-                "--sessions",
-                str(sessions),
-                "--interval",
-                str(interval),
-                "--timeout",
-                str(timeout),
-                "--ready-file",
-                str(ready),
-            ],
+                sessions=sessions,
+                interval=interval,
+                timeout=timeout,
+                ready_file=ready,
+            ),
             cwd=REPO_ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -238,20 +221,7 @@ class RescueLab:
         """Large downloads from the client; completed and hung ones per server."""
         result = self.lab.run(
             "client",
-            [
-                sys.executable,
-                "-m",
-                "anycast_announcer.netlab.traffic",
-                "downloads",
-                "--target",
-                _target(family),
-                "--count",
-                str(count),
-                "--size",
-                str(size),
-                "--timeout",
-                str(timeout),
-            ],
+            traffic.command("downloads", _target(family), count=count, size=size, timeout=timeout),
         )
         summary: dict[str, Any] = json.loads(result.stdout)
         return summary
