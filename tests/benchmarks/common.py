@@ -531,6 +531,11 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
+def number(value: float | None, digits: int = 2) -> str:
+    """A figure for the report's tables; n/a for a missing or NaN one."""
+    return "n/a" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
 def summary(values: Sequence[float]) -> dict[str, float | int]:
     """n, p50, p95, p99, min, max of ``values``."""
     return {

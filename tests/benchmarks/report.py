@@ -13,16 +13,13 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 
 from tests.benchmarks import rescue_report
+from tests.benchmarks.common import number
 
 Results = dict[str, Any]
 
 
 def _ms(value: float | None) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{value * 1000:.0f}"
-
-
-def _num(value: float | None, digits: int = 2) -> str:
-    return "n/a" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
 # -- targets -----------------------------------------------------------------------------
@@ -178,8 +175,8 @@ def targets(results: Results) -> list[Target]:
             (
                 f"at 50 services >= 20x less CPU per probe{label}",
                 ratio >= 20,
-                f"{ratio:.1f}x ({_num(mine_row['cpu_per_1000_probes'], 3)} vs "
-                f"{_num(theirs_row['cpu_per_1000_probes'], 3)} CPU s per 1,000 probes)",
+                f"{ratio:.1f}x ({number(mine_row['cpu_per_1000_probes'], 3)} vs "
+                f"{number(theirs_row['cpu_per_1000_probes'], 3)} CPU s per 1,000 probes)",
             )
         )
     big = cost.get(("sidecar", 500))
@@ -341,15 +338,15 @@ def _cost_table(results: Results) -> list[str]:
         extra = (
             f"{_ms(r['lag']['p50'])} / {_ms(r['lag']['p99'])}"
             if "lag" in r
-            else f"period {_num(r.get('mean_period'), 3)} s"
+            else f"period {number(r.get('mean_period'), 3)} s"
             if r.get("mean_period")
             else ""
         )
         name = r["system"] + (" (**extrapolated**)" if r.get("extrapolated") else "")
         lines.append(
-            f"| {name} | {r['services']} | {_num(r.get('duration'), 0)} | {r.get('probes', '')} "
-            f"| {_num(r.get('cpu_seconds'))} | {_num(r['cpu_per_1000_probes'], 3)} "
-            f"| {_num(r['cpu_percent'], 1)} | {_num(r['rss_mib'], 0)} "
+            f"| {name} | {r['services']} | {number(r.get('duration'), 0)} | {r.get('probes', '')} "
+            f"| {number(r.get('cpu_seconds'))} | {number(r['cpu_per_1000_probes'], 3)} "
+            f"| {number(r['cpu_percent'], 1)} | {number(r['rss_mib'], 0)} "
             f"| {r.get('processes', '')} | {extra} |"
         )
     lines += [
@@ -361,7 +358,7 @@ def _cost_table(results: Results) -> list[str]:
     ]
     for r in results["cost"]["idle"]:
         lines.append(
-            f"| {r['system']} | {_num(r['cpu_percent'], 2)} | {_num(r['rss_mib'], 0)} "
+            f"| {r['system']} | {number(r['cpu_percent'], 2)} | {number(r['rss_mib'], 0)} "
             f"| {r['processes']} |"
         )
     return lines
@@ -377,7 +374,7 @@ def _ceiling_table(results: Results) -> list[str]:
         lag = r["lag"]
         lines.append(
             f"| {r['services']} | {r['probes'] / r['duration']:.0f} "
-            f"| {_num(r['cpu_percent'], 0)} | {_ms(lag['p50'])} / {_ms(lag['p95'])} / "
+            f"| {number(r['cpu_percent'], 0)} | {_ms(lag['p50'])} / {_ms(lag['p95'])} / "
             f"{_ms(lag['p99'])} | {'yes' if r['lag_fraction_p99'] < 0.1 else 'no'} |"
         )
     return lines

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections.abc import Iterable
 from typing import Any
+
+from tests.benchmarks.common import number
 
 Results = dict[str, Any]
 
@@ -25,16 +26,12 @@ def _innocent_broken(row: dict[str, Any]) -> int:
     return int(row["broken_on_others"] if row["event"] == "failure" else row["broken"])
 
 
-def _fmt(value: float | None, digits: int = 2) -> str:
-    return "n/a" if value is None or math.isnan(value) else f"{value:.{digits}f}"
-
-
 def _cpu(row: dict[str, Any]) -> str:
     """CPU seconds per GB; below one clock tick per GB it says so instead of 0."""
     tick = row.get("cpu_tick_per_gb")
     if row["cpu_seconds_per_gb"] == 0 and tick is not None:
         return f"< {tick:.3f}"
-    return _fmt(row["cpu_seconds_per_gb"], 3)
+    return number(row["cpu_seconds_per_gb"], 3)
 
 
 def targets(results: Results) -> list[tuple[str, bool | None, str]]:
@@ -133,8 +130,8 @@ def _throughput_table(rows: list[dict[str, Any]]) -> list[str]:
         lines.append(
             f"| {r['direction']} | {r.get('rate', 'max')} | {r['path']} "
             f"| {'yes' if r['rescue'] else 'no'} "
-            f"| {_fmt(r['gbit_per_s'])} | {_fmt(r['best_gbit_per_s'])} "
-            f"| {_cpu(r)} | {_fmt(r['copies_per_rescued'], 3)} |"
+            f"| {number(r['gbit_per_s'])} | {number(r['best_gbit_per_s'])} "
+            f"| {_cpu(r)} | {number(r['copies_per_rescued'], 3)} |"
         )
     return lines
 
@@ -149,7 +146,7 @@ def _orphans_table(rows: list[dict[str, Any]]) -> list[str]:
         t = r["seconds_to_reset"]
         lines.append(
             f"| {r['case']} | {r['on_dead_server']} | {r['reset']} | {r['broken_elsewhere']} "
-            f"| {_fmt(t['p50'], 1)} / {_fmt(t['max'], 1)} |"
+            f"| {number(t['p50'], 1)} / {number(t['max'], 1)} |"
         )
     return lines
 
