@@ -31,6 +31,10 @@ test-deps: system-deps
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
 			--no-install-recommends prometheus; \
 	fi
+# The flow rescue benchmark's smoke test runs iperf3 (tests/benchmarks/test_rescue_smoke.py).
+	@if ! command -v iperf3 >/dev/null; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q iperf3; \
+	fi
 # The unit watch's tests run a real systemd user manager with its D-Bus user bus.
 	@if ! [ -x /lib/systemd/systemd ] || ! [ -e /usr/lib/systemd/user/dbus.socket ]; then \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \

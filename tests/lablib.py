@@ -20,9 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-import pytest
-
 from anycast_announcer.netlab import Lab, Topology
+from tests.prerequisites import unavailable
 
 RecordProperty = Callable[[str, object], None]
 """The type of pytest's ``record_property`` fixture (pytest exports no name for it)."""
@@ -58,11 +57,8 @@ def require_lab_host() -> None:
         problem = "lab tests need root (network namespaces)"
     elif not Path("/usr/lib/frr/zebra").exists() or shutil.which("vtysh") is None:
         problem = "lab tests need FRR (/usr/lib/frr/zebra and vtysh): run `make deps`"
-    if problem is None:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"{problem}; CI must run them")
-    pytest.skip(problem)
+    if problem is not None:
+        unavailable(problem)
 
 
 @contextmanager

@@ -11,24 +11,16 @@ set): CI must never count a check it could not run as passed.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 
-import pytest
+from tests.prerequisites import require_command
 
 __all__ = ["promtool", "promtool_path"]
 
 
 def promtool_path() -> str:
     """Where promtool is; skips the test without it, or fails it under CI."""
-    path = shutil.which("promtool")
-    if path is not None:
-        return path
-    problem = "promtool is missing: `make test-deps` installs Debian's prometheus package"
-    if os.environ.get("CI"):
-        pytest.fail(f"{problem}; CI must run these checks")
-    pytest.skip(problem)
+    return require_command("promtool", "`make test-deps` installs Debian's prometheus package")
 
 
 def promtool(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -12,6 +12,7 @@ import pytest
 
 from tests.benchmarks import rescue, rescue_report
 from tests.integration.rescue.rescuelab import require_rescue_host
+from tests.prerequisites import require_command
 
 pytestmark = pytest.mark.integration
 
@@ -19,6 +20,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     require_rescue_host()
+    require_command("iperf3", "run `make test-deps`")
     return {"rescue": rescue.run(tmp_path_factory.mktemp("rescue"), True, rescue.TINY)}
 
 

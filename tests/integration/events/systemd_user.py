@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-import pytest
+from tests.prerequisites import unavailable
 
 __all__ = ["UserManager", "require_user_manager", "user_manager"]
 
@@ -47,11 +47,8 @@ def require_user_manager() -> None:
         problem = "the unit watch tests need root (a mount namespace and cgroups)"
     elif not SYSTEMD.exists() or not DBUS_SOCKET_UNIT.exists() or not shutil.which("unshare"):
         problem = "the unit watch tests need systemd and dbus-user-session: run `make test-deps`"
-    if problem is None:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"{problem}; CI must run them")
-    pytest.skip(problem)
+    if problem is not None:
+        unavailable(problem)
 
 
 def _cgroup_roots() -> list[Path]:

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from anycast_announcer.http import start_http
+from tests.prerequisites import unavailable
 from tests.unit.http.fakes import EVIL_SERVICE, make_app
 
 CHROMIUM_TIMEOUT = 60.0
@@ -30,10 +31,7 @@ def _chromium() -> str:
         path = shutil.which(name)
         if path:
             return path
-    problem = "headless Chromium is not installed: apt-get install -y chromium"
-    if os.environ.get("CI"):
-        pytest.fail(f"{problem}; CI must run this test")
-    pytest.skip(problem)
+    unavailable("headless Chromium is not installed: run `make test-deps`")
 
 
 @dataclass

@@ -10,8 +10,6 @@ inside each server's namespace, from one config file all servers share.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,11 +20,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from anycast_announcer.netlab import Lab, traffic
 from anycast_announcer.netlab import service as lab_service
 from tests.lablib import REPO_ROOT, deployed, require_lab_host, wait_until
+from tests.prerequisites import require_command
 
 __all__ = [
     "ANYCAST",
@@ -260,10 +257,7 @@ class RescueLab:
 def require_rescue_host() -> None:
     """Root, the lab tools and nft; like every lab test, fail instead of skip in CI."""
     require_lab_host()
-    if shutil.which("nft") is None:
-        if os.environ.get("CI"):
-            pytest.fail("rescue tests need nftables (nft): run `make deps`")
-        pytest.skip("rescue tests need nftables (nft): run `make deps`")
+    require_command("nft", "run `make deps` (Debian's nftables)")
 
 
 @contextmanager
