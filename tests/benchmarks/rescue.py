@@ -88,22 +88,35 @@ def _iperf(
         stderr=subprocess.DEVNULL,
     )
     time.sleep(0.5)
+    # Read before the client starts: the rescue CLI takes most of a second per server, and
+    # the switch below must land at its time in the run, not after these reads.
+    counters_before = lab.counters()
     argv = ["iperf3", "-c", ANYCAST[4], "-p", str(IPERF_PORT), "-t", str(seconds), "-J"]
     extra = (["-R"] if reverse else []) + (["-b", rate] if rate else [])
     client = lab.lab.popen("client", [*argv, *extra], stdout=subprocess.PIPE, text=True)
-    counters_before = lab.counters()
+    started = time.monotonic()
     busy_before = _busy_jiffies()
+    skip = 1  # iperf3's first interval includes the connection's slow start
     if switch_after is not None:
-        time.sleep(switch_after)
+        time.sleep(max(0.0, started + switch_after - time.monotonic()))
         lab.set_paths(["s1"])
+        # Only the intervals wholly after the switch measure the rescued path.
+        skip = int(time.monotonic() - started) + 1
     out, _ = client.communicate(timeout=seconds + 30)
     busy = _busy_jiffies() - busy_before
     server.wait(timeout=10)
+    # iperf3 -J puts its own errors in the report; no report at all means it never ran.
+    report: dict[str, Any] = (
+        json.loads(out) if out.strip() else {"error": "no report (is iperf3 installed?)"}
+    )
+    if client.returncode != 0 or "error" in report:
+        raise RuntimeError(f"iperf3 client exited {client.returncode}: {report.get('error')}")
     counters_after = lab.counters()
-    intervals = json.loads(out)["intervals"]
-    skip = int(switch_after or 0) + 1  # the intervals before the switch, and the switch
+    intervals = report["intervals"]
     rates = [i["sum"]["bits_per_second"] for i in intervals[skip:]]
-    moved = json.loads(out)["end"]["sum_received"]["bytes"]
+    if not rates:
+        raise RuntimeError(f"iperf3 ran {len(intervals)} intervals, none after interval {skip}")
+    moved = report["end"]["sum_received"]["bytes"]
     rescued = peer_total(counters_after, "received") - peer_total(counters_before, "received")
     copies = peer_total(counters_after, "forwarded") - peer_total(counters_before, "forwarded")
     return {
