@@ -11,34 +11,28 @@ help:
 	@echo "make test   - lint + the whole suite (unit, integration with real FRR, fabric, faults)"
 	@echo "make bench  - benchmarks (writes docs/benchmarks.md)"
 
+APT_INSTALL := apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q
+# $(call need,PROGRAM,PACKAGES): install PACKAGES unless PROGRAM is already on the PATH.
+need = command -v $(1) >/dev/null || ($(APT_INSTALL) $(2))
+
 # FRR from Debian's packages is the lab fabric; iproute2 builds the namespaces; nftables
 # is flow rescue's data path (docs/rescue.md).
 system-deps:
 	@if ! [ -x /usr/lib/frr/bgpd ] || ! command -v ip >/dev/null || ! command -v vtysh >/dev/null \
 			|| ! command -v nft >/dev/null; then \
-		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-			frr iproute2 procps nftables; \
+		$(APT_INSTALL) frr iproute2 procps nftables; \
 	fi
 
 # Chromium renders the status page in its test; promtool (Debian's prometheus package)
-# checks and unit-tests configs/prometheus/ and lints a live /metrics scrape. Only the test
-# suite needs them.
+# checks and unit-tests configs/prometheus/ and lints a live /metrics scrape; the flow
+# rescue benchmark's smoke test runs iperf3. Only the test suite needs them.
 test-deps: system-deps
-	@if ! command -v chromium >/dev/null; then \
-		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
-	fi
-	@if ! command -v promtool >/dev/null; then \
-		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-			--no-install-recommends prometheus; \
-	fi
-# The flow rescue benchmark's smoke test runs iperf3 (tests/benchmarks/test_rescue_smoke.py).
-	@if ! command -v iperf3 >/dev/null; then \
-		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q iperf3; \
-	fi
+	@$(call need,chromium,chromium)
+	@$(call need,promtool,--no-install-recommends prometheus)
+	@$(call need,iperf3,iperf3)
 # The unit watch's tests run a real systemd user manager with its D-Bus user bus.
 	@if ! [ -x /lib/systemd/systemd ] || ! [ -e /usr/lib/systemd/user/dbus.socket ]; then \
-		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-			systemd dbus-user-session; \
+		$(APT_INSTALL) systemd dbus-user-session; \
 	fi
 
 $(STAMP): pyproject.toml
@@ -73,8 +67,7 @@ reliability: deps
 
 # iperf3 measures a rescued bulk flow against a direct one.
 bench: deps
-	@command -v iperf3 >/dev/null || (apt-get update -q && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q iperf3)
+	@$(call need,iperf3,iperf3)
 	$(BIN)/python -m tests.benchmarks.run
 
 demo: deps
