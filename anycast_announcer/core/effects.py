@@ -152,7 +152,7 @@ class ConfigureLogging:
     logging: LoggingConfig
 
 
-# -- observations, for metrics ----------------------------------------------------------
+# -- observations, for metrics and the history (``anycast_announcer.history``) ---------
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +169,7 @@ class ServiceChanged:
 
     service: str
     up: bool
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +179,7 @@ class PrefixChanged:
     prefix: str
     state: PrefixState
     announced: bool
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +188,7 @@ class PeerChanged:
 
     peer: str
     up: bool
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -221,7 +221,7 @@ class SidecarCore:
             self._emit(fx.SyncRescue(self._config))
         self._emit(fx.ScheduleProbes(tuple(self._config.services)))
         for peer in self._peers:
-            self._emit(fx.PeerChanged(peer, False))
+            self._emit(fx.PeerChanged(peer, False, "not established yet"))
         self._recompute(now)
         return self._take()
 
@@ -348,7 +348,7 @@ class SidecarCore:
             reason=change.reason,
             source=source,
         )
-        self._emit(fx.ServiceChanged(change.service, change.new is Health.UP))
+        self._emit(fx.ServiceChanged(change.service, change.new is Health.UP, change.reason))
         return True
 
     def _sidecar_fault(self, service: str, result: ProbeResult, now: Instant) -> None:
@@ -375,7 +375,7 @@ class SidecarCore:
         record.up = item.up
         record.last_change_at = now.wall
         record.last_change_reason = item.reason
-        self._emit(fx.PeerChanged(item.peer, item.up))
+        self._emit(fx.PeerChanged(item.peer, item.up, item.reason))
         return True
 
     def _address_changed(self, item: AddressChanged) -> bool:
@@ -578,7 +578,7 @@ class SidecarCore:
         old_peers = {str(peer.address) for peer in old.bgp.peers}
         for peer in self._peers:
             if peer not in old_peers:
-                self._emit(fx.PeerChanged(peer, False))
+                self._emit(fx.PeerChanged(peer, False, "peer added"))
         self._faulty_services &= set(self._services)
         if not self._faulty_services:
             self._fault = None
@@ -645,7 +645,7 @@ class SidecarCore:
             graceful_shutdown=decision.graceful_shutdown,
         )
         if previous is None or previous.state != decision.state:
-            self._emit(fx.PrefixChanged(name, decision.state, decision.announce))
+            self._emit(fx.PrefixChanged(name, decision.state, decision.announce, decision.reason))
 
     def _track_drain(self, prefix: PrefixConfig, drain: PrefixDrain, now: Instant) -> None:
         name = str(prefix.prefix)
