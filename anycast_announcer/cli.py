@@ -80,6 +80,14 @@ def _parser() -> argparse.ArgumentParser:
         "status", parents=[reader], help="show what a running sidecar announces, and why"
     )
     status.add_argument("--json", action="store_true", help="print the raw JSON status")
+    status.add_argument(
+        "--history",
+        nargs="?",
+        const="hour",
+        choices=["hour", "day"],
+        help="print the last changes and per-service latency over the last hour "
+        "(default) or day instead",
+    )
     drain = commands.add_parser(
         "drain", parents=[writer], help="withdraw prefixes gracefully and keep them withdrawn"
     )
@@ -99,6 +107,8 @@ def _parser() -> argparse.ArgumentParser:
 def _request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | None]:
     """The method, path and JSON body of the command's request."""
     if args.command == "status":
+        if args.history is not None:
+            return "GET", f"/history?window={args.history}", None
         return "GET", "/status", None
     body: dict[str, Any] = {}
     if args.command in {"drain", "undrain"} and args.prefixes:
@@ -118,12 +128,30 @@ def _show_status(args: argparse.Namespace, data: dict[str, Any]) -> int:
     if args.json:
         print(json.dumps(data, indent=2, sort_keys=True))
         return EXIT_OK
+    if args.history is not None:
+        return _show_history(data)
     try:
         status = SidecarStatus.model_validate(data)
     except ValidationError as error:
         print(f"error: the sidecar's status does not parse: {error}", file=sys.stderr)
         return EXIT_FAILURE
     print(format_status(status))
+    return EXIT_OK
+
+
+def _show_history(data: dict[str, Any]) -> int:
+    """``status --history``: the last changes and the sparklines."""
+    from pydantic import ValidationError
+
+    from anycast_announcer.historymodels import SidecarHistory
+    from anycast_announcer.http.history_text import format_history
+
+    try:
+        history = SidecarHistory.model_validate(data)
+    except ValidationError as error:
+        print(f"error: the sidecar's history does not parse: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(format_history(history))
     return EXIT_OK
 
 

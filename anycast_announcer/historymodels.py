@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
-from anycast_announcer.status import iso_time
+from anycast_announcer.timefmt import iso_time
 
 __all__ = [
     "WINDOWS",

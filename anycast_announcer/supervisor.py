@@ -38,6 +38,8 @@ from anycast_announcer.core.inputs import (
 )
 from anycast_announcer.drainstate import PersistedDrain
 from anycast_announcer.exabgp.driver import DriverSnapshot, SessionCallback
+from anycast_announcer.history import History
+from anycast_announcer.historymodels import HistoryWindow, SidecarHistory
 from anycast_announcer.http.token import TokenFileError
 from anycast_announcer.localaddr import AddressBook
 from anycast_announcer.logging import configure_logging
@@ -96,6 +98,27 @@ class MetricsSink(Protocol):
     def rescue_counters(self, counters: RescueCounters | None) -> None: ...
 
 
+class _RescueTap:
+    """Rescue's counter readings to the metrics and to the history, as they are read."""
+
+    def __init__(self, metrics: MetricsSink | None, history: History) -> None:
+        self._metrics = metrics
+        self._history = history
+
+    def rescue_counters(self, counters: RescueCounters | None) -> None:
+        if self._metrics is not None:
+            self._metrics.rescue_counters(counters)
+        if counters is None:
+            self._history.rescue_forgotten()
+            return
+        peers = counters.peers.values()
+        self._history.rescue_counters(
+            handed_over=sum(peer.packets_sent for peer in peers),
+            rescued=sum(peer.packets_received for peer in peers),
+            at=time.time(),
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Seams:
     """Everything the supervisor talks to outside the process (tests put fakes here)."""
@@ -135,7 +158,9 @@ class Supervisor:
         self._drain_file = DrainFileWatch(self.submit, lambda: self.core.config)
         self._background: set[asyncio.Task[None]] = set()
         self._managed = ManagedAddresses(seams.addresses)
-        self._rescue = RescueKeeper(metrics)
+        # The supervisor owns the history: it is the one place every observation passes.
+        self._history = History(time.time())
+        self._rescue = RescueKeeper(_RescueTap(metrics, self._history))
         self._state_writer = DrainStateWriter()
         self._requests = itertools.count(1)
         self._replies: dict[int, asyncio.Future[ControlResult]] = {}
@@ -167,6 +192,10 @@ class Supervisor:
             routes_desired=snapshot.desired,
         )
         return self.core.status(self._now(), exabgp, self._rescue.status())
+
+    def history(self, window: HistoryWindow) -> SidecarHistory:
+        """The last hour or day: state changes, probes, rescued packets."""
+        return self._history.snapshot(window, time.time())
 
     def ready(self) -> bool:
         """ExaBGP is connected, every service was probed, and the sidecar is sound."""
@@ -213,12 +242,15 @@ class Supervisor:
     # -- effects -----------------------------------------------------------------------
 
     def perform(self, effects: Iterable[fx.Effect]) -> None:
-        """Carry out the core's effects, in order; observations go to the metrics."""
+        """Carry out the core's effects, in order; observations go to the metrics and
+        the history."""
+        wall = time.time()
         for effect in effects:
             if self._steer_workers(effect) or self._do_io(effect):
                 continue
             if self._metrics is not None:
                 self._metrics.record(effect)
+            self._history.observe(effect, wall)
 
     def _steer_workers(self, effect: fx.Effect) -> bool:
         """Routes to the driver, probes and drain workers; whether ``effect`` was one."""

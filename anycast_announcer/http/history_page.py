@@ -1,0 +1,370 @@
+"""The status page's history section: timelines and sparklines, as inline SVG.
+
+Drawn on the server, so the page keeps its Content-Security-Policy (no script, no image
+source: inline ``<svg>`` is markup, not a fetched resource). Each prefix and BGP session
+gets a band of coloured states over the window, each service a latency line with its
+failures marked in red and a thin band of its up/down state, and rescue a bar per bucket
+of handed-over packets. Every band, mark and bar carries an SVG ``<title>`` (the
+browser's tooltip) with the times and the reason, and ``data-*`` attributes that tests
+and scripts can read.
+
+The x axis is the window (0..1000 user units, stretched to the cell's width), so an hour
+and a day draw the same way. Where a subject's older changes were dropped to bound
+memory, the band shows hatched buckets with the number of changes each one held.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from html import escape
+
+from anycast_announcer.historymodels import (
+    CountBucket,
+    HistoryChange,
+    ProbeBucket,
+    ServiceHistory,
+    SidecarHistory,
+    StateTimeline,
+)
+from anycast_announcer.status import SidecarStatus
+
+__all__ = ["HISTORY_STYLE", "render_history"]
+
+WIDTH = 1000
+"""User units across the window; the SVG stretches them to the cell's width."""
+BAND_HEIGHT = 16
+SPARK_HEIGHT = 28
+
+HISTORY_STYLE = """
+table.history { width: 100%; table-layout: fixed; margin-bottom: .75rem; }
+.history th.name { width: 13rem; }
+.history th.note { width: 20rem; }
+.history td.chart { padding: .15rem .4rem; }
+.history svg { display: block; width: 100%; }
+.history td.name { font-family: ui-monospace, monospace; overflow-wrap: anywhere; }
+.history td.note { color: #5b6672; font-size: .85rem; }
+.history .axis { display: flex; justify-content: space-between; color: #5b6672;
+                 font-size: .8rem; }
+.windows a, .windows b { margin-right: .6rem; }
+rect.announced, rect.up { fill: #1a7f37; }
+rect.withdrawn, rect.down { fill: #c62828; }
+rect.draining, rect.dampened { fill: #c77700; }
+rect.drained { fill: #8250df; }
+rect.unknown, rect.other { fill: #9aa3ad; }
+rect.unrecorded { fill: #e4e8ec; }
+rect.dropped { fill: #f0b37e; }
+rect.failure { fill: #c62828; }
+rect.packets { fill: #0969da; }
+polyline.latency { fill: none; stroke: #0969da; stroke-width: 1.5;
+                   vector-effect: non-scaling-stroke; }
+"""
+
+_STATE_CLASSES = {
+    "announced",
+    "withdrawn",
+    "draining",
+    "drained",
+    "dampened",
+    "up",
+    "down",
+    "unknown",
+}
+
+
+def _text(value: object) -> str:
+    return escape(str(value), quote=True)
+
+
+def _clock(at: float, window_seconds: float) -> str:
+    try:
+        moment = datetime.fromtimestamp(at, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return "?"
+    return moment.strftime("%H:%M:%S" if window_seconds <= 7200 else "%d %H:%M")
+
+
+class _Axis:
+    """Times of the window to x positions."""
+
+    def __init__(self, history: SidecarHistory) -> None:
+        self.since = history.since
+        self.until = history.until
+        self.span = max(history.until - history.since, 1e-9)
+        self.bucket = history.bucket_seconds
+
+    def x(self, at: float) -> float:
+        return min(max((at - self.since) / self.span, 0.0), 1.0) * WIDTH
+
+    def clock(self, at: float) -> str:
+        return _clock(at, self.span)
+
+
+def _rect(css: str, x0: float, x1: float, y: float, height: float, title: str, **data: str) -> str:
+    attrs = "".join(f' data-{name}="{_text(value)}"' for name, value in data.items())
+    return (
+        f'<rect class="{css}" x="{x0:.2f}" y="{y:g}" width="{max(x1 - x0, 0.4):.2f}" '
+        f'height="{height:g}"{attrs}><title>{_text(title)}</title></rect>'
+    )
+
+
+def _svg(height: int, body: Iterable[str], label: str) -> str:
+    return (
+        f'<svg viewBox="0 0 {WIDTH} {height}" height="{height}" preserveAspectRatio="none" '
+        f'role="img" aria-label="{_text(label)}">' + "".join(body) + "</svg>"
+    )
+
+
+def _bands(
+    timeline: StateTimeline, axis: _Axis, *, height: float, recorded_since: float
+) -> list[str]:
+    """The state bands of one subject: what is known, what was dropped, what predates us."""
+    shapes: list[str] = []
+    changes = timeline.changes
+    known_from = changes[0].at if changes else axis.until
+    if known_from > axis.since:
+        shapes += _before_known(timeline, axis, known_from, height, recorded_since)
+    for index, change in enumerate(changes):
+        end = changes[index + 1].at if index + 1 < len(changes) else axis.until
+        if end <= axis.since:
+            continue
+        shapes.append(_band(change, end, axis, height))
+    return shapes
+
+
+def _band(change: HistoryChange, end: float, axis: _Axis, height: float) -> str:
+    css = change.state if change.state in _STATE_CLASSES else "other"
+    start = max(change.at, axis.since)
+    title = f"{change.state} {axis.clock(change.at)} \u2013 {axis.clock(end)}: {change.reason}"
+    return _rect(
+        f"band {css}",
+        axis.x(start),
+        axis.x(end),
+        0,
+        height,
+        title,
+        state=change.state,
+        since=f"{change.at:.3f}",
+        until=f"{end:.3f}",
+    )
+
+
+def _before_known(
+    timeline: StateTimeline, axis: _Axis, known_from: float, height: float, recorded: float
+) -> list[str]:
+    """Before the first change kept: dropped changes (counted per bucket) or no record."""
+    if timeline.complete_since is None:
+        title = f"not recorded before {axis.clock(known_from)}"
+        if recorded > axis.since:
+            title += f" (this sidecar started at {axis.clock(recorded)})"
+        return [_rect("band unrecorded", axis.x(axis.since), axis.x(known_from), 0, height, title)]
+    shapes = [
+        _rect(
+            "band unrecorded",
+            axis.x(axis.since),
+            axis.x(known_from),
+            0,
+            height,
+            f"changes before {axis.clock(known_from)} were not kept (memory bound)",
+        )
+    ]
+    for bucket in timeline.change_counts:
+        if bucket.start >= known_from:
+            break
+        end = min(bucket.start + axis.bucket, known_from)
+        shapes.append(
+            _rect(
+                "band dropped",
+                axis.x(bucket.start),
+                axis.x(end),
+                height * 0.25,
+                height * 0.5,
+                f"{bucket.count} changes {axis.clock(bucket.start)} \u2013 {axis.clock(end)}",
+                changes=str(bucket.count),
+            )
+        )
+    return shapes
+
+
+def _changes_note(timeline: StateTimeline, axis: _Axis) -> str:
+    count = sum(bucket.count for bucket in timeline.change_counts if bucket.start >= axis.since)
+    current = timeline.changes[-1].state if timeline.changes else "no record"
+    return f"{_text(current)}, {count} change{'s' if count != 1 else ''}"
+
+
+def _timeline_rows(
+    timelines: Sequence[StateTimeline],
+    names: Sequence[str],
+    axis: _Axis,
+    kind: str,
+    recorded: float,
+) -> list[str]:
+    by_name = {timeline.name: timeline for timeline in timelines}
+    rows = []
+    for name in [*names, *(t.name for t in timelines if t.name not in names)]:
+        timeline = by_name.get(name)
+        if timeline is None:
+            chart, note = "", "no record yet"
+        else:
+            label = f"{kind} {name} over the window"
+            chart = _svg(
+                BAND_HEIGHT,
+                _bands(timeline, axis, height=BAND_HEIGHT, recorded_since=recorded),
+                label,
+            )
+            note = _changes_note(timeline, axis)
+        rows.append(
+            f'<tr data-{kind}-history="{_text(name)}"><td class="name">{_text(name)}</td>'
+            f'<td class="chart">{chart}</td><td class="note">{note}</td></tr>'
+        )
+    return rows
+
+
+def _latency_line(probes: Sequence[ProbeBucket], axis: _Axis, top: float) -> str:
+    scale = top if top > 0 else 1.0
+    usable = SPARK_HEIGHT - 8  # leave the top rows to the failure marks
+    points = [
+        f"{axis.x(p.start + axis.bucket / 2):.1f},"
+        f"{SPARK_HEIGHT - 1 - (p.latency_mean / scale) * usable:.1f}"
+        for p in probes
+        if p.latency_mean is not None and math.isfinite(p.latency_mean)
+    ]
+    if not points:
+        return ""
+    if len(points) == 1:  # one point draws nothing; make it a short flat line
+        x, y = points[0].split(",")
+        points = [f"{float(x) - 2:.1f},{y}", f"{float(x) + 2:.1f},{y}"]
+    return f'<polyline class="latency" points="{" ".join(points)}"></polyline>'
+
+
+def _failure_marks(probes: Sequence[ProbeBucket], axis: _Axis) -> list[str]:
+    return [
+        _rect(
+            "failure",
+            axis.x(p.start),
+            axis.x(p.start + axis.bucket),
+            0,
+            6,
+            f"{p.failures} of {p.probes} probes failed {axis.clock(p.start)} \u2013 "
+            f"{axis.clock(p.start + axis.bucket)}",
+            failures=str(p.failures),
+        )
+        for p in probes
+        if p.failures
+    ]
+
+
+def _milliseconds(seconds: float) -> str:
+    return f"{seconds * 1000:.3g} ms"
+
+
+def _service_rows(
+    services: Sequence[ServiceHistory], names: Sequence[str], axis: _Axis, recorded: float
+) -> list[str]:
+    by_name = {service.name: service for service in services}
+    rows = []
+    for name in [*names, *(s.name for s in services if s.name not in names)]:
+        service = by_name.get(name)
+        if service is None or not (service.probes or service.changes):
+            rows.append(
+                f'<tr data-service-history="{_text(name)}"><td class="name">{_text(name)}</td>'
+                '<td class="chart"></td><td class="note">no probe yet</td></tr>'
+            )
+            continue
+        probes = [p for p in service.probes if p.start + axis.bucket > axis.since]
+        means = [p.latency_mean for p in probes if p.latency_mean is not None]
+        peaks = [p.latency_max for p in probes if p.latency_max is not None]
+        top = max(means, default=0.0)
+        failures = sum(p.failures for p in probes)
+        state = _bands(service, axis, height=3, recorded_since=recorded)
+        chart = _svg(
+            SPARK_HEIGHT + 4,
+            [
+                *_failure_marks(probes, axis),
+                _latency_line(probes, axis, top),
+                f'<g transform="translate(0 {SPARK_HEIGHT + 1})">{"".join(state)}</g>',
+            ],
+            f"latency of {name} over the window",
+        )
+        note = (
+            f"mean up to {_milliseconds(top)}, peak {_milliseconds(max(peaks))}"
+            if peaks
+            else "no successful probe"
+        )
+        note += f"; {failures} failed of {sum(p.probes for p in probes)}"
+        rows.append(
+            f'<tr data-service-history="{_text(name)}"><td class="name">{_text(name)}</td>'
+            f'<td class="chart">{chart}</td><td class="note">{_text(note)}</td></tr>'
+        )
+    return rows
+
+
+def _packet_row(name: str, buckets: Sequence[CountBucket], axis: _Axis) -> str:
+    shown = [b for b in buckets if b.start + axis.bucket > axis.since]
+    top = max((b.count for b in shown), default=0)
+    bars = [
+        _rect(
+            "packets",
+            axis.x(b.start),
+            axis.x(b.start + axis.bucket),
+            SPARK_HEIGHT * (1 - b.count / top),
+            SPARK_HEIGHT * b.count / top,
+            f"{b.count} packets {axis.clock(b.start)} \u2013 {axis.clock(b.start + axis.bucket)}",
+            packets=str(b.count),
+        )
+        for b in shown
+        if top
+    ]
+    total = sum(b.count for b in shown)
+    return (
+        f'<tr data-rescue-history="{_text(name)}"><td class="name">{_text(name)}</td>'
+        f'<td class="chart">{_svg(SPARK_HEIGHT, bars, name)}</td>'
+        f'<td class="note">{total} packets, up to {top} per {axis.bucket:g} s</td></tr>'
+    )
+
+
+def _table(table_id: str, heading: str, rows: Sequence[str], axis: _Axis) -> str:
+    if not rows:
+        return ""
+    return (
+        f'<table class="history" id="{table_id}">'
+        f'<tr><th class="name">{_text(heading)}</th><th><div class="axis">'
+        f"<span>{axis.clock(axis.since)}</span><span>{axis.clock(axis.until)} UTC</span></div>"
+        f'</th><th class="note">in the window</th></tr>' + "\n".join(rows) + "</table>"
+    )
+
+
+def render_history(history: SidecarHistory, status: SidecarStatus) -> str:
+    """The history section; rows follow the status's order (the configuration's)."""
+    axis = _Axis(history)
+    recorded = history.recorded_since
+    windows = " ".join(
+        f"<b>last {window}</b>"
+        if window == history.window
+        else f'<a href="/?window={window}">last {window}</a>'
+        for window in ("hour", "day")
+    )
+    prefixes = _timeline_rows(
+        history.prefixes, [p.prefix for p in status.prefixes], axis, "prefix", recorded
+    )
+    services = _service_rows(history.services, [s.name for s in status.services], axis, recorded)
+    peers = _timeline_rows(history.peers, [p.address for p in status.peers], axis, "peer", recorded)
+    rescue = ""
+    if history.rescue is not None:
+        rescue = _table(
+            "rescue-history",
+            "flow rescue",
+            [
+                _packet_row("handed over", history.rescue.handed_over, axis),
+                _packet_row("rescued", history.rescue.rescued, axis),
+            ],
+            axis,
+        )
+    return f"""<h2 id="history">What happened</h2>
+<p class="windows meta">{windows} &middot; {history.bucket_seconds:g} s buckets &middot;
+in memory since {_text(_clock(recorded, 86400))} UTC &middot; <a href="/history">JSON</a></p>
+{_table("prefix-timeline", "prefix", prefixes, axis)}
+{_table("peer-timeline", "BGP peer", peers, axis)}
+{_table("service-latency", "service: latency, failures in red", services, axis)}
+{rescue}"""
