@@ -33,6 +33,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from anycast_announcer.core import effects as fx
 from anycast_announcer.historymodels import (
+    ChangeBucket,
     ChangeKind,
     CountBucket,
     HistoryChange,
@@ -134,6 +135,79 @@ class _Series:
             ring.add(at, count=count, failures=failures, value=value)
 
 
+_STATES: tuple[str, ...] = (
+    "",  # no state yet
+    "announced",
+    "withdrawn",
+    "draining",
+    "drained",
+    "dampened",
+    "up",
+    "down",
+)
+"""State codes of ``_StateRing`` (a byte each); any other state is stored as its name's
+index in an overflow table, which the states of the code bound to a handful."""
+
+
+class _StateRing:
+    """Per bucket of one resolution: how many changes, the state before the first and
+    after the last. Enough to draw a timeline where the exact changes were dropped."""
+
+    __slots__ = ("_after", "_before", "_count", "_epochs", "_names", "resolution")
+
+    def __init__(self, resolution: Resolution, names: list[str]) -> None:
+        self.resolution = resolution
+        slots = resolution.slots
+        self._names = names  # shared by both rings of a subject
+        self._epochs = array("q", [-1]) * slots
+        self._count = array("q", [0]) * slots
+        self._before = array("B", [0]) * slots
+        self._after = array("B", [0]) * slots
+
+    def _code(self, state: str | None) -> int:
+        if not state:
+            return 0
+        if state not in self._names:
+            if len(self._names) > 255:  # a byte per state; never reached by our states
+                return 0
+            self._names.append(state)
+        return self._names.index(state)
+
+    def add(self, at: float, before: str | None, after: str) -> None:
+        epoch = math.floor(at / self.resolution.seconds)
+        slot = epoch % self.resolution.slots
+        held = self._epochs[slot]
+        if held > epoch:
+            return  # the clock stepped back (see _Ring.add)
+        if held < epoch:
+            self._epochs[slot] = epoch
+            self._count[slot] = 0
+            self._before[slot] = self._code(before)
+        self._count[slot] += 1
+        self._after[slot] = self._code(after)
+
+    def buckets(self, until: float) -> list[ChangeBucket]:
+        width = self.resolution.seconds
+        last = math.floor(until / width)
+        first = last - self.resolution.slots + 1
+        found = sorted(
+            (epoch, count, before, after)
+            for epoch, count, before, after in zip(
+                self._epochs, self._count, self._before, self._after, strict=True
+            )
+            if first <= epoch <= last and count
+        )
+        return [
+            ChangeBucket(
+                start=float(epoch * width),
+                count=count,
+                state_before=self._names[before] or None,
+                state_after=self._names[after],
+            )
+            for epoch, count, before, after in found
+        ]
+
+
 class _Change(NamedTuple):
     at: float
     state: str
@@ -148,17 +222,21 @@ class _Subject:
     def __init__(self) -> None:
         self.changes: deque[_Change] = deque(maxlen=CHANGES_KEPT)
         self.dropped_until: float | None = None
-        self.per_bucket = _Series()
+        names = list(_STATES)
+        self.per_bucket = {
+            window: _StateRing(resolution, names) for window, resolution in RESOLUTIONS.items()
+        }
         self.state: str | None = None
 
     def change(self, at: float, state: str, reason: str) -> None:
         if state == self.state:
             return
-        self.state = state
+        before, self.state = self.state, state
         if len(self.changes) == CHANGES_KEPT:
             self.dropped_until = self.changes[0].at
         self.changes.append(_Change(at, state, _shorten(reason)))
-        self.per_bucket.add(at, count=1)
+        for ring in self.per_bucket.values():
+            ring.add(at, before, state)
 
     def timeline(
         self, kind: ChangeKind, name: str, window: HistoryWindow, since: float, until: float
@@ -183,7 +261,7 @@ class _Subject:
             "name": name,
             "changes": changes,
             "complete_since": complete_since,
-            "change_counts": _counts(self.per_bucket, window, until),
+            "change_counts": tuple(self.per_bucket[window].buckets(until)),
         }
 
 

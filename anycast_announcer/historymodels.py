@@ -6,9 +6,9 @@ them is ``anycast_announcer.history``; this module only describes the shape.
 
 A window is the last hour (10 s buckets) or the last day (5 min buckets). State changes
 are exact, with their reasons, as far as the recorder kept them: it keeps the latest
-ones of each subject, and ``complete_since`` says from when the list is whole. Counts
-per bucket (changes, probes, failures, rescued packets) cover the whole window whatever
-was dropped.
+ones of each subject, and ``complete_since`` says from when the list is whole. The
+buckets (changes with the states around them, probes, failures, rescued packets) cover
+the whole window whatever was dropped.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from anycast_announcer.timefmt import iso_time
 
 __all__ = [
     "WINDOWS",
+    "ChangeBucket",
     "ChangeKind",
     "CountBucket",
     "HistoryChange",
@@ -64,6 +65,19 @@ class CountBucket(_History):
     count: int
 
 
+class ChangeBucket(_History):
+    """A subject's state changes in one bucket (only buckets with a change are listed).
+
+    With ``state_before`` and ``state_after`` the timeline is known over the whole
+    window even where the exact changes were dropped: quiet between two buckets, it held
+    the state the earlier one ended in."""
+
+    start: float = Field(description="Unix seconds; the bucket lasts bucket_seconds")
+    count: int
+    state_before: str | None = Field(description="before its first change; null: no record")
+    state_after: str = Field(description="after its last change")
+
+
 class ProbeBucket(_History):
     """A service's probes in one bucket."""
 
@@ -86,7 +100,7 @@ class StateTimeline(_History):
         description="Unix seconds: older changes were dropped to bound memory (the "
         "change counts still cover them); null when none was"
     )
-    change_counts: tuple[CountBucket, ...] = Field(description="state changes per bucket")
+    change_counts: tuple[ChangeBucket, ...] = Field(description="state changes per bucket")
 
 
 class ServiceHistory(StateTimeline):

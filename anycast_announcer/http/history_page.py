@@ -10,7 +10,8 @@ and scripts can read.
 
 The x axis is the window (0..1000 user units, stretched to the cell's width), so an hour
 and a day draw the same way. Where a subject's older changes were dropped to bound
-memory, the band shows hatched buckets with the number of changes each one held.
+memory, the band shows those buckets in orange with the number of changes each one held,
+and the state between them from the states each bucket began and ended with.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from anycast_announcer.historymodels import (
     StateTimeline,
 )
 from anycast_announcer.status import SidecarStatus
+from anycast_announcer.timefmt import iso_time
 
 __all__ = ["HISTORY_STYLE", "render_history"]
 
@@ -54,7 +56,8 @@ rect.draining, rect.dampened { fill: #c77700; }
 rect.drained { fill: #8250df; }
 rect.unknown, rect.other { fill: #9aa3ad; }
 rect.unrecorded { fill: #e4e8ec; }
-rect.dropped { fill: #f0b37e; }
+rect.dropped { fill: #f0b37e; stroke: #c77700; stroke-width: .5;
+               vector-effect: non-scaling-stroke; }
 rect.failure { fill: #c62828; }
 rect.packets { fill: #0969da; }
 polyline.latency { fill: none; stroke: #0969da; stroke-width: 1.5;
@@ -82,7 +85,7 @@ def _clock(at: float, window_seconds: float) -> str:
         moment = datetime.fromtimestamp(at, tz=UTC)
     except (OverflowError, OSError, ValueError):
         return "?"
-    return moment.strftime("%H:%M:%S" if window_seconds <= 7200 else "%d %H:%M")
+    return moment.strftime("%H:%M:%S" if window_seconds <= 7200 else "%m-%d %H:%M")
 
 
 class _Axis:
@@ -153,38 +156,53 @@ def _band(change: HistoryChange, end: float, axis: _Axis, height: float) -> str:
 def _before_known(
     timeline: StateTimeline, axis: _Axis, known_from: float, height: float, recorded: float
 ) -> list[str]:
-    """Before the first change kept: dropped changes (counted per bucket) or no record."""
+    """Before the first change kept: no record, or where older changes were dropped, the
+    states the buckets give (hatched where they changed, solid where quiet)."""
     if timeline.complete_since is None:
-        title = f"not recorded before {axis.clock(known_from)}"
-        if recorded > axis.since:
-            title += f" (this sidecar started at {axis.clock(recorded)})"
-        return [_rect("band unrecorded", axis.x(axis.since), axis.x(known_from), 0, height, title)]
-    shapes = [
-        _rect(
-            "band unrecorded",
-            axis.x(axis.since),
-            axis.x(known_from),
-            0,
-            height,
-            f"changes before {axis.clock(known_from)} were not kept (memory bound)",
-        )
-    ]
-    for bucket in timeline.change_counts:
-        if bucket.start >= known_from:
-            break
+        return [_quiet(None, axis.since, known_from, axis, height, recorded)]
+    earlier = [bucket for bucket in timeline.change_counts if bucket.start < known_from]
+    state = earlier[0].state_before if earlier else None
+    position = axis.since
+    shapes = []
+    for bucket in earlier:
+        if bucket.start > position:
+            shapes.append(_quiet(state, position, bucket.start, axis, height, recorded))
         end = min(bucket.start + axis.bucket, known_from)
+        title = (
+            f"{bucket.count} changes {axis.clock(bucket.start)} \u2013 {axis.clock(end)}, "
+            f"{bucket.state_before or 'no record'} \u2192 {bucket.state_after} (details not "
+            "kept: memory bound)"
+        )
+        start = max(bucket.start, axis.since)
         shapes.append(
             _rect(
                 "band dropped",
-                axis.x(bucket.start),
+                axis.x(start),
                 axis.x(end),
-                height * 0.25,
-                height * 0.5,
-                f"{bucket.count} changes {axis.clock(bucket.start)} \u2013 {axis.clock(end)}",
+                0,
+                height,
+                title,
                 changes=str(bucket.count),
             )
         )
+        state, position = bucket.state_after, end
+    if known_from > position:
+        shapes.append(_quiet(state, position, known_from, axis, height, recorded))
     return shapes
+
+
+def _quiet(
+    state: str | None, start: float, end: float, axis: _Axis, height: float, recorded: float
+) -> str:
+    """A span without a kept change: the state the buckets say, or no record."""
+    if state is None:
+        title = f"not recorded before {axis.clock(end)}"
+        if recorded > axis.since:
+            title += f" (this sidecar started at {axis.clock(recorded)})"
+        return _rect("band unrecorded", axis.x(start), axis.x(end), 0, height, title)
+    css = state if state in _STATE_CLASSES else "other"
+    title = f"{state} {axis.clock(start)} \u2013 {axis.clock(end)} (reason not kept)"
+    return _rect(f"band {css}", axis.x(start), axis.x(end), 0, height, title, state=state)
 
 
 def _changes_note(timeline: StateTimeline, axis: _Axis) -> str:
@@ -222,20 +240,33 @@ def _timeline_rows(
 
 
 def _latency_line(probes: Sequence[ProbeBucket], axis: _Axis, top: float) -> str:
+    """The mean latency per bucket; broken where a bucket has none (all probes failed,
+    or none ran), so a gap is not drawn as a slope."""
     scale = top if top > 0 else 1.0
     usable = SPARK_HEIGHT - 8  # leave the top rows to the failure marks
-    points = [
-        f"{axis.x(p.start + axis.bucket / 2):.1f},"
-        f"{SPARK_HEIGHT - 1 - (p.latency_mean / scale) * usable:.1f}"
-        for p in probes
-        if p.latency_mean is not None and math.isfinite(p.latency_mean)
-    ]
-    if not points:
-        return ""
-    if len(points) == 1:  # one point draws nothing; make it a short flat line
-        x, y = points[0].split(",")
-        points = [f"{float(x) - 2:.1f},{y}", f"{float(x) + 2:.1f},{y}"]
-    return f'<polyline class="latency" points="{" ".join(points)}"></polyline>'
+    segments: list[list[tuple[float, float]]] = []
+    previous: float | None = None
+    for bucket in probes:
+        mean = bucket.latency_mean
+        if mean is None or not math.isfinite(mean):
+            previous = None
+            continue
+        point = (
+            axis.x(bucket.start + axis.bucket / 2),
+            SPARK_HEIGHT - 1 - (mean / scale) * usable,
+        )
+        if previous is None or bucket.start - previous > axis.bucket * 1.5:
+            segments.append([])
+        segments[-1].append(point)
+        previous = bucket.start
+    lines = []
+    for points in segments:
+        if len(points) == 1:  # one point draws nothing; make it a short flat line
+            x, y = points[0]
+            points = [(x - 1.5, y), (x + 1.5, y)]
+        drawn = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+        lines.append(f'<polyline class="latency" points="{drawn}"></polyline>')
+    return "".join(lines)
 
 
 def _failure_marks(probes: Sequence[ProbeBucket], axis: _Axis) -> list[str]:
@@ -363,7 +394,7 @@ def render_history(history: SidecarHistory, status: SidecarStatus) -> str:
         )
     return f"""<h2 id="history">What happened</h2>
 <p class="windows meta">{windows} &middot; {history.bucket_seconds:g} s buckets &middot;
-in memory since {_text(_clock(recorded, 86400))} UTC &middot; <a href="/history">JSON</a></p>
+in memory since {_text(iso_time(recorded) or "?")} &middot; <a href="/history">JSON</a></p>
 {_table("prefix-timeline", "prefix", prefixes, axis)}
 {_table("peer-timeline", "BGP peer", peers, axis)}
 {_table("service-latency", "service: latency, failures in red", services, axis)}

@@ -89,13 +89,27 @@ def _strip(timeline: StateTimeline, columns: _Columns) -> str:
         end = columns.end(column)
         while index + 1 < len(changes) and changes[index + 1].at < end:
             index += 1
+        state = changes[index].state if index >= 0 else None
+        if state is None and timeline.complete_since is not None:
+            state = _bucket_state(timeline, end)  # its changes were dropped: the buckets say
         if per_column[column] > 1:
             cells.append("~")
-        elif index >= 0:
-            cells.append(_LETTERS.get(changes[index].state, "?"))
+        elif state is not None:
+            cells.append(_LETTERS.get(state, "?"))
         else:
             cells.append(".")
     return "".join(cells)
+
+
+def _bucket_state(timeline: StateTimeline, at: float) -> str | None:
+    """The state at ``at`` from the change buckets: the last one's end before it, or the
+    next one's start."""
+    state = None
+    for bucket in timeline.change_counts:
+        if bucket.start >= at:
+            return state or bucket.state_before
+        state = bucket.state_after
+    return state
 
 
 def _latency(probes: Sequence[ProbeBucket], columns: _Columns) -> tuple[str, int, int]:

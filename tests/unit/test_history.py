@@ -89,6 +89,21 @@ class TestChanges:
         # The counts still cover every change, dropped or not.
         assert sum(bucket.count for bucket in service.change_counts) == flips
 
+    def test_buckets_keep_the_states_around_their_changes(self) -> None:
+        """Enough to draw a timeline where the exact changes were dropped."""
+        history = History(T0)
+        history.observe(fx.PrefixChanged(PREFIX, "withdrawn", False, "start"), T0 + 1)
+        history.observe(fx.PrefixChanged(PREFIX, "announced", True, "up"), T0 + 2)
+        history.observe(fx.PrefixChanged(PREFIX, "draining", False, "drain"), T0 + 31)
+        history.observe(fx.PrefixChanged(PREFIX, "drained", False, "drain"), T0 + 35)
+        buckets = history.snapshot("hour", T0 + 40).prefixes[0].change_counts
+        assert [(b.start - T0, b.count, b.state_before, b.state_after) for b in buckets] == [
+            (0, 2, None, "announced"),
+            (30, 2, "announced", "drained"),
+        ]
+        (day,) = history.snapshot("day", T0 + 40).prefixes[0].change_counts
+        assert (day.count, day.state_before, day.state_after) == (4, None, "drained")
+
     def test_cuts_long_reasons(self) -> None:
         history = History(T0)
         history.observe(fx.ServiceChanged("web", False, "x" * 10_000), T0)

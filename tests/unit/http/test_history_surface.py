@@ -99,9 +99,12 @@ class TestPage:
         assert "<script>" not in page
         assert "&quot;&gt;&lt;script&gt;alert(1)" in page
 
-    def test_dropped_changes_are_shown_as_counts_not_as_a_state(self) -> None:
-        """A prefix flapping longer than the kept changes: hatched buckets with counts."""
-        history = History(NOW - 3600)
+    def test_where_changes_were_dropped_the_buckets_still_draw_the_timeline(self) -> None:
+        """Announced for hours, then flapping longer than the kept changes: the quiet
+        part is still a state band, the flapping buckets are orange with their counts."""
+        history = History(NOW - 7200)
+        history.observe(fx.PrefixChanged("10.255.0.1/32", "withdrawn", False, "start"), NOW - 7200)
+        history.observe(fx.PrefixChanged("10.255.0.1/32", "announced", True, "up"), NOW - 7190)
         flips = CHANGES_KEPT + 200
         for second in range(flips):
             up = second % 2 == 1
@@ -111,7 +114,13 @@ class TestPage:
             )
         page = render_page(sample_status(), NOW, history.snapshot("hour", NOW))
         row = _row(page, "data-prefix-history", "10.255.0.1/32")
-        assert "were not kept (memory bound)" in row
+        bands = _BAND.findall(row)
+        assert bands[0] == ("announced", "announced")  # the quiet hour before the flapping
+        assert "announced 13:13:20 \u2013 13:58:20 (reason not kept)" in row
+        assert (
+            "10 changes 13:58:20 \u2013 13:58:30, announced \u2192 announced "
+            "(details not kept: memory bound)"
+        ) in row
         counts = [int(n) for n in re.findall(r'class="band dropped"[^>]*data-changes="(\d+)"', row)]
         assert sum(counts) >= 200
         assert f"{flips} changes" in row
