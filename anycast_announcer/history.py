@@ -33,12 +33,11 @@ from typing import Any, NamedTuple, TypeVar
 
 from anycast_announcer.core import effects as fx
 from anycast_announcer.historymodels import (
-    ChangeBucket,
+    ChangeBuckets,
     ChangeKind,
-    CountBucket,
     HistoryChange,
     HistoryWindow,
-    ProbeBucket,
+    ProbeSeries,
     RescueHistory,
     ServiceHistory,
     SidecarHistory,
@@ -47,8 +46,8 @@ from anycast_announcer.historymodels import (
 
 __all__ = ["CHANGES_KEPT", "REASON_CHARS", "RESOLUTIONS", "History", "Resolution"]
 
-_Bucket = tuple[float, int, int, float, float]
-"""(start, count, failures, total, peak)."""
+_Dense = tuple[list[int], list[int], list[float], list[float]]
+"""Per bucket of a window, oldest first: count, failures, total and peak."""
 
 CHANGES_KEPT = 120
 """Exact state changes kept per subject (at 1 Hz flapping: the last two minutes)."""
@@ -106,20 +105,26 @@ class _Ring:
             self._total[slot] += value
             self._peak[slot] = max(self._peak[slot], value)
 
-    def buckets(self, until: float) -> list[_Bucket]:
-        """The non-empty buckets of the window ending at ``until``, oldest first."""
-        width = self.resolution.seconds
-        last = math.floor(until / width)
-        first = last - self.resolution.slots + 1
-        found: list[_Bucket] = [
-            (float(epoch * width), count, failures, total, peak)
-            for epoch, count, failures, total, peak in zip(
-                self._epochs, self._count, self._failures, self._total, self._peak, strict=True
-            )
-            if first <= epoch <= last and count
-        ]
-        found.sort()
-        return found
+    def dense(self, until: float) -> _Dense:
+        """Every bucket of the window ending at ``until``, oldest first (empty ones 0)."""
+        slots = self.resolution.slots
+        first = _first_epoch(self.resolution, until)
+        cut = first % slots
+
+        def rotated(values: array[Any]) -> list[Any]:
+            # Slot order to time order: the window's first bucket sits at slot ``cut``.
+            return (values[cut:] + values[:cut]).tolist()
+
+        epochs = self._epochs[cut:] + self._epochs[:cut]
+        count, failures = rotated(self._count), rotated(self._failures)
+        total, peak = rotated(self._total), rotated(self._peak)
+        if epochs != array("q", range(first, first + slots)):
+            # Slots not written in this window hold older buckets: they are empty now.
+            for index, epoch in enumerate(epochs):
+                if epoch != first + index:
+                    count[index] = failures[index] = 0
+                    total[index] = peak[index] = 0.0
+        return count, failures, total, peak
 
 
 class _Series:
@@ -186,26 +191,23 @@ class _StateRing:
         self._count[slot] += 1
         self._after[slot] = self._code(after)
 
-    def buckets(self, until: float) -> list[ChangeBucket]:
-        width = self.resolution.seconds
-        last = math.floor(until / width)
-        first = last - self.resolution.slots + 1
+    def sparse(self, until: float) -> ChangeBuckets:
+        """The buckets of the window ending at ``until`` that hold changes."""
+        first = _first_epoch(self.resolution, until)
+        last = first + self.resolution.slots - 1
+        epochs = self._epochs
         found = sorted(
-            (epoch, count, before, after)
-            for epoch, count, before, after in zip(
-                self._epochs, self._count, self._before, self._after, strict=True
-            )
-            if first <= epoch <= last and count
+            (epochs[slot] - first, count, self._before[slot], self._after[slot])
+            for slot, count in enumerate(self._count)
+            if count and first <= epochs[slot] <= last
         )
-        return [
-            ChangeBucket(
-                start=float(epoch * width),
-                count=count,
-                state_before=self._names[before] or None,
-                state_after=self._names[after],
-            )
-            for epoch, count, before, after in found
-        ]
+        names = self._names
+        return ChangeBuckets.model_construct(
+            index=tuple(item[0] for item in found),
+            count=tuple(item[1] for item in found),
+            state_before=tuple(names[item[2]] or None for item in found),
+            state_after=tuple(names[item[3]] for item in found),
+        )
 
 
 class _Change(NamedTuple):
@@ -253,7 +255,9 @@ class _Subject:
             if change.at <= since:
                 first = index
         changes = tuple(
-            HistoryChange(at=c.at, kind=kind, name=name, state=c.state, reason=c.reason)
+            HistoryChange.model_construct(
+                at=c.at, kind=kind, name=name, state=c.state, reason=c.reason
+            )
             for c in kept[first:]
         )
         complete_since = kept[0].at if self.dropped_until is not None and kept else None
@@ -261,7 +265,7 @@ class _Subject:
             "name": name,
             "changes": changes,
             "complete_since": complete_since,
-            "change_counts": tuple(self.per_bucket[window].buckets(until)),
+            "change_buckets": self.per_bucket[window].sparse(until),
         }
 
 
@@ -363,6 +367,8 @@ class History:
             since=since,
             until=now,
             bucket_seconds=resolution.seconds,
+            first_bucket_start=float(_first_epoch(resolution, now) * resolution.seconds),
+            bucket_count=resolution.slots,
             recorded_since=self._started_at,
             prefixes=tuple(
                 subject.timeline("prefix", name, window, since, now)
@@ -396,24 +402,21 @@ def _shorten(reason: str) -> str:
     return reason[: REASON_CHARS - 1] + "\u2026"
 
 
-def _counts(series: _Series, window: HistoryWindow, until: float) -> tuple[CountBucket, ...]:
-    return tuple(
-        CountBucket(start=start, count=count)
-        for start, count, _failures, _total, _peak in series.rings[window].buckets(until)
+def _first_epoch(resolution: Resolution, until: float) -> int:
+    """The number of the window's first bucket (buckets are counted from the epoch)."""
+    return math.floor(until / resolution.seconds) - resolution.slots + 1
+
+
+def _counts(series: _Series, window: HistoryWindow, until: float) -> tuple[int, ...]:
+    return tuple(series.rings[window].dense(until)[0])
+
+
+def _probes(series: _Series, window: HistoryWindow, until: float) -> ProbeSeries:
+    count, failures, total, peak = series.rings[window].dense(until)
+    succeeded = [probes - failed for probes, failed in zip(count, failures, strict=True)]
+    return ProbeSeries.model_construct(
+        probes=tuple(count),
+        failures=tuple(failures),
+        latency_mean=tuple(t / ok if ok else None for t, ok in zip(total, succeeded, strict=True)),
+        latency_max=tuple(p if ok else None for p, ok in zip(peak, succeeded, strict=True)),
     )
-
-
-def _probes(series: _Series, window: HistoryWindow, until: float) -> tuple[ProbeBucket, ...]:
-    found = []
-    for start, count, failures, total, peak in series.rings[window].buckets(until):
-        succeeded = count - failures
-        found.append(
-            ProbeBucket(
-                start=start,
-                probes=count,
-                failures=failures,
-                latency_mean=total / succeeded if succeeded else None,
-                latency_max=peak if succeeded else None,
-            )
-        )
-    return tuple(found)

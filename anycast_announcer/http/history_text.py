@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from anycast_announcer.historymodels import (
+    ChangeBucket,
     CountBucket,
     ProbeBucket,
     SidecarHistory,
@@ -64,6 +65,7 @@ class _Columns:
     """The window cut into COLUMNS equal slices."""
 
     def __init__(self, history: SidecarHistory) -> None:
+        self.history = history
         self.since = history.since
         self.width = max(history.until - history.since, 1e-9) / COLUMNS
 
@@ -79,10 +81,11 @@ def _strip(timeline: StateTimeline, columns: _Columns) -> str:
     """A letter per column: the state at its end; ``~`` where it changed more than once."""
     changes = timeline.changes
     per_column = [0] * COLUMNS
-    for bucket in timeline.change_counts:
+    buckets = columns.history.change_buckets(timeline)
+    for bucket in buckets:
         column = columns.of(bucket.start)
         if column is not None:
-            per_column[column] += bucket.count
+            per_column[column] += bucket.changes
     cells = []
     index = -1
     for column in range(COLUMNS):
@@ -91,7 +94,7 @@ def _strip(timeline: StateTimeline, columns: _Columns) -> str:
             index += 1
         state = changes[index].state if index >= 0 else None
         if state is None and timeline.complete_since is not None:
-            state = _bucket_state(timeline, end)  # its changes were dropped: the buckets say
+            state = _bucket_state(buckets, end)  # its changes were dropped: the buckets say
         if per_column[column] > 1:
             cells.append("~")
         elif state is not None:
@@ -101,11 +104,11 @@ def _strip(timeline: StateTimeline, columns: _Columns) -> str:
     return "".join(cells)
 
 
-def _bucket_state(timeline: StateTimeline, at: float) -> str | None:
+def _bucket_state(buckets: Sequence[ChangeBucket], at: float) -> str | None:
     """The state at ``at`` from the change buckets: the last one's end before it, or the
     next one's start."""
-    state = None
-    for bucket in timeline.change_counts:
+    state: str | None = None
+    for bucket in buckets:
         if bucket.start >= at:
             return state or bucket.state_before
         state = bucket.state_after
@@ -149,7 +152,7 @@ def _packets(buckets: Sequence[CountBucket], columns: _Columns) -> tuple[str, in
     for bucket in buckets:
         column = columns.of(bucket.start)
         if column is not None:
-            sums[column] += bucket.count
+            sums[column] += bucket.amount
     values: list[float | None] = [value if value else None for value in sums]
     return _spark(values), int(sum(sums))
 
@@ -188,20 +191,20 @@ def format_history(history: SidecarHistory) -> str:
                 kind,
                 clean(t.name),
                 _strip(t, columns),
-                str(sum(b.count for b in t.change_counts if b.start >= history.since)),
+                str(sum(t.change_buckets.count)),
             ]
             for kind, t in timelines
         ],
     )
     rows = []
     for service in history.services:
-        spark, probes, failures = _latency(service.probes, columns)
+        spark, probes, failures = _latency(history.probe_buckets(service), columns)
         rows.append([clean(service.name), _strip(service, columns), spark, f"{failures}/{probes}"])
     lines += [""]
     lines += table(["SERVICE", "STATE", "LATENCY (relative)", "FAILED"], rows)
     if history.rescue is not None:
-        handed, handed_total = _packets(history.rescue.handed_over, columns)
-        rescued, rescued_total = _packets(history.rescue.rescued, columns)
+        handed, handed_total = _packets(history.count_buckets(history.rescue.handed_over), columns)
+        rescued, rescued_total = _packets(history.count_buckets(history.rescue.rescued), columns)
         lines += [""]
         lines += table(
             ["RESCUE", "PACKETS OVER THE WINDOW (relative)", "TOTAL"],

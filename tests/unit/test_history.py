@@ -87,7 +87,7 @@ class TestChanges:
         assert service.changes[-1].reason == f"flip {flips - 1}"
         assert service.complete_since == T0 + 30
         # The counts still cover every change, dropped or not.
-        assert sum(bucket.count for bucket in service.change_counts) == flips
+        assert sum(service.change_buckets.count) == flips
 
     def test_buckets_keep_the_states_around_their_changes(self) -> None:
         """Enough to draw a timeline where the exact changes were dropped."""
@@ -96,13 +96,15 @@ class TestChanges:
         history.observe(fx.PrefixChanged(PREFIX, "announced", True, "up"), T0 + 2)
         history.observe(fx.PrefixChanged(PREFIX, "draining", False, "drain"), T0 + 31)
         history.observe(fx.PrefixChanged(PREFIX, "drained", False, "drain"), T0 + 35)
-        buckets = history.snapshot("hour", T0 + 40).prefixes[0].change_counts
-        assert [(b.start - T0, b.count, b.state_before, b.state_after) for b in buckets] == [
+        hour = history.snapshot("hour", T0 + 40)
+        buckets = hour.change_buckets(hour.prefixes[0])
+        assert [(b.start - T0, b.changes, b.state_before, b.state_after) for b in buckets] == [
             (0, 2, None, "announced"),
             (30, 2, "announced", "drained"),
         ]
-        (day,) = history.snapshot("day", T0 + 40).prefixes[0].change_counts
-        assert (day.count, day.state_before, day.state_after) == (4, None, "drained")
+        day = history.snapshot("day", T0 + 40)
+        (bucket,) = day.change_buckets(day.prefixes[0])
+        assert (bucket.changes, bucket.state_before, bucket.state_after) == (4, None, "drained")
 
     def test_cuts_long_reasons(self) -> None:
         history = History(T0)
@@ -127,35 +129,40 @@ class TestProbes:
         history.observe(_ok(0.004), T0 + 2)
         history.observe(_failed(), T0 + 3)
         history.observe(_ok(0.010), T0 + 11)
-        buckets = history.snapshot("hour", T0 + 20).services[0].probes
+        hour = history.snapshot("hour", T0 + 20)
+        assert len(hour.services[0].probes.probes) == hour.bucket_count == 360
+        buckets = hour.probe_buckets(hour.services[0])
         assert [(b.start - T0, b.probes, b.failures) for b in buckets] == [(0, 3, 1), (10, 1, 0)]
         assert buckets[0].latency_mean == pytest.approx(0.003)
         assert buckets[0].latency_max == pytest.approx(0.004)
         day = history.snapshot("day", T0 + 20)
         assert day.bucket_seconds == 300
-        assert [(b.probes, b.failures) for b in day.services[0].probes] == [(4, 1)]
+        assert [(b.probes, b.failures) for b in day.probe_buckets(day.services[0])] == [(4, 1)]
 
     def test_a_bucket_of_failures_only_has_no_latency(self) -> None:
         history = History(T0)
         history.observe(_failed(), T0)
-        (bucket,) = history.snapshot("hour", T0).services[0].probes
+        hour = history.snapshot("hour", T0)
+        (bucket,) = hour.probe_buckets(hour.services[0])
         assert (bucket.latency_mean, bucket.latency_max) == (None, None)
 
     def test_old_buckets_leave_the_window_and_their_slots_are_reused(self) -> None:
         history = History(T0)
         history.observe(_ok(0.001), T0)
         history.observe(_ok(0.009), T0 + 3600)  # same slot of the hour ring, an hour later
-        hour = history.snapshot("hour", T0 + 3600).services[0].probes
-        assert [(b.start - T0, b.latency_max) for b in hour] == [(3600, 0.009)]
-        day = history.snapshot("day", T0 + 3600).services[0].probes
-        assert [b.start - T0 for b in day] == [0, 3600]
+        hour = history.snapshot("hour", T0 + 3600)
+        buckets = hour.probe_buckets(hour.services[0])
+        assert [(b.start - T0, b.latency_max) for b in buckets] == [(3600, 0.009)]
+        day = history.snapshot("day", T0 + 3600)
+        assert [b.start - T0 for b in day.probe_buckets(day.services[0])] == [0, 3600]
 
     def test_a_sample_from_before_a_clock_step_back_is_dropped(self) -> None:
         history = History(T0)
         history.observe(_ok(0.001), T0 + 3600)
         history.observe(_ok(0.5), T0)  # the slot now holds a newer bucket
-        hour = history.snapshot("hour", T0 + 3600).services[0].probes
-        assert [(b.start - T0, b.probes) for b in hour] == [(3600, 1)]
+        hour = history.snapshot("hour", T0 + 3600)
+        buckets = hour.probe_buckets(hour.services[0])
+        assert [(b.start - T0, b.probes) for b in buckets] == [(3600, 1)]
 
 
 class TestRescue:
@@ -165,10 +172,12 @@ class TestRescue:
         history.rescue_counters(handed_over=1000, rescued=50, at=T0)  # baseline
         history.rescue_counters(handed_over=1200, rescued=50, at=T0 + 5)
         history.rescue_counters(handed_over=30, rescued=55, at=T0 + 12)  # data path re-created
-        rescue = history.snapshot("hour", T0 + 20).rescue
+        snap = history.snapshot("hour", T0 + 20)
+        rescue = snap.rescue
         assert rescue is not None
-        assert [(b.start - T0, b.count) for b in rescue.handed_over] == [(0, 200), (10, 30)]
-        assert [(b.start - T0, b.count) for b in rescue.rescued] == [(10, 5)]
+        handed = snap.count_buckets(rescue.handed_over)
+        assert [(b.start - T0, b.amount) for b in handed] == [(0, 200), (10, 30)]
+        assert [(b.start - T0, b.amount) for b in snap.count_buckets(rescue.rescued)] == [(10, 5)]
         history.rescue_forgotten()
         assert history.snapshot("hour", T0 + 20).rescue is None
 
@@ -240,8 +249,8 @@ class TestMemoryCeiling:
 
         day = history.snapshot("day", T0 + 86399)
         # It really flapped all day: every change is counted, the latest are exact.
-        assert sum(b.count for b in day.prefixes[0].change_counts) == 86400
-        assert sum(b.probes for b in day.services[0].probes) == 86400
+        assert sum(day.prefixes[0].change_buckets.count) == 86400
+        assert sum(day.services[0].probes.probes) == 86400
         assert len(day.prefixes[0].changes) == CHANGES_KEPT
         assert day.prefixes[0].complete_since == T0 + 86400 - CHANGES_KEPT
         # The ceiling: what the first hour built is all there is after a day.
@@ -274,7 +283,7 @@ class TestMemoryCeiling:
             effects = []
         snap = history.snapshot("hour", T0 + 600)
         (prefix,) = snap.prefixes
-        assert sum(b.count for b in prefix.change_counts) == 601  # withdrawn at start, then flaps
+        assert sum(prefix.change_buckets.count) == 601  # withdrawn at start, then flaps
         assert prefix.changes[-1].reason == "service web down (probe: refused)"
         assert [c.state for c in snap.peers[0].changes] == ["down", "up"]
-        assert sum(b.failures for b in snap.services[0].probes) == 300
+        assert sum(snap.services[0].probes.failures) == 300

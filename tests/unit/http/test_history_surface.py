@@ -53,7 +53,11 @@ class TestApi:
         async with client_for(make_app()) as client:
             body = await (await client.get("/history", params={"window": "day"})).json()
         assert (body["window"], body["bucket_seconds"]) == ("day", 300)
-        assert all(bucket["start"] % 300 == 0 for bucket in body["services"][0]["probes"])
+        assert body["first_bucket_start"] % 300 == 0
+        assert body["bucket_count"] == 288
+        probes = body["services"][0]["probes"]
+        assert {len(column) for column in probes.values()} == {288}
+        assert sum(probes["probes"]) == 740  # web, every 5 s for 3700 s
 
     @pytest.mark.parametrize("path", ["/history", "/"])
     async def test_an_unknown_window_is_a_clear_400(self, path: str) -> None:
