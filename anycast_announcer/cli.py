@@ -77,7 +77,12 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate a configuration file")
     check.add_argument("config", help="configuration file (YAML)")
 
-    commands.add_parser("schema", help="print the configuration's JSON Schema")
+    schema = commands.add_parser("schema", help="print the configuration's JSON Schema")
+    schema.add_argument(
+        "--markdown",
+        action="store_true",
+        help="print the configuration reference (docs/configuration.md) instead",
+    )
 
     reader = _client_options(mutating=False)
     writer = _client_options(mutating=True)
@@ -201,7 +206,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "rescue":
         return rescue_cli.run(args)
     if args.command == "schema":
-        print(json.dumps(Config.model_json_schema(), indent=2, sort_keys=True))
+        if args.markdown:
+            from anycast_announcer.config.reference import markdown
+
+            sys.stdout.write(markdown())
+        else:
+            print(json.dumps(Config.model_json_schema(), indent=2, sort_keys=True))
         return EXIT_OK
     try:
         config = load_config(args.config)
