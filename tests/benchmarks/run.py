@@ -30,6 +30,7 @@ from anycast_announcer.netlab import Lab
 from tests.benchmarks import cost, detection, rescue, sessions, withdraw
 from tests.benchmarks.common import CheckSettings, bench_lab, machine
 from tests.benchmarks.report import write
+from tests.benchmarks.rescue_report import with_rescue_costs
 from tests.benchmarks.sessions import EVENTS
 from tests.lablib import REPO_ROOT
 
@@ -161,6 +162,16 @@ def _cpu_note(results: dict[str, Any]) -> str:
         "need a probe engine outside Python or fewer wake-ups per probe (e.g. batching "
         "connects per tick)."
     )
+
+
+def write_rescue_costs(results: dict[str, Any], docs: Path) -> Path:
+    """Regenerate the measured bullets of rescue.md's Costs section; its path."""
+    path = docs / "rescue.md"
+    if path.exists() and results.get("rescue"):
+        path.write_text(
+            with_rescue_costs(path.read_text(encoding="utf-8"), results), encoding="utf-8"
+        )
+    return path
 
 
 def notes(results: dict[str, Any]) -> list[str]:
@@ -358,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_json:
         stored = stored_results(args.docs)
         print(write(stored, args.docs, notes(stored)))
+        print(write_rescue_costs(stored, args.docs))
         return 0
     unknown = [name for name in args.only if name not in SECTIONS]
     if unknown:
@@ -370,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         results = merge(stored_results(args.docs), results)
     path = write(results, args.docs, notes(results))
     print(path)
+    print(write_rescue_costs(results, args.docs))
     failed = results["run"]["failed"]
     if failed:
         print(f"failed sections (kept from the stored JSON): {', '.join(failed)}")

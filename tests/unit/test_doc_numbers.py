@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.benchmarks.report import render
+from tests.benchmarks.rescue_report import with_rescue_costs
 from tests.benchmarks.run import notes, stored_results
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,6 +31,14 @@ def test_benchmarks_page_is_rendered_from_the_stored_results(results: dict[str, 
     expected = render(results, notes(results))
     assert (DOCS / "benchmarks.md").read_text(encoding="utf-8") == expected, (
         "docs/benchmarks.md differs from its results: run "
+        "`python -m tests.benchmarks.run --from-json`"
+    )
+
+
+def test_rescue_costs_are_rendered_from_the_stored_results(results: dict[str, Any]) -> None:
+    page = (DOCS / "rescue.md").read_text(encoding="utf-8")
+    assert page == with_rescue_costs(page, results), (
+        "docs/rescue.md's Costs differ from the results: run "
         "`python -m tests.benchmarks.run --from-json`"
     )
 
