@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from html import escape
 
 from anycast_announcer.historymodels import (
+    ChangeBucket,
     CountBucket,
     HistoryChange,
     ProbeBucket,
@@ -38,6 +39,8 @@ __all__ = ["HISTORY_STYLE", "render_history"]
 WIDTH = 1000
 """User units across the window; the SVG stretches them to the cell's width."""
 BAND_HEIGHT = 16
+MIN_BAND = 1.0
+"""User units (a thousandth of the window): narrower bands side by side merge."""
 SPARK_HEIGHT = 28
 
 HISTORY_STYLE = """
@@ -130,12 +133,35 @@ def _bands(
     known_from = changes[0].at if changes else axis.until
     if known_from > axis.since:
         shapes += _before_known(timeline, axis, known_from, height, recorded_since)
+    # Bands too narrow to see or hover, side by side, become one orange "busy" mark: a
+    # prefix flapping every second would otherwise be a hundred slivers.
+    narrow: list[tuple[HistoryChange, float]] = []
     for index, change in enumerate(changes):
         end = changes[index + 1].at if index + 1 < len(changes) else axis.until
         if end <= axis.since:
             continue
+        if axis.x(end) - axis.x(max(change.at, axis.since)) < MIN_BAND:
+            narrow.append((change, end))
+            continue
+        shapes += _narrow(narrow, axis, height)
+        narrow = []
         shapes.append(_band(change, end, axis, height))
+    shapes += _narrow(narrow, axis, height)
     return shapes
+
+
+def _narrow(run: Sequence[tuple[HistoryChange, float]], axis: _Axis, height: float) -> list[str]:
+    if len(run) < 2:
+        return [_band(change, end, axis, height) for change, end in run]
+    first, (last, end) = run[0][0], run[-1]
+    title = (
+        f"{len(run)} changes {axis.clock(first.at)} \u2013 {axis.clock(end)}; "
+        f"the last: {last.state}, {last.reason}"
+    )
+    start = max(first.at, axis.since)
+    return [
+        _rect("band dropped", axis.x(start), axis.x(end), 0, height, title, changes=str(len(run)))
+    ]
 
 
 def _band(change: HistoryChange, end: float, axis: _Axis, height: float) -> str:
@@ -167,31 +193,38 @@ def _before_known(
     state = earlier[0].state_before if earlier else None
     position = axis.since
     shapes = []
-    for bucket in earlier:
-        if bucket.start > position:
-            shapes.append(_quiet(state, position, bucket.start, axis, height, recorded))
-        end = min(bucket.start + axis.bucket, known_from)
+    for run in _adjacent(earlier, axis.bucket):
+        first, last = run[0], run[-1]
+        if first.start > position:
+            shapes.append(_quiet(state, position, first.start, axis, height, recorded))
+        end = min(last.start + axis.bucket, known_from)
+        changes = sum(bucket.changes for bucket in run)
         title = (
-            f"{bucket.changes} changes {axis.clock(bucket.start)} \u2013 {axis.clock(end)}, "
-            f"{bucket.state_before or 'no record'} \u2192 {bucket.state_after} (details not "
+            f"{changes} changes {axis.clock(first.start)} \u2013 {axis.clock(end)}, "
+            f"{first.state_before or 'no record'} \u2192 {last.state_after} (details not "
             "kept: memory bound)"
         )
-        start = max(bucket.start, axis.since)
+        start = max(first.start, axis.since)
         shapes.append(
             _rect(
-                "band dropped",
-                axis.x(start),
-                axis.x(end),
-                0,
-                height,
-                title,
-                changes=str(bucket.changes),
+                "band dropped", axis.x(start), axis.x(end), 0, height, title, changes=str(changes)
             )
         )
-        state, position = bucket.state_after, end
+        state, position = last.state_after, end
     if known_from > position:
         shapes.append(_quiet(state, position, known_from, axis, height, recorded))
     return shapes
+
+
+def _adjacent(buckets: Sequence[ChangeBucket], width: float) -> list[list[ChangeBucket]]:
+    """Runs of buckets that follow one another (one mark each, however long the run)."""
+    runs: list[list[ChangeBucket]] = []
+    for bucket in buckets:
+        if runs and bucket.start - runs[-1][-1].start <= width * 1.5:
+            runs[-1].append(bucket)
+        else:
+            runs.append([bucket])
+    return runs
 
 
 def _quiet(
