@@ -158,12 +158,12 @@ class _StateRing:
     """Per bucket of one resolution: how many changes, the state before the first and
     after the last. Enough to draw a timeline where the exact changes were dropped."""
 
-    __slots__ = ("_after", "_before", "_count", "_epochs", "_names", "resolution")
+    __slots__ = ("_after", "_before", "_codes", "_count", "_epochs", "_names", "resolution")
 
-    def __init__(self, resolution: Resolution, names: list[str]) -> None:
+    def __init__(self, resolution: Resolution, names: list[str], codes: dict[str, int]) -> None:
         self.resolution = resolution
         slots = resolution.slots
-        self._names = names  # shared by both rings of a subject
+        self._names, self._codes = names, codes  # shared by both rings of a subject
         self._epochs = array("q", [-1]) * slots
         self._count = array("q", [0]) * slots
         self._before = array("B", [0]) * slots
@@ -172,11 +172,13 @@ class _StateRing:
     def _code(self, state: str | None) -> int:
         if not state:
             return 0
-        if state not in self._names:
+        code = self._codes.get(state)
+        if code is None:
             if len(self._names) > 255:  # a byte per state; never reached by our states
                 return 0
+            code = self._codes[state] = len(self._names)
             self._names.append(state)
-        return self._names.index(state)
+        return code
 
     def add(self, at: float, before: str | None, after: str) -> None:
         epoch = math.floor(at / self.resolution.seconds)
@@ -225,8 +227,10 @@ class _Subject:
         self.changes: deque[_Change] = deque(maxlen=CHANGES_KEPT)
         self.dropped_until: float | None = None
         names = list(_STATES)
+        codes = {name: code for code, name in enumerate(names)}
         self.per_bucket = {
-            window: _StateRing(resolution, names) for window, resolution in RESOLUTIONS.items()
+            window: _StateRing(resolution, names, codes)
+            for window, resolution in RESOLUTIONS.items()
         }
         self.state: str | None = None
 
