@@ -81,6 +81,13 @@ _T = TypeVar("_T")
 RESULTS_KEPT = 10
 """Probe results kept per service for the status snapshot."""
 
+_DRAINED_BY = {
+    DrainOrigin.OPERATOR: " (by an operator)",
+    DrainOrigin.DRAIN_FILE: " (by the drain file)",
+    DrainOrigin.RESTORED: " (by an operator, before the last restart)",
+}
+"""Who drained, in the words of the prefix changes the history keeps."""
+
 _WORKER_PHASES = (DrainPhase.HOOK, DrainPhase.WAITING_CONNECTIONS)
 """Drain phases that need a worker (the hook, then connection counts)."""
 
@@ -625,10 +632,12 @@ class SidecarCore:
         suppressed = release is not None and damp.suppressed(now.monotonic)
         dampened_for = max(0.0, release - now.monotonic) if release and suppressed else None
         decision = apply_operations(health, drain.phase, drain.reason, dampened_for)
-        self._record_decision(name, decision)
+        self._record_decision(name, decision, drain.origin)
         self._track_drain(prefix, drain, now)
 
-    def _record_decision(self, name: str, decision: PrefixDecision) -> None:
+    def _record_decision(
+        self, name: str, decision: PrefixDecision, origin: DrainOrigin | None = None
+    ) -> None:
         previous = self._decisions.get(name)
         self._decisions[name] = decision
         if previous is not None and (previous.state, previous.graceful_shutdown) == (
@@ -645,7 +654,10 @@ class SidecarCore:
             graceful_shutdown=decision.graceful_shutdown,
         )
         if previous is None or previous.state != decision.state:
-            self._emit(fx.PrefixChanged(name, decision.state, decision.announce, decision.reason))
+            reason = decision.reason
+            if origin is not None and decision.state in {"draining", "drained"}:
+                reason += _DRAINED_BY[origin]  # the history answers "drained by whom?"
+            self._emit(fx.PrefixChanged(name, decision.state, decision.announce, reason))
 
     def _track_drain(self, prefix: PrefixConfig, drain: PrefixDrain, now: Instant) -> None:
         name = str(prefix.prefix)

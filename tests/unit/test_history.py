@@ -16,9 +16,14 @@ import structlog
 from anycast_announcer.checks import ProbeResult
 from anycast_announcer.core import Instant, SidecarCore
 from anycast_announcer.core import effects as fx
-from anycast_announcer.core.inputs import AddressChanged, ProbeCompleted, SessionChanged
+from anycast_announcer.core.inputs import (
+    AddressChanged,
+    DrainFileChanged,
+    ProbeCompleted,
+    SessionChanged,
+)
 from anycast_announcer.history import CHANGES_KEPT, REASON_CHARS, History
-from tests.unit.core.helpers import BASE, PEER, PREFIX, config
+from tests.unit.core.helpers import BASE, PEER, PREFIX, Harness, config
 
 T0 = 1_789_999_800.0
 """A round Unix time (a multiple of 300 s), so bucket boundaries are easy to state."""
@@ -259,6 +264,20 @@ class TestMemoryCeiling:
         # (Give or take which float objects happen to be shared between subjects.)
         assert whole_day <= first_hours + 4096, f"{first_hours} B after 2 h, {whole_day} B a day"
         assert whole_day < 400_000, f"three subjects and rescue hold {whole_day} bytes"
+
+    @pytest.mark.usefixtures("quiet_logs")
+    def test_a_drain_says_who_drained(self) -> None:
+        """The core's prefix changes name the drain's origin, for "drained by whom?"."""
+        harness = Harness()
+        harness.healthy()
+        harness.feed(DrainFileChanged(True), 1.0)
+        while (deadline := harness.core.get_timer()) is not None:
+            harness.tick(deadline)
+        changes = [(e.state, e.reason) for e in harness.of_type(fx.PrefixChanged)]
+        assert changes[-2:] == [
+            ("draining", "draining (waiting_connections): drain file present (by the drain file)"),
+            ("drained", "drained: drain file present (by the drain file)"),
+        ]
 
     @pytest.mark.usefixtures("quiet_logs")
     def test_the_real_core_feeds_it_what_it_observes(self) -> None:

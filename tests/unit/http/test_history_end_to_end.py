@@ -52,7 +52,7 @@ async def test_a_drain_is_recorded_with_its_reason(
     (prefix,) = history.prefixes
     assert [c.state for c in prefix.changes][:2] == ["withdrawn", "announced"]
     assert "draining" in [c.state for c in prefix.changes]
-    assert "kernel upgrade" in prefix.changes[-1].reason
+    assert prefix.changes[-1].reason == "drained: kernel upgrade (by an operator)"
     (peer,) = history.peers
     assert [c.state for c in peer.changes] == ["down", "up"]
     assert peer.changes[-1].reason == "session established"
