@@ -445,7 +445,8 @@ def render_history(history: SidecarHistory, status: SidecarStatus) -> str:
         )
     return f"""<h2 id="history">What happened</h2>
 <p class="windows meta">{windows} &middot; {history.bucket_seconds:g} s buckets &middot;
-in memory since {_text(iso_time(recorded) or "?")} &middot; <a href="/history">JSON</a></p>
+in memory since {_text(iso_time(recorded) or "?")} &middot;
+<a href="/history?window={history.window}">JSON</a></p>
 {_table("prefix-timeline", "prefix", prefixes, axis)}
 {_table("peer-timeline", "BGP peer", peers, axis)}
 {_table("service-latency", "service: latency, failures in red", services, axis)}

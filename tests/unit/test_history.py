@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import structlog
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from anycast_announcer.checks import ProbeResult
 from anycast_announcer.core import Instant, SidecarCore
@@ -23,6 +25,7 @@ from anycast_announcer.core.inputs import (
     SessionChanged,
 )
 from anycast_announcer.history import CHANGES_KEPT, REASON_CHARS, History
+from anycast_announcer.status import PrefixState
 from tests.unit.core.helpers import BASE, PEER, PREFIX, Harness, config
 
 T0 = 1_789_999_800.0
@@ -307,3 +310,59 @@ class TestMemoryCeiling:
         assert prefix.changes[-1].reason == "service web down (probe: refused)"
         assert [c.state for c in snap.peers[0].changes] == ["down", "up"]
         assert sum(snap.services[0].probes.failures) == 300
+
+
+DAY = 86_400
+_EVENTS = st.lists(
+    st.tuples(
+        st.floats(min_value=0, max_value=2 * DAY),
+        st.sampled_from(["probe_ok", "probe_failed", "up", "down", "announced", "withdrawn"]),
+    ),
+    max_size=300,
+)
+
+
+class TestProperties:
+    @settings(max_examples=60, deadline=None)
+    @given(_EVENTS)
+    def test_counts_match_what_was_fed_within_the_window(
+        self, events: list[tuple[float, str]]
+    ) -> None:
+        """In time order, every probe and change inside a window is counted, once."""
+        history = History(T0)
+        events = sorted(events)
+        for offset, what in events:
+            history.observe(_effect(what), T0 + offset)
+        now = T0 + 2 * DAY
+        for window in ("hour", "day"):
+            snap = history.snapshot(window, now)
+            inside = [what for offset, what in events if T0 + offset >= snap.first_bucket_start]
+            probes = sum(snap.services[0].probes.probes) if snap.services else 0
+            assert probes == sum(1 for what in inside if what.startswith("probe"))
+            for timeline in (*snap.prefixes, *snap.services):
+                assert len(timeline.changes) <= CHANGES_KEPT + 1
+            for service in snap.services:
+                columns = service.probes.model_dump().values()
+                assert {len(column) for column in columns} == {snap.bucket_count}
+
+    @settings(max_examples=60, deadline=None)
+    @given(_EVENTS)
+    def test_any_order_of_times_is_taken_without_error(
+        self, events: list[tuple[float, str]]
+    ) -> None:
+        """A wall clock that steps back loses samples, never raises, never miscounts up."""
+        history = History(T0)
+        for offset, what in events:
+            history.observe(_effect(what), T0 + offset)
+        snap = history.snapshot("day", T0 + 2 * DAY)
+        fed = sum(1 for _, what in events if what.startswith("probe"))
+        assert (sum(snap.services[0].probes.probes) if snap.services else 0) <= fed
+
+
+def _effect(what: str) -> fx.Effect:
+    if what.startswith("probe"):
+        return _ok(0.002) if what == "probe_ok" else _failed()
+    if what in {"up", "down"}:
+        return fx.ServiceChanged("web", what == "up", what)
+    state: PrefixState = "announced" if what == "announced" else "withdrawn"
+    return fx.PrefixChanged(PREFIX, state, what == "announced", what)
