@@ -6,6 +6,7 @@ import gc
 import ipaddress
 import logging
 import sys
+import time
 import tracemalloc
 import types
 from collections.abc import Callable, Iterator
@@ -25,7 +26,10 @@ from anycast_announcer.core.inputs import (
     SessionChanged,
 )
 from anycast_announcer.history import CHANGES_KEPT, REASON_CHARS, History
+from anycast_announcer.metrics import RescueCounters as MetricCounters
+from anycast_announcer.metrics import RescuePeerCounters
 from anycast_announcer.status import PrefixState
+from anycast_announcer.supervisor import _RescueTap
 from tests.unit.core.helpers import BASE, PEER, PREFIX, Harness, config
 
 T0 = 1_789_999_800.0
@@ -366,3 +370,35 @@ def _effect(what: str) -> fx.Effect:
         return fx.ServiceChanged("web", what == "up", what)
     state: PrefixState = "announced" if what == "announced" else "withdrawn"
     return fx.PrefixChanged(PREFIX, state, what == "announced", what)
+
+
+class TestRescueTap:
+    def test_readings_reach_the_metrics_and_the_history(self) -> None:
+        """The supervisor's tap: handed over = sum of packets sent to peers, rescued =
+        sum received; no reading (rescue unconfigured) forgets the series."""
+        history = History(T0)
+        seen: list[MetricCounters | None] = []
+
+        class Sink:
+            def probe_started(self, lag: float) -> None: ...
+            def record(self, effect: fx.Effect) -> None: ...
+            def rescue_counters(self, counters: MetricCounters | None) -> None:
+                seen.append(counters)
+
+        def reading(sent: int, received: int) -> MetricCounters:
+            peers = {
+                peer: RescuePeerCounters(sent, received, sent * 1400, received * 1400)
+                for peer in ("10.0.2.2", "10.0.3.2")
+            }
+            return MetricCounters(installed=True, peers=peers)
+
+        tap = _RescueTap(Sink(), history)
+        tap.rescue_counters(reading(10, 1))
+        tap.rescue_counters(reading(15, 4))
+        assert len(seen) == 2
+        snap = history.snapshot("hour", time.time())
+        assert snap.rescue is not None
+        assert (sum(snap.rescue.handed_over), sum(snap.rescue.rescued)) == (2 * 5, 2 * 3)
+        tap.rescue_counters(None)
+        assert seen[-1] is None
+        assert history.snapshot("hour", time.time()).rescue is None
