@@ -126,7 +126,7 @@ class Supervisor:
         self._config_path = config_path
         self._reload_checks = tuple(reload_checks)
         self.core = SidecarCore(
-            config, self._now(), config_path=config_path, restored=list(restored)
+            config, self._now(), logger=log, config_path=config_path, restored=list(restored)
         )
         self.driver = seams.driver(self._on_session)
         self._probes = ProbeScheduler(seams.probe, self.submit, metrics)

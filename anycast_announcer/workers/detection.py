@@ -16,14 +16,14 @@ from __future__ import annotations
 import errno
 import ipaddress
 import socket
-import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import structlog
 
-from anycast_announcer.config import Config, HttpCheck, ServiceConfig, TcpCheck
+from anycast_announcer.config import Config, ServiceConfig
 from anycast_announcer.core.inputs import AddressChanged, IPAddress, ServiceFailed
+from anycast_announcer.endpoints import check_endpoint
 from anycast_announcer.events.addresses import AddressEvent, AddressWatch
 from anycast_announcer.events.listeners import ListenerGone, ListenerWatch
 from anycast_announcer.events.processes import PidFileWatch, ProcessExited
@@ -193,18 +193,10 @@ def watchable(
 def listen_target(service: ServiceConfig) -> ListenTarget | None:
     """The address and port a tcp or http(s) check's service listens on, when the check
     names an address literal (a name may resolve to several addresses: not watched)."""
-    check = service.check
-    if isinstance(check, TcpCheck):
-        host, port = check.host, check.port
-    elif isinstance(check, HttpCheck):
-        parts = urllib.parse.urlsplit(check.url)
-        host = parts.hostname or ""
-        try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-        except ValueError:
-            return None
-    else:
+    endpoint = check_endpoint(service.check)
+    if endpoint is None:
         return None
+    host, port = endpoint
     try:
         address: IPAddress = ipaddress.ip_address(host)
     except ValueError:

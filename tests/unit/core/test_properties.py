@@ -15,7 +15,6 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from anycast_announcer.checks import ProbeResult
 from anycast_announcer.config import Config
 from anycast_announcer.core import Instant, SidecarCore
 from anycast_announcer.core import effects as fx
@@ -32,8 +31,10 @@ from anycast_announcer.core.inputs import (
     UndrainRequested,
 )
 from anycast_announcer.health import Health
+from anycast_announcer.results import ProbeResult
 from anycast_announcer.routes import Route, RouteKey
 from anycast_announcer.status import ExabgpStatus
+from tests.unit.core.helpers import LOG
 
 SERVICES = ("web", "dns")
 PEERS = ("10.0.1.1", "10.0.2.1")
@@ -81,7 +82,7 @@ class DecisionCore(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.now = 0.0
-        self.core = SidecarCore(CONFIGS[0], self._instant())
+        self.core = SidecarCore(CONFIGS[0], self._instant(), logger=LOG)
         self.routes: dict[RouteKey, Route] = {}
         self.workers: set[str] = set()
         self.requests = 0
