@@ -25,6 +25,7 @@ from anycast_announcer.config import Config, ServiceConfig
 from anycast_announcer.core.inputs import AddressChanged, IPAddress, ServiceFailed
 from anycast_announcer.endpoints import check_endpoint
 from anycast_announcer.events.addresses import AddressEvent, AddressWatch
+from anycast_announcer.events.dbus import DBusError
 from anycast_announcer.events.listeners import ListenerGone, ListenerWatch
 from anycast_announcer.events.processes import PidFileWatch, ProcessExited
 from anycast_announcer.events.rtnl import Interest
@@ -157,7 +158,7 @@ class Detection:
                 self._units = UnitWatch(self._unit_changed, config.detection.systemd_bus)
                 await self._units.open()
             await self._units.watch(self._by_unit)
-        except (OSError, ConnectionError, ValueError) as error:
+        except (OSError, ConnectionError, ValueError, DBusError) as error:
             log.warning("unit_watch_unavailable", error=str(error), units=sorted(self._by_unit))
             if self._units is not None:
                 self._units.close()
