@@ -507,15 +507,21 @@ class SidecarCore:
 
     def _restore(self, restored: Sequence[PersistedDrain], now: Instant) -> None:
         """Re-apply drains persisted by a previous run (they end only by undrain)."""
+        forgotten = False
         for entry in restored:
             drain = self._drains.get(entry.prefix)
             if drain is None:
                 self._log.warning(
                     "drain_not_restored", prefix=entry.prefix, reason="not configured"
                 )
+                forgotten = True
                 continue
             drain.restore_withdrawn(now.monotonic, entry.reason, entry.started_at)
             self._log.info("drain_restored", prefix=entry.prefix, reason=entry.reason)
+        if forgotten:
+            # As a reload that removes a prefix does: its drain ends, and the file says
+            # so, or the prefix would come back drained when configured again.
+            self._persist_drains()
 
     # -- configuration -----------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from anycast_announcer.core.inputs import (
     DrainRequested,
     ProbeCompleted,
 )
+from anycast_announcer.drainstate import PersistedDrain
 from anycast_announcer.results import ProbeResult
 from anycast_announcer.status import ExabgpStatus
 from tests.unit.core.helpers import BASE, PREFIX, Harness, at, config
@@ -69,6 +70,13 @@ class TestReloadWhileDraining:
         harness.feed(DrainRequested(1, (SECOND,), "maintenance"), 1.0)
         assert [d.prefix for d in harness.of_type(fx.PersistDrains)[-1].drains] == [SECOND]
         harness.feed(ConfigLoaded(config({**BASE, **STATE_FILE}), 2), 2.0)
+        assert harness.of_type(fx.PersistDrains)[-1].drains == ()
+
+    def test_a_restored_drain_of_an_unconfigured_prefix_leaves_the_state_file(self) -> None:
+        """Found by the state machine: a restart without the prefix kept its drain in the
+        file, so configuring the prefix again later brought it back drained."""
+        restored = [PersistedDrain(SECOND, "maintenance", 1.0)]
+        harness = Harness({**BASE, **STATE_FILE}, restored=restored)
         assert harness.of_type(fx.PersistDrains)[-1].drains == ()
 
 
