@@ -20,6 +20,8 @@ from anycast_announcer.status import ExabgpStatus
 from anycast_announcer.workers.drains import DrainWorkers
 from tests.unit.core.helpers import BASE, Harness, at
 
+pytestmark = pytest.mark.integration
+
 LOOPBACK = "127.0.0.1"
 EXABGP = ExabgpStatus(
     pid=1, running=True, connected=True, restarts=0, routes_acknowledged=0, routes_desired=0
