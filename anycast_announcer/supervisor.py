@@ -274,6 +274,7 @@ class Supervisor:
             self._detection.close()
             await self._rescue.close()
             await self._managed.remove_added()
+            await self._state_writer.flush()
             raise
         driver_task = loop.create_task(self.driver.run())
         watchers = [loop.create_task(self._drain_file.run()), loop.create_task(self._rescue.run())]
