@@ -115,7 +115,7 @@ class PrefixConfig(StrictModel):
     ports: list[Port] | None = Field(
         default=None,
         description="service ports whose connections a drain waits for; default: the ports "
-        "of the prefix's tcp checks",
+        "of the prefix's tcp and http(s) checks (a drain with none does not wait)",
     )
     dampening: DampeningConfig = Field(
         default=DampeningConfig(), description="flap dampening of this prefix"

@@ -301,9 +301,12 @@ class ListenerWatch:
         for port in sorted({t.port for t in batch}):
             try:
                 found = await self.listeners(port)
-            except OSError as exc:  # includes InterruptedError after the retries
+            except Exception as exc:  # one port's failure must not drop the rest
+                # OSError (InterruptedError after the retries), an answer that does not
+                # parse, or a bug: the next ports are still confirmed, and the probes
+                # still find a listener this one could not confirm.
                 self._counts["errors"] += 1
-                log.warning("listener_confirm_failed", port=port, error=str(exc))
+                log.warning("listener_confirm_failed", port=port, error=repr(exc))
                 continue
             for target in sorted((t for t in batch if t.port == port), key=str):
                 self._decide(target, found)
