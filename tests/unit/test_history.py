@@ -30,7 +30,7 @@ from anycast_announcer.metrics import RescueCounters as MetricCounters
 from anycast_announcer.metrics import RescuePeerCounters
 from anycast_announcer.status import PrefixState
 from anycast_announcer.supervisor import _RescueTap
-from tests.unit.core.helpers import BASE, PEER, PREFIX, Harness, config
+from tests.unit.core.helpers import BASE, LOG, PEER, PREFIX, Harness, config
 
 T0 = 1_789_999_800.0
 """A round Unix time (a multiple of 300 s), so bucket boundaries are easy to state."""
@@ -294,7 +294,7 @@ class TestMemoryCeiling:
             "services": [{**BASE["services"][0], "rise": 1, "fall": 1}],
             "prefixes": [{**BASE["prefixes"][0], "dampening": {"enabled": False}}],
         }
-        core = SidecarCore(config(data), Instant(0.0, T0))
+        core = SidecarCore(config(data), Instant(0.0, T0), logger=LOG)
         address = ipaddress.ip_network(PREFIX).network_address
         results = (ProbeResult(True, 0.002, "connected"), ProbeResult(False, 0.5, "refused"))
         history = History(T0)
