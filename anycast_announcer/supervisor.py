@@ -33,11 +33,13 @@ from anycast_announcer.core.inputs import (
     ConfigRejected,
     DrainRequested,
     Input,
+    PeerRoutesReceived,
+    RescueApplied,
     SessionChanged,
     UndrainRequested,
 )
 from anycast_announcer.drainstate import PersistedDrain
-from anycast_announcer.exabgp.driver import DriverSnapshot, SessionCallback
+from anycast_announcer.exabgp.driver import DriverSnapshot, RoutesCallback, SessionCallback
 from anycast_announcer.http.token import TokenFileError
 from anycast_announcer.localaddr import AddressBook
 from anycast_announcer.logging import configure_logging
@@ -68,7 +70,9 @@ class Driver(Protocol):
     def set_desired(self, routes: Mapping[RouteKey, Route]) -> None: ...
     async def wait_synced(self) -> None: ...
     def snapshot(self) -> DriverSnapshot: ...
-    def reconfigure(self, bgp: BgpConfig, settings: ExabgpConfig) -> None: ...
+    def reconfigure(
+        self, bgp: BgpConfig, settings: ExabgpConfig, *, receive_routes: bool = False
+    ) -> None: ...
     async def run(self) -> None: ...
     async def stop(self) -> None: ...
 
@@ -102,8 +106,8 @@ class Seams:
 
     probe: Probe
     addresses: AddressBook
-    driver: Callable[[SessionCallback], Driver]
-    """Builds the driver, given where it reports session changes."""
+    driver: Callable[[SessionCallback, RoutesCallback], Driver]
+    """Builds the driver, given where it reports session changes and received routes."""
     detection: Callable[[Submit], DetectionSource]
     """Builds the event sources, given where they report."""
 
@@ -128,14 +132,14 @@ class Supervisor:
         self.core = SidecarCore(
             config, self._now(), config_path=config_path, restored=list(restored)
         )
-        self.driver = seams.driver(self._on_session)
+        self.driver = seams.driver(self._on_session, self._on_routes)
         self._probes = ProbeScheduler(seams.probe, self.submit, metrics)
         self._drains = DrainWorkers(self.submit)
         self._detection = seams.detection(self.submit)
         self._drain_file = DrainFileWatch(self.submit, lambda: self.core.config)
         self._background: set[asyncio.Task[None]] = set()
         self._managed = ManagedAddresses(seams.addresses)
-        self._rescue = RescueKeeper(metrics)
+        self._rescue = RescueKeeper(metrics, lambda member: self.submit(RescueApplied(member)))
         self._state_writer = DrainStateWriter()
         self._requests = itertools.count(1)
         self._replies: dict[int, asyncio.Future[ControlResult]] = {}
@@ -148,6 +152,14 @@ class Supervisor:
 
     def _on_session(self, peer: str, up: bool, reason: str) -> None:
         self.submit(SessionChanged(peer, up, reason))
+
+    def _on_routes(
+        self,
+        peer: str,
+        announced: tuple[tuple[str, tuple[str, ...]], ...],
+        withdrawn: tuple[str, ...],
+    ) -> None:
+        self.submit(PeerRoutesReceived(peer, announced, withdrawn))
 
     @staticmethod
     def _now() -> Instant:
@@ -247,13 +259,15 @@ class Supervisor:
                 if reply is not None and not reply.done():
                     reply.set_result(effect.result)
             case fx.RestartExabgp():
-                self.driver.reconfigure(effect.bgp, effect.settings)
+                self.driver.reconfigure(
+                    effect.bgp, effect.settings, receive_routes=effect.receive_routes
+                )
             case fx.ConfigApplied():
                 self._spawn(self._detection.configure(effect.config))
             case fx.ConfigureLogging():
                 configure_logging(effect.logging.format, effect.logging.level)
             case fx.SyncRescue():
-                self._rescue.sync(effect.config)
+                self._rescue.sync(effect.config, effect.learnt)
             case fx.RescueUnconfigured():
                 self._rescue.forget()
             case _:
@@ -271,7 +285,7 @@ class Supervisor:
             # Flow rescue goes in before anything can be announced, so no flow the fabric
             # moves here is ever reset; a failure stops the start (RescueError).
             if isinstance(effect, fx.SyncRescue):
-                await self._rescue.apply(effect.config)
+                await self._rescue.apply(effect.config, effect.learnt)
         self.perform(e for e in effects if not isinstance(e, fx.SyncRescue))
         await self._detection.open(self.core.config)
         driver_task = loop.create_task(self.driver.run())

@@ -83,6 +83,8 @@ class SyncRescue:
     """
 
     config: Config
+    learnt: tuple[str, ...] = ()
+    """Members learnt from member routes (rescue.membership), beside the static ones."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +145,8 @@ class RestartExabgp:
 
     bgp: BgpConfig
     settings: ExabgpConfig
+    receive_routes: bool = False
+    """Ask ExaBGP for the routes peers send (rescue membership)."""
 
 
 @dataclass(frozen=True, slots=True)

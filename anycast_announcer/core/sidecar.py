@@ -46,11 +46,14 @@ from anycast_announcer.core.inputs import (
     DrainRequested,
     Input,
     Instant,
+    PeerRoutesReceived,
     ProbeCompleted,
+    RescueApplied,
     ServiceFailed,
     SessionChanged,
     UndrainRequested,
 )
+from anycast_announcer.core.members import LearntMembers
 from anycast_announcer.dampening import PrefixDampening
 from anycast_announcer.drain import DrainOrigin, DrainPhase, PrefixDrain
 from anycast_announcer.drainstate import PersistedDrain
@@ -138,6 +141,8 @@ class SidecarCore:
         self._workers: set[str] = set()
         self._drain_file_present = False
         self._effects: list[fx.Effect] = []
+        self._members: LearntMembers | None = None
+        """Rescue membership learnt from BGP (rescue.membership), else None."""
         self._adopt(config)
         self._restore(restored, now)
 
@@ -162,6 +167,8 @@ class SidecarCore:
         """The earliest monotonic time at which timed state changes by itself."""
         deadlines = [d for d in (drain.deadline() for drain in self._drains.values()) if d]
         deadlines += [r for r in (damp.release_at() for damp in self._dampening.values()) if r]
+        if self._members is not None and (held := self._members.next_deadline()) is not None:
+            deadlines.append(held)
         return min(deadlines) if deadlines else None
 
     def ready(self, exabgp_connected: bool) -> bool:
@@ -198,8 +205,16 @@ class SidecarCore:
                 for peer in config.bgp.peers
             ),
             exabgp=exabgp,
-            rescue=rescue,
+            rescue=self._rescue_status(rescue, now),
         )
+
+    def _rescue_status(self, rescue: RescueStatus | None, now: Instant) -> RescueStatus | None:
+        """The shell's data path reading, with the membership learnt here."""
+        if rescue is None or self._members is None:
+            return rescue
+        announced = any(key.prefix.startswith(f"{rescue.member}/") for key in self._routes)
+        membership = self._members.status(now.monotonic, announced)
+        return rescue.model_copy(update={"membership": membership})
 
     def _prefix_status(self, prefix: PrefixConfig, now: Instant) -> PrefixStatus:
         name = str(prefix.prefix)
@@ -218,7 +233,7 @@ class SidecarCore:
         """The first step: flow rescue in place, probes to schedule, every session down,
         every prefix decided (withdrawn)."""
         if self._config.rescue is not None:
-            self._emit(fx.SyncRescue(self._config))
+            self._emit(fx.SyncRescue(self._config, self._learnt()))
         self._emit(fx.ScheduleProbes(tuple(self._config.services)))
         for peer in self._peers:
             self._emit(fx.PeerChanged(peer, False))
@@ -244,7 +259,9 @@ class SidecarCore:
         return self._take()
 
     def handle_timer(self, now: Instant) -> list[fx.Effect]:
-        """A deadline from ``get_timer`` passed: advance drains and dampening."""
+        """A deadline from ``get_timer`` passed: advance drains, dampening, hold-downs."""
+        if self._members is not None and self._members.expire(now.monotonic):
+            self._sync_rescue()
         self._recompute(now)
         return self._take()
 
@@ -259,7 +276,9 @@ class SidecarCore:
         self._emit(fx.SyncRoutes({}))
         return self._take()
 
-    def _ingest(self, item: Input, now: Instant) -> bool:  # noqa: PLR0911  # one case per input type
+    def _ingest(  # noqa: C901, PLR0911  # one case per input type
+        self, item: Input, now: Instant
+    ) -> bool:
         """Apply one input; whether it changed anything a decision depends on."""
         match item:
             case ProbeCompleted():
@@ -268,6 +287,10 @@ class SidecarCore:
                 return self._service_failed(item, now)
             case SessionChanged():
                 return self._session_changed(item, now)
+            case PeerRoutesReceived():
+                return self._routes_received(item, now)
+            case RescueApplied():
+                return self._members is not None and self._members.installed(item.member)
             case AddressChanged():
                 return self._address_changed(item)
             case DrainFileChanged():
@@ -376,7 +399,27 @@ class SidecarCore:
         record.last_change_at = now.wall
         record.last_change_reason = item.reason
         self._emit(fx.PeerChanged(item.peer, item.up))
+        if (
+            not item.up
+            and self._members is not None
+            and self._members.session_down(item.peer, now.monotonic)
+        ):
+            self._sync_rescue()
         return True
+
+    def _routes_received(self, item: PeerRoutesReceived, now: Instant) -> bool:
+        """Member routes in: a changed member set is applied to the data path as a diff."""
+        if self._members is None:
+            return False
+        if self._members.received(item.peer, item.announced, item.withdrawn, now.monotonic):
+            self._sync_rescue()
+        return False
+
+    def _learnt(self) -> tuple[str, ...]:
+        return self._members.learnt() if self._members is not None else ()
+
+    def _sync_rescue(self) -> None:
+        self._emit(fx.SyncRescue(self._config, self._learnt()))
 
     def _address_changed(self, item: AddressChanged) -> bool:
         changed = False
@@ -529,6 +572,10 @@ class SidecarCore:
         self._address_present = {
             n: p for n, p in self._address_present.items() if n in self._drains
         }
+        if not LearntMembers.wanted(config):
+            self._members = None
+        elif self._members is None:
+            self._members = LearntMembers(config)
 
     def _reload(self, new: Config, now: Instant) -> ControlResult:
         self._last_reload_error = None
@@ -543,11 +590,12 @@ class SidecarCore:
         notes = []
         if new.services != old.services:
             self._emit(fx.ScheduleProbes(tuple(new.services)))
-        self._reconcile_rescue(old, new)
-        if (new.bgp, new.exabgp) != (old.bgp, old.exabgp):
+        self._reconcile_rescue(old, new, now)
+        receive = LearntMembers.wanted(new)
+        if (new.bgp, new.exabgp, receive) != (old.bgp, old.exabgp, LearntMembers.wanted(old)):
             # ExaBGP reads its neighbors at start only: a BGP change restarts it, which
             # resets every session. Prefix, service and bandwidth changes do not.
-            self._emit(fx.RestartExabgp(new.bgp, new.exabgp))
+            self._emit(fx.RestartExabgp(new.bgp, new.exabgp, receive_routes=receive))
             notes.append("bgp changed: ExaBGP restarted")
         if new.http != old.http:
             notes.append("http changes take effect at the next restart")
@@ -556,12 +604,15 @@ class SidecarCore:
         log.info("config_reloaded", path=self._config_path, notes=notes)
         return ControlResult(ok=True, message="; ".join(["reloaded", *notes]))
 
-    def _reconcile_rescue(self, old: Config, new: Config) -> None:
+    def _reconcile_rescue(self, old: Config, new: Config, now: Instant) -> None:
         """A changed group or anycast address set is applied as a diff by the shell."""
-        if (new.rescue, new.prefixes) == (old.rescue, old.prefixes):
+        learnt_changed = False
+        if self._members is not None and LearntMembers.wanted(old):
+            learnt_changed = self._members.reconfigure(new, now.monotonic)
+        if (new.rescue, new.prefixes) == (old.rescue, old.prefixes) and not learnt_changed:
             return
         if new.rescue is not None:
-            self._emit(fx.SyncRescue(new))
+            self._emit(fx.SyncRescue(new, self._learnt()))
         elif old.rescue is not None:
             log.warning("rescue_unconfigured", action="left installed; rescue remove removes it")
             self._emit(fx.RescueUnconfigured())
@@ -601,6 +652,8 @@ class SidecarCore:
             self._decide(prefix, states, why, now)
         sessions_up = {peer for peer, record in self._peers.items() if record.up}
         routes = desired_routes(self._config, self._decisions, sessions_up)
+        if self._members is not None:
+            routes |= self._members.routes(sorted(sessions_up))
         if routes != self._routes or not self._routes_sent:
             self._routes = routes
             self._routes_sent = True

@@ -1,0 +1,131 @@
+"""The core's part of learnt rescue membership (pure): our member route, theirs in.
+
+``SidecarCore`` delegates here when the config has ``rescue.membership``. This object
+owns the learnt member set (``rescue.membership.Membership``) and whether our own data
+path is installed, and answers two questions the core asks at every step: which member
+routes to announce (ours, on every established session of the underlay's family, once
+the data path is in), and whether the rescue plan must be applied again (the learnt
+set changed). Member routes are not anycast prefixes: they never pass through the
+prefix policy, ``allowed_prefixes``, the per-prefix status or the prefix metrics.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+
+import structlog
+
+from anycast_announcer.config import Config
+from anycast_announcer.rescue.membership import Membership, member_prefix
+from anycast_announcer.routes import Route, RouteKey
+from anycast_announcer.status import RescueMembershipStatus, RescueMemberStatus
+
+__all__ = ["LearntMembers"]
+
+log = structlog.get_logger("anycast_announcer")
+
+
+class LearntMembers:
+    """Learnt membership and our member route, for one configuration at a time."""
+
+    def __init__(self, config: Config) -> None:
+        assert config.rescue is not None  # built only for rescue.membership
+        assert config.rescue.membership is not None  # idem
+        self._settings = config.rescue.membership
+        self._membership = Membership(self._settings, _peers(config))
+        self._installed: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+
+    @staticmethod
+    def wanted(config: Config) -> bool:
+        """Whether ``config`` learns its rescue members from BGP."""
+        return config.rescue is not None and config.rescue.membership is not None
+
+    def reconfigure(self, config: Config, now: float) -> bool:
+        """A reload; whether the learnt member set changed."""
+        assert config.rescue is not None  # only while wanted(config)
+        assert config.rescue.membership is not None  # idem
+        self._settings = config.rescue.membership
+        return self._log(self._membership.reconfigure(self._settings, _peers(config), now))
+
+    # -- inputs ------------------------------------------------------------------------
+
+    def installed(self, member: str) -> bool:
+        """Our data path is installed for ``member``; whether our member route changes."""
+        address = ipaddress.ip_address(member)
+        if address == self._installed:
+            return False
+        self._installed = address
+        return True
+
+    def received(
+        self,
+        peer: str,
+        announced: Iterable[tuple[str, tuple[str, ...]]],
+        withdrawn: Iterable[str],
+        now: float,
+    ) -> bool:
+        """A peer's UPDATE; whether the learnt member set changed."""
+        return self._log(self._membership.routes_received(peer, announced, withdrawn, now))
+
+    def session_down(self, peer: str, now: float) -> bool:
+        """A session went down; whether the learnt member set changed."""
+        return self._log(self._membership.session_down(peer, now))
+
+    def expire(self, now: float) -> bool:
+        """Hold-downs that ended; whether the learnt member set changed."""
+        return self._log(self._membership.expire(now))
+
+    # -- answers -----------------------------------------------------------------------
+
+    def learnt(self) -> tuple[str, ...]:
+        """The learnt members (present and held down), sorted."""
+        members = sorted(self._membership.members(), key=lambda a: (a.version, int(a)))
+        return tuple(str(address) for address in members)
+
+    def next_deadline(self) -> float | None:
+        """When a hold-down ends next (monotonic)."""
+        return self._membership.next_deadline()
+
+    def routes(self, sessions_up: Iterable[str]) -> dict[RouteKey, Route]:
+        """Our member route on every established session of the underlay's family."""
+        address = self._installed
+        if address is None:
+            return {}
+        prefix = member_prefix(address)
+        routes = {}
+        for peer in sessions_up:
+            if ipaddress.ip_address(peer).version == address.version:
+                route = Route(peer=peer, prefix=prefix, communities=(self._settings.community,))
+                routes[route.key] = route
+        return routes
+
+    def status(self, now: float, announced: bool) -> RescueMembershipStatus:
+        """What operators see in the rescue section of ``/status``."""
+        return RescueMembershipStatus(
+            community=self._settings.community,
+            announced=announced,
+            members=tuple(
+                RescueMemberStatus(
+                    address=view.address,
+                    present=view.present,
+                    held_for=None if view.leaves_at is None else max(0.0, view.leaves_at - now),
+                )
+                for view in self._membership.view()
+            ),
+            ignored=dict(sorted(self._membership.ignored.items())),
+        )
+
+    def _log(self, changed: bool) -> bool:
+        if changed:
+            views = self._membership.view()
+            log.info(
+                "rescue_members_changed",
+                present=[v.address for v in views if v.present],
+                held_down=[v.address for v in views if not v.present],
+            )
+        return changed
+
+
+def _peers(config: Config) -> list[str]:
+    return [str(peer.address) for peer in config.bgp.peers]
