@@ -1,0 +1,152 @@
+"""The core with rescue.membership: our member route out, the others' routes in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from anycast_announcer.core import effects as fx
+from anycast_announcer.core.inputs import (
+    ConfigLoaded,
+    PeerRoutesReceived,
+    RescueApplied,
+    SessionChanged,
+)
+from anycast_announcer.routes import RouteKey
+from anycast_announcer.status import ExabgpStatus, RescueStatus, RescueTraffic
+from tests.unit.core.helpers import BASE, PEER, PREFIX, Harness, at, config
+
+GROUP = "65000:4242"
+ME = "10.0.1.2"
+V6_PEER = "fd00:1::1"
+MEMBERSHIP: dict[str, Any] = {
+    **BASE,
+    "bgp": {
+        **BASE["bgp"],
+        "peers": [{"address": PEER, "peer_as": 65100}, {"address": V6_PEER, "peer_as": 65100}],
+    },
+    "rescue": {
+        "membership": {"community": GROUP, "underlay_prefixes": ["10.0.0.0/16"], "hold_down": 30}
+    },
+}
+MY_ROUTE = RouteKey(PEER, f"{ME}/32")
+
+
+def member(address: str) -> tuple[str, tuple[str, ...]]:
+    return (f"{address}/32", (GROUP,))
+
+
+def learnt(harness: Harness) -> list[tuple[str, ...]]:
+    return [effect.learnt for effect in harness.of_type(fx.SyncRescue)]
+
+
+class TestMemberRoute:
+    def test_announced_once_the_data_path_is_installed(self) -> None:
+        """No member route before rescue is in: a member must be able to rescue."""
+        harness = Harness(MEMBERSHIP)
+        harness.feed(SessionChanged(PEER, True, "up"), 0.1)
+        assert MY_ROUTE not in harness.routes
+        harness.feed(RescueApplied(ME), 0.2)
+        assert harness.routes[MY_ROUTE].communities == (GROUP,)
+
+    def test_only_on_sessions_of_the_underlay_family(self) -> None:
+        harness = Harness(MEMBERSHIP)
+        harness.feed(SessionChanged(V6_PEER, True, "up"), 0.1)
+        harness.feed(SessionChanged(PEER, True, "up"), 0.1)
+        harness.feed(RescueApplied(ME), 0.2)
+        assert [key for key in harness.routes if key.prefix == f"{ME}/32"] == [MY_ROUTE]
+
+    def test_independent_of_the_anycast_prefixes(self) -> None:
+        """A withdrawn or drained server still rescues: its member route stays."""
+        harness = Harness(MEMBERSHIP)
+        harness.healthy()
+        harness.feed(RescueApplied(ME), 0.2)
+        assert RouteKey(PEER, PREFIX) in harness.routes
+        harness.probe(False, 1.0)
+        assert RouteKey(PEER, PREFIX) not in harness.routes
+        assert MY_ROUTE in harness.routes
+
+    def test_withdrawn_at_shutdown(self) -> None:
+        harness = Harness(MEMBERSHIP)
+        harness.feed(SessionChanged(PEER, True, "up"), 0.1)
+        harness.feed(RescueApplied(ME), 0.2)
+        harness.take(harness.core.shutdown(at(1.0)))
+        assert harness.routes == {}
+
+    def test_not_a_prefix_in_status(self) -> None:
+        """Member routes show in the rescue section, never in the prefix list."""
+        harness = Harness(MEMBERSHIP)
+        harness.healthy()
+        harness.feed(RescueApplied(ME), 0.2)
+        harness.feed(PeerRoutesReceived(PEER, (member("10.0.2.2"),), ()), 0.3)
+        exabgp = ExabgpStatus(
+            pid=1,
+            running=True,
+            connected=True,
+            restarts=0,
+            routes_acknowledged=0,
+            routes_desired=0,
+        )
+        zero = RescueTraffic(packets=0, bytes=0)
+        rescue = RescueStatus(
+            installed=True,
+            member=ME,
+            peers=(),
+            replicated=zero,
+            icmp_relayed=zero,
+            orphans=zero,
+            last_applied_at=None,
+            last_error=None,
+        )
+        status = harness.core.status(at(1.0), exabgp, rescue)
+        assert [p.prefix for p in status.prefixes] == [PREFIX]
+        assert [list(p.routes) for p in status.prefixes] == [[PEER]]
+        assert status.rescue is not None
+        assert status.rescue.membership is not None
+        assert status.rescue.membership.announced
+        assert [m.address for m in status.rescue.membership.members] == ["10.0.2.2"]
+
+
+class TestLearning:
+    def test_member_routes_resync_the_data_path_with_the_learnt_set(self) -> None:
+        harness = Harness(MEMBERSHIP)
+        harness.feed(SessionChanged(PEER, True, "up"), 0.1)
+        harness.feed(PeerRoutesReceived(PEER, (member("10.0.2.2"), member("10.0.3.2")), ()), 0.2)
+        harness.feed(PeerRoutesReceived(PEER, (("10.255.0.1/32", ("65100:1",)),), ()), 0.3)
+        assert learnt(harness) == [(), ("10.0.2.2", "10.0.3.2")]
+
+    def test_departure_waits_for_the_hold_down(self) -> None:
+        """The core's timer ends the hold-down; only then is the member removed."""
+        harness = Harness(MEMBERSHIP)
+        harness.feed(SessionChanged(PEER, True, "up"), 0.1)
+        harness.feed(PeerRoutesReceived(PEER, (member("10.0.2.2"),), ()), 0.2)
+        harness.feed(PeerRoutesReceived(PEER, (), ("10.0.2.2/32",)), 1.0)
+        assert learnt(harness) == [(), ("10.0.2.2",)]
+        assert harness.core.get_timer() == 31.0
+        harness.tick(31.0)
+        assert learnt(harness) == [(), ("10.0.2.2",), ()]
+        assert harness.core.get_timer() is None
+
+    def test_a_session_down_holds_its_members(self) -> None:
+        harness = Harness(MEMBERSHIP)
+        harness.feed(SessionChanged(PEER, True, "up"), 0.1)
+        harness.feed(PeerRoutesReceived(PEER, (member("10.0.2.2"),), ()), 0.2)
+        harness.feed(SessionChanged(PEER, False, "hold timer expired"), 2.0)
+        assert harness.core.get_timer() == 32.0
+        harness.feed(SessionChanged(PEER, True, "up"), 3.0)
+        harness.feed(PeerRoutesReceived(PEER, (member("10.0.2.2"),), ()), 3.1)
+        assert harness.core.get_timer() is None
+        assert learnt(harness) == [(), ("10.0.2.2",)]
+
+    def test_without_membership_received_routes_change_nothing(self) -> None:
+        data = {**BASE, "rescue": {"members": ["10.0.1.2", "10.0.2.2"]}}
+        harness = Harness(data)
+        harness.feed(PeerRoutesReceived(PEER, (member("10.0.3.2"),), ()), 0.2)
+        harness.feed(RescueApplied(ME), 0.3)
+        assert learnt(harness) == [()]
+        assert MY_ROUTE not in harness.routes
+
+    def test_turning_membership_on_restarts_exabgp_with_the_receive_api(self) -> None:
+        harness = Harness({**BASE, "rescue": {"members": ["10.0.1.2", "10.0.2.2"]}})
+        harness.feed(ConfigLoaded(config(MEMBERSHIP), 1), 1.0)
+        restarts = harness.of_type(fx.RestartExabgp)
+        assert [r.receive_routes for r in restarts] == [True]
