@@ -139,7 +139,9 @@ class Supervisor:
         self._drain_file = DrainFileWatch(self.submit, lambda: self.core.config)
         self._background: set[asyncio.Task[None]] = set()
         self._managed = ManagedAddresses(seams.addresses)
-        self._rescue = RescueKeeper(metrics, lambda member: self.submit(RescueApplied(member)))
+        self._rescue = RescueKeeper(
+            metrics, lambda member, kept: self.submit(RescueApplied(member, kept))
+        )
         self._state_writer = DrainStateWriter()
         self._requests = itertools.count(1)
         self._replies: dict[int, asyncio.Future[ControlResult]] = {}

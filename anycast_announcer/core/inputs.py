@@ -92,6 +92,9 @@ class RescueApplied:
     """The rescue data path for ``member`` (this server's underlay address) is installed."""
 
     member: str
+    inherited: tuple[str, ...] = ()
+    """Peers a first install found in the kernel and kept (learnt membership): held down
+    until their member routes arrive."""
 
 
 @dataclass(frozen=True, slots=True)

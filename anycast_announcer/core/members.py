@@ -58,6 +58,10 @@ class LearntMembers:
         self._installed = address
         return True
 
+    def inherit(self, addresses: Iterable[str], now: float) -> None:
+        """Peers found installed at start: members on hold-down until routes confirm."""
+        self._log(self._membership.inherit((ipaddress.ip_address(a) for a in addresses), now))
+
     def received(
         self,
         peer: str,

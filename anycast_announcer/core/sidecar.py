@@ -290,7 +290,10 @@ class SidecarCore:
             case PeerRoutesReceived():
                 return self._routes_received(item, now)
             case RescueApplied():
-                return self._members is not None and self._members.installed(item.member)
+                if self._members is None:
+                    return False
+                self._members.inherit(item.inherited, now.monotonic)
+                return self._members.installed(item.member)
             case AddressChanged():
                 return self._address_changed(item)
             case DrainFileChanged():

@@ -133,6 +133,16 @@ class Membership:
         self._depart(present_before - self._present(), now)
         return self.members() != before
 
+    def inherit(self, addresses: Iterable[IPAddress], now: float) -> bool:
+        """Members known from elsewhere (the data path found installed at start), held
+        down until a member route confirms them; whether the member set changed."""
+        before = self.members()
+        present = self._present()
+        for address in addresses:
+            if address not in present and address not in self._held and self._hold_down > 0:
+                self._held[address] = now + self._hold_down
+        return self.members() != before
+
     def session_down(self, peer: str, now: float) -> bool:
         """A BGP session went down: its routes are gone. Whether the member set changed."""
         before = self.members()

@@ -52,11 +52,12 @@ class RescueKeeper:
     def __init__(
         self,
         metrics: RescueSink | None = None,
-        on_applied: Callable[[str], None] | None = None,
+        on_applied: Callable[[str, tuple[str, ...]], None] | None = None,
     ) -> None:
         self._metrics = metrics
         self._on_applied = on_applied
-        """Told this server's member address after each successful apply (member route)."""
+        """Told this server's member address after each successful apply (member route),
+        and the peers a first apply found installed and kept (learnt membership)."""
         self._learnt: tuple[str, ...] = ()
         self._config: Config | None = None
         self._plan: RescuePlan | None = None
@@ -75,6 +76,16 @@ class RescueKeeper:
 
         assert config.rescue is not None  # the core asks only when configured
         facts = await asyncio.to_thread(host_facts, config.rescue)
+        inherited: tuple[str, ...] = ()
+        if self._plan is None and config.rescue.membership is not None:
+            # A restarted sidecar knows no member yet, but its data path still rescues
+            # the group's flows: keep the peers it finds until member routes (or their
+            # hold-down) decide, instead of cutting them out before BGP is even up.
+            installed = await AsyncRescueKernel().read_installed()
+            overlay = installed.overlays.get(config.rescue.device)
+            found = {dst for _, dst in overlay.fdb} if overlay is not None else set()
+            inherited = tuple(sorted(found - set(learnt)))
+            learnt = (*learnt, *inherited)
         plan = build_plan(
             config,
             local_address=facts.local_address,
@@ -97,7 +108,7 @@ class RescueKeeper:
             adopted=report.adopted,
         )
         if self._on_applied is not None:
-            self._on_applied(str(plan.me.address))
+            self._on_applied(str(plan.me.address), inherited)
         await self._read_counters()
 
     def sync(self, config: Config, learnt: tuple[str, ...] = ()) -> None:

@@ -150,3 +150,14 @@ class TestLearning:
         harness.feed(ConfigLoaded(config(MEMBERSHIP), 1), 1.0)
         restarts = harness.of_type(fx.RestartExabgp)
         assert [r.receive_routes for r in restarts] == [True]
+
+
+def test_peers_kept_by_the_first_install_are_learnt_on_hold_down() -> None:
+    """The next sync keeps them; without a member route they leave after the hold-down."""
+    harness = Harness(MEMBERSHIP)
+    harness.feed(RescueApplied(ME, ("10.0.2.2",)), 0.2)
+    harness.feed(PeerRoutesReceived(PEER, (member("10.0.3.2"),), ()), 0.3)
+    assert learnt(harness)[-1] == ("10.0.2.2", "10.0.3.2")
+    assert harness.core.get_timer() == 30.2
+    harness.tick(30.2)
+    assert learnt(harness)[-1] == ("10.0.3.2",)

@@ -135,3 +135,18 @@ class TestReconfigure:
 def test_member_prefix_is_a_host_route() -> None:
     assert member_prefix(ipaddress.ip_address("10.2.1.2")) == "10.2.1.2/32"
     assert member_prefix(ipaddress.ip_address("fd00:2::2")) == "fd00:2::2/128"
+
+
+class TestInherited:
+    def test_peers_found_installed_are_held_until_routes_confirm(
+        self, membership: Membership
+    ) -> None:
+        """A restarted sidecar keeps the group it finds in the kernel for a hold-down."""
+        assert membership.inherit(addresses("10.2.2.2", "10.2.3.2"), 5)
+        assert {(v.address, v.present, v.leaves_at) for v in membership.view()} == {
+            ("10.2.2.2", False, 65),
+            ("10.2.3.2", False, 65),
+        }
+        membership.routes_received(LEAF, [member("10.2.2.2")], [], 6)
+        assert membership.expire(65)
+        assert membership.members() == addresses("10.2.2.2")
