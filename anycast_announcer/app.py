@@ -69,7 +69,6 @@ async def _serve(config: Config, config_path: str, http: HttpStarter, metrics: M
             on_restart=metrics.exabgp_restarted,
             on_connection=metrics.exabgp_changed,
             on_routes=on_routes,
-            receive_routes=config.rescue is not None and config.rescue.membership is not None,
         )
 
     def detection(submit: Submit) -> Detection:

@@ -145,8 +145,6 @@ class RestartExabgp:
 
     bgp: BgpConfig
     settings: ExabgpConfig
-    receive_routes: bool = False
-    """Ask ExaBGP for the routes peers send (rescue membership)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,9 +21,44 @@ from anycast_announcer.rescue.membership import Membership, member_prefix
 from anycast_announcer.routes import Route, RouteKey
 from anycast_announcer.status import RescueMembershipStatus, RescueMemberStatus
 
-__all__ = ["LearntMembers"]
+__all__ = ["HostRoutesIn", "LearntMembers"]
+
+Announced = tuple[tuple[str, tuple[str, ...]], ...]
+"""(prefix, standard communities) of each route an UPDATE announced."""
 
 log = structlog.get_logger("anycast_announcer")
+
+
+class HostRoutesIn:
+    """The host routes (/32, /128) each peer carries now, with their communities.
+
+    Kept whatever the config says, so a reload that turns membership on (or changes its
+    community) learns at once from what the sessions already carry, without restarting
+    ExaBGP. Only host routes: member routes are host routes, and the rest of a leaf's
+    table is no business of ours.
+    """
+
+    def __init__(self) -> None:
+        self._routes: dict[str, dict[str, tuple[str, ...]]] = {}
+
+    def update(self, peer: str, announced: Announced, withdrawn: tuple[str, ...]) -> None:
+        """Apply one UPDATE of ``peer``."""
+        table = self._routes.setdefault(peer, {})
+        for prefix in withdrawn:
+            table.pop(prefix, None)
+        for prefix, communities in announced:
+            if _is_host_route(prefix):
+                table[prefix] = communities
+            else:
+                table.pop(prefix, None)
+
+    def drop(self, peer: str) -> None:
+        """``peer``'s session went down: its routes are gone."""
+        self._routes.pop(peer, None)
+
+    def replay(self) -> list[tuple[str, Announced]]:
+        """Per peer, everything it carries, as one announcement."""
+        return [(peer, tuple(table.items())) for peer, table in sorted(self._routes.items())]
 
 
 class LearntMembers:
@@ -129,6 +164,14 @@ class LearntMembers:
                 held_down=[v.address for v in views if not v.present],
             )
         return changed
+
+
+def _is_host_route(prefix: str) -> bool:
+    try:
+        network = ipaddress.ip_network(prefix)
+    except ValueError:
+        return False
+    return network.prefixlen == network.max_prefixlen
 
 
 def _peers(config: Config) -> list[str]:

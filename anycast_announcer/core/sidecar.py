@@ -53,7 +53,7 @@ from anycast_announcer.core.inputs import (
     SessionChanged,
     UndrainRequested,
 )
-from anycast_announcer.core.members import LearntMembers
+from anycast_announcer.core.members import HostRoutesIn, LearntMembers
 from anycast_announcer.dampening import PrefixDampening
 from anycast_announcer.drain import DrainOrigin, DrainPhase, PrefixDrain
 from anycast_announcer.drainstate import PersistedDrain
@@ -142,8 +142,10 @@ class SidecarCore:
         self._drain_file_present = False
         self._effects: list[fx.Effect] = []
         self._members: LearntMembers | None = None
+        self._routes_in = HostRoutesIn()
+        """Host routes our peers carry (ExaBGP's receive API), for membership."""
         """Rescue membership learnt from BGP (rescue.membership), else None."""
-        self._adopt(config)
+        self._adopt(config, now)
         self._restore(restored, now)
 
     # -- reading -----------------------------------------------------------------------
@@ -402,21 +404,22 @@ class SidecarCore:
         record.last_change_at = now.wall
         record.last_change_reason = item.reason
         self._emit(fx.PeerChanged(item.peer, item.up))
-        if (
-            not item.up
-            and self._members is not None
-            and self._members.session_down(item.peer, now.monotonic)
-        ):
+        if not item.up and self._members_session_down(item.peer, now):
             self._sync_rescue()
         return True
 
     def _routes_received(self, item: PeerRoutesReceived, now: Instant) -> bool:
         """Member routes in: a changed member set is applied to the data path as a diff."""
+        self._routes_in.update(item.peer, item.announced, item.withdrawn)
         if self._members is None:
             return False
         if self._members.received(item.peer, item.announced, item.withdrawn, now.monotonic):
             self._sync_rescue()
         return False
+
+    def _members_session_down(self, peer: str, now: Instant) -> bool:
+        self._routes_in.drop(peer)
+        return self._members is not None and self._members.session_down(peer, now.monotonic)
 
     def _learnt(self) -> tuple[str, ...]:
         return self._members.learnt() if self._members is not None else ()
@@ -552,7 +555,7 @@ class SidecarCore:
 
     # -- configuration -----------------------------------------------------------------
 
-    def _adopt(self, config: Config) -> None:
+    def _adopt(self, config: Config, now: Instant) -> None:
         """Make ``config`` current, keeping the state of what did not change."""
         self._config = config
         self._services = {
@@ -578,7 +581,10 @@ class SidecarCore:
         if not LearntMembers.wanted(config):
             self._members = None
         elif self._members is None:
+            # Membership turned on: learn from what the sessions already carry.
             self._members = LearntMembers(config)
+            for peer, announced in self._routes_in.replay():
+                self._members.received(peer, announced, (), now.monotonic)
 
     def _reload(self, new: Config, now: Instant) -> ControlResult:
         self._last_reload_error = None
@@ -586,7 +592,7 @@ class SidecarCore:
         if new == self._config:
             return ControlResult(ok=True, message="configuration unchanged")
         old = self._config
-        self._adopt(new)
+        self._adopt(new, now)
         self._config_loaded_at = now.wall
         self._report_config_change(old, new)
         self._emit(fx.ConfigApplied(new))
@@ -594,11 +600,10 @@ class SidecarCore:
         if new.services != old.services:
             self._emit(fx.ScheduleProbes(tuple(new.services)))
         self._reconcile_rescue(old, new, now)
-        receive = LearntMembers.wanted(new)
-        if (new.bgp, new.exabgp, receive) != (old.bgp, old.exabgp, LearntMembers.wanted(old)):
+        if (new.bgp, new.exabgp) != (old.bgp, old.exabgp):
             # ExaBGP reads its neighbors at start only: a BGP change restarts it, which
             # resets every session. Prefix, service and bandwidth changes do not.
-            self._emit(fx.RestartExabgp(new.bgp, new.exabgp, receive_routes=receive))
+            self._emit(fx.RestartExabgp(new.bgp, new.exabgp))
             notes.append("bgp changed: ExaBGP restarted")
         if new.http != old.http:
             notes.append("http changes take effect at the next restart")

@@ -118,12 +118,10 @@ class ExabgpDriver:
         on_connection: Callable[[bool], None] | None = None,
         *,
         on_routes: RoutesCallback | None = None,
-        receive_routes: bool = False,
     ) -> None:
         self._bgp = bgp
         self._settings = settings
         self._on_routes = on_routes
-        self._receive_routes = receive_routes
         self._on_session = on_session
         self._on_restart = on_restart
         self._on_connection = on_connection
@@ -160,13 +158,10 @@ class ExabgpDriver:
             desired=len(self._sync.desired),
         )
 
-    def reconfigure(
-        self, bgp: BgpConfig, settings: ExabgpConfig, *, receive_routes: bool = False
-    ) -> None:
+    def reconfigure(self, bgp: BgpConfig, settings: ExabgpConfig) -> None:
         """New neighbors or settings: restart ExaBGP with them, without backoff."""
         self._bgp = bgp
         self._settings = settings
-        self._receive_routes = receive_routes
         self._restart_now = True
         process = self._process
         if process is not None and process.returncode is None:
@@ -308,7 +303,7 @@ class ExabgpDriver:
         conf = run_dir / "exabgp.conf"
         relay = bridge_argv(str(socket_path), self._settings.watchdog)
         write_private_file_atomic(
-            conf, render_config(self._bgp, relay, receive_routes=self._receive_routes)
+            conf, render_config(self._bgp, relay, receive_routes=self._on_routes is not None)
         )
         user = pwd.getpwuid(os.getuid()).pw_name
         # All settings travel as environment variables; an empty env file stops ExaBGP

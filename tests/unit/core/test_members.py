@@ -145,11 +145,15 @@ class TestLearning:
         assert learnt(harness) == [()]
         assert MY_ROUTE not in harness.routes
 
-    def test_turning_membership_on_restarts_exabgp_with_the_receive_api(self) -> None:
+    def test_turning_membership_on_learns_from_routes_already_received(self) -> None:
+        """A reload needs no ExaBGP restart: the sessions' host routes are kept."""
         harness = Harness({**BASE, "rescue": {"members": ["10.0.1.2", "10.0.2.2"]}})
-        harness.feed(ConfigLoaded(config(MEMBERSHIP), 1), 1.0)
-        restarts = harness.of_type(fx.RestartExabgp)
-        assert [r.receive_routes for r in restarts] == [True]
+        harness.feed(SessionChanged(PEER, True, "up"), 0.1)
+        harness.feed(PeerRoutesReceived(PEER, (member("10.0.2.2"), member("10.0.3.2")), ()), 0.2)
+        harness.feed(PeerRoutesReceived(PEER, (), ("10.0.3.2/32",)), 0.3)
+        harness.feed(ConfigLoaded(config({**BASE, "rescue": MEMBERSHIP["rescue"]}), 1), 1.0)
+        assert harness.of_type(fx.RestartExabgp) == []
+        assert learnt(harness) == [(), ("10.0.2.2",)]
 
 
 def test_peers_kept_by_the_first_install_are_learnt_on_hold_down() -> None:

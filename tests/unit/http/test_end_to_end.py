@@ -72,9 +72,7 @@ class FakeDriver:
     def set_desired(self, routes: Mapping[RouteKey, Route]) -> None:
         self.desired = dict(routes)
 
-    def reconfigure(
-        self, bgp: BgpConfig, settings: ExabgpConfig, *, receive_routes: bool = False
-    ) -> None:
+    def reconfigure(self, bgp: BgpConfig, settings: ExabgpConfig) -> None:
         pass
 
     def snapshot(self) -> DriverSnapshot:
