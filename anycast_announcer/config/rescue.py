@@ -57,6 +57,13 @@ class MembershipConfig(StrictModel):
         description="member routes are accepted only for host addresses inside these "
         "(the servers' underlay subnets)",
     )
+    route_prefixes: list[IPNetworkText] | None = Field(
+        default=None,
+        description="announce member routes in these signalling ranges instead of the "
+        "underlay addresses themselves: one per underlay prefix, same family and length, "
+        "the same host bits (FRR ignores a route whose next hop is its own prefix, as a "
+        "member's /32 announced from that address is)",
+    )
     hold_down: Int = Field(
         default=HOLD_DOWN_DEFAULT,
         ge=0,
@@ -200,6 +207,7 @@ def _membership_problems(rescue: RescueConfig, membership: MembershipConfig) -> 
                 f"IPv{network.version} but underlay_prefixes[0] is IPv{networks[0].version}; "
                 "the underlay must be one address family"
             )
+    yield from _route_prefix_problems(membership)
     for index, member in enumerate(rescue.members):
         if not _inside(member, networks):
             yield (
@@ -208,6 +216,30 @@ def _membership_problems(rescue: RescueConfig, membership: MembershipConfig) -> 
     local = rescue.local_address
     if local is not None and not _inside(local, networks):
         yield (f"rescue.local_address: {local} is outside rescue.membership.underlay_prefixes")
+
+
+def _route_prefix_problems(membership: MembershipConfig) -> Iterator[str]:
+    routes = membership.route_prefixes
+    if routes is None:
+        return
+    underlay = membership.underlay_prefixes
+    if len(routes) != len(underlay):
+        yield (
+            f"rescue.membership.route_prefixes: {len(routes)} given for "
+            f"{len(underlay)} underlay_prefixes; one per underlay prefix"
+        )
+        return
+    for index, (route, network) in enumerate(zip(routes, underlay, strict=True)):
+        if (route.version, route.prefixlen) != (network.version, network.prefixlen):
+            yield (
+                f"rescue.membership.route_prefixes[{index}]: {route} must have the family "
+                f"and length of underlay_prefixes[{index}] ({network})"
+            )
+        if any(route.overlaps(n) for n in underlay if n.version == route.version):
+            yield (
+                f"rescue.membership.route_prefixes[{index}]: {route} overlaps the underlay; "
+                "member routes must not be underlay addresses here"
+            )
 
 
 def _inside(address: IPAddress, networks: list[IPNetwork]) -> bool:

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 import structlog
 
 from anycast_announcer.config import Config
-from anycast_announcer.rescue.membership import Membership, member_prefix
+from anycast_announcer.rescue.membership import Membership, member_route_prefix
 from anycast_announcer.routes import Route, RouteKey
 from anycast_announcer.status import RescueMembershipStatus, RescueMemberStatus
 
@@ -129,9 +129,9 @@ class LearntMembers:
     def routes(self, sessions_up: Iterable[str]) -> dict[RouteKey, Route]:
         """Our member route on every established session of the underlay's family."""
         address = self._installed
-        if address is None:
+        prefix = member_route_prefix(self._settings, address) if address is not None else None
+        if address is None or prefix is None:
             return {}
-        prefix = member_prefix(address)
         routes = {}
         for peer in sessions_up:
             if ipaddress.ip_address(peer).version == address.version:

@@ -13,7 +13,10 @@ routes that peer currently carries; a member is *present* while any peer carries
 route.
 
 The guard: a route counts only when it comes from a configured BGP peer, carries the
-group's community, and is a host route inside ``underlay_prefixes``. Everything else is
+group's community, and is a host route inside ``underlay_prefixes`` (or, with
+``route_prefixes``, inside those signalling ranges, standing for the underlay address
+with the same host bits: FRR ignores a route whose next hop is its own prefix, which a
+member's /32 announced from that very address is). Everything else is
 ignored and counted by reason (``ignored``): a rogue or misconfigured announcement
 cannot add a member, and ordinary routes (the anycast prefixes of the other servers)
 are not members.
@@ -37,7 +40,13 @@ from dataclasses import dataclass
 
 from anycast_announcer.config.rescue import MembershipConfig
 
-__all__ = ["IGNORE_REASONS", "MemberView", "Membership", "member_prefix"]
+__all__ = [
+    "IGNORE_REASONS",
+    "MemberView",
+    "Membership",
+    "member_prefix",
+    "member_route_prefix",
+]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -48,6 +57,32 @@ IGNORE_REASONS = ("unknown_peer", "no_community", "outside_underlay", "not_host_
 def member_prefix(address: IPAddress) -> str:
     """The member route's prefix for an underlay address: its /32 or /128."""
     return f"{address}/{address.max_prefixlen}"
+
+
+def member_route_prefix(settings: MembershipConfig, address: IPAddress) -> str | None:
+    """The prefix of ``address``'s member route: its host route, or, with
+    ``route_prefixes``, the host with the same host bits in its signalling range. None
+    when ``address`` is outside ``underlay_prefixes``."""
+    for index, network in enumerate(settings.underlay_prefixes):
+        if network.version == address.version and address in network:
+            if settings.route_prefixes is None:
+                return member_prefix(address)
+            route = settings.route_prefixes[index]
+            offset = int(address) - int(network.network_address)
+            return member_prefix(ipaddress.ip_address(int(route.network_address) + offset))
+    return None
+
+
+def _member_of_route(settings: MembershipConfig, host: IPAddress) -> IPAddress | None:
+    """The member a member route's host address stands for (inverse of the above)."""
+    routes = settings.route_prefixes or settings.underlay_prefixes
+    # Validated with the config: one route prefix per underlay prefix.
+    pairs = zip(routes, settings.underlay_prefixes, strict=True)
+    for route, network in pairs:
+        if route.version == host.version and host in route:
+            offset = int(host) - int(route.network_address)
+            return ipaddress.ip_address(int(network.network_address) + offset)
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +100,7 @@ class Membership:
     """The member set learnt from member routes, with a hold-down for departures."""
 
     def __init__(self, settings: MembershipConfig, peers: Iterable[str]) -> None:
+        self._settings = settings
         self._community = settings.community
         self._underlay = tuple(settings.underlay_prefixes)
         self._hold_down = float(settings.hold_down)
@@ -85,6 +121,7 @@ class Membership:
         longer passes departs (with the hold-down, as if withdrawn).
         """
         before = self.members()
+        self._settings = settings
         self._community = settings.community
         self._underlay = tuple(settings.underlay_prefixes)
         self._hold_down = float(settings.hold_down)
@@ -119,7 +156,8 @@ class Membership:
             return False
         carried = self._routes.setdefault(peer, set())
         for prefix in withdrawn:
-            address = _host(prefix)
+            host = _host(prefix)
+            address = _member_of_route(self._settings, host) if host is not None else None
             if address is not None:
                 carried.discard(address)
         for prefix, communities in announced:
@@ -127,8 +165,8 @@ class Membership:
             host = _host(prefix)
             if address is not None:
                 carried.add(address)
-            elif host is not None:
-                carried.discard(host)
+            elif host is not None and (member := _member_of_route(self._settings, host)):
+                carried.discard(member)
         self._arrive(self._present() - present_before)
         self._depart(present_before - self._present(), now)
         return self.members() != before
@@ -186,10 +224,11 @@ class Membership:
         if self._community not in communities:
             self.ignored["no_community"] += 1
             return None
-        if not self._inside(address):
+        member = _member_of_route(self._settings, address)
+        if member is None:
             self.ignored["outside_underlay"] += 1
             return None
-        return address
+        return member
 
     def _inside(self, address: IPAddress) -> bool:
         return any(n.version == address.version and address in n for n in self._underlay)

@@ -428,7 +428,9 @@ def test_pmtud_completes_through_lower_mtu_spine_leaf3_links(
 
 MEMBERSHIP_RESULTS = REPO_ROOT / "results" / "fabric-membership.json"
 DATA_PATH_ONLY = "10.2.9.2"
-"""A data-path-only member whose member route leaf2 originates for it."""
+"""A data-path-only member whose member route leaf2 originates for it..."""
+DATA_PATH_ONLY_ROUTE = "10.254.9.2/32"
+"""... in the lab's signalling range (rescue.membership.route_prefixes)."""
 
 
 def _stamp(event: dict[str, Any]) -> float:
@@ -519,7 +521,7 @@ def test_membership_is_learnt_from_the_fabric_on_every_member(
         before = time.time()
         leaf2(
             "address-family ipv4 unicast",
-            f"network {DATA_PATH_ONLY}/32 route-map RESCUE-ORIGINATE",
+            f"network {DATA_PATH_ONLY_ROUTE} route-map RESCUE-ORIGINATE",
         )
         results["data_path_only_added_installed"] = _converged(
             fabric,
@@ -530,7 +532,7 @@ def test_membership_is_learnt_from_the_fabric_on_every_member(
             f"{DATA_PATH_ONLY} installed",
         )
         before = time.time()
-        leaf2("address-family ipv4 unicast", f"no network {DATA_PATH_ONLY}/32")
+        leaf2("address-family ipv4 unicast", f"no network {DATA_PATH_ONLY_ROUTE}")
         results["data_path_only_removed_held_down"] = _converged(
             fabric,
             list(SERVERS),
@@ -540,7 +542,7 @@ def test_membership_is_learnt_from_the_fabric_on_every_member(
             f"{DATA_PATH_ONLY} held down",
         )
     finally:
-        leaf2("address-family ipv4 unicast", f"no network {DATA_PATH_ONLY}/32")
+        leaf2("address-family ipv4 unicast", f"no network {DATA_PATH_ONLY_ROUTE}")
         leaf2("bgp network import-check")
     worst = {key: max(values.values()) for key, values in results.items()}
     results["worst"] = worst

@@ -165,3 +165,17 @@ def test_peers_kept_by_the_first_install_are_learnt_on_hold_down() -> None:
     assert harness.core.get_timer() == 30.2
     harness.tick(30.2)
     assert learnt(harness)[-1] == ("10.0.3.2",)
+
+
+def test_member_route_in_the_signalling_range() -> None:
+    """With route_prefixes the route carries our host bits in that range."""
+    rescue = {
+        "membership": {
+            **MEMBERSHIP["rescue"]["membership"],
+            "route_prefixes": ["10.254.0.0/16"],
+        }
+    }
+    harness = Harness({**MEMBERSHIP, "rescue": rescue})
+    harness.feed(SessionChanged(PEER, True, "up"), 0.1)
+    harness.feed(RescueApplied(ME), 0.2)
+    assert RouteKey(PEER, "10.254.1.2/32") in harness.routes

@@ -168,3 +168,20 @@ class TestMembership:
     def test_mistakes_are_named_by_their_path(self, lines: str, expected: str) -> None:
         found = problems(with_rescue(lines))
         assert any(expected in problem for problem in found), found
+
+
+@pytest.mark.parametrize(
+    ("routes", "expected"),
+    [
+        ("[10.254.0.0/24]", "route_prefixes[0]: 10.254.0.0/24 must have the family and length"),
+        ("[10.2.0.0/16]", "route_prefixes[0]: 10.2.0.0/16 overlaps the underlay"),
+        ("[10.254.0.0/16, 10.253.0.0/16]", "route_prefixes: 2 given for 1 underlay_prefixes"),
+    ],
+)
+def test_route_prefixes_mirror_the_underlay(routes: str, expected: str) -> None:
+    lines = (
+        '  membership: {community: "65000:4242", underlay_prefixes: [10.2.0.0/16], '
+        f"route_prefixes: {routes}}}\n"
+    )
+    found = problems(with_rescue(lines))
+    assert any(expected in problem for problem in found), found

@@ -7,7 +7,7 @@ import ipaddress
 import pytest
 
 from anycast_announcer.config.rescue import MembershipConfig
-from anycast_announcer.rescue.membership import Membership, member_prefix
+from anycast_announcer.rescue.membership import Membership, member_prefix, member_route_prefix
 
 LEAF = "10.2.1.1"
 OTHER_LEAF = "10.2.5.1"
@@ -150,3 +150,32 @@ class TestInherited:
         membership.routes_received(LEAF, [member("10.2.2.2")], [], 6)
         assert membership.expire(65)
         assert membership.members() == addresses("10.2.2.2")
+
+
+class TestRoutePrefixes:
+    """Member routes in a signalling range: FRR ignores a route whose next hop is its
+    own prefix, so a member may announce the same host bits elsewhere."""
+
+    SETTINGS = SETTINGS.model_copy(
+        update={"route_prefixes": [ipaddress.ip_network("10.254.0.0/16")]}
+    )
+
+    def test_the_route_stands_for_the_underlay_address(self) -> None:
+        membership = Membership(self.SETTINGS, [LEAF])
+        membership.routes_received(LEAF, [("10.254.2.2/32", (GROUP,))], [], 0)
+        assert membership.members() == addresses("10.2.2.2")
+        membership.routes_received(LEAF, [], ["10.254.2.2/32"], 1)
+        assert [v.present for v in membership.view()] == [False]
+
+    def test_underlay_host_routes_are_then_ignored(self) -> None:
+        membership = Membership(self.SETTINGS, [LEAF])
+        membership.routes_received(LEAF, [member("10.2.2.2")], [], 0)
+        assert membership.members() == frozenset()
+        assert membership.ignored == {"outside_underlay": 1}
+
+    def test_our_route_prefix(self) -> None:
+        assert member_route_prefix(self.SETTINGS, ipaddress.ip_address("10.2.1.2")) == (
+            "10.254.1.2/32"
+        )
+        assert member_route_prefix(SETTINGS, ipaddress.ip_address("10.2.1.2")) == "10.2.1.2/32"
+        assert member_route_prefix(SETTINGS, ipaddress.ip_address("10.3.1.2")) is None
