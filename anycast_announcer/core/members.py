@@ -12,7 +12,7 @@ prefix policy, ``allowed_prefixes``, the per-prefix status or the prefix metrics
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import structlog
 
@@ -81,7 +81,7 @@ class LearntMembers:
         assert config.rescue is not None  # only while wanted(config)
         assert config.rescue.membership is not None  # idem
         self._settings = config.rescue.membership
-        return self._log(self._membership.reconfigure(self._settings, _peers(config), now))
+        return self._log(lambda: self._membership.reconfigure(self._settings, _peers(config), now))
 
     # -- inputs ------------------------------------------------------------------------
 
@@ -95,7 +95,9 @@ class LearntMembers:
 
     def inherit(self, addresses: Iterable[str], now: float) -> None:
         """Peers found installed at start: members on hold-down until routes confirm."""
-        self._log(self._membership.inherit((ipaddress.ip_address(a) for a in addresses), now))
+        self._log(
+            lambda: self._membership.inherit((ipaddress.ip_address(a) for a in addresses), now)
+        )
 
     def received(
         self,
@@ -105,15 +107,15 @@ class LearntMembers:
         now: float,
     ) -> bool:
         """A peer's UPDATE; whether the learnt member set changed."""
-        return self._log(self._membership.routes_received(peer, announced, withdrawn, now))
+        return self._log(lambda: self._membership.routes_received(peer, announced, withdrawn, now))
 
     def session_down(self, peer: str, now: float) -> bool:
         """A session went down; whether the learnt member set changed."""
-        return self._log(self._membership.session_down(peer, now))
+        return self._log(lambda: self._membership.session_down(peer, now))
 
     def expire(self, now: float) -> bool:
         """Hold-downs that ended; whether the learnt member set changed."""
-        return self._log(self._membership.expire(now))
+        return self._log(lambda: self._membership.expire(now))
 
     # -- answers -----------------------------------------------------------------------
 
@@ -155,9 +157,13 @@ class LearntMembers:
             ignored=dict(sorted(self._membership.ignored.items())),
         )
 
-    def _log(self, changed: bool) -> bool:
-        if changed:
-            views = self._membership.view()
+    def _log(self, step: Callable[[], bool]) -> bool:
+        """Run ``step`` (whether the member set changed); log when any member moved
+        between present, held down and gone (a departure changes no data path at once)."""
+        before = self._membership.view()
+        changed = step()
+        views = self._membership.view()
+        if [(v.address, v.present) for v in views] != [(v.address, v.present) for v in before]:
             log.info(
                 "rescue_members_changed",
                 present=[v.address for v in views if v.present],

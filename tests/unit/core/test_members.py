@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from structlog.testing import capture_logs
+
 from anycast_announcer.core import effects as fx
 from anycast_announcer.core.inputs import (
     ConfigLoaded,
@@ -179,3 +181,14 @@ def test_member_route_in_the_signalling_range() -> None:
     harness.feed(SessionChanged(PEER, True, "up"), 0.1)
     harness.feed(RescueApplied(ME), 0.2)
     assert RouteKey(PEER, "10.254.1.2/32") in harness.routes
+
+
+def test_a_departure_is_logged_though_the_data_path_waits() -> None:
+    """rescue_members_changed reports the move to held down at once."""
+    harness = Harness(MEMBERSHIP)
+    harness.feed(SessionChanged(PEER, True, "up"), 0.1)
+    harness.feed(PeerRoutesReceived(PEER, (member("10.0.2.2"),), ()), 0.2)
+    with capture_logs() as logs:
+        harness.feed(PeerRoutesReceived(PEER, (), ("10.0.2.2/32",)), 1.0)
+    changes = [e for e in logs if e["event"] == "rescue_members_changed"]
+    assert [(e["present"], e["held_down"]) for e in changes] == [([], ["10.0.2.2"])]
