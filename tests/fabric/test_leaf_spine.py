@@ -475,7 +475,17 @@ def test_membership_is_learnt_from_the_fabric_on_every_member(
 
     before = time.time()
     fabric.stop_sidecar("srv2")
-    down = _first(fabric.sidecars["srv2"], "exabgp_stopped", before, lambda _: True) or before
+    # SIGTERM withdraws first, then stops ExaBGP: the route leaves with the withdrawal.
+    down = wait_until(
+        lambda: _first(
+            fabric.sidecars["srv2"],
+            "route_withdrawn",
+            before,
+            lambda e: e.get("prefix") == "10.254.2.2/32",
+        ),
+        timeout=10,
+        message="srv2 never withdrew its member route",
+    )
     results["member_withdrawn_held_down"] = _converged(
         fabric,
         others,
