@@ -617,6 +617,10 @@ class SidecarCore:
         learnt_changed = False
         if self._members is not None and LearntMembers.wanted(old):
             learnt_changed = self._members.reconfigure(new, now.monotonic)
+            # A wider guard (another community, more peers) may accept routes it refused.
+            for peer, announced in self._routes_in.replay():
+                received = self._members.received(peer, announced, (), now.monotonic)
+                learnt_changed = received or learnt_changed
         if (new.rescue, new.prefixes) == (old.rescue, old.prefixes) and not learnt_changed:
             return
         if new.rescue is not None:

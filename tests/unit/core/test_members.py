@@ -192,3 +192,13 @@ def test_a_departure_is_logged_though_the_data_path_waits() -> None:
         harness.feed(PeerRoutesReceived(PEER, (), ("10.0.2.2/32",)), 1.0)
     changes = [e for e in logs if e["event"] == "rescue_members_changed"]
     assert [(e["present"], e["held_down"]) for e in changes] == [([], ["10.0.2.2"])]
+
+
+def test_a_new_community_learns_from_routes_already_received() -> None:
+    """A reload that changes the group's community re-reads what the sessions carry."""
+    harness = Harness(MEMBERSHIP)
+    harness.feed(SessionChanged(PEER, True, "up"), 0.1)
+    harness.feed(PeerRoutesReceived(PEER, (("10.0.2.2/32", ("65000:7",)),), ()), 0.2)
+    moved = {"membership": {**MEMBERSHIP["rescue"]["membership"], "community": "65000:7"}}
+    harness.feed(ConfigLoaded(config({**MEMBERSHIP, "rescue": moved}), 1), 1.0)
+    assert learnt(harness)[-1] == ("10.0.2.2",)
