@@ -74,6 +74,8 @@ log = structlog.get_logger(__name__)
 ALIAS = "anycast-announcer rescue"
 SYSCTL_ROOT = Path("/proc/sys/net")
 _NUD_PERMANENT = 0x80
+_DELETIONS = frozenset({LinkOpKind.DEL_NEIGHBOR, LinkOpKind.DEL_FDB})
+"""Steps whose target may already be gone (ENOENT then means done)."""
 _TCP_ESTABLISHED = 1
 # conntrack: IPS_SEEN_REPLY | IPS_ASSURED | IPS_CONFIRMED (ctnetlink refuses a new entry
 # whose status lacks CONFIRMED with EBUSY); TCP state ESTABLISHED; "be liberal" about
@@ -508,7 +510,14 @@ class RescueKernel:
         for op in ops:
             try:
                 self._step(ipr, op)
-            except (NetlinkError, OSError) as exc:
+            except NetlinkError as exc:
+                # Deleting a neighbour or FDB entry that is gone already reached the goal:
+                # removing an overlay address (a member's position moved when the group
+                # changed) takes the neighbours of its subnet with it.
+                gone = exc.code == errno.ENOENT and op.kind in _DELETIONS
+                if not gone:
+                    raise RescueError(f"{op.describe()}: {exc}") from None
+            except OSError as exc:
                 raise RescueError(f"{op.describe()}: {exc}") from None
             done.append(op.describe())
             log.debug("rescue_link_step", step=op.describe())

@@ -65,6 +65,9 @@ class RescueKeeper:
         self._applied_at: float | None = None
         self._error: str | None = None
         self._latest: tuple[Config, tuple[str, ...]] | None = None
+        self._wanted: tuple[Config, tuple[str, ...]] | None = None
+        """The newest plan asked for (applied or not): drift repair and retries use it."""
+        self._failed = False
         self._applying: asyncio.Task[None] | None = None
 
     async def apply(self, config: Config, learnt: tuple[str, ...] = ()) -> None:
@@ -112,8 +115,9 @@ class RescueKeeper:
         await self._read_counters()
 
     def sync(self, config: Config, learnt: tuple[str, ...] = ()) -> None:
-        """Apply ``config``'s plan soon (a reload, learnt members); failures are logged."""
-        self._latest = (config, learnt)
+        """Apply ``config``'s plan soon (a reload, learnt members); failures are logged
+        and retried at the next counter reading."""
+        self._latest = self._wanted = (config, learnt)
         if self._applying is None or self._applying.done():
             self._applying = asyncio.get_running_loop().create_task(self._apply_latest())
 
@@ -124,7 +128,9 @@ class RescueKeeper:
             (config, learnt), self._latest = self._latest, None
             try:
                 await self.apply(config, learnt)
+                self._failed = False
             except RescueError as error:
+                self._failed = True
                 self._error = str(error)
                 log.error("rescue_not_applied", error=str(error))
                 if self._metrics is not None:
@@ -134,6 +140,7 @@ class RescueKeeper:
     def forget(self) -> None:
         """The config no longer names a group: stop reporting (the data path stays)."""
         self._config = self._plan = self._counters = None
+        self._wanted, self._failed = None, False
         self._error = None
         if self._metrics is not None:
             self._metrics.rescue_counters(None)
@@ -146,6 +153,10 @@ class RescueKeeper:
             if self._plan is None:
                 continue
             readings += 1
+            if self._failed and self._wanted is not None:
+                # A failed apply (a learnt member, a reload) is not left for the drift
+                # check: the data path would miss a member until then.
+                self.sync(*self._wanted)
             await self._read_counters()
             if readings % DRIFT_CHECKS == 0:
                 await self._repair_drift()
@@ -204,7 +215,7 @@ class RescueKeeper:
             log.warning("rescue_state_unreadable", error=str(error))
             return
         log.warning("rescue_drift", action="re-applying the plan")
-        self.sync(self._config, self._learnt)
+        self.sync(*(self._wanted or (self._config, self._learnt)))
 
 
 def _traffic(traffic: Traffic) -> RescueTraffic:

@@ -321,6 +321,8 @@ class Fabric:
         """Reload every sidecar with the lab's own config: each installs rescue again."""
         if not self.rescue_enabled:
             self._reload_rescue(enabled=True)
+            # The servers learn each other again from their member routes.
+            self.wait_members(timeout=30)
 
     def _reload_rescue(self, *, enabled: bool) -> None:
         self.rescue_enabled = enabled
