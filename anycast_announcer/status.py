@@ -33,6 +33,8 @@ __all__ = [
     "PrefixState",
     "PrefixStatus",
     "ProbeStatus",
+    "RescueMemberStatus",
+    "RescueMembershipStatus",
     "RescuePeerStatus",
     "RescueStatus",
     "RescueTraffic",
@@ -172,6 +174,27 @@ class RescuePeerStatus(_Status):
     feedback_received: RescueTraffic
 
 
+class RescueMemberStatus(_Status):
+    """A member of the group learnt from its member route."""
+
+    address: str = Field(description="its underlay address")
+    present: bool = Field(description="some BGP peer carries its member route now")
+    held_for: float | None = Field(
+        description="seconds it stays in the data path after its route left (hold-down)"
+    )
+
+
+class RescueMembershipStatus(_Status):
+    """Membership learnt from the fabric (rescue.membership); not anycast prefixes."""
+
+    community: str
+    announced: bool = Field(description="this server's member route is being announced")
+    members: tuple[RescueMemberStatus, ...]
+    ignored: dict[str, int] = Field(
+        description="received routes that were not accepted as member routes, by reason"
+    )
+
+
 class RescueStatus(_Status):
     """The flow-rescue data path (kernel state; it lives on without the sidecar)."""
 
@@ -185,6 +208,7 @@ class RescueStatus(_Status):
     orphans: RescueTraffic = Field(description="packets of flows no server claimed: reset")
     last_applied_at: float | None = Field(description="Unix seconds")
     last_error: str | None
+    membership: RescueMembershipStatus | None = None
 
 
 class SidecarFaultStatus(_Status):

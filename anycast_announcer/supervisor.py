@@ -33,11 +33,13 @@ from anycast_announcer.core.inputs import (
     ConfigRejected,
     DrainRequested,
     Input,
+    PeerRoutesReceived,
+    RescueApplied,
     SessionChanged,
     UndrainRequested,
 )
 from anycast_announcer.drainstate import PersistedDrain
-from anycast_announcer.exabgp.driver import DriverSnapshot, SessionCallback
+from anycast_announcer.exabgp.driver import DriverSnapshot, RoutesCallback, SessionCallback
 from anycast_announcer.history import History
 from anycast_announcer.historymodels import HistoryWindow, SidecarHistory
 from anycast_announcer.http.token import TokenFileError
@@ -125,8 +127,8 @@ class Seams:
 
     probe: Probe
     addresses: AddressBook
-    driver: Callable[[SessionCallback], Driver]
-    """Builds the driver, given where it reports session changes."""
+    driver: Callable[[SessionCallback, RoutesCallback], Driver]
+    """Builds the driver, given where it reports session changes and received routes."""
     detection: Callable[[Submit], DetectionSource]
     """Builds the event sources, given where they report."""
 
@@ -151,7 +153,7 @@ class Supervisor:
         self.core = SidecarCore(
             config, self._now(), logger=log, config_path=config_path, restored=list(restored)
         )
-        self.driver = seams.driver(self._on_session)
+        self.driver = seams.driver(self._on_session, self._on_routes)
         self._probes = ProbeScheduler(seams.probe, self.submit, metrics)
         self._drains = DrainWorkers(self.submit)
         self._detection = seams.detection(self.submit)
@@ -160,7 +162,10 @@ class Supervisor:
         self._managed = ManagedAddresses(seams.addresses)
         # The supervisor owns the history: it is the one place every observation passes.
         self._history = History(time.time())
-        self._rescue = RescueKeeper(_RescueTap(metrics, self._history))
+        self._rescue = RescueKeeper(
+            _RescueTap(metrics, self._history),
+            lambda member, kept: self.submit(RescueApplied(member, kept)),
+        )
         self._state_writer = DrainStateWriter()
         self._requests = itertools.count(1)
         self._replies: dict[int, asyncio.Future[ControlResult]] = {}
@@ -173,6 +178,14 @@ class Supervisor:
 
     def _on_session(self, peer: str, up: bool, reason: str) -> None:
         self.submit(SessionChanged(peer, up, reason))
+
+    def _on_routes(
+        self,
+        peer: str,
+        announced: tuple[tuple[str, tuple[str, ...]], ...],
+        withdrawn: tuple[str, ...],
+    ) -> None:
+        self.submit(PeerRoutesReceived(peer, announced, withdrawn))
 
     @staticmethod
     def _now() -> Instant:
@@ -285,7 +298,7 @@ class Supervisor:
             case fx.ConfigureLogging():
                 configure_logging(effect.logging.format, effect.logging.level)
             case fx.SyncRescue():
-                self._rescue.sync(effect.config)
+                self._rescue.sync(effect.config, effect.learnt)
             case fx.RescueUnconfigured():
                 self._rescue.forget()
             case _:
@@ -330,7 +343,7 @@ class Supervisor:
             # Flow rescue goes in before anything can be announced, so no flow the fabric
             # moves here is ever reset; a failure stops the start (RescueError).
             if isinstance(effect, fx.SyncRescue):
-                await self._rescue.apply(effect.config)
+                await self._rescue.apply(effect.config, effect.learnt)
         self.perform(e for e in effects if not isinstance(e, fx.SyncRescue))
         await self._detection.open(self.core.config)
 

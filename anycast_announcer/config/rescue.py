@@ -7,16 +7,18 @@ ones a user can break (and must hear about from check-config).
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Annotated
 
 from pydantic import Field
 
+from anycast_announcer.config.syntax import community_problem
 from anycast_announcer.config.types import (
     Bool,
     Float,
     Int,
     IPAddress,
+    IPNetworkText,
     IPv4NetworkText,
     Port,
     StrictModel,
@@ -24,7 +26,12 @@ from anycast_announcer.config.types import (
 )
 from anycast_announcer.overlay import member_mac
 
-__all__ = ["RescueConfig", "rescue_problems"]
+__all__ = ["HOLD_DOWN_DEFAULT", "MembershipConfig", "RescueConfig", "rescue_problems"]
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+HOLD_DOWN_DEFAULT = 900
+"""Seconds a departed member stays in the data path (docs/rescue.md, *Membership*)."""
 
 
 OverlayDevice = Annotated[
@@ -36,6 +43,37 @@ OverlayDevice = Annotated[
 ]
 
 
+class MembershipConfig(StrictModel):
+    """Group membership learnt from the BGP fabric instead of listed (docs/rescue.md).
+
+    Each member announces its underlay host address tagged with ``community`` while its
+    data path is installed; the leaves pass these *member routes* to every server.
+    """
+
+    community: str = Field(
+        description="standard community 'A:B' naming the group; the same on every member"
+    )
+    underlay_prefixes: list[IPNetworkText] = Field(
+        min_length=1,
+        description="member routes are accepted only for host addresses inside these "
+        "(the servers' underlay subnets)",
+    )
+    route_prefixes: list[IPNetworkText] | None = Field(
+        default=None,
+        description="announce member routes in these signalling ranges instead of the "
+        "underlay addresses themselves: one per underlay prefix, same family and length, "
+        "the same host bits (FRR ignores a route whose next hop is its own prefix, as a "
+        "member's /32 announced from that address is)",
+    )
+    hold_down: Int = Field(
+        default=HOLD_DOWN_DEFAULT,
+        ge=0,
+        le=86_400,
+        description="seconds a member whose route was withdrawn stays in the data path, "
+        "so its live connections are still rescued back to it",
+    )
+
+
 class RescueConfig(StrictModel):
     """Flow rescue: hand TCP packets of connections held by another server of the group.
 
@@ -45,9 +83,14 @@ class RescueConfig(StrictModel):
     """
 
     members: list[IPAddress] = Field(
-        min_length=2,
-        description="underlay addresses of every server of the anycast group, this one "
-        "included; the same list on every server",
+        default=[],
+        description="underlay addresses of the servers of the anycast group, this one "
+        "included; the same list on every server. With membership: static members added "
+        "to the learnt ones (data-path-only members); may be empty",
+    )
+    membership: MembershipConfig | None = Field(
+        default=None,
+        description="learn the group's members from member routes in BGP",
     )
     local_address: IPAddress | None = Field(
         default=None,
@@ -126,27 +169,19 @@ class RescueConfig(StrictModel):
 
 def rescue_problems(rescue: RescueConfig) -> Iterator[str]:
     """Rules across the rescue section's fields; each yields ``rescue.path: message``."""
-    seen: dict[str, int] = {}
-    macs: dict[str, int] = {}
-    first = rescue.members[0]
-    for index, member in enumerate(rescue.members):
-        where = f"rescue.members[{index}]"
-        if member.is_unspecified or member.is_multicast or member.is_loopback:
-            yield f"{where}: {member} is not a usable underlay address"
-        if member.version != first.version:
-            yield (
-                f"{where}: {member} is IPv{member.version} but members[0] is "
-                f"IPv{first.version}; the underlay must be one address family"
-            )
-        if str(member) in seen:
-            yield f"{where}: duplicate member {member} (also members[{seen[str(member)]}])"
-            continue
-        seen[str(member)] = index
-        mac = member_mac(member, feedback=False)
-        if mac in macs:
-            yield f"{where}: its overlay MAC {mac} collides with members[{macs[mac]}]"
-        macs[mac] = index
-    if rescue.local_address is not None and str(rescue.local_address) not in seen:
+    if rescue.membership is None and len(rescue.members) < 2:
+        yield (
+            "rescue.members: list at least 2 members (every server of the group), or "
+            "configure rescue.membership to learn them from BGP"
+        )
+    if rescue.membership is not None:
+        yield from _membership_problems(rescue, rescue.membership)
+    seen = yield from _member_problems(rescue.members)
+    if (
+        rescue.membership is None
+        and rescue.local_address is not None
+        and str(rescue.local_address) not in seen
+    ):
         yield f"rescue.local_address: {rescue.local_address} is not one of rescue.members"
     if rescue.device == rescue.feedback_device:
         yield "rescue.feedback_device: must differ from rescue.device"
@@ -160,3 +195,77 @@ def rescue_problems(rescue: RescueConfig) -> Iterator[str]:
         yield "rescue.probation: must be longer than feedback_interval"
     if rescue.learn_timeout < 2 * rescue.feedback_interval:
         yield "rescue.learn_timeout: must be at least twice feedback_interval"
+
+
+def _membership_problems(rescue: RescueConfig, membership: MembershipConfig) -> Iterator[str]:
+    if (problem := community_problem(membership.community)) is not None:
+        yield f"rescue.membership.community: {membership.community!r} {problem}"
+    networks = membership.underlay_prefixes
+    for index, network in enumerate(networks):
+        if network.version != networks[0].version:
+            yield (
+                f"rescue.membership.underlay_prefixes[{index}]: {network} is "
+                f"IPv{network.version} but underlay_prefixes[0] is IPv{networks[0].version}; "
+                "the underlay must be one address family"
+            )
+    yield from _route_prefix_problems(membership)
+    for index, member in enumerate(rescue.members):
+        if not _inside(member, networks):
+            yield (
+                f"rescue.members[{index}]: {member} is outside rescue.membership.underlay_prefixes"
+            )
+    local = rescue.local_address
+    if local is not None and not _inside(local, networks):
+        yield (f"rescue.local_address: {local} is outside rescue.membership.underlay_prefixes")
+
+
+def _route_prefix_problems(membership: MembershipConfig) -> Iterator[str]:
+    routes = membership.route_prefixes
+    if routes is None:
+        return
+    underlay = membership.underlay_prefixes
+    if len(routes) != len(underlay):
+        yield (
+            f"rescue.membership.route_prefixes: {len(routes)} given for "
+            f"{len(underlay)} underlay_prefixes; one per underlay prefix"
+        )
+        return
+    for index, (route, network) in enumerate(zip(routes, underlay, strict=True)):
+        if (route.version, route.prefixlen) != (network.version, network.prefixlen):
+            yield (
+                f"rescue.membership.route_prefixes[{index}]: {route} must have the family "
+                f"and length of underlay_prefixes[{index}] ({network})"
+            )
+        if any(route.overlaps(n) for n in underlay if n.version == route.version):
+            yield (
+                f"rescue.membership.route_prefixes[{index}]: {route} overlaps the underlay; "
+                "member routes must not be underlay addresses here"
+            )
+
+
+def _inside(address: IPAddress, networks: list[IPNetwork]) -> bool:
+    return any(address.version == n.version and address in n for n in networks)
+
+
+def _member_problems(members: list[IPAddress]) -> Generator[str, None, dict[str, int]]:
+    """Each static member usable, of one family, unique, with a unique overlay MAC."""
+    seen: dict[str, int] = {}
+    macs: dict[str, int] = {}
+    for index, member in enumerate(members):
+        where = f"rescue.members[{index}]"
+        if member.is_unspecified or member.is_multicast or member.is_loopback:
+            yield f"{where}: {member} is not a usable underlay address"
+        if member.version != members[0].version:
+            yield (
+                f"{where}: {member} is IPv{member.version} but members[0] is "
+                f"IPv{members[0].version}; the underlay must be one address family"
+            )
+        if str(member) in seen:
+            yield f"{where}: duplicate member {member} (also members[{seen[str(member)]}])"
+            continue
+        seen[str(member)] = index
+        mac = member_mac(member, feedback=False)
+        if mac in macs:
+            yield f"{where}: its overlay MAC {mac} collides with members[{macs[mac]}]"
+        macs[mac] = index
+    return seen

@@ -6,6 +6,7 @@ boundary. Nothing here runs an event loop or touches a file, a socket or a clock
 
 from anycast_announcer.core import effects, inputs
 from anycast_announcer.core.inputs import Instant
-from anycast_announcer.core.sidecar import CoreClosedError, Logger, SidecarCore
+from anycast_announcer.core.logs import Logger
+from anycast_announcer.core.sidecar import CoreClosedError, SidecarCore
 
 __all__ = ["CoreClosedError", "Instant", "Logger", "SidecarCore", "effects", "inputs"]

@@ -83,6 +83,8 @@ class SyncRescue:
     """
 
     config: Config
+    learnt: tuple[str, ...] = ()
+    """Members learnt from member routes (rescue.membership), beside the static ones."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,9 @@ __all__ = [
     "DrainRequested",
     "Input",
     "Instant",
+    "PeerRoutesReceived",
     "ProbeCompleted",
+    "RescueApplied",
     "ServiceFailed",
     "SessionChanged",
     "Source",
@@ -73,6 +75,26 @@ class SessionChanged:
     peer: str
     up: bool
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PeerRoutesReceived:
+    """A BGP peer sent an UPDATE (ExaBGP's receive API; only with rescue.membership)."""
+
+    peer: str
+    announced: tuple[tuple[str, tuple[str, ...]], ...]
+    """(prefix, standard communities 'A:B') of each announced or replaced route."""
+    withdrawn: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RescueApplied:
+    """The rescue data path for ``member`` (this server's underlay address) is installed."""
+
+    member: str
+    inherited: tuple[str, ...] = ()
+    """Peers a first install found in the kernel and kept (learnt membership): held down
+    until their member routes arrive."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +170,8 @@ Input = (
     ProbeCompleted
     | ServiceFailed
     | SessionChanged
+    | PeerRoutesReceived
+    | RescueApplied
     | AddressChanged
     | DrainFileChanged
     | DrainHookFinished

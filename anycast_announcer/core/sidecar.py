@@ -25,7 +25,7 @@ check its invariants with hypothesis.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import TypeVar
 
 from anycast_announcer import __version__
 from anycast_announcer.config import Config, PrefixConfig, ServiceConfig
@@ -41,11 +41,15 @@ from anycast_announcer.core.inputs import (
     DrainRequested,
     Input,
     Instant,
+    PeerRoutesReceived,
     ProbeCompleted,
+    RescueApplied,
     ServiceFailed,
     SessionChanged,
     UndrainRequested,
 )
+from anycast_announcer.core.logs import Logger
+from anycast_announcer.core.members import HostRoutesIn, LearntMembers
 from anycast_announcer.core.records import RESULTS_KEPT, PeerRecord, ServiceRecord
 from anycast_announcer.dampening import PrefixDampening
 from anycast_announcer.drain import DrainOrigin, DrainPhase, PrefixDrain
@@ -83,14 +87,6 @@ _DRAINED_BY = {
 
 _WORKER_PHASES = (DrainPhase.HOOK, DrainPhase.WAITING_CONNECTIONS)
 """Drain phases that need a worker (the hook, then connection counts)."""
-
-
-class Logger(Protocol):
-    """Where the core writes its log events (a structlog logger, bound by the shell)."""
-
-    def info(self, event: str, **fields: Any) -> Any: ...
-    def warning(self, event: str, **fields: Any) -> Any: ...
-    def error(self, event: str, **fields: Any) -> Any: ...
 
 
 class CoreClosedError(RuntimeError):
@@ -133,7 +129,11 @@ class SidecarCore:
         self._workers: set[str] = set()
         self._drain_file_present = False
         self._effects: list[fx.Effect] = []
-        self._adopt(config)
+        self._members: LearntMembers | None = None
+        self._routes_in = HostRoutesIn()
+        """Host routes our peers carry (ExaBGP's receive API), for membership."""
+        """Rescue membership learnt from BGP (rescue.membership), else None."""
+        self._adopt(config, now)
         self._restore(restored, now)
 
     # -- reading -----------------------------------------------------------------------
@@ -164,6 +164,8 @@ class SidecarCore:
             return None
         deadlines = [d for d in (drain.deadline() for drain in self._drains.values()) if d]
         deadlines += [r for r in (damp.release_at() for damp in self._dampening.values()) if r]
+        if self._members is not None and (held := self._members.next_deadline()) is not None:
+            deadlines.append(held)
         return min(deadlines) if deadlines else None
 
     def ready(self, exabgp_connected: bool) -> bool:
@@ -200,8 +202,16 @@ class SidecarCore:
                 for peer in config.bgp.peers
             ),
             exabgp=exabgp,
-            rescue=rescue,
+            rescue=self._rescue_status(rescue, now),
         )
+
+    def _rescue_status(self, rescue: RescueStatus | None, now: Instant) -> RescueStatus | None:
+        """The shell's data path reading, with the membership learnt here."""
+        if rescue is None or self._members is None:
+            return rescue
+        announced = any(key.prefix.startswith(f"{rescue.member}/") for key in self._routes)
+        membership = self._members.status(now.monotonic, announced)
+        return rescue.model_copy(update={"membership": membership})
 
     def _prefix_status(self, prefix: PrefixConfig, now: Instant) -> PrefixStatus:
         name = str(prefix.prefix)
@@ -221,7 +231,7 @@ class SidecarCore:
         every prefix decided (withdrawn)."""
         self._refuse_if_closed("start")
         if self._config.rescue is not None:
-            self._emit(fx.SyncRescue(self._config))
+            self._emit(fx.SyncRescue(self._config, self._learnt()))
         self._emit(fx.ScheduleProbes(tuple(self._config.services)))
         for peer in self._peers:
             self._emit(fx.PeerChanged(peer, False, "not established yet"))
@@ -248,8 +258,10 @@ class SidecarCore:
         return self._take()
 
     def handle_timer(self, now: Instant) -> list[fx.Effect]:
-        """A deadline from ``get_timer`` passed: advance drains and dampening."""
+        """A deadline from ``get_timer`` passed: advance drains, dampening, hold-downs."""
         self._refuse_if_closed("a timer")
+        if self._members is not None and self._members.expire(now.monotonic):
+            self._sync_rescue()
         self._recompute(now)
         return self._take()
 
@@ -275,7 +287,9 @@ class SidecarCore:
         if self._closed:
             raise CoreClosedError(f"the core was shut down; {what} can no longer be applied")
 
-    def _ingest(self, item: Input, now: Instant) -> bool:  # noqa: PLR0911  # one case per input type
+    def _ingest(  # noqa: C901, PLR0911  # one case per input type
+        self, item: Input, now: Instant
+    ) -> bool:
         """Apply one input; whether it changed anything a decision depends on."""
         match item:
             case ProbeCompleted():
@@ -284,6 +298,13 @@ class SidecarCore:
                 return self._service_failed(item, now)
             case SessionChanged():
                 return self._session_changed(item, now)
+            case PeerRoutesReceived():
+                return self._routes_received(item, now)
+            case RescueApplied():
+                if self._members is None:
+                    return False
+                self._members.inherit(item.inherited, now.monotonic)
+                return self._members.installed(item.member)
             case AddressChanged():
                 return self._address_changed(item)
             case DrainFileChanged():
@@ -392,7 +413,28 @@ class SidecarCore:
         record.last_change_at = now.wall
         record.last_change_reason = item.reason
         self._emit(fx.PeerChanged(item.peer, item.up, item.reason))
+        if not item.up and self._members_session_down(item.peer, now):
+            self._sync_rescue()
         return True
+
+    def _routes_received(self, item: PeerRoutesReceived, now: Instant) -> bool:
+        """Member routes in: a changed member set is applied to the data path as a diff."""
+        self._routes_in.update(item.peer, item.announced, item.withdrawn)
+        if self._members is None:
+            return False
+        if self._members.received(item.peer, item.announced, item.withdrawn, now.monotonic):
+            self._sync_rescue()
+        return False
+
+    def _members_session_down(self, peer: str, now: Instant) -> bool:
+        self._routes_in.drop(peer)
+        return self._members is not None and self._members.session_down(peer, now.monotonic)
+
+    def _learnt(self) -> tuple[str, ...]:
+        return self._members.learnt() if self._members is not None else ()
+
+    def _sync_rescue(self) -> None:
+        self._emit(fx.SyncRescue(self._config, self._learnt()))
 
     def _address_changed(self, item: AddressChanged) -> bool:
         changed = False
@@ -532,7 +574,7 @@ class SidecarCore:
 
     # -- configuration -----------------------------------------------------------------
 
-    def _adopt(self, config: Config) -> None:
+    def _adopt(self, config: Config, now: Instant) -> None:
         """Make ``config`` current, keeping the state of what did not change."""
         self._config = config
         self._services = {
@@ -555,6 +597,13 @@ class SidecarCore:
         self._address_present = {
             n: p for n, p in self._address_present.items() if n in self._drains
         }
+        if not LearntMembers.wanted(config):
+            self._members = None
+        elif self._members is None:
+            # Membership turned on: learn from what the sessions already carry.
+            self._members = LearntMembers(config, self._log)
+            for peer, announced in self._routes_in.replay():
+                self._members.received(peer, announced, (), now.monotonic)
 
     def _reload(self, new: Config, now: Instant) -> ControlResult:
         self._last_reload_error = None
@@ -562,7 +611,7 @@ class SidecarCore:
         if new == self._config:
             return ControlResult(ok=True, message="configuration unchanged")
         old = self._config
-        self._adopt(new)
+        self._adopt(new, now)
         self._config_loaded_at = now.wall
         self._report_config_change(old, new)
         self._settle_removed_and_added(old, now)
@@ -572,7 +621,7 @@ class SidecarCore:
         notes = []
         if new.services != old.services:
             self._emit(fx.ScheduleProbes(tuple(new.services)))
-        self._reconcile_rescue(old, new)
+        self._reconcile_rescue(old, new, now)
         if (new.bgp, new.exabgp) != (old.bgp, old.exabgp):
             # ExaBGP reads its neighbors at start only: a BGP change restarts it, which
             # resets every session. Prefix, service and bandwidth changes do not.
@@ -604,12 +653,19 @@ class SidecarCore:
             )
             self._log.info("drain_started", prefix=name, reason=reason, origin="drain_file")
 
-    def _reconcile_rescue(self, old: Config, new: Config) -> None:
+    def _reconcile_rescue(self, old: Config, new: Config, now: Instant) -> None:
         """A changed group or anycast address set is applied as a diff by the shell."""
-        if (new.rescue, new.prefixes) == (old.rescue, old.prefixes):
+        learnt_changed = False
+        if self._members is not None and LearntMembers.wanted(old):
+            learnt_changed = self._members.reconfigure(new, now.monotonic)
+            # A wider guard (another community, more peers) may accept routes it refused.
+            for peer, announced in self._routes_in.replay():
+                received = self._members.received(peer, announced, (), now.monotonic)
+                learnt_changed = received or learnt_changed
+        if (new.rescue, new.prefixes) == (old.rescue, old.prefixes) and not learnt_changed:
             return
         if new.rescue is not None:
-            self._emit(fx.SyncRescue(new))
+            self._emit(fx.SyncRescue(new, self._learnt()))
         elif old.rescue is not None:
             self._log.warning(
                 "rescue_unconfigured", action="left installed; rescue remove removes it"
@@ -651,6 +707,8 @@ class SidecarCore:
             self._decide(prefix, states, why, now)
         sessions_up = {peer for peer, record in self._peers.items() if record.up}
         routes = desired_routes(self._config, self._decisions, sessions_up)
+        if self._members is not None:
+            routes |= self._members.routes(sorted(sessions_up))
         if routes != self._routes or not self._routes_sent:
             self._routes = routes
             self._routes_sent = True

@@ -33,7 +33,15 @@ import structlog
 
 from anycast_announcer.config import BgpConfig, ExabgpConfig
 from anycast_announcer.exabgp.bridge import HEARTBEAT, bridge_argv, heartbeat_interval
-from anycast_announcer.exabgp.protocol import Ack, ApiReader, NeighborState, Shutdown, Unparsed
+from anycast_announcer.exabgp.protocol import (
+    Ack,
+    ApiReader,
+    EndOfRib,
+    NeighborState,
+    RoutesReceived,
+    Shutdown,
+    Unparsed,
+)
 from anycast_announcer.exabgp.render import render_config, render_environment
 from anycast_announcer.exabgp.sync import (
     AckOutcome,
@@ -45,7 +53,7 @@ from anycast_announcer.exabgp.sync import (
 from anycast_announcer.files import ensure_private_dir, write_private_file_atomic
 from anycast_announcer.routes import Route, RouteKey
 
-__all__ = ["DriverSnapshot", "ExabgpDriver", "SessionCallback"]
+__all__ = ["DriverSnapshot", "ExabgpDriver", "RoutesCallback", "SessionCallback"]
 
 log = structlog.get_logger("anycast_announcer.exabgp")
 
@@ -53,6 +61,10 @@ _T = TypeVar("_T")
 
 SessionCallback = Callable[[str, bool, str], None]
 """Called with (peer address, established, reason) when a BGP session changes."""
+
+RoutesCallback = Callable[[str, tuple[tuple[str, tuple[str, ...]], ...], tuple[str, ...]], None]
+"""Called with (peer, ((prefix, communities), ...) announced, prefixes withdrawn) for each
+UPDATE a peer sent, when the driver was asked to receive routes."""
 
 _CONNECT_TIMEOUT = 20.0
 _OUTPUT_LINE_KEPT = 4096
@@ -104,9 +116,12 @@ class ExabgpDriver:
         on_session: SessionCallback,
         on_restart: Callable[[], None] | None = None,
         on_connection: Callable[[bool], None] | None = None,
+        *,
+        on_routes: RoutesCallback | None = None,
     ) -> None:
         self._bgp = bgp
         self._settings = settings
+        self._on_routes = on_routes
         self._on_session = on_session
         self._on_restart = on_restart
         self._on_connection = on_connection
@@ -287,7 +302,9 @@ class ExabgpDriver:
         """Render ExaBGP's files (private, atomic) and start it through the guard."""
         conf = run_dir / "exabgp.conf"
         relay = bridge_argv(str(socket_path), self._settings.watchdog)
-        write_private_file_atomic(conf, render_config(self._bgp, relay))
+        write_private_file_atomic(
+            conf, render_config(self._bgp, relay, receive_routes=self._on_routes is not None)
+        )
         user = pwd.getpwuid(os.getuid()).pw_name
         # All settings travel as environment variables; an empty env file stops ExaBGP
         # from reading a system-wide one (and from advising us to create it).
@@ -322,6 +339,15 @@ class ExabgpDriver:
                         _normalise(event.peer), event.state, event.reason
                     )
                     self._report(change)
+                elif isinstance(event, RoutesReceived):
+                    if self._on_routes is not None:
+                        self._on_routes(
+                            _normalise(event.peer),
+                            tuple((r.prefix, r.communities) for r in event.announced),
+                            event.withdrawn,
+                        )
+                elif isinstance(event, EndOfRib):
+                    log.debug("bgp_end_of_rib", peer=event.peer, family=event.family)
                 elif isinstance(event, Shutdown):
                     log.info("exabgp_shutting_down")
                     for change in self._sync.on_shutdown():

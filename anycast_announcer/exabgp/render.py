@@ -18,8 +18,13 @@ __all__ = ["PROCESS_NAME", "render_config", "render_environment"]
 PROCESS_NAME = "anycast-announcer"
 
 
-def render_config(bgp: BgpConfig, api_argv: Sequence[str]) -> str:
-    """The ``exabgp.conf`` text: one API process and one neighbor block per peer."""
+def render_config(bgp: BgpConfig, api_argv: Sequence[str], *, receive_routes: bool = False) -> str:
+    """The ``exabgp.conf`` text: one API process and one neighbor block per peer.
+
+    ``receive_routes``: ExaBGP also hands our process every UPDATE the peers send, parsed
+    as JSON (rescue membership learns member routes from them).
+    """
+    receive = " receive { parsed; update; }" if receive_routes else ""
     lines = [
         "# Rendered by anycast-announcer at start; edits here are overwritten.",
         f"process {PROCESS_NAME} {{",
@@ -49,7 +54,7 @@ def render_config(bgp: BgpConfig, api_argv: Sequence[str]) -> str:
             # Routes only ever come from our API process; a peer flap must not replay a
             # route we withdrew meanwhile, so we re-send on session up ourselves.
             "    adj-rib-out false;",
-            f"    api {{ processes [ {PROCESS_NAME} ]; neighbor-changes; }}",
+            f"    api {{ processes [ {PROCESS_NAME} ]; neighbor-changes;{receive} }}",
             "}",
         ]
     return "\n".join(lines) + "\n"

@@ -237,6 +237,17 @@ def _rescue_lines(rescue: RescueStatus) -> list[str]:
     ]
     if rescue.last_error:
         lines.append(f"rescue failed: {_clean(rescue.last_error)}")
+    if (membership := rescue.membership) is not None:
+        members = ", ".join(
+            _clean(m.address) + ("" if m.present else f" (held down {m.held_for or 0:.0f}s)")
+            for m in membership.members
+        )
+        ignored = sum(membership.ignored.values())
+        lines.append(
+            f"rescue members learnt ({_clean(membership.community)}, member route "
+            f"{'announced' if membership.announced else 'NOT announced'}): "
+            f"{members or 'none'}; {ignored} routes ignored"
+        )
     lines += _table(
         ["RESCUE PEER", "HANDED TO IT", "RESCUED FROM IT", "REFUSED"],
         [

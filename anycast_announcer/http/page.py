@@ -188,6 +188,16 @@ def _rescue_section(rescue: RescueStatus | None, now: float) -> str:
         "packets reset"
     )
     problem = f'<p class="problem">{_text(rescue.last_error)}</p>' if rescue.last_error else ""
+    if (membership := rescue.membership) is not None:
+        members = ", ".join(
+            _text(m.address) + ("" if m.present else f" (held down {m.held_for or 0:.0f} s)")
+            for m in membership.members
+        )
+        problem += (
+            f'<p id="rescue-members">members learnt from {_text(membership.community)} '
+            f"routes: {members or 'none'}; member route "
+            f"{'announced' if membership.announced else 'not announced'}</p>"
+        )
     rows = "\n".join(
         f'<tr data-rescue-peer="{_text(peer.peer)}"><td class="mono">{_text(peer.peer)}</td>'
         f"<td>{peer.forwarded.packets} / {peer.forwarded.bytes}</td>"

@@ -57,8 +57,9 @@ def check_warnings(config: Config) -> list[str]:
     rescue = config.rescue
     if rescue is None:
         return []
-    if rescue.underlay_mtu is not None:
-        local, mtu = rescue.local_address or rescue.members[0], rescue.underlay_mtu
+    named = rescue.local_address or (rescue.members[0] if rescue.members else None)
+    if rescue.underlay_mtu is not None and named is not None:
+        local, mtu = named, rescue.underlay_mtu
     else:
         try:
             facts = host_facts(rescue)
@@ -103,6 +104,15 @@ def _install(path: str) -> int:
         return EXIT_USAGE
     for warning in mtu_warnings(plan):
         print(f"{path}: warning: {warning}", file=sys.stderr)
+    if config is not None and config.rescue is not None and config.rescue.membership is not None:
+        # No BGP here: a data-path-only member knows only its static members, and someone
+        # else (its leaf, docs/rescue.md) must announce its member route for it.
+        print(
+            f"{path}: warning: rescue.membership: rescue install learns no members; it "
+            f"installs the {len(plan.peers)} static peer(s) in rescue.members, and this "
+            "server's member route must be announced for it (docs/rescue.md)",
+            file=sys.stderr,
+        )
     configure_logging("auto", "warning")  # the kernel shell logs; this command prints
     try:
         report = RescueKernel().apply(plan)

@@ -75,6 +75,8 @@ log = structlog.get_logger(__name__)
 ALIAS = "anycast-announcer rescue"
 SYSCTL_ROOT = Path("/proc/sys/net")
 _NUD_PERMANENT = 0x80
+_DELETIONS = frozenset({LinkOpKind.DEL_NEIGHBOR, LinkOpKind.DEL_FDB})
+"""Steps whose target may already be gone (ENOENT then means done)."""
 _TCP_ESTABLISHED = 1
 # conntrack: IPS_SEEN_REPLY | IPS_ASSURED | IPS_CONFIRMED (ctnetlink refuses a new entry
 # whose status lacks CONFIRMED with EBUSY); TCP state ESTABLISHED; "be liberal" about
@@ -199,24 +201,46 @@ def host_facts(settings: RescueConfig) -> HostFacts:
         if settings.local_address is not None:
             local: IPAddress = settings.local_address
         else:
-            mine = sorted(_local_addresses(ipr) & set(settings.members), key=str)
-            if len(mine) != 1:
-                what = "none" if not mine else ", ".join(map(str, mine))
-                raise RescueError(
-                    f"rescue.local_address: not set, and {what} of rescue.members is "
-                    "configured on this host; set it"
-                )
-            local = mine[0]
+            local = _local_member(settings, _local_addresses(ipr))
         if settings.underlay_mtu is not None:
             return HostFacts(local, settings.underlay_mtu, "config")
-        mtus = [
-            mtu
-            for peer in settings.members
-            if peer != local and (mtu := _route_mtu(ipr, peer)) is not None
-        ]
+        # With learnt membership the peers are not known yet: the underlay subnets
+        # stand for them (a host inside each).
+        probes: list[IPAddress] = [peer for peer in settings.members if peer != local]
+        if settings.membership is not None:
+            for network in settings.membership.underlay_prefixes:
+                # The first host of the subnet (the network address of a /31 or /32).
+                inside = ipaddress.ip_address(
+                    int(network.network_address)
+                    + (1 if network.num_addresses > 2 else 0)  # /31, /32
+                )
+                if inside != local:
+                    probes.append(inside)
+        mtus = [mtu for peer in probes if (mtu := _route_mtu(ipr, peer)) is not None]
     if not mtus:
         return HostFacts(local, 1500, "default (no route to any peer)")
     return HostFacts(local, min(mtus), "interfaces routing to the peers")
+
+
+def _local_member(settings: RescueConfig, local_addresses: set[IPAddress]) -> IPAddress:
+    """This server's member address: a listed member, or (membership) one in the underlay."""
+    if settings.membership is not None:
+        networks = settings.membership.underlay_prefixes
+        candidates = {
+            a for a in local_addresses if any(a.version == n.version and a in n for n in networks)
+        }
+        where = "rescue.membership.underlay_prefixes"
+    else:
+        candidates = local_addresses & set(settings.members)
+        where = "rescue.members"
+    mine = sorted(candidates, key=str)
+    if len(mine) != 1:
+        what = "none" if not mine else ", ".join(map(str, mine))
+        raise RescueError(
+            f"rescue.local_address: not set, and {what} of {where} is configured on this "
+            "host; set it"
+        )
+    return mine[0]
 
 
 # -- reading -----------------------------------------------------------------------------------
@@ -481,7 +505,14 @@ class RescueKernel:
         for op in ops:
             try:
                 self._step(ipr, op)
-            except (NetlinkError, OSError) as exc:
+            except NetlinkError as exc:
+                # Deleting a neighbour or FDB entry that is gone already reached the goal:
+                # removing an overlay address (a member's position moved when the group
+                # changed) takes the neighbours of its subnet with it.
+                gone = exc.code == errno.ENOENT and op.kind in _DELETIONS
+                if not gone:
+                    raise RescueError(f"{op.describe()}: {exc}") from None
+            except OSError as exc:
                 raise RescueError(f"{op.describe()}: {exc}") from None
             done.append(op.describe())
             log.debug("rescue_link_step", step=op.describe())

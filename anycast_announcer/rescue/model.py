@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from anycast_announcer.config import Config, RescueConfig
@@ -254,9 +255,17 @@ def plan_from_settings(
     *,
     local_address: IPAddress,
     underlay_mtu: int,
+    learnt: Iterable[IPAddress] = (),
 ) -> RescuePlan:
-    """The plan for the member ``local_address`` (ValueError if it is not a member)."""
-    ordered = sorted(set(settings.members), key=lambda a: (a.version, int(a)))
+    """The plan for the member ``local_address`` (ValueError if it is not a member).
+
+    ``learnt``: members learnt from member routes (``rescue.membership``), merged with the
+    static ``members``; with membership this server is a member by definition.
+    """
+    group = set(settings.members)
+    if settings.membership is not None:
+        group |= {a for a in learnt if a.version == local_address.version} | {local_address}
+    ordered = sorted(group, key=lambda a: (a.version, int(a)))
     members = tuple(
         Member.make(address, index, settings.overlay_ipv4) for index, address in enumerate(ordered)
     )
@@ -291,7 +300,13 @@ def plan_from_settings(
     )
 
 
-def build_plan(config: Config, *, local_address: IPAddress, underlay_mtu: int) -> RescuePlan:
+def build_plan(
+    config: Config,
+    *,
+    local_address: IPAddress,
+    underlay_mtu: int,
+    learnt: Iterable[IPAddress] = (),
+) -> RescuePlan:
     """The plan of a config with a ``rescue:`` section (ValueError without one).
 
     ``local_address`` and ``underlay_mtu`` are host facts (``kernel.host_facts``), or
@@ -301,5 +316,9 @@ def build_plan(config: Config, *, local_address: IPAddress, underlay_mtu: int) -
         raise ValueError("the config has no rescue section")
     prefixes = tuple(prefix.prefix for prefix in config.prefixes)
     return plan_from_settings(
-        config.rescue, prefixes, local_address=local_address, underlay_mtu=underlay_mtu
+        config.rescue,
+        prefixes,
+        local_address=local_address,
+        underlay_mtu=underlay_mtu,
+        learnt=learnt,
     )

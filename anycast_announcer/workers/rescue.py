@@ -15,7 +15,9 @@ without a process. Removal is ``anycast-announcer rescue remove``.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 import structlog
@@ -47,29 +49,57 @@ class RescueSink(Protocol):
 class RescueKeeper:
     """Applies the rescue plan, repairs drift, and reads the counters."""
 
-    def __init__(self, metrics: RescueSink | None = None) -> None:
+    def __init__(
+        self,
+        metrics: RescueSink | None = None,
+        on_applied: Callable[[str, tuple[str, ...]], None] | None = None,
+    ) -> None:
         self._metrics = metrics
+        self._on_applied = on_applied
+        """Told this server's member address after each successful apply (member route),
+        and the peers a first apply found installed and kept (learnt membership)."""
+        self._learnt: tuple[str, ...] = ()
         self._config: Config | None = None
         self._plan: RescuePlan | None = None
         self._counters: RescueCounters | None = None
         self._applied_at: float | None = None
         self._error: str | None = None
-        self._latest: Config | None = None
+        self._latest: tuple[Config, tuple[str, ...]] | None = None
+        self._wanted: tuple[Config, tuple[str, ...]] | None = None
+        """The newest plan asked for (applied or not): drift repair and retries use it."""
+        self._failed = False
         self._applying: asyncio.Task[None] | None = None
 
-    async def apply(self, config: Config) -> None:
-        """Build the plan for this host and apply it; raises ``RescueError``."""
+    async def apply(self, config: Config, learnt: tuple[str, ...] = ()) -> None:
+        """Build the plan for this host and apply it; raises ``RescueError``.
+
+        ``learnt``: members learnt from member routes, beside the configured ones.
+        """
         from anycast_announcer.rescue.kernel import AsyncRescueKernel, host_facts
 
         assert config.rescue is not None  # the core asks only when configured
         facts = await asyncio.to_thread(host_facts, config.rescue)
+        inherited: tuple[str, ...] = ()
+        if self._plan is None and config.rescue.membership is not None:
+            # A restarted sidecar knows no member yet, but its data path still rescues
+            # the group's flows: keep the peers it finds until member routes (or their
+            # hold-down) decide, instead of cutting them out before BGP is even up.
+            installed = await AsyncRescueKernel().read_installed()
+            overlay = installed.overlays.get(config.rescue.device)
+            found = {dst for _, dst in overlay.fdb} if overlay is not None else set()
+            inherited = tuple(sorted(found - set(learnt)))
+            learnt = (*learnt, *inherited)
         plan = build_plan(
-            config, local_address=facts.local_address, underlay_mtu=facts.underlay_mtu
+            config,
+            local_address=facts.local_address,
+            underlay_mtu=facts.underlay_mtu,
+            learnt=[ipaddress.ip_address(member) for member in learnt],
         )
         for warning in mtu_warnings(plan):
             log.warning("rescue_mtu", warning=warning)
         report = await AsyncRescueKernel().apply(plan)
         self._config, self._plan, self._error = config, plan, None
+        self._learnt = learnt
         self._applied_at = time.time()
         log.info(
             "rescue_applied",
@@ -80,11 +110,14 @@ class RescueKeeper:
             tables=list(report.tables_written),
             adopted=report.adopted,
         )
+        if self._on_applied is not None:
+            self._on_applied(str(plan.me.address), inherited)
         await self._read_counters()
 
-    def sync(self, config: Config) -> None:
-        """Apply ``config``'s plan soon (a reload); failures are logged and shown."""
-        self._latest = config
+    def sync(self, config: Config, learnt: tuple[str, ...] = ()) -> None:
+        """Apply ``config``'s plan soon (a reload, learnt members); failures are logged
+        and retried at the next counter reading."""
+        self._latest = self._wanted = (config, learnt)
         if self._applying is None or self._applying.done():
             self._applying = asyncio.get_running_loop().create_task(self._apply_latest())
 
@@ -92,10 +125,12 @@ class RescueKeeper:
         from anycast_announcer.rescue.kernel import RescueError
 
         while self._latest is not None:
-            config, self._latest = self._latest, None
+            (config, learnt), self._latest = self._latest, None
             try:
-                await self.apply(config)
+                await self.apply(config, learnt)
+                self._failed = False
             except RescueError as error:
+                self._failed = True
                 self._error = str(error)
                 log.error("rescue_not_applied", error=str(error))
                 if self._metrics is not None:
@@ -105,6 +140,7 @@ class RescueKeeper:
     def forget(self) -> None:
         """The config no longer names a group: stop reporting (the data path stays)."""
         self._config = self._plan = self._counters = None
+        self._wanted, self._failed = None, False
         self._error = None
         if self._metrics is not None:
             self._metrics.rescue_counters(None)
@@ -117,6 +153,10 @@ class RescueKeeper:
             if self._plan is None:
                 continue
             readings += 1
+            if self._failed and self._wanted is not None:
+                # A failed apply (a learnt member, a reload) is not left for the drift
+                # check: the data path would miss a member until then.
+                self.sync(*self._wanted)
             await self._read_counters()
             if readings % DRIFT_CHECKS == 0:
                 await self._repair_drift()
@@ -175,7 +215,7 @@ class RescueKeeper:
             log.warning("rescue_state_unreadable", error=str(error))
             return
         log.warning("rescue_drift", action="re-applying the plan")
-        self.sync(self._config)
+        self.sync(*(self._wanted or (self._config, self._learnt)))
 
 
 def _traffic(traffic: Traffic) -> RescueTraffic:

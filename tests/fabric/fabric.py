@@ -28,6 +28,8 @@ LAB_DIR = REPO_ROOT / "containerlab" / "leaf-spine"
 TOPOLOGY = LAB_DIR / "leaf-spine.clab.yml"
 PLAN = yaml.safe_load((Path(__file__).parent / "expected.yaml").read_text(encoding="utf-8"))
 SERVERS = ("srv1", "srv2", "srv3", "srv4")
+MEMBER = {"srv1": "10.2.1.2", "srv2": "10.2.2.2", "srv3": "10.2.3.2", "srv4": "10.2.4.2"}
+"""Each server's rescue member address (its member route, learnt from the fabric)."""
 ROUTERS = ("leaf1", "leaf2", "spine1", "spine2", "leaf3")
 SPINES = ("spine1", "spine2")
 SERVER_LEAVES = ("leaf1", "leaf2")
@@ -210,6 +212,31 @@ class Fabric:
                 timeout=timeout,
                 message="the fabric never got back to healthy",
             )
+        if self.rescue_enabled:
+            self.wait_members(timeout=timeout)
+
+    def installed_peers(self, node: str) -> set[str]:
+        """The peers of ``node``'s latest rescue apply (its data path), from its log."""
+        applied = self.sidecars[node].events("rescue_applied")
+        return set(applied[-1].get("peers", [])) if applied else set()
+
+    def wait_members(self, timeout: float) -> None:
+        """Every server's data path holds every other server, learnt from member routes."""
+
+        def complete() -> bool:
+            return all(
+                {MEMBER[other] for other in SERVERS if other != node} <= self.installed_peers(node)
+                for node in SERVERS
+            )
+
+        try:
+            wait_until(complete, timeout=timeout, message="rescue membership", interval=0.1)
+        except AssertionError as exc:
+            seen = {node: sorted(self.installed_peers(node)) for node in SERVERS}
+            raise AssertionError(
+                f"{exc}: the servers never learnt each other as members: {seen}\n"
+                f"{self.sidecar_tails()}"
+            ) from None
 
     def _server_default_routes(self, node: str) -> None:
         links: Mapping[str, str] = PLAN["server_links"][node]
@@ -294,6 +321,8 @@ class Fabric:
         """Reload every sidecar with the lab's own config: each installs rescue again."""
         if not self.rescue_enabled:
             self._reload_rescue(enabled=True)
+            # The servers learn each other again from their member routes.
+            self.wait_members(timeout=30)
 
     def _reload_rescue(self, *, enabled: bool) -> None:
         self.rescue_enabled = enabled

@@ -340,3 +340,24 @@ def test_take_over_forgets_conntrack_entries_no_socket_holds(lab: RescueLab) -> 
     out = lab.install("s1")
     assert re.search(r"[1-9]\d* stale entries forgotten", out), out
     assert lab.run("s1", sys.executable, "-c", STALE, "get").stdout.strip() == "absent"
+
+
+def test_a_group_that_grows_around_a_member_moves_its_position(
+    lab: RescueLab, tmp_path: Path
+) -> None:
+    """s3 is last of two, then third of four: its overlay addresses move, and the kernel
+    drops the neighbours of the old ones by itself. Learnt membership does this whenever
+    members join below a server's address; the apply must not fail on what is gone."""
+    try:
+        small = write_config(tmp_path / "small.yaml", members=["10.0.3.2", "10.0.9.2"])
+        lab.install("s3", small)
+        grown = write_config(
+            tmp_path / "grown.yaml", members=["10.0.1.2", "10.0.2.2", "10.0.3.2", "10.0.9.2"]
+        )
+        lab.install("s3", grown)
+        status = lab.status("s3")
+        assert status["devices"]["anycast-rsc"]["peers"] == ["10.0.1.2", "10.0.2.2", "10.0.9.2"]
+        checked = lab.cli("s3", "rescue", "status", "-c", str(grown), "--json")
+        assert '"in_sync": true' in checked.stdout
+    finally:
+        lab.install("s3")

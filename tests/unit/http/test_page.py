@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from anycast_announcer.http.client import format_status
 from anycast_announcer.http.page import render_page
+from anycast_announcer.status import RescueMembershipStatus, RescueMemberStatus
 from tests.unit.http.fakes import EVIL_SERVICE, NOW, replace, sample_rescue, sample_status
 
 
@@ -55,3 +57,23 @@ def test_flow_rescue_is_shown_with_its_counters() -> None:
     assert "4521 / 6329400" in page  # rescued from 10.0.2.2: packets / bytes
     assert "7 ICMP errors relayed, 1 orphan packets reset" in page
     assert 'id="rescue"' not in render_page(sample_status(), now=NOW)
+
+
+def test_learnt_membership_is_shown_in_the_rescue_section() -> None:
+    """Member routes are not prefixes: the learnt members show under flow rescue."""
+    membership = RescueMembershipStatus(
+        community="65000:4242",
+        announced=True,
+        members=(
+            RescueMemberStatus(address="10.0.2.2", present=True, held_for=None),
+            RescueMemberStatus(address="10.0.3.2", present=False, held_for=812.4),
+        ),
+        ignored={"no_community": 2},
+    )
+    rescue = sample_rescue().model_copy(update={"membership": membership})
+    status = replace(sample_status(), rescue=rescue)
+    page = render_page(status, now=NOW)
+    assert "10.0.2.2, 10.0.3.2 (held down 812 s); member route announced" in page
+    text = format_status(status, now=NOW)
+    assert "rescue members learnt (65000:4242, member route announced): 10.0.2.2, " in text
+    assert "10.0.3.2 (held down 812s); 2 routes ignored" in text

@@ -57,7 +57,7 @@ def test_the_schema_documents_the_section() -> None:
             "be one address family",
         ),
         ("  members: [10.2.1.2, 127.0.0.1]\n", "rescue.members[1]: 127.0.0.1 is not a usable"),
-        ("  members: [10.2.1.2]\n", "rescue.members: List should have at least 2 items"),
+        ("  members: [10.2.1.2]\n", "rescue.members: list at least 2 members"),
         (
             "  members: [10.2.1.2, 10.2.2.2]\n  local_address: 10.2.9.9\n",
             "rescue.local_address: 10.2.9.9 is not one of rescue.members",
@@ -114,3 +114,74 @@ def test_rescue_install_refuses_a_config_without_the_section(
     broken.write_text(with_rescue("  members: [10.2.1.2, 10.2.1.2]\n"), encoding="utf-8")
     assert main(["rescue", "install", "-c", str(broken)]) == EXIT_USAGE
     assert "rescue.members[1]: duplicate member" in capsys.readouterr().err
+
+
+MEMBERSHIP = '  membership: {community: "65000:4242", underlay_prefixes: [10.2.0.0/16]}\n'
+
+
+class TestMembership:
+    def test_membership_needs_no_member_list(self) -> None:
+        """A server joins a group by naming it: no list of the others."""
+        rescue = parse_config(with_rescue(MEMBERSHIP)).rescue
+        assert rescue is not None
+        assert rescue.membership is not None
+        assert rescue.members == []
+        assert rescue.membership.hold_down == 900
+        assert rescue.membership.underlay_prefixes == [ipaddress.ip_network("10.2.0.0/16")]
+
+    def test_static_members_stay_an_option_beside_it(self) -> None:
+        rescue = parse_config(with_rescue(MEMBERSHIP + "  members: [10.2.9.2]\n")).rescue
+        assert rescue is not None
+        assert [str(m) for m in rescue.members] == ["10.2.9.2"]
+
+    @pytest.mark.parametrize(
+        ("lines", "expected"),
+        [
+            (
+                '  membership: {community: "65000:99999", underlay_prefixes: [10.2.0.0/16]}\n',
+                "rescue.membership.community: '65000:99999' is not a community",
+            ),
+            (
+                '  membership: {community: "65000:1", underlay_prefixes: []}\n',
+                "rescue.membership.underlay_prefixes: List should have at least 1 item",
+            ),
+            (
+                '  membership: {community: "65000:1", underlay_prefixes: [10.2.0.0/16, '
+                '"fd00::/64"]}\n',
+                "rescue.membership.underlay_prefixes[1]: fd00::/64 is IPv6",
+            ),
+            (
+                MEMBERSHIP + "  members: [10.3.0.2]\n",
+                "rescue.members[0]: 10.3.0.2 is outside rescue.membership.underlay_prefixes",
+            ),
+            (
+                MEMBERSHIP + "  local_address: 10.3.0.2\n",
+                "rescue.local_address: 10.3.0.2 is outside rescue.membership.underlay_prefixes",
+            ),
+            (
+                '  membership: {community: "65000:1", underlay_prefixes: [10.2.0.0/16], '
+                "hold_down: -1}\n",
+                "rescue.membership.hold_down: Input should be greater than or equal to 0",
+            ),
+        ],
+    )
+    def test_mistakes_are_named_by_their_path(self, lines: str, expected: str) -> None:
+        found = problems(with_rescue(lines))
+        assert any(expected in problem for problem in found), found
+
+
+@pytest.mark.parametrize(
+    ("routes", "expected"),
+    [
+        ("[10.254.0.0/24]", "route_prefixes[0]: 10.254.0.0/24 must have the family and length"),
+        ("[10.2.0.0/16]", "route_prefixes[0]: 10.2.0.0/16 overlaps the underlay"),
+        ("[10.254.0.0/16, 10.253.0.0/16]", "route_prefixes: 2 given for 1 underlay_prefixes"),
+    ],
+)
+def test_route_prefixes_mirror_the_underlay(routes: str, expected: str) -> None:
+    lines = (
+        '  membership: {community: "65000:4242", underlay_prefixes: [10.2.0.0/16], '
+        f"route_prefixes: {routes}}}\n"
+    )
+    found = problems(with_rescue(lines))
+    assert any(expected in problem for problem in found), found

@@ -6,8 +6,9 @@ import ipaddress
 
 import pytest
 
+from anycast_announcer.config import parse_config
 from anycast_announcer.overlay import member_mac, member_token
-from anycast_announcer.rescue.model import Family, build_plan
+from anycast_announcer.rescue.model import Family, RescuePlan, build_plan
 from tests.unit.rescue.plans import BASE, config, plan
 
 V6_UNDERLAY = BASE.replace(
@@ -101,3 +102,35 @@ def test_a_config_without_rescue_has_no_plan() -> None:
     without = config().model_copy(update={"rescue": None})
     with pytest.raises(ValueError, match="no rescue section"):
         build_plan(without, local_address=ipaddress.ip_address("10.2.1.2"), underlay_mtu=1500)
+
+
+class TestLearntMembers:
+    """With rescue.membership the plan's group is static + learnt + this server."""
+
+    MEMBERSHIP = (
+        BASE.split("rescue:\n")[0]
+        + 'rescue:\n  membership: {community: "65000:4242", underlay_prefixes: [10.2.0.0/16]}\n'
+    )
+
+    def _plan(self, learnt: list[str], base: str | None = None) -> RescuePlan:
+        return build_plan(
+            parse_config(base or self.MEMBERSHIP),
+            local_address=ipaddress.ip_address("10.2.1.2"),
+            underlay_mtu=9000,
+            learnt=[ipaddress.ip_address(a) for a in learnt],
+        )
+
+    def test_alone_the_group_is_this_server(self) -> None:
+        """The first server of a group installs a data path with no peers yet."""
+        alone = self._plan([])
+        assert [str(m.address) for m in alone.members] == ["10.2.1.2"]
+        assert alone.peers == ()
+
+    def test_learnt_members_become_peers(self) -> None:
+        grown = self._plan(["10.2.3.2", "10.2.2.2", "fd00:2::2"])
+        assert [str(m.address) for m in grown.members] == ["10.2.1.2", "10.2.2.2", "10.2.3.2"]
+        assert [str(p.address) for p in grown.peers] == ["10.2.2.2", "10.2.3.2"]
+
+    def test_learnt_members_are_ignored_without_membership(self) -> None:
+        listed = self._plan(["10.2.9.2"], base=BASE)
+        assert "10.2.9.2" not in [str(m.address) for m in listed.members]

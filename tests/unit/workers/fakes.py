@@ -4,12 +4,12 @@ probes and the event sources. Everything inside the process is the real code."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from anycast_announcer.config import BgpConfig, Config, ExabgpConfig
 from anycast_announcer.core.inputs import AddressChanged
-from anycast_announcer.exabgp.driver import DriverSnapshot
+from anycast_announcer.exabgp.driver import DriverSnapshot, RoutesCallback, SessionCallback
 from anycast_announcer.localaddr import AddressError, IPNetwork
 from anycast_announcer.results import ProbeResult
 from anycast_announcer.routes import Route, RouteKey
@@ -64,9 +64,10 @@ class FakeBook:
 class FakeDriver:
     """ExaBGP acknowledging everything at once, its one session up."""
 
-    def __init__(self, on_session: Callable[[str, bool, str], None]) -> None:
+    def __init__(self, on_session: SessionCallback, on_routes: RoutesCallback) -> None:
         self.desired: dict[RouteKey, Route] = {}
         self._on_session = on_session
+        self._on_routes = on_routes
         self._stopped = asyncio.Event()
 
     async def run(self) -> None:
