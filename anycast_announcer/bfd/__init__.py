@@ -2,7 +2,8 @@
 
 ExaBGP has no BFD, so the sidecar speaks it itself. The protocol is a sans-IO machine per
 session (``Session``: datagrams and timer expiries in, with ``now``; packets and state
-changes out); only the UDP transport lives in the shell.
+changes out); only the UDP transport lives in the shell (``speaker``, one thread for every
+session, which transmits only while the event loop keeps beating).
 """
 
 from anycast_announcer.bfd._packet import (

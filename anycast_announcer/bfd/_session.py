@@ -132,6 +132,8 @@ class SessionSnapshot:
     packets_sent: int
     packets_received: int
     packets_discarded: int
+    polls_completed: int  # our Poll Sequences ended by the peer's Final
+    polls_answered: int  # the peer's Polls we answered with Final
     last_change: float | None
 
 
@@ -151,6 +153,8 @@ class _Counters:
     sent: int = 0
     received: int = 0
     discarded: int = 0
+    polls_completed: int = 0
+    polls_answered: int = 0
 
 
 @dataclass(slots=True)
@@ -215,11 +219,13 @@ class Session:
         self._remote.min_tx_us = packet.desired_min_tx_us
         self._remote.multiplier = packet.detect_mult
         if packet.final and self._poll.running:
+            self._counters.polls_completed += 1
             self._end_poll(now)
         if self._state is State.ADMIN_DOWN:
             return
         self._advance(packet.state, now)
         if packet.poll:
+            self._counters.polls_answered += 1
             self._send(now, final=True)
         self._detect_deadline = now + self._detection_time_us() / _US
         self._reschedule_if_faster(old_interval, now)
@@ -280,6 +286,11 @@ class Session:
         return min(deadlines) if deadlines else None
 
     @property
+    def next_transmit(self) -> float | None:
+        """When the next periodic packet is due (for the shell's lateness figures)."""
+        return self._next_tx
+
+    @property
     def state(self) -> State:
         """bfd.SessionState."""
         return self._state
@@ -309,6 +320,8 @@ class Session:
             packets_sent=self._counters.sent,
             packets_received=self._counters.received,
             packets_discarded=self._counters.discarded,
+            polls_completed=self._counters.polls_completed,
+            polls_answered=self._counters.polls_answered,
             last_change=self._last_change,
         )
 

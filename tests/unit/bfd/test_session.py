@@ -158,6 +158,8 @@ class TestPollSequence:
         assert link.b.snapshot().detection_time == pytest.approx(1.8)
         finals = [tx.packet for _, tx in link.sent["b"] if tx.packet.final]
         assert finals
+        assert link.a.snapshot().polls_completed == 2  # the one after UP, then ours
+        assert link.b.snapshot().polls_answered >= 2  # every packet with P gets an F
 
     def test_a_shorter_receive_interval_keeps_the_old_detection_time_until_final(self) -> None:
         """§6.8.3: a reduced Required Min RX is not used for detection before the Final."""
