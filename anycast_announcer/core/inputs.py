@@ -16,6 +16,7 @@ from anycast_announcer.config import Config
 
 __all__ = [
     "AddressChanged",
+    "BfdChanged",
     "ConfigLoaded",
     "ConfigRejected",
     "ConnectionsCounted",
@@ -72,6 +73,20 @@ class SessionChanged:
 
     peer: str
     up: bool
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class BfdChanged:
+    """The BFD session of a BGP peer changed its verdict.
+
+    ``up`` is True once the session is UP, False when it went down by detection (or the
+    peer said DOWN), and None when BFD has no verdict: not up yet, or AdminDown on
+    either side, which RFC 5882 §3.2 says must not take the BGP session down.
+    """
+
+    peer: str
+    up: bool | None
     reason: str
 
 
@@ -148,6 +163,7 @@ Input = (
     ProbeCompleted
     | ServiceFailed
     | SessionChanged
+    | BfdChanged
     | AddressChanged
     | DrainFileChanged
     | DrainHookFinished

@@ -33,11 +33,12 @@ import structlog
 
 from anycast_announcer import __version__
 from anycast_announcer.checks import ProbeCategory, ProbeResult
-from anycast_announcer.config import Config, PrefixConfig, ServiceConfig
+from anycast_announcer.config import BgpConfig, Config, PeerConfig, PrefixConfig, ServiceConfig
 from anycast_announcer.core import effects as fx
 from anycast_announcer.core import snapshot
 from anycast_announcer.core.inputs import (
     AddressChanged,
+    BfdChanged,
     ConfigLoaded,
     ConfigRejected,
     ConnectionsCounted,
@@ -99,11 +100,18 @@ class ServiceRecord:
 
 @dataclass(slots=True)
 class PeerRecord:
-    """One BGP session as ExaBGP reported it."""
+    """One BGP session as ExaBGP reported it, and its BFD session's verdict."""
 
     up: bool = False
     last_change_at: float | None = None
     last_change_reason: str | None = None
+    bfd_up: bool | None = None
+    """None: no BFD verdict (not configured, not up yet, or AdminDown: RFC 5882)."""
+
+    @property
+    def effective_up(self) -> bool:
+        """Established in ExaBGP and not declared down by BFD: what the policy counts."""
+        return self.up and self.bfd_up is not False
 
 
 class SidecarCore:
@@ -220,6 +228,7 @@ class SidecarCore:
         if self._config.rescue is not None:
             self._emit(fx.SyncRescue(self._config))
         self._emit(fx.ScheduleProbes(tuple(self._config.services)))
+        self._emit(fx.SyncBfd(_bfd_peers(self._config)))
         for peer in self._peers:
             self._emit(fx.PeerChanged(peer, False))
         self._recompute(now)
@@ -259,7 +268,7 @@ class SidecarCore:
         self._emit(fx.SyncRoutes({}))
         return self._take()
 
-    def _ingest(self, item: Input, now: Instant) -> bool:  # noqa: PLR0911  # one case per input type
+    def _ingest(self, item: Input, now: Instant) -> bool:  # noqa: C901, PLR0911  # one case per input type
         """Apply one input; whether it changed anything a decision depends on."""
         match item:
             case ProbeCompleted():
@@ -268,6 +277,8 @@ class SidecarCore:
                 return self._service_failed(item, now)
             case SessionChanged():
                 return self._session_changed(item, now)
+            case BfdChanged():
+                return self._bfd_changed(item, now)
             case AddressChanged():
                 return self._address_changed(item)
             case DrainFileChanged():
@@ -372,10 +383,25 @@ class SidecarCore:
         record = self._peers.setdefault(item.peer, PeerRecord())
         if record.up == item.up:
             return False
+        was = record.effective_up
         record.up = item.up
         record.last_change_at = now.wall
         record.last_change_reason = item.reason
-        self._emit(fx.PeerChanged(item.peer, item.up))
+        if record.effective_up != was:
+            self._emit(fx.PeerChanged(item.peer, record.effective_up))
+        return True
+
+    def _bfd_changed(self, item: BfdChanged, now: Instant) -> bool:
+        record = self._peers.get(item.peer)
+        if record is None or record.bfd_up == item.up:
+            return False  # a peer a reload removed, or no news
+        was = record.effective_up
+        record.bfd_up = item.up
+        log.info("bfd_verdict_changed", peer=item.peer, up=item.up, reason=item.reason)
+        if record.effective_up != was:
+            record.last_change_at = now.wall
+            record.last_change_reason = f"bfd: {item.reason}"
+            self._emit(fx.PeerChanged(item.peer, record.effective_up))
         return True
 
     def _address_changed(self, item: AddressChanged) -> bool:
@@ -544,17 +570,32 @@ class SidecarCore:
         if new.services != old.services:
             self._emit(fx.ScheduleProbes(tuple(new.services)))
         self._reconcile_rescue(old, new)
-        if (new.bgp, new.exabgp) != (old.bgp, old.exabgp):
+        if (_without_bfd(new.bgp), new.exabgp) != (_without_bfd(old.bgp), old.exabgp):
             # ExaBGP reads its neighbors at start only: a BGP change restarts it, which
-            # resets every session. Prefix, service and bandwidth changes do not.
+            # resets every session. Prefix, service, bandwidth and BFD changes do not.
             self._emit(fx.RestartExabgp(new.bgp, new.exabgp))
             notes.append("bgp changed: ExaBGP restarted")
+        if _bfd_peers(new) != _bfd_peers(old):
+            self._forget_bfd(new)
+            # New timers reach an UP session through a Poll Sequence (RFC 5880 §6.8.3).
+            self._emit(fx.SyncBfd(_bfd_peers(new)))
+            notes.append("bfd changed: applied without restarting ExaBGP")
         if new.http != old.http:
             notes.append("http changes take effect at the next restart")
         if new.logging != old.logging:
             self._emit(fx.ConfigureLogging(new.logging))
         log.info("config_reloaded", path=self._config_path, notes=notes)
         return ControlResult(ok=True, message="; ".join(["reloaded", *notes]))
+
+    def _forget_bfd(self, new: Config) -> None:
+        """A peer whose BFD was switched off no longer has a BFD verdict."""
+        for peer in new.bgp.peers:
+            record = self._peers[str(peer.address)]
+            if peer.bfd is None and record.bfd_up is not None:
+                was = record.effective_up
+                record.bfd_up = None
+                if record.effective_up != was:
+                    self._emit(fx.PeerChanged(str(peer.address), record.effective_up))
 
     def _reconcile_rescue(self, old: Config, new: Config) -> None:
         """A changed group or anycast address set is applied as a diff by the shell."""
@@ -599,7 +640,7 @@ class SidecarCore:
         why = {name: record.last_change_reason for name, record in self._services.items()}
         for prefix in self._config.prefixes:
             self._decide(prefix, states, why, now)
-        sessions_up = {peer for peer, record in self._peers.items() if record.up}
+        sessions_up = {peer for peer, record in self._peers.items() if record.effective_up}
         routes = desired_routes(self._config, self._decisions, sessions_up)
         if routes != self._routes or not self._routes_sent:
             self._routes = routes
@@ -702,3 +743,13 @@ def _carry_over(previous: ServiceRecord | None, service: ServiceConfig) -> Servi
     return ServiceRecord(
         machine, previous.results, previous.last_change_at, previous.last_change_reason
     )
+
+
+def _without_bfd(bgp: BgpConfig) -> BgpConfig:
+    """The part of ``bgp:`` ExaBGP reads: everything but the BFD settings."""
+    peers = [peer.model_copy(update={"bfd": None}) for peer in bgp.peers]
+    return bgp.model_copy(update={"peers": peers})
+
+
+def _bfd_peers(config: Config) -> tuple[PeerConfig, ...]:
+    return tuple(peer for peer in config.bgp.peers if peer.bfd is not None)

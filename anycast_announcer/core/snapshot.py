@@ -80,7 +80,7 @@ def peer_status(peer: PeerConfig, record: PeerRecord) -> PeerStatus:
     return PeerStatus(
         address=str(peer.address),
         peer_as=peer.peer_as,
-        state="up" if record.up else "down",
+        state="up" if record.effective_up else "down",
         last_change_at=record.last_change_at,
         last_change_reason=record.last_change_reason,
     )
