@@ -8,7 +8,7 @@ written to disk, replies to callers, metrics. It decides nothing itself. Between
 it sleeps until the core's next deadline (``get_timer``).
 
 Shutdown (SIGTERM/SIGINT): withdraw everything, wait for ExaBGP's acks, remove addresses
-we added, stop ExaBGP, all within about two seconds.
+we added, send BFD AdminDown, stop ExaBGP, all within about two seconds.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from anycast_announcer.routes import Route, RouteKey
 from anycast_announcer.status import ControlResult, ExabgpStatus, SidecarStatus
 from anycast_announcer.workers import Submit
 from anycast_announcer.workers.addresses import ManagedAddresses
+from anycast_announcer.workers.bfd import BfdKeeper
 from anycast_announcer.workers.drains import DrainWorkers
 from anycast_announcer.workers.persist import DrainStateWriter
 from anycast_announcer.workers.probes import ProbeScheduler
@@ -136,6 +137,7 @@ class Supervisor:
         self._background: set[asyncio.Task[None]] = set()
         self._managed = ManagedAddresses(seams.addresses)
         self._rescue = RescueKeeper(metrics)
+        self._bfd = BfdKeeper(self.submit)
         self._state_writer = DrainStateWriter()
         self._requests = itertools.count(1)
         self._replies: dict[int, asyncio.Future[ControlResult]] = {}
@@ -166,7 +168,7 @@ class Supervisor:
             routes_acknowledged=snapshot.acknowledged,
             routes_desired=snapshot.desired,
         )
-        return self.core.status(self._now(), exabgp, self._rescue.status())
+        return self.core.status(self._now(), exabgp, self._rescue.status(), self._bfd.status())
 
     def ready(self) -> bool:
         """ExaBGP is connected, every service was probed, and the sidecar is sound."""
@@ -254,6 +256,8 @@ class Supervisor:
                 configure_logging(effect.logging.format, effect.logging.level)
             case fx.SyncRescue():
                 self._rescue.sync(effect.config)
+            case fx.SyncBfd():
+                self._bfd.sync(effect.peers)
             case fx.RescueUnconfigured():
                 self._rescue.forget()
             case _:
@@ -274,6 +278,8 @@ class Supervisor:
                 await self._rescue.apply(effect.config)
         self.perform(e for e in effects if not isinstance(e, fx.SyncRescue))
         await self._detection.open(self.core.config)
+        # Not among the watchers: BFD must keep beating until the routes are withdrawn.
+        bfd_beat = loop.create_task(self._bfd.run())
         driver_task = loop.create_task(self.driver.run())
         watchers = [loop.create_task(self._drain_file.run()), loop.create_task(self._rescue.run())]
         try:
@@ -286,7 +292,7 @@ class Supervisor:
             self._detection.close()
             await self._probes.close()
             await self._drains.close()
-            await asyncio.shield(self._withdraw_and_stop(driver_task))
+            await asyncio.shield(self._withdraw_and_stop(driver_task, bfd_beat))
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         # The loop keeps only weak references to tasks: hold each until it is done.
@@ -322,7 +328,9 @@ class Supervisor:
         finally:
             stopping.cancel()
 
-    async def _withdraw_and_stop(self, driver_task: asyncio.Task[None]) -> None:
+    async def _withdraw_and_stop(
+        self, driver_task: asyncio.Task[None], bfd_beat: asyncio.Task[None]
+    ) -> None:
         self.perform(self.core.shutdown(self._now()))
         synced = True
         try:
@@ -336,6 +344,10 @@ class Supervisor:
         else:
             log.warning("managed_addresses_kept", reason="withdrawal not acknowledged")
         await self._state_writer.flush()
+        # Withdrawn first, AdminDown after: FRR 8.4 drops BGP on AdminDown, unlike
+        # RFC 5882 says, so AdminDown must never come before the routes are gone.
+        bfd_beat.cancel()
+        self._bfd.close()
         await self.driver.stop()
         driver_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -25,7 +25,7 @@ check its invariants with hypothesis.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -64,6 +64,7 @@ from anycast_announcer.policy import (
 )
 from anycast_announcer.routes import Route, RouteKey
 from anycast_announcer.status import (
+    BfdStatus,
     ControlResult,
     ExabgpStatus,
     PrefixStatus,
@@ -181,13 +182,18 @@ class SidecarCore:
         )
 
     def status(
-        self, now: Instant, exabgp: ExabgpStatus, rescue: RescueStatus | None = None
+        self,
+        now: Instant,
+        exabgp: ExabgpStatus,
+        rescue: RescueStatus | None = None,
+        bfd: Mapping[str, BfdStatus] | None = None,
     ) -> SidecarStatus:
         """A snapshot of everything, for the API, the page and the CLI.
 
-        ExaBGP and flow rescue are kernel and process state the shell owns; it passes
-        their latest reading in.
+        ExaBGP, flow rescue and the BFD sessions are process, kernel and network state
+        the shell owns; it passes their latest reading in.
         """
+        bfd = bfd or {}
         config = self._config
         return SidecarStatus(
             version=__version__,
@@ -202,7 +208,9 @@ class SidecarCore:
             ),
             prefixes=tuple(self._prefix_status(prefix, now) for prefix in config.prefixes),
             peers=tuple(
-                snapshot.peer_status(peer, self._peers[str(peer.address)])
+                snapshot.peer_status(
+                    peer, self._peers[str(peer.address)], bfd.get(str(peer.address))
+                )
                 for peer in config.bgp.peers
             ),
             exabgp=exabgp,

@@ -9,7 +9,13 @@ from anycast_announcer.config import PeerConfig, PrefixConfig, ServiceConfig
 from anycast_announcer.drain import PrefixDrain
 from anycast_announcer.policy import PrefixDecision
 from anycast_announcer.routes import Route
-from anycast_announcer.status import PeerStatus, PrefixStatus, RouteAttributes, ServiceStatus
+from anycast_announcer.status import (
+    BfdStatus,
+    PeerStatus,
+    PrefixStatus,
+    RouteAttributes,
+    ServiceStatus,
+)
 
 if TYPE_CHECKING:
     from anycast_announcer.core.sidecar import PeerRecord, ServiceRecord
@@ -75,7 +81,7 @@ def route_attributes(route: Route) -> RouteAttributes:
     )
 
 
-def peer_status(peer: PeerConfig, record: PeerRecord) -> PeerStatus:
+def peer_status(peer: PeerConfig, record: PeerRecord, bfd: BfdStatus | None) -> PeerStatus:
     """One BGP session."""
     return PeerStatus(
         address=str(peer.address),
@@ -83,4 +89,5 @@ def peer_status(peer: PeerConfig, record: PeerRecord) -> PeerStatus:
         state="up" if record.effective_up else "down",
         last_change_at=record.last_change_at,
         last_change_reason=record.last_change_reason,
+        bfd=bfd if peer.bfd is not None else None,
     )
