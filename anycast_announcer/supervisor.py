@@ -41,7 +41,7 @@ from anycast_announcer.exabgp.driver import DriverSnapshot, SessionCallback
 from anycast_announcer.http.token import TokenFileError
 from anycast_announcer.localaddr import AddressBook
 from anycast_announcer.logging import configure_logging
-from anycast_announcer.metrics import RescueCounters
+from anycast_announcer.metrics import BfdReading, RescueCounters
 from anycast_announcer.routes import Route, RouteKey
 from anycast_announcer.status import ControlResult, ExabgpStatus, SidecarStatus
 from anycast_announcer.workers import Submit
@@ -95,6 +95,7 @@ class MetricsSink(Protocol):
     def probe_started(self, lag: float) -> None: ...
     def record(self, effect: fx.Effect) -> None: ...
     def rescue_counters(self, counters: RescueCounters | None) -> None: ...
+    def bfd_source(self, source: Callable[[], BfdReading | None]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +139,8 @@ class Supervisor:
         self._managed = ManagedAddresses(seams.addresses)
         self._rescue = RescueKeeper(metrics)
         self._bfd = BfdKeeper(self.submit)
+        if metrics is not None:
+            metrics.bfd_source(self._bfd_reading)
         self._state_writer = DrainStateWriter()
         self._requests = itertools.count(1)
         self._replies: dict[int, asyncio.Future[ControlResult]] = {}
@@ -169,6 +172,13 @@ class Supervisor:
             routes_desired=snapshot.desired,
         )
         return self.core.status(self._now(), exabgp, self._rescue.status(), self._bfd.status())
+
+    def _bfd_reading(self) -> BfdReading | None:
+        figures = self._bfd.transmit_stats()
+        if figures is None:
+            return None
+        worst, suppressed = figures
+        return BfdReading(self._bfd.status(), worst, suppressed)
 
     def ready(self) -> bool:
         """ExaBGP is connected, every service was probed, and the sidecar is sound."""
