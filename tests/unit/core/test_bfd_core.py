@@ -6,7 +6,12 @@ from typing import Any
 
 from anycast_announcer.config import BfdConfig
 from anycast_announcer.core import effects as fx
-from anycast_announcer.core.inputs import BfdChanged, ConfigLoaded, SessionChanged
+from anycast_announcer.core.inputs import (
+    BfdChanged,
+    ConfigLoaded,
+    DrainRequested,
+    SessionChanged,
+)
 from anycast_announcer.routes import RouteKey
 from tests.unit.core.helpers import BASE, PEER, PREFIX, Harness, at, config
 from tests.unit.core.test_sidecar import EXABGP
@@ -67,6 +72,25 @@ class TestVerdicts:
         harness.feed(BfdChanged(PEER, True, "up"), 2.0)
         assert RouteKey(PEER, PREFIX) not in harness.routes
         assert harness.of_type(fx.PeerChanged)[-1] == fx.PeerChanged(PEER, False)
+
+
+class TestLifecycle:
+    def test_a_drain_leaves_bfd_alone(self) -> None:
+        """The BGP session must stay for the undrain: no BFD change on a drain."""
+        harness = Harness(two_peers(bfd=True))
+        healthy_both(harness)
+        before = len(harness.of_type(fx.SyncBfd))
+        harness.feed(DrainRequested(1, None, "maintenance"), 10.0)
+        harness.tick(20.0)
+        assert len(harness.of_type(fx.SyncBfd)) == before
+
+    def test_shutdown_does_not_touch_bfd_itself(self) -> None:
+        """The shell sends AdminDown only after the withdrawals are acknowledged."""
+        harness = Harness(two_peers(bfd=True))
+        healthy_both(harness)
+        effects = harness.take(harness.core.shutdown(at(30.0)))
+        assert not [e for e in effects if isinstance(e, fx.SyncBfd)]
+        assert harness.routes == {}
 
 
 class TestConfig:
