@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from anycast_announcer.checks import ProbeResult
 from anycast_announcer.config import (
     BgpConfig,
     Config,
@@ -24,6 +23,7 @@ from anycast_announcer.config import (
     ServiceConfig,
 )
 from anycast_announcer.drainstate import PersistedDrain
+from anycast_announcer.results import ProbeResult
 from anycast_announcer.routes import Route, RouteKey
 from anycast_announcer.status import ControlResult, DrainPhaseName, PrefixState
 
@@ -154,7 +154,7 @@ class ConfigureLogging:
     logging: LoggingConfig
 
 
-# -- observations, for metrics ----------------------------------------------------------
+# -- observations, for metrics and the history (``anycast_announcer.history``) ---------
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +171,7 @@ class ServiceChanged:
 
     service: str
     up: bool
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +181,7 @@ class PrefixChanged:
     prefix: str
     state: PrefixState
     announced: bool
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +198,7 @@ class PeerChanged:
 
     peer: str
     up: bool
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
