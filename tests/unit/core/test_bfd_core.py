@@ -46,7 +46,9 @@ class TestVerdicts:
         assert bandwidths(harness) == {PEER: 5e9, PEER2: 5e9}
         harness.feed(BfdChanged(PEER, False, "control detection time expired"), 2.0)
         assert bandwidths(harness)[PEER2] == 1e10
-        assert harness.of_type(fx.PeerChanged)[-1] == fx.PeerChanged(PEER, False)
+        assert harness.of_type(fx.PeerChanged)[-1] == fx.PeerChanged(
+            PEER, False, "bfd: control detection time expired"
+        )
         [status] = [p for p in harness.core.status(at(2.0), EXABGP).peers if p.address == PEER]
         assert status.state == "down"
         assert status.last_change_reason == "bfd: control detection time expired"
@@ -71,7 +73,7 @@ class TestVerdicts:
         harness.feed(SessionChanged(PEER, False, "closed"), 1.0)
         harness.feed(BfdChanged(PEER, True, "up"), 2.0)
         assert RouteKey(PEER, PREFIX) not in harness.routes
-        assert harness.of_type(fx.PeerChanged)[-1] == fx.PeerChanged(PEER, False)
+        assert harness.of_type(fx.PeerChanged)[-1] == fx.PeerChanged(PEER, False, "closed")
 
 
 class TestLifecycle:
