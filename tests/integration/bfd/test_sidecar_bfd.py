@@ -126,3 +126,42 @@ def test_a_hung_sidecar_leaves_the_fib_within_about_a_second(
         message="leaf1's BFD session stayed up after the clean stop",
     )
     assert frr["remote-diagnostic"] == "administratively down"
+
+
+def test_a_bfd_change_at_reload_polls_and_keeps_exabgp(lab: Lab, running: Running) -> None:
+    """SIGHUP with new BFD timers: FRR sees them through a Poll Sequence, the session
+    never leaves Up, and ExaBGP is not restarted (BGP stays established)."""
+    running.service("srv1")
+    config = bfd_config(sidecar_config("srv1", 10_000))
+    sidecar = Sidecar(lab, "srv1", config, running.workdir)
+    sidecar.start()
+    running.sidecars.append(sidecar)
+    wait_until(
+        lambda: (
+            leaf_bfd(lab, "10.0.1.2")["status"] == "up"
+            and leaf_bfd(lab, "10.0.1.2")["remote-transmit-interval"] == 300
+        ),
+        timeout=30,
+        message=f"BFD never up at 300 ms: {sidecar.log_tail()}",
+    )
+    before = leaf_bfd(lab, "10.0.1.2")
+    started = len(sidecar.events("exabgp_started"))
+    for peer in config["bgp"]["peers"]:
+        peer["bfd"] = {"min_tx": 0.5, "min_rx": 0.6, "multiplier": 4}
+    sidecar.write_config(config)
+    sidecar.signal(signal.SIGHUP)
+    after = wait_until(
+        lambda: (p := leaf_bfd(lab, "10.0.1.2"))["remote-transmit-interval"] == 500 and p,
+        timeout=10,
+        message="FRR never saw the reloaded BFD timers",
+    )
+    assert after["remote-receive-interval"] == 600
+    assert after["remote-detect-multiplier"] == 4
+    assert after["status"] == "up"
+    assert after["uptime"] >= before["uptime"]  # the session never went down
+    assert len(sidecar.events("exabgp_started")) == started
+    changed = [e for e in sidecar.events("bfd_session_changed") if e.get("peer") == "10.0.1.1"]
+    assert [e["new"] for e in changed] == ["init", "up"] or [e["new"] for e in changed] == ["up"]
+    peers = {p["address"]: p for p in status(lab)["peers"]}
+    assert peers["10.0.1.1"]["bfd"]["transmit_interval"] == pytest.approx(0.5)
+    assert peers["10.0.1.1"]["state"] == "up"
