@@ -65,10 +65,12 @@ reliability: deps
 	$(BIN)/pytest tests/reliability
 	$(BIN)/python -m tests.reliability.report
 
-# iperf3 measures a rescued bulk flow against a direct one.
+# iperf3 measures a rescued bulk flow against a direct one. The BFD section runs on its
+# own two-node lab and writes docs/benchmarks/bfd.{json,md} (about 25 minutes full size).
 bench: deps
 	@$(call need,iperf3,iperf3)
 	$(BIN)/python -m tests.benchmarks.run
+	$(BIN)/python -m tests.benchmarks.bfd
 
 demo: deps
 	$(BIN)/python -m anycast_announcer.netlab.demo

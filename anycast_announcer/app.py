@@ -83,6 +83,8 @@ async def _serve(config: Config, config_path: str, http: HttpStarter, metrics: M
             restored=restored,
             reload_checks=[tokens.reload],
         )
+        # Scrapes read the BFD sessions from the supervisor's speaker when they happen.
+        metrics.bfd_source(supervisor.bfd_reading)
         reloads: set[asyncio.Task[None]] = set()
 
         def on_hangup() -> None:

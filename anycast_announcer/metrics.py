@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
@@ -36,13 +36,16 @@ from anycast_announcer.checks import ProbeCategory, ProbeResult
 from anycast_announcer.checks._result import RESOURCE_KINDS, resource_kind
 from anycast_announcer.core import effects as fx
 from anycast_announcer.core.effects import Effect
+from anycast_announcer.status import BfdStatus
 
 __all__ = [
+    "BFD_STATES",
     "DETECTION_SOURCES",
     "DRAIN_PHASES",
     "PREFIX_STATES",
     "REASON_CATEGORIES",
     "RESOURCE_ERROR_KINDS",
+    "BfdReading",
     "Metrics",
     "RescueCounters",
     "RescuePeerCounters",
@@ -64,6 +67,9 @@ PREFIX_STATES = ("announced", "withdrawn", "draining", "drained", "dampened")
 
 DRAIN_PHASES = ("none", "hook", "waiting_connections", "graceful_shutdown", "withdrawn")
 """The ``phase`` label values of ``anycast_drain_phase`` (drain.DrainPhase values)."""
+
+BFD_STATES = ("admin_down", "down", "init", "up")
+"""The ``state`` label values of ``anycast_bfd_session_state`` (RFC 5880 states)."""
 
 DETECTION_SOURCES = ("listener", "process", "unit", "address", "probe")
 """The ``source`` label values of the detection event counters."""
@@ -117,6 +123,73 @@ class RescueCounters:
 def _check(value: str, allowed: tuple[str, ...], what: str) -> None:
     if value not in allowed:
         raise ValueError(f"{what} {value!r} is not one of {', '.join(allowed)}")
+
+
+@dataclass(frozen=True, slots=True)
+class BfdReading:
+    """The BFD speaker's sessions and its transmit figures, read at scrape time."""
+
+    sessions: Mapping[str, BfdStatus]
+    worst_lateness: float
+    """The latest a periodic transmit has been against its schedule, seconds."""
+    suppressed: int
+    """Transmits held back because the event loop had not beaten lately."""
+
+
+class _BfdCollector(Collector):
+    """Renders the BFD sessions from a reader the supervisor gives; nothing without one."""
+
+    def __init__(self) -> None:
+        self.source: Callable[[], BfdReading | None] | None = None
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families(BfdReading({}, 0.0, 0))
+
+    def collect(self) -> Iterable[Metric]:
+        reading = self.source() if self.source is not None else None
+        return () if reading is None else self._families(reading)
+
+    @staticmethod
+    def _families(reading: BfdReading) -> list[Metric]:
+        state = GaugeMetricFamily(
+            "anycast_bfd_session_state",
+            "BFD session state toward a BGP peer, one-hot (RFC 5880 states).",
+            labels=["peer", "state"],
+        )
+        changes = CounterMetricFamily(
+            "anycast_bfd_session_state_changes",
+            "BFD session state changes since the sidecar started.",
+            labels=["peer"],
+        )
+        detection = GaugeMetricFamily(
+            "anycast_bfd_detection_time_seconds",
+            "How long the peer may stay silent before the session goes down (negotiated).",
+            labels=["peer"],
+        )
+        interval = GaugeMetricFamily(
+            "anycast_bfd_transmit_interval_seconds",
+            "Negotiated interval between our BFD packets, before jitter.",
+            labels=["peer"],
+        )
+        for peer, session in sorted(reading.sessions.items()):
+            for name in BFD_STATES:
+                state.add_metric([peer, name], 1.0 if session.state == name else 0.0)
+            changes.add_metric([peer], float(session.state_changes))
+            if session.detection_time is not None:
+                detection.add_metric([peer], session.detection_time)
+            if session.transmit_interval is not None:
+                interval.add_metric([peer], session.transmit_interval)
+        lateness = GaugeMetricFamily(
+            "anycast_bfd_transmit_lateness_max_seconds",
+            "The latest any periodic BFD transmit has been against its schedule.",
+            value=reading.worst_lateness,
+        )
+        suppressed = CounterMetricFamily(
+            "anycast_bfd_transmits_suppressed",
+            "BFD transmits held back because the event loop had not beaten lately.",
+            value=float(reading.suppressed),
+        )
+        return [state, changes, detection, interval, lateness, suppressed]
 
 
 class _RescueCollector(Collector):
@@ -231,6 +304,8 @@ class Metrics:
         self._add_event_metrics()
         self._rescue = _RescueCollector()
         self.registry.register(self._rescue)
+        self._bfd = _BfdCollector()
+        self.registry.register(self._bfd)
 
     def _add_state_metrics(self) -> None:
         self._prefix_state = Gauge(
@@ -434,6 +509,10 @@ class Metrics:
         self._detections.labels(source=source).inc()
         if not withdrew:
             self._detections_ignored.labels(source=source).inc()
+
+    def bfd_source(self, source: Callable[[], BfdReading | None]) -> None:
+        """Where scrapes read the BFD sessions (None from it: BFD not running, no series)."""
+        self._bfd.source = source
 
     def rescue_counters(self, counters: RescueCounters | None) -> None:
         """The latest flow-rescue reading; None when rescue is not configured (no series)."""

@@ -127,14 +127,40 @@ class PrefixStatus(_Status):
     )
 
 
+BfdState = Literal["admin_down", "down", "init", "up"]
+
+
+class BfdStatus(_Status):
+    """A peer's BFD session (RFC 5880) as our speaker sees it; intervals in seconds."""
+
+    state: BfdState
+    remote_state: BfdState
+    local_discriminator: int
+    remote_discriminator: int = Field(description="0 until the peer has answered")
+    local_diag: str
+    remote_diag: str
+    transmit_interval: float | None = Field(description="negotiated, before jitter")
+    detection_time: float | None = Field(description="how long a silent peer stays up")
+    remote_min_rx: float
+    remote_min_tx: float | None
+    remote_multiplier: int | None
+    polling: bool = Field(description="a Poll Sequence (timer change) is under way")
+    state_changes: int
+    last_change_at: float | None = Field(description="Unix seconds")
+    packets_sent: int
+    packets_received: int
+    packets_discarded: int
+
+
 class PeerStatus(_Status):
-    """One BGP session, as ExaBGP reports it."""
+    """One BGP session, as ExaBGP reports it, and BFD's verdict on it."""
 
     address: str
     peer_as: int
     state: PeerState
     last_change_at: float | None = Field(description="Unix seconds")
     last_change_reason: str | None
+    bfd: BfdStatus | None = Field(default=None, description="null without bfd for this peer")
 
     @computed_field(description="the same time, ISO 8601 UTC")  # type: ignore[prop-decorator]
     @property

@@ -8,7 +8,7 @@ written to disk, replies to callers, metrics. It decides nothing itself. Between
 it sleeps until the core's next deadline (``get_timer``).
 
 Shutdown (SIGTERM/SIGINT): withdraw everything, wait for ExaBGP's acks, remove addresses
-we added, stop ExaBGP, all within about two seconds.
+we added, send BFD AdminDown, stop ExaBGP, all within about two seconds.
 """
 
 from __future__ import annotations
@@ -45,11 +45,12 @@ from anycast_announcer.historymodels import HistoryWindow, SidecarHistory
 from anycast_announcer.http.token import TokenFileError
 from anycast_announcer.localaddr import AddressBook
 from anycast_announcer.logging import configure_logging
-from anycast_announcer.metrics import RescueCounters
+from anycast_announcer.metrics import BfdReading, RescueCounters
 from anycast_announcer.routes import Route, RouteKey
 from anycast_announcer.status import ControlResult, ExabgpStatus, SidecarStatus
 from anycast_announcer.workers import Submit
 from anycast_announcer.workers.addresses import ManagedAddresses
+from anycast_announcer.workers.bfd import BfdKeeper
 from anycast_announcer.workers.drains import DrainWorkers
 from anycast_announcer.workers.persist import DrainStateWriter
 from anycast_announcer.workers.probes import ProbeScheduler
@@ -166,6 +167,7 @@ class Supervisor:
             _RescueTap(metrics, self._history),
             lambda member, kept: self.submit(RescueApplied(member, kept)),
         )
+        self._bfd = BfdKeeper(self.submit)
         self._state_writer = DrainStateWriter()
         self._requests = itertools.count(1)
         self._replies: dict[int, asyncio.Future[ControlResult]] = {}
@@ -204,7 +206,15 @@ class Supervisor:
             routes_acknowledged=snapshot.acknowledged,
             routes_desired=snapshot.desired,
         )
-        return self.core.status(self._now(), exabgp, self._rescue.status())
+        return self.core.status(self._now(), exabgp, self._rescue.status(), self._bfd.status())
+
+    def bfd_reading(self) -> BfdReading | None:
+        """The BFD sessions and transmit figures for /metrics; None while BFD is off."""
+        figures = self._bfd.transmit_stats()
+        if figures is None:
+            return None
+        worst, suppressed = figures
+        return BfdReading(self._bfd.status(), worst, suppressed)
 
     def history(self, window: HistoryWindow) -> SidecarHistory:
         """The last hour or day: state changes, probes, rescued packets."""
@@ -299,6 +309,8 @@ class Supervisor:
                 configure_logging(effect.logging.format, effect.logging.level)
             case fx.SyncRescue():
                 self._rescue.sync(effect.config, effect.learnt)
+            case fx.SyncBfd():
+                self._bfd.sync(effect.peers)
             case fx.RescueUnconfigured():
                 self._rescue.forget()
             case _:
@@ -318,9 +330,12 @@ class Supervisor:
             await self._probes.close()
             self._detection.close()
             await self._rescue.close()
+            self._bfd.close()
             await self._managed.remove_added()
             await self._state_writer.flush()
             raise
+        # Not among the watchers: BFD must keep beating until the routes are withdrawn.
+        bfd_beat = loop.create_task(self._bfd.run())
         driver_task = loop.create_task(self.driver.run())
         watchers = [loop.create_task(self._drain_file.run()), loop.create_task(self._rescue.run())]
         try:
@@ -333,7 +348,7 @@ class Supervisor:
             self._detection.close()
             await self._probes.close()
             await self._drains.close()
-            await asyncio.shield(self._withdraw_and_stop(driver_task))
+            await asyncio.shield(self._withdraw_and_stop(driver_task, bfd_beat))
 
     async def _start(self) -> None:
         """Managed addresses, flow rescue, probes and event sources, all withdrawn."""
@@ -391,7 +406,9 @@ class Supervisor:
         finally:
             stopping.cancel()
 
-    async def _withdraw_and_stop(self, driver_task: asyncio.Task[None]) -> None:
+    async def _withdraw_and_stop(
+        self, driver_task: asyncio.Task[None], bfd_beat: asyncio.Task[None]
+    ) -> None:
         self.perform(self.core.shutdown(self._now()))
         synced = True
         try:
@@ -405,6 +422,10 @@ class Supervisor:
         else:
             log.warning("managed_addresses_kept", reason="withdrawal not acknowledged")
         await self._state_writer.flush()
+        # Withdrawn first, AdminDown after: FRR 8.4 drops BGP on AdminDown, unlike
+        # RFC 5882 says, so AdminDown must never come before the routes are gone.
+        bfd_beat.cancel()
+        self._bfd.close()
         await self.driver.stop()
         driver_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

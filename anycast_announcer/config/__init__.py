@@ -13,7 +13,7 @@ says what may be written into ExaBGP's text, :mod:`.errors` words the problems a
 :mod:`.load` puts it together.
 """
 
-from anycast_announcer.config.bgp import BgpConfig, PeerConfig
+from anycast_announcer.config.bgp import BfdConfig, BgpConfig, PeerConfig
 from anycast_announcer.config.checks import (
     CheckConfig,
     CommandCheck,
@@ -40,6 +40,7 @@ __all__ = [
     "PROBLEMS_SHOWN",
     "SECRET_FIELDS",
     "WATCHDOG_MIN",
+    "BfdConfig",
     "BgpConfig",
     "CheckConfig",
     "CommandCheck",

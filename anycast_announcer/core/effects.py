@@ -19,6 +19,7 @@ from anycast_announcer.config import (
     DrainHook,
     ExabgpConfig,
     LoggingConfig,
+    PeerConfig,
     ServiceConfig,
 )
 from anycast_announcer.drainstate import PersistedDrain
@@ -46,6 +47,7 @@ __all__ = [
     "SidecarFaulted",
     "StartDrainWorker",
     "StopDrainWorker",
+    "SyncBfd",
     "SyncRescue",
     "SyncRoutes",
     "Unconfigured",
@@ -185,6 +187,14 @@ class PrefixChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class SyncBfd:
+    """Every BFD session to run now: the peers whose config asks for BFD (desired state;
+    the shell adds, removes and re-times sessions, the last through a Poll Sequence)."""
+
+    peers: tuple[PeerConfig, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class PeerChanged:
     """A BGP session went up or down."""
 
@@ -240,6 +250,7 @@ class Unconfigured:
 Effect = (
     SyncRoutes
     | ScheduleProbes
+    | SyncBfd
     | ConfigApplied
     | SyncRescue
     | RescueUnconfigured

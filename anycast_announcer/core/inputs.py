@@ -16,6 +16,7 @@ from anycast_announcer.results import ProbeResult
 
 __all__ = [
     "AddressChanged",
+    "BfdChanged",
     "ConfigLoaded",
     "ConfigRejected",
     "ConnectionsCounted",
@@ -98,6 +99,20 @@ class RescueApplied:
 
 
 @dataclass(frozen=True, slots=True)
+class BfdChanged:
+    """The BFD session of a BGP peer changed its verdict.
+
+    ``up`` is True once the session is UP, False when it went down by detection (or the
+    peer said DOWN), and None when BFD has no verdict: not up yet, or AdminDown on
+    either side, which RFC 5882 §3.2 says must not take the BGP session down.
+    """
+
+    peer: str
+    up: bool | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class AddressChanged:
     """An address appeared on or left an interface."""
 
@@ -172,6 +187,7 @@ Input = (
     | SessionChanged
     | PeerRoutesReceived
     | RescueApplied
+    | BfdChanged
     | AddressChanged
     | DrainFileChanged
     | DrainHookFinished

@@ -32,8 +32,15 @@ class ServiceRecord:
 
 @dataclass(slots=True)
 class PeerRecord:
-    """One BGP session as ExaBGP reported it."""
+    """One BGP session as ExaBGP reported it, and its BFD session's verdict."""
 
     up: bool = False
     last_change_at: float | None = None
     last_change_reason: str | None = None
+    bfd_up: bool | None = None
+    """None: no BFD verdict (not configured, not up yet, or AdminDown: RFC 5882)."""
+
+    @property
+    def effective_up(self) -> bool:
+        """Established in ExaBGP and not declared down by BFD: what the policy counts."""
+        return self.up and self.bfd_up is not False

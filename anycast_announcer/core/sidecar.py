@@ -24,15 +24,16 @@ check its invariants with hypothesis.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TypeVar
 
 from anycast_announcer import __version__
-from anycast_announcer.config import Config, PrefixConfig, ServiceConfig
+from anycast_announcer.config import BgpConfig, Config, PeerConfig, PrefixConfig, ServiceConfig
 from anycast_announcer.core import effects as fx
 from anycast_announcer.core import snapshot
 from anycast_announcer.core.inputs import (
     AddressChanged,
+    BfdChanged,
     ConfigLoaded,
     ConfigRejected,
     ConnectionsCounted,
@@ -65,6 +66,7 @@ from anycast_announcer.policy import (
 from anycast_announcer.results import ProbeCategory, ProbeResult
 from anycast_announcer.routes import Route, RouteKey
 from anycast_announcer.status import (
+    BfdStatus,
     ControlResult,
     ExabgpStatus,
     PrefixStatus,
@@ -177,13 +179,18 @@ class SidecarCore:
         )
 
     def status(
-        self, now: Instant, exabgp: ExabgpStatus, rescue: RescueStatus | None = None
+        self,
+        now: Instant,
+        exabgp: ExabgpStatus,
+        rescue: RescueStatus | None = None,
+        bfd: Mapping[str, BfdStatus] | None = None,
     ) -> SidecarStatus:
         """A snapshot of everything, for the API, the page and the CLI.
 
-        ExaBGP and flow rescue are kernel and process state the shell owns; it passes
-        their latest reading in.
+        ExaBGP, flow rescue and the BFD sessions are process, kernel and network state
+        the shell owns; it passes their latest reading in.
         """
+        bfd = bfd or {}
         config = self._config
         return SidecarStatus(
             version=__version__,
@@ -198,7 +205,9 @@ class SidecarCore:
             ),
             prefixes=tuple(self._prefix_status(prefix, now) for prefix in config.prefixes),
             peers=tuple(
-                snapshot.peer_status(peer, self._peers[str(peer.address)])
+                snapshot.peer_status(
+                    peer, self._peers[str(peer.address)], bfd.get(str(peer.address))
+                )
                 for peer in config.bgp.peers
             ),
             exabgp=exabgp,
@@ -233,6 +242,7 @@ class SidecarCore:
         if self._config.rescue is not None:
             self._emit(fx.SyncRescue(self._config, self._learnt()))
         self._emit(fx.ScheduleProbes(tuple(self._config.services)))
+        self._emit(fx.SyncBfd(_bfd_peers(self._config)))
         for peer in self._peers:
             self._emit(fx.PeerChanged(peer, False, "not established yet"))
         self._recompute(now)
@@ -301,10 +311,9 @@ class SidecarCore:
             case PeerRoutesReceived():
                 return self._routes_received(item, now)
             case RescueApplied():
-                if self._members is None:
-                    return False
-                self._members.inherit(item.inherited, now.monotonic)
-                return self._members.installed(item.member)
+                return self._rescue_applied(item, now)
+            case BfdChanged():
+                return self._bfd_changed(item, now)
             case AddressChanged():
                 return self._address_changed(item)
             case DrainFileChanged():
@@ -409,13 +418,35 @@ class SidecarCore:
         record = self._peers.setdefault(item.peer, PeerRecord())
         if record.up == item.up:
             return False
+        was = record.effective_up
         record.up = item.up
         record.last_change_at = now.wall
         record.last_change_reason = item.reason
-        self._emit(fx.PeerChanged(item.peer, item.up, item.reason))
+        if record.effective_up != was:
+            self._emit(fx.PeerChanged(item.peer, record.effective_up, item.reason))
         if not item.up and self._members_session_down(item.peer, now):
             self._sync_rescue()
         return True
+
+    def _bfd_changed(self, item: BfdChanged, now: Instant) -> bool:
+        record = self._peers.get(item.peer)
+        if record is None or record.bfd_up == item.up:
+            return False  # a peer a reload removed, or no news
+        was = record.effective_up
+        record.bfd_up = item.up
+        self._log.info("bfd_verdict_changed", peer=item.peer, up=item.up, reason=item.reason)
+        if record.effective_up != was:
+            record.last_change_at = now.wall
+            record.last_change_reason = f"bfd: {item.reason}"
+            self._emit(fx.PeerChanged(item.peer, record.effective_up, f"bfd: {item.reason}"))
+        return True
+
+    def _rescue_applied(self, item: RescueApplied, now: Instant) -> bool:
+        """Our data path is in: our member route may go out; peers it kept are held down."""
+        if self._members is None:
+            return False
+        self._members.inherit(item.inherited, now.monotonic)
+        return self._members.installed(item.member)
 
     def _routes_received(self, item: PeerRoutesReceived, now: Instant) -> bool:
         """Member routes in: a changed member set is applied to the data path as a diff."""
@@ -622,17 +653,32 @@ class SidecarCore:
         if new.services != old.services:
             self._emit(fx.ScheduleProbes(tuple(new.services)))
         self._reconcile_rescue(old, new, now)
-        if (new.bgp, new.exabgp) != (old.bgp, old.exabgp):
+        if (_without_bfd(new.bgp), new.exabgp) != (_without_bfd(old.bgp), old.exabgp):
             # ExaBGP reads its neighbors at start only: a BGP change restarts it, which
-            # resets every session. Prefix, service and bandwidth changes do not.
+            # resets every session. Prefix, service, bandwidth and BFD changes do not.
             self._emit(fx.RestartExabgp(new.bgp, new.exabgp))
             notes.append("bgp changed: ExaBGP restarted")
+        if _bfd_peers(new) != _bfd_peers(old):
+            self._forget_bfd(new)
+            # New timers reach an UP session through a Poll Sequence (RFC 5880 §6.8.3).
+            self._emit(fx.SyncBfd(_bfd_peers(new)))
+            notes.append("bfd changed: applied without restarting ExaBGP")
         if new.http != old.http:
             notes.append("http changes take effect at the next restart")
         if new.logging != old.logging:
             self._emit(fx.ConfigureLogging(new.logging))
         self._log.info("config_reloaded", path=self._config_path, notes=notes)
         return ControlResult(ok=True, message="; ".join(["reloaded", *notes]))
+
+    def _forget_bfd(self, new: Config) -> None:
+        """A peer whose BFD was switched off no longer has a BFD verdict."""
+        for peer in new.bgp.peers:
+            record = self._peers[str(peer.address)]
+            if peer.bfd is None and record.bfd_up is not None:
+                was = record.effective_up
+                record.bfd_up = None
+                if record.effective_up != was:
+                    self._emit(fx.PeerChanged(str(peer.address), record.effective_up, "bfd off"))
 
     def _settle_removed_and_added(self, old: Config, now: Instant) -> None:
         """Workers and persisted drains of removed prefixes go; added prefixes join a
@@ -705,7 +751,7 @@ class SidecarCore:
         why = {name: record.last_change_reason for name, record in self._services.items()}
         for prefix in self._config.prefixes:
             self._decide(prefix, states, why, now)
-        sessions_up = {peer for peer, record in self._peers.items() if record.up}
+        sessions_up = {peer for peer, record in self._peers.items() if record.effective_up}
         routes = desired_routes(self._config, self._decisions, sessions_up)
         if self._members is not None:
             routes |= self._members.routes(sorted(sessions_up))
@@ -829,3 +875,13 @@ def _carry_over(previous: ServiceRecord | None, service: ServiceConfig) -> Servi
         previous.last_change_reason,
         previous.fast,
     )
+
+
+def _without_bfd(bgp: BgpConfig) -> BgpConfig:
+    """The part of ``bgp:`` ExaBGP reads: everything but the BFD settings."""
+    peers = [peer.model_copy(update={"bfd": None}) for peer in bgp.peers]
+    return bgp.model_copy(update={"peers": peers})
+
+
+def _bfd_peers(config: Config) -> tuple[PeerConfig, ...]:
+    return tuple(peer for peer in config.bgp.peers if peer.bfd is not None)

@@ -9,7 +9,13 @@ from anycast_announcer.core.records import PeerRecord, ServiceRecord
 from anycast_announcer.drain import PrefixDrain
 from anycast_announcer.policy import PrefixDecision
 from anycast_announcer.routes import Route
-from anycast_announcer.status import PeerStatus, PrefixStatus, RouteAttributes, ServiceStatus
+from anycast_announcer.status import (
+    BfdStatus,
+    PeerStatus,
+    PrefixStatus,
+    RouteAttributes,
+    ServiceStatus,
+)
 
 __all__ = ["peer_status", "prefix_status", "route_attributes", "service_status"]
 
@@ -72,12 +78,13 @@ def route_attributes(route: Route) -> RouteAttributes:
     )
 
 
-def peer_status(peer: PeerConfig, record: PeerRecord) -> PeerStatus:
+def peer_status(peer: PeerConfig, record: PeerRecord, bfd: BfdStatus | None) -> PeerStatus:
     """One BGP session."""
     return PeerStatus(
         address=str(peer.address),
         peer_as=peer.peer_as,
-        state="up" if record.up else "down",
+        state="up" if record.effective_up else "down",
         last_change_at=record.last_change_at,
         last_change_reason=record.last_change_reason,
+        bfd=bfd if peer.bfd is not None else None,
     )

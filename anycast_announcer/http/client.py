@@ -228,6 +228,18 @@ def _peer_change(peer: PeerStatus, now: float) -> str:
     return _when(peer.last_change_at, now) + reason
 
 
+def _bfd(peer: PeerStatus) -> str:
+    bfd = peer.bfd
+    if bfd is None:
+        return "off"
+    text: str = bfd.state
+    if bfd.transmit_interval is not None and bfd.detection_time is not None:
+        text += f" {bfd.transmit_interval:g}s/{bfd.detection_time:g}s"
+    if bfd.state != "up":
+        text += f" ({_clean(bfd.local_diag)})"
+    return text + f" remote {bfd.remote_discriminator}, {bfd.state_changes} changes"
+
+
 def _rescue_lines(rescue: RescueStatus) -> list[str]:
     state = "installed" if rescue.installed else "NOT INSTALLED"
     lines = [
@@ -280,8 +292,11 @@ def format_status(status: SidecarStatus, now: float | None = None) -> str:
     )
     lines.append("")
     lines += _table(
-        ["PEER", "AS", "STATE", "LAST CHANGE"],
-        [[_clean(p.address), str(p.peer_as), p.state, _peer_change(p, now)] for p in status.peers],
+        ["PEER", "AS", "STATE", "LAST CHANGE", "BFD"],
+        [
+            [_clean(p.address), str(p.peer_as), p.state, _peer_change(p, now), _bfd(p)]
+            for p in status.peers
+        ],
     )
     lines.append("")
     exabgp = status.exabgp

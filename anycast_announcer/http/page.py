@@ -173,8 +173,25 @@ def _peer_row(peer: PeerStatus, now: float) -> str:
         change += f": {_text(peer.last_change_reason)}"
     return (
         f'<tr data-peer="{_text(peer.address)}"><td class="mono">{_text(peer.address)}</td>'
-        f"<td>AS{peer.peer_as}</td><td>{_badge(peer.state)}</td><td>{change}</td></tr>"
+        f"<td>AS{peer.peer_as}</td><td>{_badge(peer.state)}</td><td>{change}</td>"
+        f"<td>{_bfd_cell(peer, now)}</td></tr>"
     )
+
+
+def _bfd_cell(peer: PeerStatus, now: float) -> str:
+    bfd = peer.bfd
+    if bfd is None:
+        return "off"
+    detail = f"remote discriminator {bfd.remote_discriminator}"
+    if bfd.transmit_interval is not None and bfd.detection_time is not None:
+        detail += (
+            f", every {bfd.transmit_interval * 1000:.0f} ms,"
+            f" detection {bfd.detection_time * 1000:.0f} ms"
+        )
+    if bfd.state != "up":
+        detail += f", {_text(bfd.local_diag)}"
+    detail += f"; {bfd.state_changes} changes, last {_when(bfd.last_change_at, now)}"
+    return f"{_badge(bfd.state)} {_text(detail)}"
 
 
 def _rescue_section(rescue: RescueStatus | None, now: float) -> str:
@@ -265,7 +282,7 @@ def render_page(status: SidecarStatus, now: float, history: SidecarHistory | Non
 </table>
 <h2>BGP peers</h2>
 <table id="peers">
-<tr><th>peer</th><th>AS</th><th>state</th><th>last change</th></tr>
+<tr><th>peer</th><th>AS</th><th>state</th><th>last change</th><th>BFD</th></tr>
 {peers}
 </table>
 <h2>ExaBGP</h2>

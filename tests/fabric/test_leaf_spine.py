@@ -105,6 +105,25 @@ def lb_gbps(values: dict[str, float]) -> dict[str, float]:
     return {peer: round(value * 8 / 1e9, 3) for peer, value in values.items()}
 
 
+# Leaf -> the servers' addresses on it (srv4 is dual-homed: one pair per leaf).
+BFD_PEERS = {
+    "leaf1": ("10.2.1.2", "fd00:2:1::2", "10.2.2.2", "fd00:2:2::2", "10.2.4.2", "fd00:2:4::2"),
+    "leaf2": ("10.2.3.2", "fd00:2:3::2", "10.2.5.2", "fd00:2:5::2"),
+}
+
+
+def test_the_lab_ships_with_bfd_on_every_server_session(healthy: Fabric) -> None:
+    """Each leaf runs bfdd; every server session is up at 300 ms x 3 with hold 9 s."""
+    for leaf, servers in BFD_PEERS.items():
+        peers = {p["peer"]: p for p in healthy.lab.vtysh_json(leaf, "show bfd peers json")}
+        for server in servers:
+            assert peers[server]["status"] == "up", (leaf, server, peers.get(server))
+            assert peers[server]["remote-transmit-interval"] == 300
+            assert peers[server]["remote-detect-multiplier"] == 3
+            neighbor = healthy.lab.vtysh_json(leaf, f"show bgp neighbor {server} json")[server]
+            assert neighbor["bgpTimerHoldTimeMsecs"] == 9000, (leaf, server)
+
+
 @pytest.mark.parametrize("family", [4, 6], ids=["ipv4", "ipv6"])
 def test_weights_follow_cumulative_bandwidth_at_every_hop(
     healthy: Fabric, family: int, record_property: RecordProperty

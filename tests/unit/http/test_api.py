@@ -65,6 +65,7 @@ class TestReadEndpoints:
             "last_change_at": 1_790_000_000.0 - 10,
             "last_change_at_iso": "2026-09-21T14:13:10.000Z",
             "last_change_reason": "hold timer expired",
+            "bfd": None,
         }
         assert body["exabgp"]["pid"] == 4242
 

@@ -13,17 +13,39 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from anycast_announcer.checks import ProbeCategory, ProbeResult
 from anycast_announcer.metrics import (
+    BFD_STATES,
     DETECTION_SOURCES,
     DRAIN_PHASES,
     PREFIX_STATES,
     REASON_CATEGORIES,
     RESOURCE_ERROR_KINDS,
+    BfdReading,
     Metrics,
     RescueCounters,
     RescuePeerCounters,
 )
+from anycast_announcer.status import BfdStatus
 
 PREFIX = "10.255.0.1/32"
+BFD_UP = BfdStatus(
+    state="up",
+    remote_state="up",
+    local_discriminator=7,
+    remote_discriminator=9,
+    local_diag="none",
+    remote_diag="none",
+    transmit_interval=0.3,
+    detection_time=0.9,
+    remote_min_rx=0.3,
+    remote_min_tx=0.3,
+    remote_multiplier=3,
+    polling=False,
+    state_changes=2,
+    last_change_at=1_700_000_000.0,
+    packets_sent=10,
+    packets_received=10,
+    packets_discarded=0,
+)
 
 FIXED_VALUES: dict[tuple[str, str], tuple[str, ...]] = {
     ("anycast_prefix_state", "state"): PREFIX_STATES,
@@ -34,6 +56,7 @@ FIXED_VALUES: dict[tuple[str, str], tuple[str, ...]] = {
     ("anycast_state_transitions_total", "kind"): ("service", "prefix"),
     ("anycast_config_reloads_total", "result"): ("success", "failure"),
     ("anycast_rescue_packets_total", "direction"): ("sent", "received"),
+    ("anycast_bfd_session_state", "state"): BFD_STATES,
     ("anycast_rescue_bytes_total", "direction"): ("sent", "received"),
     ("anycast_probe_failures_total", "reason"): REASON_CATEGORIES,
 }
@@ -66,6 +89,7 @@ def exercised_metrics() -> Metrics:
             orphans=6,
         )
     )
+    metrics.bfd_source(lambda: BfdReading({"10.0.1.1": BFD_UP}, 0.002, 0))
     return metrics
 
 
