@@ -13,9 +13,15 @@ Apply, in order: the overlay devices (diffed step by step), then per family: a f
 without a table gets a *warm* table first (conntrack on, nothing rescued), the sockets
 already established on the anycast addresses are entered into conntrack (take-over:
 without it, mid-stream packets of connections older than the table would look like
-someone else's and be sent away), then the full table replaces it. An installed table
-is updated in place when its digest differs. Every table text is checked with
-``nft -c`` first; a first install that fails is rolled back. Nothing here changes a
+someone else's and be sent away), then the full table replaces it. A table found in warm
+mode (a crash, or a kill, between the two) is treated like a missing one: the take-over
+runs again. An installed table is updated in place when its digest differs. Every table
+text is checked with ``nft -c`` first; a first install that fails is rolled back, whatever
+failed (nft, netlink, the conntrack or socket-diag socket, a timeout): each of those
+reaches the caller as :class:`RescueError`.
+
+The process boundary (the ``nft`` runner, the netlink sockets, the socket list, the
+sysctl tree) is made of fields, so the shell's unit tests can fake it. Nothing here changes a
 host-wide sysctl, so removal (tables and devices deleted) leaves the host as it was,
 apart from conntrack entries, which expire on their own.
 """
@@ -29,7 +35,8 @@ import json
 import socket
 import subprocess
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,7 +81,11 @@ log = structlog.get_logger(__name__)
 ALIAS = "anycast-announcer rescue"
 SYSCTL_ROOT = Path("/proc/sys/net")
 _NUD_PERMANENT = 0x80
-_TCP_ESTABLISHED = 1
+# TCP states as sock_diag numbers them (include/net/tcp_states.h). Held: the peer may
+# still send, so the flow is ours. TIME_WAIT lingers (see ``takeover``).
+_TCP_HELD_STATES = (1, 3, 4, 5, 8, 9, 11)  # ESTABLISHED SYN_RECV FIN_WAIT1/2 CLOSE_WAIT
+# LAST_ACK CLOSING
+_TCP_TIME_WAIT = 6
 # conntrack: IPS_SEEN_REPLY | IPS_ASSURED | IPS_CONFIRMED (ctnetlink refuses a new entry
 # whose status lacks CONFIRMED with EBUSY); TCP state ESTABLISHED; "be liberal" about
 # windows in both directions, as conntrack does itself for connections it picks up
@@ -86,6 +97,21 @@ _CT_BE_LIBERAL = 0x08
 
 class RescueError(Exception):
     """The data path could not be read, installed or removed; the message says why."""
+
+
+_ENVIRONMENT_ERRORS = (NetlinkError, OSError, subprocess.SubprocessError, json.JSONDecodeError)
+"""What the host can throw at the shell (netlink, sockets, nft timeouts, garbled output)."""
+
+
+@contextmanager
+def _reported(what: str) -> Iterator[None]:
+    """Turn an error of the host into a RescueError naming ``what`` was being done."""
+    try:
+        yield
+    except RescueError:
+        raise
+    except _ENVIRONMENT_ERRORS as exc:
+        raise RescueError(f"{what}: {type(exc).__name__}: {exc}") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +220,11 @@ def host_facts(settings: RescueConfig) -> HostFacts:
 
     RescueError when neither the config nor the host says which member this is.
     """
+    with _reported("reading the host's addresses and routes"):
+        return _host_facts(settings)
+
+
+def _host_facts(settings: RescueConfig) -> HostFacts:
     with IPRoute() as ipr:
         if settings.local_address is not None:
             local: IPAddress = settings.local_address
@@ -287,23 +318,32 @@ def _unmapped(address: IPAddress) -> IPAddress:
     return address
 
 
-def _established(family: Family) -> list[Flow]:
-    """Established TCP sockets of ``family`` as flows (local end first).
+def host_sockets(family: Family) -> tuple[list[Flow], list[Flow]]:
+    """The host's TCP sockets of ``family`` as flows (local end first): the held ones
+    and the TIME_WAIT ones (see ``takeover``).
 
     IPv4 connections accepted by a dual-stack IPv6 socket show up as IPv4-mapped IPv6
     addresses: they are IPv4 flows to conntrack, so they are returned unmapped.
     """
-    found = []
+    held: list[Flow] = []
+    lingering: list[Flow] = []
+    mask = sum(1 << state for state in (*_TCP_HELD_STATES, _TCP_TIME_WAIT))
     with DiagSocket() as diag:
         diag.bind()
         for af in (socket.AF_INET, socket.AF_INET6):
-            for message in diag.get_sock_stats(family=af, states=1 << _TCP_ESTABLISHED):
+            for message in diag.get_sock_stats(family=af, states=mask):
                 local = _unmapped(ipaddress.ip_address(message.get("idiag_src")))
                 remote = _unmapped(ipaddress.ip_address(message.get("idiag_dst")))
                 if local.version == family.version:
                     lport, rport = int(message.get("idiag_sport")), int(message.get("idiag_dport"))
-                    found.append(Flow(local, lport, remote, rport))
-    return found
+                    flow = Flow(local, lport, remote, rport)
+                    waiting = message.get("idiag_state") == _TCP_TIME_WAIT
+                    (lingering if waiting else held).append(flow)
+    return held, lingering
+
+
+def _conntrack_socket(af: int) -> Any:
+    return NFCTSocket(nfgen_family=af)
 
 
 def _ct_entries(conntrack: Any, family: Family) -> list[CtEntry]:
@@ -362,11 +402,19 @@ class RescueKernel:
 
     nft: str = "nft"
     _sleep: Any = field(default=time.sleep, repr=False)
+    # The process boundary, replaced by fakes in the shell's unit tests.
+    run: Callable[..., subprocess.CompletedProcess[str]] = field(default=subprocess.run, repr=False)
+    iproute: Callable[[], Any] = field(default=IPRoute, repr=False)
+    conntrack: Callable[[int], Any] = field(default=_conntrack_socket, repr=False)
+    sockets: Callable[[Family], tuple[list[Flow], list[Flow]]] = field(
+        default=host_sockets, repr=False
+    )
+    sysctl_root: Path = SYSCTL_ROOT
 
     # -- nft -----------------------------------------------------------------------------
 
     def _nft(self, args: Sequence[str], script: str | None = None) -> str:
-        result = subprocess.run(
+        result = self.run(
             [self.nft, *args],
             input=script,
             capture_output=True,
@@ -379,7 +427,7 @@ class RescueKernel:
         return result.stdout
 
     def _nft_json(self, args: Sequence[str]) -> dict[str, Any] | None:
-        result = subprocess.run(
+        result = self.run(
             [self.nft, "-j", *args], capture_output=True, text=True, check=False, timeout=60
         )
         if result.returncode != 0:
@@ -452,7 +500,7 @@ class RescueKernel:
             self._create(ipr, op.overlay)
             return
         if kind is LinkOpKind.SET_SYSCTL:
-            (SYSCTL_ROOT / op.args[0]).write_text(op.args[1])
+            (self.sysctl_root / op.args[0]).write_text(op.args[1])
             return
         index = self._index(ipr, op.device)
         if kind is LinkOpKind.DELETE_LINK:
@@ -497,9 +545,10 @@ class RescueKernel:
     def _take_over(self, family: Family, plan: RescuePlan) -> TakeOver:
         """Reconcile conntrack with the established sockets (see ``takeover``)."""
         af = socket.AF_INET if family is Family.IPV4 else socket.AF_INET6
-        with NFCTSocket(nfgen_family=af) as conntrack:
+        held, lingering = self.sockets(family)
+        with self.conntrack(af) as conntrack:
             todo = plan_take_over(
-                _ct_entries(conntrack, family), _established(family), plan.prefixes_of(family)
+                _ct_entries(conntrack, family), held, plan.prefixes_of(family), lingering
             )
             for entry in todo.forget:
                 self._ct(conntrack, "del", entry, tuple_orig=_tuple(entry))
@@ -547,13 +596,14 @@ class RescueKernel:
 
     def read_installed(self, names: Iterable[str] = ()) -> Installed:
         """Our devices and tables as they are now (``names``: also fail on foreign ones)."""
-        with IPRoute() as ipr:
+        with _reported("reading the rescue state"), self.iproute() as ipr:
             overlays = self._read_overlays(ipr, names)
-        return Installed(overlays, self._read_tables())
+        with _reported("reading the rescue tables"):
+            return Installed(overlays, self._read_tables())
 
     def device_indexes(self, plan: RescuePlan) -> dict[str, int]:
         """The interface index of each overlay device (dup rules are bound to them)."""
-        with IPRoute() as ipr:
+        with _reported("reading the overlay devices"), self.iproute() as ipr:
             return {
                 overlay.name: self._index(ipr, overlay.name)
                 for overlay in (plan.rescue, plan.feedback)
@@ -577,17 +627,18 @@ class RescueKernel:
         """Make the kernel match ``plan``; idempotent, and a no-op when it already does."""
         names = (plan.rescue.name, plan.feedback.name)
         before = self.read_installed(names)
-        with IPRoute() as ipr:
-            steps = self._run_steps(ipr, link_changes(before.overlays, plan))
         try:
-            written, took_over, conntrack = self._apply_tables(plan, before)
-        except RescueError:
+            with _reported("applying the rescue plan"):
+                with self.iproute() as ipr:
+                    steps = self._run_steps(ipr, link_changes(before.overlays, plan))
+                written, took_over, conntrack = self._apply_tables(plan, before)
+                deleted = [f for f in before.tables if f not in plan.families]
+                if deleted:
+                    self._nft(["-f", "-"], removal_script(deleted))
+        except RescueError as error:
             if before.empty:  # a first install that failed leaves nothing behind
-                self.remove()
+                self._roll_back(error)
             raise
-        deleted = [f for f in before.tables if f not in plan.families]
-        if deleted:
-            self._nft(["-f", "-"], removal_script(deleted))
         report = ApplyReport(
             link_steps=tuple(steps),
             tables_written=tuple(written),
@@ -609,14 +660,27 @@ class RescueKernel:
         )
         return report
 
+    def _roll_back(self, error: RescueError) -> None:
+        try:
+            self.remove()
+        except RescueError as failed:
+            log.error("rescue_rollback_failed", error=str(failed), cause=str(error))
+
     def _apply_tables(
         self, plan: RescuePlan, before: Installed
     ) -> tuple[list[str], list[str], TakeOver]:
         indexes = self.device_indexes(plan)
-        fresh = [f for f in plan.families if f not in before.tables]
+        # A table left in warm mode (a crash between the two writes) has not taken over.
+        fresh = [
+            f
+            for f in plan.families
+            if f not in before.tables or before.tables[f].mode != RenderMode.FULL.value
+        ]
         for family in fresh:
             warm = render_table(plan, family, mode=RenderMode.WARM, device_indexes=indexes)
-            self._write(warm.text)
+            script = table_script(warm, before.tables.get(family))
+            if script is not None:
+                self._write(script)
         changes = TakeOver((), (), ())
         if fresh:
             # Let conntrack pick up flows that carry packets, then fix what it missed.
@@ -641,12 +705,13 @@ class RescueKernel:
 
     def remove(self) -> RemoveReport:
         """Delete our tables and devices: the host is as it was before the first apply."""
-        tables = list(self._read_tables())
-        if tables:
-            self._nft(["-f", "-"], removal_script(tables))
-        with IPRoute() as ipr:
-            overlays = self._read_overlays(ipr, ())
-            self._run_steps(ipr, link_changes(overlays, None))
+        with _reported("removing the rescue data path"):
+            tables = list(self._read_tables())
+            if tables:
+                self._nft(["-f", "-"], removal_script(tables))
+            with self.iproute() as ipr:
+                overlays = self._read_overlays(ipr, ())
+                self._run_steps(ipr, link_changes(overlays, None))
         report = RemoveReport(
             tables=tuple(f.value for f in tables), devices=tuple(sorted(overlays))
         )
@@ -656,10 +721,11 @@ class RescueKernel:
     def counters(self) -> RescueCounters:
         """Every rescue counter (zeros for what is not installed)."""
         documents = []
-        for family in Family:
-            document = self._nft_json(["list", "counters", "table", family.value, TABLE])
-            if document is not None:
-                documents.append(document)
+        with _reported("reading the rescue counters"):
+            for family in Family:
+                document = self._nft_json(["list", "counters", "table", family.value, TABLE])
+                if document is not None:
+                    documents.append(document)
         return parse_counters(documents)
 
 
@@ -668,6 +734,10 @@ class AsyncRescueKernel:
     """The same operations as coroutines, each run in a worker thread."""
 
     kernel: RescueKernel = field(default_factory=RescueKernel)
+
+    async def host_facts(self, settings: RescueConfig) -> HostFacts:
+        """See :func:`host_facts`."""
+        return await asyncio.to_thread(host_facts, settings)
 
     async def read_installed(self, names: Iterable[str] = ()) -> Installed:
         """See :meth:`RescueKernel.read_installed`."""

@@ -5,8 +5,15 @@ facts, read here) and applies it as a diff: ``rescue.kernel`` reads what is inst
 and changes only what differs, so a restart takes over what it finds and a reload moves
 membership without dropping learnt flows. Applies run one at a time, off the event loop,
 the newest configuration last. While rescue is configured, the counters are read every
-few seconds for ``/status`` and ``/metrics``, and the installed state is compared with
-the plan now and then: drift (someone deleted a table) is logged and repaired.
+few seconds for ``/status`` and ``/metrics``.
+
+Drift (someone deleted or altered a table: ``flush ruleset`` in a host firewall's reload)
+is repaired at once: nftables' netlink notifications (``rescue.watch``) wake a check,
+and a slow check every 30 s covers a watch that could not be opened. A check compares
+the kernel with the plan last applied; it never queues anything while an apply is under
+way or after a newer configuration arrived (``sync``), since the plan it compared with
+is then stale and re-applying it would undo the newer one. A change announced during an
+apply is checked again once the apply is done.
 
 Nothing is removed at shutdown: the kernel keeps rescuing this server's live connections
 without a process. Removal is ``anycast-announcer rescue remove``.
@@ -16,19 +23,33 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 import structlog
 
-from anycast_announcer.config import Config
+from anycast_announcer.config import Config, RescueConfig
 from anycast_announcer.metrics import RescueCounters as MetricCounters
 from anycast_announcer.metrics import RescuePeerCounters
 from anycast_announcer.rescue.counters import RescueCounters, Traffic
+from anycast_announcer.rescue.kernel import (
+    ApplyReport,
+    AsyncRescueKernel,
+    HostFacts,
+    RescueError,
+)
 from anycast_announcer.rescue.model import RescuePlan, build_plan
 from anycast_announcer.rescue.mtu import mtu_warnings
+from anycast_announcer.rescue.watch import NftablesWatch
 from anycast_announcer.status import RescuePeerStatus, RescueStatus, RescueTraffic
 
-__all__ = ["COUNTER_INTERVAL", "DRIFT_CHECKS", "RescueKeeper"]
+__all__ = [
+    "COUNTER_INTERVAL",
+    "DRIFT_CHECKS",
+    "ChangeFeed",
+    "RescueKeeper",
+    "RescueKernelPort",
+]
 
 log = structlog.get_logger("anycast_announcer")
 
@@ -44,11 +65,46 @@ class RescueSink(Protocol):
     def rescue_counters(self, counters: MetricCounters | None) -> None: ...
 
 
+class RescueKernelPort(Protocol):
+    """The kernel as the keeper uses it (``rescue.kernel.AsyncRescueKernel``)."""
+
+    async def host_facts(self, settings: RescueConfig) -> HostFacts: ...
+
+    async def apply(self, plan: RescuePlan) -> ApplyReport: ...
+
+    async def in_sync(self, plan: RescuePlan) -> bool: ...
+
+    async def counters(self) -> RescueCounters: ...
+
+
+class ChangeFeed(Protocol):
+    """Wakes when the rescue tables may have changed (``rescue.watch.NftablesWatch``)."""
+
+    def open(self) -> None: ...
+
+    async def changed(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class RescueKeeper:
     """Applies the rescue plan, repairs drift, and reads the counters."""
 
-    def __init__(self, metrics: RescueSink | None = None) -> None:
+    def __init__(
+        self,
+        metrics: RescueSink | None = None,
+        *,
+        kernel: RescueKernelPort | None = None,
+        changes: Callable[[], ChangeFeed] = NftablesWatch,
+    ) -> None:
         self._metrics = metrics
+        self._kernel: RescueKernelPort = kernel if kernel is not None else AsyncRescueKernel()
+        self._changes = changes
+        self._generation = 0
+        """Bumped by every ``sync`` and ``forget``: a check that saw another is stale."""
+        self._in_apply = 0
+        self._recheck = False
+        self._checking: asyncio.Task[None] | None = None
         self._config: Config | None = None
         self._plan: RescuePlan | None = None
         self._counters: RescueCounters | None = None
@@ -59,16 +115,18 @@ class RescueKeeper:
 
     async def apply(self, config: Config) -> None:
         """Build the plan for this host and apply it; raises ``RescueError``."""
-        from anycast_announcer.rescue.kernel import AsyncRescueKernel, host_facts
-
         assert config.rescue is not None  # the core asks only when configured
-        facts = await asyncio.to_thread(host_facts, config.rescue)
-        plan = build_plan(
-            config, local_address=facts.local_address, underlay_mtu=facts.underlay_mtu
-        )
-        for warning in mtu_warnings(plan):
-            log.warning("rescue_mtu", warning=warning)
-        report = await AsyncRescueKernel().apply(plan)
+        self._in_apply += 1
+        try:
+            facts = await self._kernel.host_facts(config.rescue)
+            plan = build_plan(
+                config, local_address=facts.local_address, underlay_mtu=facts.underlay_mtu
+            )
+            for warning in mtu_warnings(plan):
+                log.warning("rescue_mtu", warning=warning)
+            report = await self._kernel.apply(plan)
+        finally:
+            self._in_apply -= 1
         self._config, self._plan, self._error = config, plan, None
         self._applied_at = time.time()
         log.info(
@@ -85,12 +143,20 @@ class RescueKeeper:
     def sync(self, config: Config) -> None:
         """Apply ``config``'s plan soon (a reload); failures are logged and shown."""
         self._latest = config
+        self._generation += 1
         if self._applying is None or self._applying.done():
             self._applying = asyncio.get_running_loop().create_task(self._apply_latest())
 
     async def _apply_latest(self) -> None:
-        from anycast_announcer.rescue.kernel import RescueError
+        try:
+            await self._apply_queue()
+        finally:
+            if self._recheck and self._plan is not None:
+                # Changed while we applied: our own writes, or someone else's. Look.
+                self._recheck = False
+                self._checking = asyncio.get_running_loop().create_task(self.check())
 
+    async def _apply_queue(self) -> None:
         while self._latest is not None:
             config, self._latest = self._latest, None
             try:
@@ -106,25 +172,83 @@ class RescueKeeper:
         """The config no longer names a group: stop reporting (the data path stays)."""
         self._config = self._plan = self._counters = None
         self._error = None
+        self._generation += 1
         if self._metrics is not None:
             self._metrics.rescue_counters(None)
 
     async def run(self) -> None:
-        """Read the counters while rescue is configured; repair drift now and then."""
-        readings = 0
-        while True:
-            await asyncio.sleep(COUNTER_INTERVAL)
-            if self._plan is None:
-                continue
-            readings += 1
-            await self._read_counters()
-            if readings % DRIFT_CHECKS == 0:
-                await self._repair_drift()
+        """Read the counters while rescue is configured; repair drift when nftables says
+        our tables changed, and every ``DRIFT_CHECKS`` readings anyway."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._watch())
+            readings = 0
+            while True:
+                await asyncio.sleep(COUNTER_INTERVAL)
+                if self._plan is None:
+                    continue
+                readings += 1
+                await self._read_counters()
+                if readings % DRIFT_CHECKS == 0:
+                    await self.check(retry=True)
+
+    async def _watch(self) -> None:
+        feed = self._changes()
+        try:
+            feed.open()
+        except OSError as error:
+            log.warning("rescue_watch_unavailable", error=str(error), fallback_seconds=30)
+            return
+        try:
+            while True:
+                try:
+                    await feed.changed()
+                except OSError as error:
+                    log.warning("rescue_watch_failed", error=str(error), fallback_seconds=30)
+                    return
+                if self._plan is not None:
+                    log.debug("rescue_tables_changed")
+                    await self.check()
+        finally:
+            feed.close()
+
+    async def check(self, *, retry: bool = False) -> None:
+        """Compare the kernel with the plan last applied, and re-apply it if they differ.
+
+        Nothing is queued if an apply is under way or a newer config arrived meanwhile:
+        the comparison was with a stale plan (the apply under way checks again after).
+        After a failed apply, only the slow periodic check (``retry``) tries again, so a
+        broken ``nft`` does not turn every notification into another failing apply.
+        """
+        if self._busy():
+            self._recheck = True
+            return
+        if self._plan is None or self._config is None or (self._error and not retry):
+            return
+        generation, plan, config = self._generation, self._plan, self._config
+        try:
+            in_sync = await self._kernel.in_sync(plan)
+        except RescueError as error:
+            log.warning("rescue_state_unreadable", error=str(error))
+            return
+        if in_sync:
+            return
+        if self._busy() or generation != self._generation:
+            self._recheck = True
+            return
+        log.warning("rescue_drift", action="re-applying the plan")
+        self.sync(config)
+
+    def _busy(self) -> bool:
+        return self._in_apply > 0 or (self._applying is not None and not self._applying.done())
 
     async def close(self) -> None:
         """Wait for an apply under way (the data path itself stays installed)."""
-        if self._applying is not None:
-            await asyncio.gather(self._applying, return_exceptions=True)
+        while pending := self._pending():
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    def _pending(self) -> list[asyncio.Task[None]]:
+        tasks = (self._applying, self._checking)
+        return [task for task in tasks if task is not None and not task.done()]
 
     def status(self) -> RescueStatus | None:
         """The data path as last seen; None when rescue is not configured."""
@@ -153,29 +277,13 @@ class RescueKeeper:
         )
 
     async def _read_counters(self) -> None:
-        from anycast_announcer.rescue.kernel import AsyncRescueKernel, RescueError
-
         try:
-            self._counters = await AsyncRescueKernel().counters()
+            self._counters = await self._kernel.counters()
         except RescueError as error:
             log.warning("rescue_counters_unreadable", error=str(error))
             return
         if self._metrics is not None:
             self._metrics.rescue_counters(_for_metrics(self._counters, installed=True))
-
-    async def _repair_drift(self) -> None:
-        from anycast_announcer.rescue.kernel import AsyncRescueKernel, RescueError
-
-        if self._plan is None or self._config is None:
-            return
-        try:
-            if await AsyncRescueKernel().in_sync(self._plan):
-                return
-        except RescueError as error:
-            log.warning("rescue_state_unreadable", error=str(error))
-            return
-        log.warning("rescue_drift", action="re-applying the plan")
-        self.sync(self._config)
 
 
 def _traffic(traffic: Traffic) -> RescueTraffic:
