@@ -47,7 +47,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
 
 from anycast_announcer.config import RescueConfig
-from anycast_announcer.rescue.addressing import IPAddress
+from anycast_announcer.overlay import IPAddress
 from anycast_announcer.rescue.counters import RescueCounters, parse_counters
 from anycast_announcer.rescue.diff import (
     DEVICE_SYSCTLS,
