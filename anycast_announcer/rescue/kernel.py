@@ -15,10 +15,15 @@ already established on the anycast addresses are entered into conntrack (take-ov
 without it, mid-stream packets of connections older than the table would look like
 someone else's and be sent away), then the full table replaces it. A table found in warm
 mode (a crash, or a kill, between the two) is treated like a missing one: the take-over
-runs again. An installed table is updated in place when its digest differs. Every table
-text is checked with ``nft -c`` first; a first install that fails is rolled back, whatever
-failed (nft, netlink, the conntrack or socket-diag socket, a timeout): each of those
-reaches the caller as :class:`RescueError`.
+runs again. A *repair* (``apply(plan, warm=False)``: our table vanished under a running
+data path, e.g. a host firewall's ``flush ruleset``) skips the warm table and its wait:
+the full table goes back at once, then the take-over runs. A warm table would hand the
+flows this server is rescuing for others to the local stack, which resets them; with the
+full table, a local flow conntrack lost track of during the gap is at worst copied to
+the peers until the take-over re-enters it, never reset. An installed table is updated
+in place when its digest differs. Every table text is checked with ``nft -c`` first; a
+first install that fails is rolled back, whatever failed (nft, netlink, the conntrack or
+socket-diag socket, a timeout): each of those reaches the caller as :class:`RescueError`.
 
 The process boundary (the ``nft`` runner, the netlink sockets, the socket list, the
 sysctl tree) is made of fields, so the shell's unit tests can fake it. Nothing here changes a
@@ -38,6 +43,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +128,8 @@ class HostFacts:
     underlay_mtu: int
     mtu_source: str
     """Where the MTU came from: ``config`` or the interfaces routing to the peers."""
+    fabric_interfaces: tuple[str, ...] = ()
+    """The interfaces this host routes the other members through."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,19 +208,56 @@ def _local_addresses(ipr: Any) -> set[IPAddress]:
     return found
 
 
-def _route_mtu(ipr: Any, destination: IPAddress) -> int | None:
+_MAIN_TABLE = 254
+_RTN_UNICAST = 1
+
+
+def _route_interfaces(ipr: Any, destination: IPAddress) -> set[int]:
+    """Every interface of the main table's longest match for ``destination``, all paths
+    of a multipath route included (``route get`` names only the path it picked, and a
+    dual-homed server receives a peer's packets on either)."""
+    family = socket.AF_INET if destination.version == 4 else socket.AF_INET6
+    best, found = -1, set()
+    for route in ipr.get_routes(family=family, table=_MAIN_TABLE):
+        if route["type"] != _RTN_UNICAST:
+            continue
+        length = int(route["dst_len"])
+        dst = route.get_attr("RTA_DST")
+        if dst is not None and destination not in ipaddress.ip_network(
+            f"{dst}/{length}", strict=False
+        ):
+            continue  # no RTA_DST: a default route, which contains everything
+        oifs = {int(hop["oif"]) for hop in route.get_attr("RTA_MULTIPATH") or ()}
+        if route.get_attr("RTA_OIF"):
+            oifs.add(int(route.get_attr("RTA_OIF")))
+        if length > best:
+            best, found = length, oifs
+        elif length == best:
+            found |= oifs
+    return found
+
+
+def _route_path(ipr: Any, destination: IPAddress) -> tuple[int | None, set[str]]:
+    """The MTU toward ``destination`` and the interfaces its route may leave by."""
     try:
         routes = ipr.route("get", dst=str(destination))
+        indexes = _route_interfaces(ipr, destination)
     except NetlinkError:
-        return None
+        return None, set()
     if not routes:
-        return None
+        return None, set()
+    oif = routes[0].get_attr("RTA_OIF")
+    if oif:
+        indexes.add(int(oif))
+    names = set()
+    for index in indexes:
+        for link in ipr.get_links(index):
+            names.add(str(link.get_attr("IFLA_IFNAME")))
+    links = ipr.get_links(oif) if oif else []
     metrics = routes[0].get_attr("RTA_METRICS")
     if metrics is not None and metrics.get_attr("RTAX_MTU"):
-        return int(metrics.get_attr("RTAX_MTU"))
-    oif = routes[0].get_attr("RTA_OIF")
-    links = ipr.get_links(oif) if oif else []
-    return int(links[0].get_attr("IFLA_MTU")) if links else None
+        return int(metrics.get_attr("RTAX_MTU")), names
+    return (int(links[0].get_attr("IFLA_MTU")) if links else None), names
 
 
 def host_facts(settings: RescueConfig) -> HostFacts:
@@ -237,16 +282,15 @@ def _host_facts(settings: RescueConfig) -> HostFacts:
                     "configured on this host; set it"
                 )
             local = mine[0]
-        if settings.underlay_mtu is not None:
-            return HostFacts(local, settings.underlay_mtu, "config")
-        mtus = [
-            mtu
-            for peer in settings.members
-            if peer != local and (mtu := _route_mtu(ipr, peer)) is not None
-        ]
+        paths = [_route_path(ipr, peer) for peer in settings.members if peer != local]
+    mtus = [mtu for mtu, _ in paths if mtu is not None]
+    # A peer reached through loopback (a lab whose members share a host) says nothing.
+    interfaces = tuple(sorted({name for _, names in paths for name in names} - {"lo"}))
+    if settings.underlay_mtu is not None:
+        return HostFacts(local, settings.underlay_mtu, "config", interfaces)
     if not mtus:
-        return HostFacts(local, 1500, "default (no route to any peer)")
-    return HostFacts(local, min(mtus), "interfaces routing to the peers")
+        return HostFacts(local, 1500, "default (no route to any peer)", interfaces)
+    return HostFacts(local, min(mtus), "interfaces routing to the peers", interfaces)
 
 
 # -- reading -----------------------------------------------------------------------------------
@@ -623,15 +667,18 @@ class RescueKernel:
             for family in plan.families
         )
 
-    def apply(self, plan: RescuePlan) -> ApplyReport:
-        """Make the kernel match ``plan``; idempotent, and a no-op when it already does."""
+    def apply(self, plan: RescuePlan, *, warm: bool = True) -> ApplyReport:
+        """Make the kernel match ``plan``; idempotent, and a no-op when it already does.
+
+        ``warm=False``: a repair; a missing table goes back full at once (see above).
+        """
         names = (plan.rescue.name, plan.feedback.name)
         before = self.read_installed(names)
         try:
             with _reported("applying the rescue plan"):
                 with self.iproute() as ipr:
                     steps = self._run_steps(ipr, link_changes(before.overlays, plan))
-                written, took_over, conntrack = self._apply_tables(plan, before)
+                written, took_over, conntrack = self._apply_tables(plan, before, warm=warm)
                 deleted = [f for f in before.tables if f not in plan.families]
                 if deleted:
                     self._nft(["-f", "-"], removal_script(deleted))
@@ -667,7 +714,7 @@ class RescueKernel:
             log.error("rescue_rollback_failed", error=str(failed), cause=str(error))
 
     def _apply_tables(
-        self, plan: RescuePlan, before: Installed
+        self, plan: RescuePlan, before: Installed, *, warm: bool
     ) -> tuple[list[str], list[str], TakeOver]:
         indexes = self.device_indexes(plan)
         # A table left in warm mode (a crash between the two writes) has not taken over.
@@ -676,15 +723,17 @@ class RescueKernel:
             for f in plan.families
             if f not in before.tables or before.tables[f].mode != RenderMode.FULL.value
         ]
+        first = RenderMode.WARM if warm else RenderMode.FULL
         for family in fresh:
-            warm = render_table(plan, family, mode=RenderMode.WARM, device_indexes=indexes)
-            script = table_script(warm, before.tables.get(family))
+            table = render_table(plan, family, mode=first, device_indexes=indexes)
+            script = table_script(table, before.tables.get(family))
             if script is not None:
                 self._write(script)
         changes = TakeOver((), (), ())
         if fresh:
-            # Let conntrack pick up flows that carry packets, then fix what it missed.
-            self._sleep(plan.takeover_warmup)
+            if warm:  # let conntrack pick up flows that carry packets first
+                self._sleep(plan.takeover_warmup)
+            # Then fix what it missed.
             for family in fresh:
                 if plan.prefixes_of(family):
                     done = self._take_over(family, plan)
@@ -743,9 +792,9 @@ class AsyncRescueKernel:
         """See :meth:`RescueKernel.read_installed`."""
         return await asyncio.to_thread(self.kernel.read_installed, tuple(names))
 
-    async def apply(self, plan: RescuePlan) -> ApplyReport:
+    async def apply(self, plan: RescuePlan, *, warm: bool = True) -> ApplyReport:
         """See :meth:`RescueKernel.apply`."""
-        return await asyncio.to_thread(self.kernel.apply, plan)
+        return await asyncio.to_thread(partial(self.kernel.apply, plan, warm=warm))
 
     async def remove(self) -> RemoveReport:
         """See :meth:`RescueKernel.remove`."""

@@ -70,7 +70,7 @@ class RescueKernelPort(Protocol):
 
     async def host_facts(self, settings: RescueConfig) -> HostFacts: ...
 
-    async def apply(self, plan: RescuePlan) -> ApplyReport: ...
+    async def apply(self, plan: RescuePlan, *, warm: bool = True) -> ApplyReport: ...
 
     async def in_sync(self, plan: RescuePlan) -> bool: ...
 
@@ -104,6 +104,7 @@ class RescueKeeper:
         """Bumped by every ``sync`` and ``forget``: a check that saw another is stale."""
         self._in_apply = 0
         self._recheck = False
+        self._repairing = False
         self._checking: asyncio.Task[None] | None = None
         self._config: Config | None = None
         self._plan: RescuePlan | None = None
@@ -113,18 +114,24 @@ class RescueKeeper:
         self._latest: Config | None = None
         self._applying: asyncio.Task[None] | None = None
 
-    async def apply(self, config: Config) -> None:
-        """Build the plan for this host and apply it; raises ``RescueError``."""
+    async def apply(self, config: Config, *, repair: bool = False) -> None:
+        """Build the plan for this host and apply it; raises ``RescueError``.
+
+        ``repair``: our tables vanished under the running data path; they go back full at
+        once (no warm phase, see ``rescue.kernel``)."""
         assert config.rescue is not None  # the core asks only when configured
         self._in_apply += 1
         try:
             facts = await self._kernel.host_facts(config.rescue)
             plan = build_plan(
-                config, local_address=facts.local_address, underlay_mtu=facts.underlay_mtu
+                config,
+                local_address=facts.local_address,
+                underlay_mtu=facts.underlay_mtu,
+                fabric_interfaces=facts.fabric_interfaces,
             )
             for warning in mtu_warnings(plan):
                 log.warning("rescue_mtu", warning=warning)
-            report = await self._kernel.apply(plan)
+            report = await self._kernel.apply(plan, warm=not repair)
         finally:
             self._in_apply -= 1
         self._config, self._plan, self._error = config, plan, None
@@ -143,6 +150,7 @@ class RescueKeeper:
     def sync(self, config: Config) -> None:
         """Apply ``config``'s plan soon (a reload); failures are logged and shown."""
         self._latest = config
+        self._repairing = False
         self._generation += 1
         if self._applying is None or self._applying.done():
             self._applying = asyncio.get_running_loop().create_task(self._apply_latest())
@@ -159,8 +167,9 @@ class RescueKeeper:
     async def _apply_queue(self) -> None:
         while self._latest is not None:
             config, self._latest = self._latest, None
+            repair, self._repairing = self._repairing, False
             try:
-                await self.apply(config)
+                await self.apply(config, repair=repair)
             except RescueError as error:
                 self._error = str(error)
                 log.error("rescue_not_applied", error=str(error))
@@ -237,6 +246,7 @@ class RescueKeeper:
             return
         log.warning("rescue_drift", action="re-applying the plan")
         self.sync(config)
+        self._repairing = True
 
     def _busy(self) -> bool:
         return self._in_apply > 0 or (self._applying is not None and not self._applying.done())
@@ -304,4 +314,11 @@ def _for_metrics(counters: RescueCounters, *, installed: bool) -> MetricCounters
         },
         icmp_relayed=counters.icmp_relayed.packets,
         orphans=counters.orphans.packets,
+        dropped={
+            "budget": counters.blind_limited.packets,
+            "source_budget": counters.blind_source_limited.packets,
+            "set_full": counters.blind_refused.packets,
+            "claim_refused": counters.claims_refused.packets,
+            "icmp_budget": counters.icmp_limited.packets,
+        },
     )

@@ -226,11 +226,13 @@ class FakeKernelPort:
     """None: compare with the plan last applied; else this answer."""
     apply_error: BaseException | None = None
     checks: int = 0
+    warm: list[bool] = field(default_factory=list)
 
     async def host_facts(self, settings: RescueConfig) -> HostFacts:
         return self.local
 
-    async def apply(self, plan: RescuePlan) -> ApplyReport:
+    async def apply(self, plan: RescuePlan, *, warm: bool = True) -> ApplyReport:
+        self.warm.append(warm)
         if self.apply_gate is not None:
             await self.apply_gate.wait()
         if self.apply_error is not None:

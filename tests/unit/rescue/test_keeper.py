@@ -85,6 +85,7 @@ async def test_drift_after_an_apply_is_repaired() -> None:
         kernel.in_sync_answer = None
         await keeper.close()
     assert len(kernel.applied) == 2
+    assert kernel.warm == [True, False]  # the repair puts the full table back at once
     drift = {"event": "rescue_drift", "action": "re-applying the plan", "log_level": "warning"}
     assert drift in logs
 

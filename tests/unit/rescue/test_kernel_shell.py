@@ -129,3 +129,17 @@ def test_remove_reports_errors_as_rescue_error(tmp_path: Path) -> None:
     host.nft.fail = lambda script: subprocess.TimeoutExpired("nft", 60)
     with pytest.raises(RescueError, match="removing"):
         kernel.remove()
+
+
+def test_a_repair_puts_the_full_table_back_without_a_warm_phase(tmp_path: Path) -> None:
+    """Rescued flows must not meet a warm table (it hands them to the local stack)."""
+    host = FakeHost(tmp_path)
+    kernel = host.kernel()
+    kernel.apply(plan())
+    host.nft.tables.clear()  # flush ruleset
+    host.nft.scripts.clear()
+    host.sockets.held = [_flow(7)]
+    report = kernel.apply(plan(), warm=False)
+    assert report.took_over == ("ip", "ip6")
+    assert _entry(7) in host.conntrack.entries
+    assert not any(" warm " in script for script in host.nft.scripts)
