@@ -28,6 +28,7 @@ from typing import Any
 
 from anycast_announcer.config import Config, ConfigError, load_config
 from anycast_announcer.logging import configure_logging
+from anycast_announcer.rescue.kernel import ApplyReport
 from anycast_announcer.rescue.model import RescuePlan, build_plan
 from anycast_announcer.rescue.mtu import mtu_warnings
 
@@ -36,6 +37,7 @@ __all__ = ["add_parser", "check_warnings", "run"]
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+_PEERS_SHOWN = 8
 
 
 def add_parser(commands: Any) -> None:
@@ -125,7 +127,10 @@ def _install(path: str, *, watch: bool = False) -> int:
     except RescueError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILURE
-    peers = ", ".join(str(peer.address) for peer in plan.peers)
+    shown = [str(peer.address) for peer in plan.peers[:_PEERS_SHOWN]]
+    if len(plan.peers) > _PEERS_SHOWN:
+        shown.append(f"... {len(plan.peers)} in all")
+    peers = ", ".join(shown)
     if not report.changed:
         print(f"rescue: already installed (member {plan.me.address}; peers {peers})")
         return _watch(plan) if watch else EXIT_OK
@@ -143,6 +148,16 @@ def _install(path: str, *, watch: bool = False) -> int:
     return _watch(plan) if watch else EXIT_OK
 
 
+def _repaired(report: ApplyReport, started: float) -> None:
+    took = (time.monotonic() - started) * 1000
+    print(
+        f"rescue: repaired in {took:.0f} ms at={time.time():.3f} "
+        f"(tables {', '.join(report.tables_written) or 'none'}; "
+        f"adopted {report.adopted}, relaxed {report.liberalized})",
+        flush=True,
+    )
+
+
 def _watch(plan: RescuePlan) -> int:
     """Repair the data path whenever nftables says its tables changed; until a signal."""
     from anycast_announcer.rescue.kernel import RescueError, RescueKernel
@@ -158,22 +173,19 @@ def _watch(plan: RescuePlan) -> int:
 
     async def repair_forever() -> None:
         while True:
-            await watch.changed()
+            change = await watch.changed()
             started = time.monotonic()
             try:
+                if change.deleted:  # flushed: write them back before reading anything
+                    report = await asyncio.to_thread(kernel.restore, plan, change.deleted)
+                    _repaired(report, started)
                 # A no-op (reads only) when the change was ours or left us in sync.
                 report = await asyncio.to_thread(partial(kernel.apply, plan, warm=False))
             except RescueError as error:
                 print(f"error: repair failed: {error}", file=sys.stderr, flush=True)
                 continue
             if report.changed:
-                took = (time.monotonic() - started) * 1000
-                print(
-                    f"rescue: repaired in {took:.0f} ms at={time.time():.3f} "
-                    f"(tables {', '.join(report.tables_written) or 'none'}; "
-                    f"adopted {report.adopted}, relaxed {report.liberalized})",
-                    flush=True,
-                )
+                _repaired(report, started)
 
     try:
         asyncio.run(repair_forever())

@@ -156,7 +156,7 @@ class Installed:
                     "mac": o.mac,
                     "mtu": o.mtu,
                     "up": o.up,
-                    "peers": sorted(dst for _, dst in o.fdb),
+                    "peers": sorted({dst for _, dst in o.fdb}),
                 }
                 for name, o in sorted(self.overlays.items())
             },
@@ -707,6 +707,31 @@ class RescueKernel:
         )
         return report
 
+    def restore(self, plan: RescuePlan, families: Iterable[str]) -> ApplyReport:
+        """Write back, at once, the full tables of ``families`` that were just deleted
+        (``flush ruleset``), then take over: the fast path of a repair.
+
+        Nothing is read or checked first (the text is the one ``apply`` installed and
+        checked; the devices are untouched by nft). Each table is replaced whole in one
+        transaction, so a table that came back meanwhile is not doubled. ``apply`` after
+        it finds the rest in order.
+        """
+        wanted = [f for f in plan.families if f.value in set(families)]
+        with _reported("restoring the rescue tables"):
+            indexes = self.device_indexes(plan)
+            for family in wanted:
+                table = render_table(plan, family, device_indexes=indexes)
+                replace = f"add table {family.value} {TABLE}\ndelete table {family.value} {TABLE}\n"
+                self._nft(["-f", "-"], replace + table.text)
+            took_over = [self._take_over(f, plan) for f in wanted if plan.prefixes_of(f)]
+        return ApplyReport(
+            tables_written=tuple(f.value for f in wanted),
+            took_over=tuple(f.value for f in wanted if plan.prefixes_of(f)),
+            adopted=sum(len(t.adopt) for t in took_over),
+            liberalized=sum(len(t.liberalize) for t in took_over),
+            forgotten=sum(len(t.forget) for t in took_over),
+        )
+
     def _roll_back(self, error: RescueError) -> None:
         try:
             self.remove()
@@ -724,11 +749,14 @@ class RescueKernel:
             if f not in before.tables or before.tables[f].mode != RenderMode.FULL.value
         ]
         first = RenderMode.WARM if warm else RenderMode.FULL
+        written = []
         for family in fresh:
             table = render_table(plan, family, mode=first, device_indexes=indexes)
             script = table_script(table, before.tables.get(family))
             if script is not None:
                 self._write(script)
+                if not warm:
+                    written.append(family.value)
         changes = TakeOver((), (), ())
         if fresh:
             if warm:  # let conntrack pick up flows that carry packets first
@@ -742,7 +770,6 @@ class RescueKernel:
                         changes.liberalize + done.liberalize,
                         changes.forget + done.forget,
                     )
-        written = []
         installed = self._read_tables()
         for family in plan.families:
             desired = render_table(plan, family, device_indexes=indexes)
@@ -795,6 +822,10 @@ class AsyncRescueKernel:
     async def apply(self, plan: RescuePlan, *, warm: bool = True) -> ApplyReport:
         """See :meth:`RescueKernel.apply`."""
         return await asyncio.to_thread(partial(self.kernel.apply, plan, warm=warm))
+
+    async def restore(self, plan: RescuePlan, families: Iterable[str]) -> ApplyReport:
+        """See :meth:`RescueKernel.restore`."""
+        return await asyncio.to_thread(self.kernel.restore, plan, tuple(families))
 
     async def remove(self) -> RemoveReport:
         """See :meth:`RescueKernel.remove`."""

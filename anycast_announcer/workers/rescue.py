@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 import structlog
@@ -40,7 +40,7 @@ from anycast_announcer.rescue.kernel import (
 )
 from anycast_announcer.rescue.model import RescuePlan, build_plan
 from anycast_announcer.rescue.mtu import mtu_warnings
-from anycast_announcer.rescue.watch import NftablesWatch
+from anycast_announcer.rescue.watch import Change, NftablesWatch
 from anycast_announcer.status import RescuePeerStatus, RescueStatus, RescueTraffic
 
 __all__ = [
@@ -74,6 +74,8 @@ class RescueKernelPort(Protocol):
 
     async def in_sync(self, plan: RescuePlan) -> bool: ...
 
+    async def restore(self, plan: RescuePlan, families: Iterable[str]) -> ApplyReport: ...
+
     async def counters(self) -> RescueCounters: ...
 
 
@@ -82,7 +84,7 @@ class ChangeFeed(Protocol):
 
     def open(self) -> None: ...
 
-    async def changed(self) -> None: ...
+    async def changed(self) -> Change: ...
 
     def close(self) -> None: ...
 
@@ -210,12 +212,14 @@ class RescueKeeper:
         try:
             while True:
                 try:
-                    await feed.changed()
+                    change = await feed.changed()
                 except OSError as error:
                     log.warning("rescue_watch_failed", error=str(error), fallback_seconds=30)
                     return
                 if self._plan is not None:
-                    log.debug("rescue_tables_changed")
+                    log.debug("rescue_tables_changed", deleted=sorted(change.deleted))
+                    if change.deleted:
+                        await self._restore(change.deleted)
                     await self.check()
         finally:
             feed.close()
@@ -247,6 +251,19 @@ class RescueKeeper:
         log.warning("rescue_drift", action="re-applying the plan")
         self.sync(config)
         self._repairing = True
+
+    async def _restore(self, families: frozenset[str]) -> None:
+        """Our tables were deleted (``flush ruleset``): write them back before anything is
+        read, so the gap is one ``nft -f`` long; ``check`` then does the rest."""
+        plan = self._plan
+        if plan is None or self._busy() or self._error is not None:
+            return
+        try:
+            report = await self._kernel.restore(plan, families)
+        except RescueError as error:
+            log.warning("rescue_restore_failed", error=str(error))
+            return
+        log.warning("rescue_restored", tables=list(report.tables_written), adopted=report.adopted)
 
     def _busy(self) -> bool:
         return self._in_apply > 0 or (self._applying is not None and not self._applying.done())

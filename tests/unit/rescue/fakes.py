@@ -13,7 +13,7 @@ import json
 import re
 import socket
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -227,6 +227,7 @@ class FakeKernelPort:
     apply_error: BaseException | None = None
     checks: int = 0
     warm: list[bool] = field(default_factory=list)
+    restored: list[frozenset[str]] = field(default_factory=list)
 
     async def host_facts(self, settings: RescueConfig) -> HostFacts:
         return self.local
@@ -247,6 +248,11 @@ class FakeKernelPort:
         if self.in_sync_answer is not None:
             return self.in_sync_answer
         return bool(self.applied) and self.applied[-1] == plan
+
+    async def restore(self, plan: RescuePlan, families: Iterable[str]) -> ApplyReport:
+        self.restored.append(frozenset(families))
+        self.applied.append(plan)
+        return ApplyReport(tables_written=tuple(sorted(families)))
 
     async def counters(self) -> RescueCounters:
         return RescueCounters()

@@ -8,6 +8,7 @@ import ipaddress
 from structlog.testing import capture_logs
 
 from anycast_announcer.rescue.kernel import HostFacts, RescueError
+from anycast_announcer.rescue.watch import Change
 from anycast_announcer.workers.rescue import RescueKeeper
 from tests.unit.rescue.fakes import FakeKernelPort
 from tests.unit.rescue.plans import BASE, config
@@ -22,8 +23,9 @@ class _NoFeed:
     def open(self) -> None:
         return None
 
-    async def changed(self) -> None:
+    async def changed(self) -> Change:
         await asyncio.Event().wait()
+        return Change()
 
     def close(self) -> None:
         return None
@@ -33,13 +35,13 @@ class _Feed:
     """A change feed the test fires by hand."""
 
     def __init__(self) -> None:
-        self.fired: asyncio.Queue[None] = asyncio.Queue()
+        self.fired: asyncio.Queue[Change] = asyncio.Queue()
 
     def open(self) -> None:
         return None
 
-    async def changed(self) -> None:
-        await self.fired.get()
+    async def changed(self) -> Change:
+        return await self.fired.get()
 
     def close(self) -> None:
         return None
@@ -98,7 +100,7 @@ async def test_a_change_notification_triggers_the_repair_at_once() -> None:
     runner = asyncio.create_task(keeper.run())
     await _settle()
     kernel.in_sync_answer = False
-    feed.fired.put_nowait(None)
+    feed.fired.put_nowait(Change())
     for _ in range(100):
         await asyncio.sleep(0)
         if len(kernel.applied) == 2:
@@ -158,3 +160,23 @@ async def test_an_unavailable_watch_leaves_the_periodic_check() -> None:
         runner.cancel()
         await asyncio.gather(runner, return_exceptions=True)
     assert [e["event"] for e in logs] == ["rescue_watch_unavailable"]
+
+
+async def test_a_deleted_table_is_written_back_before_anything_is_read() -> None:
+    kernel = FakeKernelPort(FACTS)
+    feed = _Feed()
+    keeper = _keeper(kernel, feed)
+    await keeper.apply(config())
+    runner = asyncio.create_task(keeper.run())
+    await _settle()
+    checks = kernel.checks
+    feed.fired.put_nowait(Change(frozenset({"ip"})))
+    for _ in range(100):
+        await asyncio.sleep(0)
+        if kernel.checks > checks:
+            break
+    runner.cancel()
+    await asyncio.gather(runner, return_exceptions=True)
+    await keeper.close()
+    assert kernel.restored == [frozenset({"ip"})]
+    assert kernel.checks == checks + 1  # then the ordinary check, which finds it in sync

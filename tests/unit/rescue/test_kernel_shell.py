@@ -140,6 +140,25 @@ def test_a_repair_puts_the_full_table_back_without_a_warm_phase(tmp_path: Path) 
     host.nft.scripts.clear()
     host.sockets.held = [_flow(7)]
     report = kernel.apply(plan(), warm=False)
+    assert report.tables_written == ("ip", "ip6")
+    assert report.changed
     assert report.took_over == ("ip", "ip6")
     assert _entry(7) in host.conntrack.entries
     assert not any(" warm " in script for script in host.nft.scripts)
+
+
+def test_restore_writes_deleted_tables_back_whole_then_takes_over(tmp_path: Path) -> None:
+    host = FakeHost(tmp_path)
+    kernel = host.kernel()
+    kernel.apply(plan())
+    host.nft.tables.pop("ip")
+    host.nft.scripts.clear()
+    host.sockets.held = [_flow(9)]
+    report = kernel.restore(plan(), {"ip"})
+    assert report.tables_written == ("ip",)
+    assert " full " in host.nft.tables["ip"]
+    # Replaced whole: a table that came back meanwhile would not be doubled.
+    assert host.nft.scripts[0].startswith(
+        "add table ip anycast_rescue\ndelete table ip anycast_rescue\n"
+    )
+    assert _entry(9) in host.conntrack.entries

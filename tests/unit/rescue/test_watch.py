@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 
-from anycast_announcer.rescue.watch import concerns_rescue
+from anycast_announcer.rescue.watch import concerns_rescue, rescue_changes
 
 
 def _attribute(kind: int, value: bytes) -> bytes:
@@ -41,3 +41,26 @@ def test_truncated_datagrams_are_ignored_whatever_the_cut() -> None:
     whole = _message(2, b"anycast_rescue")
     for cut in range(len(whole)):
         assert not concerns_rescue(whole[:cut])
+
+
+def test_a_deleted_table_names_its_family() -> None:
+    """nfgenmsg's first byte is the family: NFPROTO_IPV4 2, NFPROTO_IPV6 10."""
+    v6 = bytearray(_message(2, b"anycast_rescue"))
+    v6[16] = 10
+    change = rescue_changes(_message(2, b"anycast_rescue") + bytes(v6))
+    assert change is not None
+    assert change.deleted == {"ip", "ip6"}
+    altered = rescue_changes(_message(8, b"anycast_rescue"))
+    assert altered is not None
+    assert altered.deleted == frozenset()
+
+
+def test_a_table_deleted_and_created_again_is_not_deleted() -> None:
+    """Our own whole-table replacement must not look like a flush (it would loop)."""
+    replaced = rescue_changes(_message(2, b"anycast_rescue") + _message(0, b"anycast_rescue"))
+    assert replaced is not None
+    assert replaced.deleted == frozenset()
+    deleted: set[str] = set()
+    rescue_changes(_message(2, b"anycast_rescue"), deleted)
+    rescue_changes(_message(0, b"anycast_rescue"), deleted)  # a later datagram
+    assert deleted == set()
