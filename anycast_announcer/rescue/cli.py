@@ -148,6 +148,11 @@ def _install(path: str, *, watch: bool = False) -> int:
     return _watch(plan) if watch else EXIT_OK
 
 
+def _tables_back(started: float) -> None:
+    took = (time.monotonic() - started) * 1000
+    print(f"rescue: tables back in {took:.0f} ms at={time.time():.3f}", flush=True)
+
+
 def _repaired(report: ApplyReport, started: float) -> None:
     took = (time.monotonic() - started) * 1000
     print(
@@ -177,7 +182,8 @@ def _watch(plan: RescuePlan) -> int:
             started = time.monotonic()
             try:
                 if change.deleted:  # flushed: write them back before reading anything
-                    report = await asyncio.to_thread(kernel.restore, plan, change.deleted)
+                    back = partial(_tables_back, started)
+                    report = await asyncio.to_thread(kernel.restore, plan, change.deleted, back)
                     _repaired(report, started)
                 # A no-op (reads only) when the change was ours or left us in sync.
                 report = await asyncio.to_thread(partial(kernel.apply, plan, warm=False))

@@ -16,7 +16,8 @@ us (``overlay_refused``). The copy budget: blind packets dropped by the aggregat
 (``blind_limited``), by the per-source-prefix budget (``blind_source_limited``), or
 because a flow set was full (``blind_refused``); feedback claiming a flow this server
 never copied to that peer (``claims_refused``); ICMP errors not relayed or accepted for
-being over a per-sender or per-peer budget (``icmp_limited``).
+being over a per-sender or per-peer budget (``icmp_limited``); and every VXLAN packet
+this server sent to the group (``underlay_sent``, each replica counted).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ _GLOBALS = (
     "blind_refused",
     "claims_refused",
     "icmp_limited",
+    "underlay_sent",
 )
 
 
@@ -97,6 +99,7 @@ class RescueCounters:
     blind_refused: Traffic = field(default_factory=Traffic)
     claims_refused: Traffic = field(default_factory=Traffic)
     icmp_limited: Traffic = field(default_factory=Traffic)
+    underlay_sent: Traffic = field(default_factory=Traffic)
 
     def as_json(self) -> dict[str, Any]:
         """A JSON-ready mapping (what ``rescue status --json`` prints)."""

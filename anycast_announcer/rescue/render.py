@@ -199,7 +199,7 @@ def table_shape(plan: RescuePlan, family: Family) -> TableShape:
             ChainShape("raw_prerouting", "prerouting", RAW_PRIORITY),
             ChainShape("raw_output", "output", RAW_PRIORITY),
         ]
-        counters.append("underlay_refused")
+        counters += ["underlay_refused", "underlay_sent"]
     prefixes = plan.prefixes_of(family)
     if prefixes:
         timers, size = plan.timers, plan.timers.flow_table_size
@@ -313,7 +313,9 @@ def _underlay_rules(plan: RescuePlan, family: Family) -> dict[str, list[str]]:
             *interfaces,
             f"udp dport {port} {kw} saddr @members notrack",
         ],
-        "raw_output": [f"udp dport {port} {kw} daddr @members notrack"],
+        # Every VXLAN packet this server sends to the group (both overlays, every replica
+        # of a blind copy): the underlay cost of rescue, as the flood benchmark counts it.
+        "raw_output": [f"udp dport {port} {kw} daddr @members counter name underlay_sent notrack"],
     }
 
 

@@ -37,8 +37,15 @@ class FakeNft:
     fail: Callable[[str], BaseException | None] = lambda script: None
     """Called with each script before it is applied: an exception to raise, or None."""
 
+    batches: list[tuple[str, str]] = field(default_factory=list)
+    """``ip -batch`` / ``bridge -batch`` inputs (neighbour and FDB steps)."""
+
     def __call__(self, argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
         args, script = argv[1:], kwargs.get("input")
+        if argv[0] in ("ip", "bridge"):
+            assert args[-2:] == ["-batch", "-"]
+            self.batches.append((argv[0], str(script)))
+            return self._done(argv)
         if args[:2] == ["-c", "-f"]:
             return self._done(argv)
         if args[:1] == ["-f"]:
