@@ -212,13 +212,12 @@ _MAIN_TABLE = 254
 _RTN_UNICAST = 1
 
 
-def _route_interfaces(ipr: Any, destination: IPAddress) -> set[int]:
+def _route_interfaces(routes: Sequence[Any], destination: IPAddress) -> set[int]:
     """Every interface of the main table's longest match for ``destination``, all paths
     of a multipath route included (``route get`` names only the path it picked, and a
     dual-homed server receives a peer's packets on either)."""
-    family = socket.AF_INET if destination.version == 4 else socket.AF_INET6
     best, found = -1, set()
-    for route in ipr.get_routes(family=family, table=_MAIN_TABLE):
+    for route in routes:
         if route["type"] != _RTN_UNICAST:
             continue
         length = int(route["dst_len"])
@@ -237,11 +236,14 @@ def _route_interfaces(ipr: Any, destination: IPAddress) -> set[int]:
     return found
 
 
-def _route_path(ipr: Any, destination: IPAddress) -> tuple[int | None, set[str]]:
-    """The MTU toward ``destination`` and the interfaces its route may leave by."""
+def _route_path(
+    ipr: Any, table: Sequence[Any], links: Mapping[int, tuple[str, int]], destination: IPAddress
+) -> tuple[int | None, set[str]]:
+    """The MTU toward ``destination`` and the interfaces its route may leave by
+    (``table``: the main routing table of its family; ``links``: index -> name, MTU)."""
     try:
         routes = ipr.route("get", dst=str(destination))
-        indexes = _route_interfaces(ipr, destination)
+        indexes = _route_interfaces(table, destination)
     except NetlinkError:
         return None, set()
     if not routes:
@@ -249,15 +251,11 @@ def _route_path(ipr: Any, destination: IPAddress) -> tuple[int | None, set[str]]
     oif = routes[0].get_attr("RTA_OIF")
     if oif:
         indexes.add(int(oif))
-    names = set()
-    for index in indexes:
-        for link in ipr.get_links(index):
-            names.add(str(link.get_attr("IFLA_IFNAME")))
-    links = ipr.get_links(oif) if oif else []
+    names = {links[index][0] for index in indexes if index in links}
     metrics = routes[0].get_attr("RTA_METRICS")
     if metrics is not None and metrics.get_attr("RTAX_MTU"):
         return int(metrics.get_attr("RTAX_MTU")), names
-    return (int(links[0].get_attr("IFLA_MTU")) if links else None), names
+    return (links[int(oif)][1] if oif and int(oif) in links else None), names
 
 
 def host_facts(settings: RescueConfig) -> HostFacts:
@@ -282,7 +280,16 @@ def _host_facts(settings: RescueConfig) -> HostFacts:
                     "configured on this host; set it"
                 )
             local = mine[0]
-        paths = [_route_path(ipr, peer) for peer in settings.members if peer != local]
+        family = socket.AF_INET if local.version == 4 else socket.AF_INET6
+        try:
+            table = list(ipr.get_routes(family=family, table=_MAIN_TABLE))
+        except NetlinkError:
+            table = []
+        links = {
+            int(link["index"]): (str(link.get_attr("IFLA_IFNAME")), int(link.get_attr("IFLA_MTU")))
+            for link in ipr.get_links()
+        }
+        paths = [_route_path(ipr, table, links, peer) for peer in settings.members if peer != local]
     mtus = [mtu for mtu, _ in paths if mtu is not None]
     # A peer reached through loopback (a lab whose members share a host) says nothing.
     interfaces = tuple(sorted({name for _, names in paths for name in names} - {"lo"}))
