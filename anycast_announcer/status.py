@@ -16,11 +16,12 @@ Readers never touch the core's state: they get a snapshot, and ask for changes t
 
 from __future__ import annotations
 
-import math
-from datetime import UTC, datetime
 from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
+
+from anycast_announcer.historymodels import HistoryWindow, SidecarHistory
+from anycast_announcer.timefmt import iso_time
 
 __all__ = [
     "Control",
@@ -47,17 +48,6 @@ ServiceState = Literal["unknown", "up", "down"]
 PrefixState = Literal["announced", "withdrawn", "draining", "drained", "dampened"]
 DrainPhaseName = Literal["none", "hook", "waiting_connections", "graceful_shutdown", "withdrawn"]
 PeerState = Literal["up", "down"]
-
-
-def iso_time(at: float | None) -> str | None:
-    """Unix seconds as ISO 8601 in UTC (``2026-11-27T09:07:41.250Z``); None stays None."""
-    if at is None or not math.isfinite(at):
-        return None
-    try:
-        moment = datetime.fromtimestamp(at, tz=UTC)
-    except (OverflowError, OSError, ValueError):
-        return None
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class _Status(BaseModel):
@@ -254,6 +244,10 @@ class Control(Protocol):
 
     def status(self) -> SidecarStatus:
         """A snapshot of the whole sidecar."""
+        ...
+
+    def history(self, window: HistoryWindow) -> SidecarHistory:
+        """The last hour or day (``anycast_announcer.history``)."""
         ...
 
     def ready(self) -> bool:

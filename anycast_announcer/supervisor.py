@@ -38,6 +38,8 @@ from anycast_announcer.core.inputs import (
 )
 from anycast_announcer.drainstate import PersistedDrain
 from anycast_announcer.exabgp.driver import DriverSnapshot, SessionCallback
+from anycast_announcer.history import History
+from anycast_announcer.historymodels import HistoryWindow, SidecarHistory
 from anycast_announcer.http.token import TokenFileError
 from anycast_announcer.localaddr import AddressBook
 from anycast_announcer.logging import configure_logging
@@ -96,6 +98,27 @@ class MetricsSink(Protocol):
     def rescue_counters(self, counters: RescueCounters | None) -> None: ...
 
 
+class _RescueTap:
+    """Rescue's counter readings to the metrics and to the history, as they are read."""
+
+    def __init__(self, metrics: MetricsSink | None, history: History) -> None:
+        self._metrics = metrics
+        self._history = history
+
+    def rescue_counters(self, counters: RescueCounters | None) -> None:
+        if self._metrics is not None:
+            self._metrics.rescue_counters(counters)
+        if counters is None:
+            self._history.rescue_forgotten()
+            return
+        peers = counters.peers.values()
+        self._history.rescue_counters(
+            handed_over=sum(peer.packets_sent for peer in peers),
+            rescued=sum(peer.packets_received for peer in peers),
+            at=time.time(),
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Seams:
     """Everything the supervisor talks to outside the process (tests put fakes here)."""
@@ -126,7 +149,7 @@ class Supervisor:
         self._config_path = config_path
         self._reload_checks = tuple(reload_checks)
         self.core = SidecarCore(
-            config, self._now(), config_path=config_path, restored=list(restored)
+            config, self._now(), logger=log, config_path=config_path, restored=list(restored)
         )
         self.driver = seams.driver(self._on_session)
         self._probes = ProbeScheduler(seams.probe, self.submit, metrics)
@@ -135,7 +158,9 @@ class Supervisor:
         self._drain_file = DrainFileWatch(self.submit, lambda: self.core.config)
         self._background: set[asyncio.Task[None]] = set()
         self._managed = ManagedAddresses(seams.addresses)
-        self._rescue = RescueKeeper(metrics)
+        # The supervisor owns the history: it is the one place every observation passes.
+        self._history = History(time.time())
+        self._rescue = RescueKeeper(_RescueTap(metrics, self._history))
         self._state_writer = DrainStateWriter()
         self._requests = itertools.count(1)
         self._replies: dict[int, asyncio.Future[ControlResult]] = {}
@@ -167,6 +192,10 @@ class Supervisor:
             routes_desired=snapshot.desired,
         )
         return self.core.status(self._now(), exabgp, self._rescue.status())
+
+    def history(self, window: HistoryWindow) -> SidecarHistory:
+        """The last hour or day: state changes, probes, rescued packets."""
+        return self._history.snapshot(window, time.time())
 
     def ready(self) -> bool:
         """ExaBGP is connected, every service was probed, and the sidecar is sound."""
@@ -213,12 +242,15 @@ class Supervisor:
     # -- effects -----------------------------------------------------------------------
 
     def perform(self, effects: Iterable[fx.Effect]) -> None:
-        """Carry out the core's effects, in order; observations go to the metrics."""
+        """Carry out the core's effects, in order; observations go to the metrics and
+        the history."""
+        wall = time.time()
         for effect in effects:
             if self._steer_workers(effect) or self._do_io(effect):
                 continue
             if self._metrics is not None:
                 self._metrics.record(effect)
+            self._history.observe(effect, wall)
 
     def _steer_workers(self, effect: fx.Effect) -> bool:
         """Routes to the driver, probes and drain workers; whether ``effect`` was one."""
@@ -265,15 +297,17 @@ class Supervisor:
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set; always withdraws before returning."""
         loop = asyncio.get_running_loop()
-        await self._managed.add(self.core.config.prefixes)
-        effects = self.core.start(self._now())  # everything starts withdrawn
-        for effect in effects:
-            # Flow rescue goes in before anything can be announced, so no flow the fabric
-            # moves here is ever reset; a failure stops the start (RescueError).
-            if isinstance(effect, fx.SyncRescue):
-                await self._rescue.apply(effect.config)
-        self.perform(e for e in effects if not isinstance(e, fx.SyncRescue))
-        await self._detection.open(self.core.config)
+        try:
+            await self._start()
+        except BaseException:
+            # Nothing was announced yet (the driver never ran): what the start added to
+            # lo goes now, or the next start would find it there and never remove it.
+            await self._probes.close()
+            self._detection.close()
+            await self._rescue.close()
+            await self._managed.remove_added()
+            await self._state_writer.flush()
+            raise
         driver_task = loop.create_task(self.driver.run())
         watchers = [loop.create_task(self._drain_file.run()), loop.create_task(self._rescue.run())]
         try:
@@ -288,11 +322,33 @@ class Supervisor:
             await self._drains.close()
             await asyncio.shield(self._withdraw_and_stop(driver_task))
 
+    async def _start(self) -> None:
+        """Managed addresses, flow rescue, probes and event sources, all withdrawn."""
+        await self._managed.add(self.core.config.prefixes)
+        effects = self.core.start(self._now())  # everything starts withdrawn
+        for effect in effects:
+            # Flow rescue goes in before anything can be announced, so no flow the fabric
+            # moves here is ever reset; a failure stops the start (RescueError).
+            if isinstance(effect, fx.SyncRescue):
+                await self._rescue.apply(effect.config)
+        self.perform(e for e in effects if not isinstance(e, fx.SyncRescue))
+        await self._detection.open(self.core.config)
+
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         # The loop keeps only weak references to tasks: hold each until it is done.
-        task = asyncio.get_running_loop().create_task(work)
+        name = str(getattr(work, "__qualname__", "background"))
+        task = asyncio.get_running_loop().create_task(work, name=name)
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            # Nobody awaits these tasks: unlogged, a failed reconfiguration goes unseen.
+            log.error("background_task_failed", task=task.get_name(), error=repr(error))
 
     async def _consume(self, stop: asyncio.Event, driver_task: asyncio.Task[None]) -> None:
         """The decision loop: wait for inputs (or the core's deadline), step, perform."""

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, Strict, field_validator, model_validator
 
 from anycast_announcer.config.syntax import md5_password_problem
-from anycast_announcer.config.types import AsNumber, Int, IPAddress, IPv4, StrictModel
+from anycast_announcer.config.types import AsNumber, IPAddress, IPv4, StrictModel, WholeSeconds
 
 __all__ = ["BgpConfig", "PeerConfig"]
 
@@ -25,7 +25,7 @@ Md5Password = Annotated[str, Strict(), AfterValidator(_md5_password)]
 class PeerConfig(StrictModel):
     """One BGP session to a leaf switch."""
 
-    address: IPAddress
+    address: IPAddress = Field(description="the leaf's address on the link to this server")
     peer_as: AsNumber
     local_address: IPAddress | None = Field(
         default=None, description="source address of the session; default: chosen by the kernel"
@@ -50,11 +50,15 @@ class BgpConfig(StrictModel):
     """This server's BGP identity and its sessions."""
 
     local_as: AsNumber
-    router_id: IPv4
-    hold_time: Int = Field(
-        default=9, description="seconds; 0 disables keepalives, otherwise at least 3"
+    router_id: IPv4 = Field(description="BGP identifier, an IPv4 address unique in the fabric")
+    hold_time: WholeSeconds = Field(
+        default=9,
+        description="whole seconds, 0 or 3 - 65535 (RFC 4271); 0 disables keepalives. "
+        "A leaf with a lower hold time wins the negotiation",
     )
-    peers: list[PeerConfig] = Field(min_length=1)
+    peers: list[PeerConfig] = Field(
+        min_length=1, description="the leaf switches this server has BGP sessions with"
+    )
     bandwidth_split: Literal["up_sessions", "none"] = Field(
         default="up_sessions",
         description=(

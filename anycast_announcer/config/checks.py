@@ -15,22 +15,32 @@ __all__ = ["CheckConfig", "CommandCheck", "HttpCheck", "ServiceConfig", "TcpChec
 class TcpCheck(StrictModel):
     """Healthy when a TCP connection to host:port succeeds."""
 
-    type: Literal["tcp"]
+    type: Literal["tcp"] = Field(description="selects this form")
     host: str = Field(min_length=1, description="address or name to connect to")
-    port: Port
+    port: Port = Field(description="TCP port to connect to")
 
 
 class HttpCheck(StrictModel):
     """Healthy when a GET returns one of the expected statuses (and the body matches)."""
 
-    type: Literal["http", "https"]
+    type: Literal["http", "https"] = Field(description="selects this form")
     url: str = Field(pattern=r"^https?://[^/\s]+", description="http:// or https:// URL")
     expected_status: list[Annotated[Int, Field(ge=100, le=599)]] = Field(
-        default=[200], min_length=1
+        default=[200],
+        min_length=1,
+        description="statuses that count as healthy; redirects are not followed",
     )
-    body_regex: str | None = Field(default=None, description="Python regex searched in the body")
-    verify_tls: Bool = True
-    host_header: str | None = Field(default=None, min_length=1)
+    body_regex: str | None = Field(
+        default=None,
+        description="Python regex searched in the first 64 KiB of the body; unset: the "
+        "body is not read",
+    )
+    verify_tls: Bool = Field(
+        default=True, description="https only: false skips certificate verification"
+    )
+    host_header: str | None = Field(
+        default=None, min_length=1, description="Host header to send; default: the URL's host"
+    )
 
     @field_validator("body_regex")
     @classmethod
@@ -53,10 +63,16 @@ class HttpCheck(StrictModel):
 class CommandCheck(StrictModel):
     """Healthy when the command exits 0 within the timeout."""
 
-    type: Literal["command"]
+    type: Literal["command"] = Field(description="selects this form")
     argv: list[str] = Field(min_length=1, description="program and arguments; no shell")
-    cwd: str | None = None
-    env: dict[str, str] = Field(default_factory=dict, description="added to the environment")
+    cwd: str | None = Field(
+        default=None,
+        description="working directory of the command; default: the sidecar's own",
+    )
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="variables added to the sidecar's environment for the command",
+    )
 
 
 CheckConfig = Annotated[TcpCheck | HttpCheck | CommandCheck, Field(discriminator="type")]
@@ -66,9 +82,13 @@ class ServiceConfig(StrictModel):
     """A local service and how to probe it."""
 
     name: Name
-    check: CheckConfig
-    interval: Seconds = 1.0
-    timeout: Seconds = 0.5
+    check: CheckConfig = Field(description="the probe; its `type` selects one of the forms")
+    interval: Seconds = Field(default=1.0, description="seconds between probes")
+    timeout: Seconds = Field(
+        default=0.5,
+        description="seconds a probe may take (it fails after); at most interval. A "
+        "command check's whole process group is killed on timeout",
+    )
     rise: Int = Field(default=2, ge=1, le=100, description="consecutive successes to go up")
     fall: Int = Field(default=2, ge=1, le=100, description="consecutive failures to go down")
     fast_interval: Seconds | None = Field(

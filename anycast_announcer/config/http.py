@@ -63,8 +63,14 @@ class HttpConfig(StrictModel):
     token_file: str | None = Field(
         default=None,
         min_length=1,
-        description="file holding the bearer token for drain, undrain and reload "
-        "(mode 0600); without it those endpoints answer 403",
+        description="file holding the bearer token for drain, undrain and reload; without "
+        "it those endpoints answer 403. The sidecar refuses to start (a reload is refused) "
+        "unless it is a regular file (not a symlink) owned by the sidecar's user, with no "
+        "permission for group or others (0600 or 0400), holding one UTF-8 token of at "
+        "least 16 printable characters without blanks (surrounding whitespace is "
+        "stripped), and no directory above it is group- or world-writable (sticky ones "
+        "such as /tmp excepted) or owned by a user other than root, the sidecar's or the "
+        "file's owner. The CLI applies the same rules except the owner",
     )
     unix_socket: str | None = Field(
         default=None,

@@ -28,7 +28,7 @@ __all__ = ["DampeningConfig", "PrefixConfig", "WeightCommunity"]
 class WeightCommunity(StrictModel):
     """A standard community ``asn:weight`` for fabrics that set bandwidth by leaf policy."""
 
-    asn: Int = Field(ge=0, le=TWO_BYTE_MAX)
+    asn: Int = Field(ge=0, le=TWO_BYTE_MAX, description="the community's AS half")
     unit_mbps: Float = Field(
         default=1000.0, gt=0, description="weight = bandwidth_mbps / unit_mbps, rounded, 1..65535"
     )
@@ -43,12 +43,14 @@ class DampeningConfig(StrictModel):
     seconds have passed. Defaults: three quick flaps suppress for about 30 s.
     """
 
-    enabled: Bool = True
-    half_life: Seconds = 15.0
-    penalty: Float = Field(default=1000.0, gt=0)
-    suppress: Float = Field(default=2500.0, gt=0)
-    reuse: Float = Field(default=750.0, gt=0)
-    max_suppress: Seconds = 120.0
+    enabled: Bool = Field(default=True, description="false: re-announce as soon as healthy")
+    half_life: Seconds = Field(default=15.0, description="seconds for the penalty to halve")
+    penalty: Float = Field(default=1000.0, gt=0, description="added per withdrawal for health")
+    suppress: Float = Field(default=2500.0, gt=0, description="above this, re-announcement waits")
+    reuse: Float = Field(
+        default=750.0, gt=0, description="... until the penalty decays below this (< suppress)"
+    )
+    max_suppress: Seconds = Field(default=120.0, description="seconds a prefix is held out at most")
 
     @model_validator(mode="after")
     def _thresholds_ordered(self) -> DampeningConfig:
@@ -60,8 +62,12 @@ class DampeningConfig(StrictModel):
 class PrefixConfig(StrictModel):
     """An anycast prefix and what must be healthy for it to be announced."""
 
-    prefix: IPNetworkText
-    services: list[Name] = Field(min_length=1)
+    prefix: IPNetworkText = Field(
+        description="the anycast prefix, normally a /32 or /128; inside allowed_prefixes"
+    )
+    services: list[Name] = Field(
+        min_length=1, description="names of the services it depends on (see require)"
+    )
     require: Literal["all", "any"] = Field(
         default="all", description="announce when all (or any) of the services are up"
     )
@@ -69,7 +75,9 @@ class PrefixConfig(StrictModel):
         default=None,
         gt=0,
         le=100_000_000,
-        description="UCMP weight, sent as the BGP link-bandwidth extended community",
+        description="UCMP weight, sent as the BGP link-bandwidth extended community "
+        "(docs/leaf.md); unset: no community is sent, and leaves that weigh by bandwidth "
+        "treat the path as having none",
     )
     bandwidth_community: Literal["transitive", "non-transitive"] = Field(
         default="transitive",
@@ -82,11 +90,22 @@ class PrefixConfig(StrictModel):
         description="AS in the community's 2-byte field; default local_as, or 23456 "
         "(AS_TRANS) when local_as needs 4 bytes",
     )
-    weight_community: WeightCommunity | None = None
-    communities: list[str] = Field(default_factory=list)
-    large_communities: list[str] = Field(default_factory=list)
-    med: Int | None = Field(default=None, ge=0, le=AS_NUMBER_MAX)
-    as_path_prepend: Int = Field(default=0, ge=0, le=16)
+    weight_community: WeightCommunity | None = Field(
+        default=None,
+        description="also send the weight as a standard community; needs bandwidth_mbps",
+    )
+    communities: list[str] = Field(
+        default_factory=list, description="standard communities to send, as 'asn:value'"
+    )
+    large_communities: list[str] = Field(
+        default_factory=list, description="large communities to send, as 'asn:value:value'"
+    )
+    med: Int | None = Field(
+        default=None, ge=0, le=AS_NUMBER_MAX, description="MULTI_EXIT_DISC; unset: not sent"
+    )
+    as_path_prepend: Int = Field(
+        default=0, ge=0, le=16, description="prepend our AS this many extra times"
+    )
     interface: str = Field(
         default="lo",
         min_length=1,
@@ -96,9 +115,11 @@ class PrefixConfig(StrictModel):
     ports: list[Port] | None = Field(
         default=None,
         description="service ports whose connections a drain waits for; default: the ports "
-        "of the prefix's tcp checks",
+        "of the prefix's tcp and http(s) checks (a drain with none does not wait)",
     )
-    dampening: DampeningConfig = DampeningConfig()
+    dampening: DampeningConfig = Field(
+        default=DampeningConfig(), description="flap dampening of this prefix"
+    )
     manage_address: Bool = Field(
         default=False,
         description="add the address to the interface at start; remove it after the "

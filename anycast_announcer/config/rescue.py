@@ -20,6 +20,7 @@ from anycast_announcer.config.types import (
     IPv4NetworkText,
     Port,
     StrictModel,
+    WholeSeconds,
 )
 from anycast_announcer.overlay import member_mac, overlay_capacity, overlay_prefix_for
 
@@ -67,14 +68,14 @@ class RescueConfig(StrictModel):
         description="addresses of the overlay devices (split in two halves: rescue, "
         "feedback); local to the group, never routed",
     )
-    probation: Int = Field(
+    probation: WholeSeconds = Field(
         default=3,
         ge=1,
         le=60,
         description="seconds a flow is replicated to every member before, nobody having "
         "claimed it, it is handed to the local stack (which resets it)",
     )
-    learn_timeout: Int = Field(
+    learn_timeout: WholeSeconds = Field(
         default=5,
         ge=2,
         le=600,
@@ -87,7 +88,7 @@ class RescueConfig(StrictModel):
         description="an owner confirms a rescued flow to its forwarder at most once per "
         "this many seconds (after a burst of 3)",
     )
-    orphan_window: Int = Field(
+    orphan_window: WholeSeconds = Field(
         default=10,
         ge=1,
         le=3600,

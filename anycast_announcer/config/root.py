@@ -21,17 +21,25 @@ __all__ = ["FRR_LINK_BANDWIDTH_MAX_MBPS", "Config", "config_warnings"]
 class Config(StrictModel):
     """The whole configuration file."""
 
-    bgp: BgpConfig
-    services: list[ServiceConfig] = Field(min_length=1)
-    prefixes: list[PrefixConfig] = Field(min_length=1)
-    allowed_prefixes: list[IPNetworkText] | None = Field(
-        default=None, description="refuse to announce anything not inside one of these"
+    bgp: BgpConfig = Field(description="this server's BGP identity and sessions")
+    services: list[ServiceConfig] = Field(
+        min_length=1, description="the local services and their probes"
     )
-    drain: DrainConfig = DrainConfig()
-    http: HttpConfig = HttpConfig()
-    logging: LoggingConfig = LoggingConfig()
-    exabgp: ExabgpConfig = ExabgpConfig()
-    detection: DetectionConfig = DetectionConfig()
+    prefixes: list[PrefixConfig] = Field(
+        min_length=1, description="the anycast prefixes and what they depend on"
+    )
+    allowed_prefixes: list[IPNetworkText] | None = Field(
+        default=None,
+        description="refuse to announce anything not inside one of these (a guard against "
+        "config mistakes); unset: no such guard",
+    )
+    drain: DrainConfig = Field(default=DrainConfig(), description="how drains proceed")
+    http: HttpConfig = Field(default=HttpConfig(), description="the status API")
+    logging: LoggingConfig = Field(default=LoggingConfig(), description="log output")
+    exabgp: ExabgpConfig = Field(default=ExabgpConfig(), description="how the ExaBGP child is run")
+    detection: DetectionConfig = Field(
+        default=DetectionConfig(), description="event sources that find failures at once"
+    )
     rescue: RescueConfig | None = Field(
         default=None, description="flow rescue among the servers of the anycast group"
     )

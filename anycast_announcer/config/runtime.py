@@ -18,7 +18,9 @@ class LoggingConfig(StrictModel):
     format: Literal["auto", "json", "console"] = Field(
         default="auto", description="auto: console on a terminal, JSON lines otherwise"
     )
-    level: Literal["debug", "info", "warning", "error"] = "info"
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="the lowest level written"
+    )
 
 
 WATCHDOG_MIN = 3.0
@@ -49,12 +51,21 @@ class ExabgpConfig(StrictModel):
     )
     run_dir: RunDir | None = Field(
         default=None,
-        description="where rendered config and API socket live (forced to mode 0700); "
-        "default: a temp dir",
+        description="where ExaBGP's rendered config and API socket live (made mode 0700; "
+        "exabgp.conf inside is 0600); default: a new directory anycast-announcer-* in "
+        "$TMPDIR (or /tmp), removed at exit",
     )
-    restart_backoff_initial: Seconds = 0.5
-    restart_backoff_max: Seconds = 30.0
-    ack_timeout: Seconds = 5.0
+    restart_backoff_initial: Seconds = Field(
+        default=0.5,
+        description="seconds before a crashed ExaBGP is restarted; doubles per crash",
+    )
+    restart_backoff_max: Seconds = Field(
+        default=30.0, description="the longest wait between restarts"
+    )
+    ack_timeout: Seconds = Field(
+        default=5.0,
+        description="seconds ExaBGP has to acknowledge a command; then it is restarted",
+    )
     watchdog: Float = Field(
         default=5.0,
         description="seconds without a heartbeat from the sidecar after which ExaBGP's "

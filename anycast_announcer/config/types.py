@@ -37,6 +37,7 @@ __all__ = [
     "Port",
     "Seconds",
     "StrictModel",
+    "WholeSeconds",
     "parse_prefix",
 ]
 
@@ -46,6 +47,20 @@ Bool = Annotated[bool, Strict()]
 
 AsNumber = Annotated[Int, Field(ge=1, le=AS_NUMBER_MAX, description="AS number (1..4294967295)")]
 Seconds = Annotated[Float, Field(gt=0, le=3600, description="a duration in seconds")]
+
+
+def _whole_number(value: Any) -> Any:
+    # Durations are written as numbers everywhere, so 9.0 must mean 9 where the value
+    # ends up in a field that counts whole seconds (BGP hold time, nftables timeouts).
+    if isinstance(value, float) and not isinstance(value, bool):
+        if not value.is_integer():
+            raise ValueError(f"must be a whole number of seconds (got {value!r})")
+        return int(value)
+    return value
+
+
+WholeSeconds = Annotated[int, BeforeValidator(_whole_number), Strict()]
+"""Seconds that end up in a field counting whole seconds: 9 and 9.0 are read, 9.5 refused."""
 Port = Annotated[Int, Field(ge=1, le=65535)]
 Name = Annotated[
     str,

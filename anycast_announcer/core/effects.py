@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from anycast_announcer.checks import ProbeResult
 from anycast_announcer.config import (
     BgpConfig,
     Config,
@@ -23,6 +22,7 @@ from anycast_announcer.config import (
     ServiceConfig,
 )
 from anycast_announcer.drainstate import PersistedDrain
+from anycast_announcer.results import ProbeResult
 from anycast_announcer.routes import Route, RouteKey
 from anycast_announcer.status import ControlResult, DrainPhaseName, PrefixState
 
@@ -152,7 +152,7 @@ class ConfigureLogging:
     logging: LoggingConfig
 
 
-# -- observations, for metrics ----------------------------------------------------------
+# -- observations, for metrics and the history (``anycast_announcer.history``) ---------
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +169,7 @@ class ServiceChanged:
 
     service: str
     up: bool
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +179,7 @@ class PrefixChanged:
     prefix: str
     state: PrefixState
     announced: bool
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +188,7 @@ class PeerChanged:
 
     peer: str
     up: bool
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)

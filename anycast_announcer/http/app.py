@@ -27,6 +27,7 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Middleware
 from pydantic import BaseModel, ValidationError
 
+from anycast_announcer.historymodels import WINDOWS, HistoryWindow
 from anycast_announcer.http.models import (
     Accepted,
     DrainRequest,
@@ -166,13 +167,33 @@ async def _status(request: web.Request) -> web.Response:
     return web.Response(body=body.encode(), content_type="application/json", charset="utf-8")
 
 
+def _window(request: web.Request) -> HistoryWindow:
+    """The ``window`` query parameter: the last hour (the default) or day."""
+    value = request.query.get("window", "hour")
+    for window in WINDOWS:
+        if value == window:
+            return window
+    allowed = " or ".join(repr(window) for window in WINDOWS)
+    raise ApiError(400, f"window: must be {allowed} (got {value[:32]!r})")
+
+
+async def _history(request: web.Request) -> web.Response:
+    body = request.app[CONTROL].history(_window(request)).model_dump_json()
+    return web.Response(body=body.encode(), content_type="application/json", charset="utf-8")
+
+
 async def _metrics(request: web.Request) -> web.Response:
     body, content_type = request.app[METRICS].render()
     return web.Response(body=body, headers={hdrs.CONTENT_TYPE: content_type})
 
 
 async def _page(request: web.Request) -> web.Response:
-    page = render_page(request.app[CONTROL].status(), now=time.time())
+    control = request.app[CONTROL]
+    window = _window(request)
+    status, history = control.status(), control.history(window)
+    # Snapshots are taken here, by the loop that owns the state; drawing them (tens of
+    # ms for fifty services' sparklines) reads only frozen models, so it runs off the loop.
+    page = await asyncio.to_thread(render_page, status, time.time(), history)
     return web.Response(
         text=page,
         content_type="text/html",
@@ -337,6 +358,7 @@ def create_app(
     app.router.add_get("/healthz", _healthz, allow_head=False)
     app.router.add_get("/readyz", _readyz, allow_head=False)
     app.router.add_get("/status", _status, allow_head=False)
+    app.router.add_get("/history", _history, allow_head=False)
     app.router.add_get("/metrics", _metrics, allow_head=False)
     app.router.add_get("/openapi.json", _openapi, allow_head=False)
     app.router.add_post("/drain", _drain)

@@ -30,7 +30,9 @@ __all__ = [
     "ApiAnswer",
     "SidecarUnreachableError",
     "call",
+    "clean",
     "format_status",
+    "table",
 ]
 
 DEFAULT_URL = "http://127.0.0.1:9179"
@@ -288,3 +290,8 @@ def format_status(status: SidecarStatus, now: float | None = None) -> str:
     if status.last_reload_error:
         lines.append(f"last reload failed: {_clean(status.last_reload_error)}")
     return "\n".join(lines)
+
+
+# The same terminal rules for the history's tables (``history_text``).
+clean = _clean
+table = _table

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode
 
 from anycast_announcer import __version__
+from anycast_announcer.historymodels import WINDOWS, SidecarHistory
 from anycast_announcer.http.models import (
     Accepted,
     DrainRequest,
@@ -40,6 +41,7 @@ _ANSWERS: tuple[type[BaseModel], ...] = (
     Accepted,
     Refused,
     SidecarStatus,
+    SidecarHistory,
 )
 _REQUESTS: tuple[type[BaseModel], ...] = (DrainRequest, UndrainRequest)
 
@@ -88,6 +90,16 @@ _UNAUTHORIZED = _json(
 )
 
 
+_WINDOW_PARAMETER: Schema = {
+    "name": "window",
+    "in": "query",
+    "required": False,
+    "description": "the last hour (10 s buckets, the default) or the last day (5 min buckets)",
+    "schema": {"type": "string", "enum": list(WINDOWS), "default": "hour"},
+}
+_BAD_WINDOW = _error("window is neither 'hour' nor 'day'")
+
+
 def _mutating(summary: str, description: str, body: str | None) -> Schema:
     responses: dict[str, Schema] = {
         "200": _json("Accepted", "accepted"),
@@ -133,11 +145,14 @@ def openapi_document() -> Schema:
             "/": {
                 "get": {
                     "summary": "Status page for people",
+                    "parameters": [_WINDOW_PARAMETER],
                     "responses": {
                         "200": {
-                            "description": "HTML page, refreshes itself every 5 seconds",
+                            "description": "HTML page, refreshes itself every 5 seconds; "
+                            "its timelines cover the window",
                             "content": {"text/html": {"schema": {"type": "string"}}},
-                        }
+                        },
+                        "400": _BAD_WINDOW,
                     },
                 }
             },
@@ -164,6 +179,17 @@ def openapi_document() -> Schema:
                 "get": {
                     "summary": "A snapshot of services, prefixes, peers and ExaBGP",
                     "responses": {"200": _json("SidecarStatus", "the snapshot")},
+                }
+            },
+            "/history": {
+                "get": {
+                    "summary": "The last hour or day: state changes with their reasons, "
+                    "probe latency and failures, rescued packets (in memory, bounded)",
+                    "parameters": [_WINDOW_PARAMETER],
+                    "responses": {
+                        "200": _json("SidecarHistory", "the history over the window"),
+                        "400": _BAD_WINDOW,
+                    },
                 }
             },
             "/metrics": {

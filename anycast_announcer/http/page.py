@@ -3,6 +3,7 @@
 No JavaScript at all (the page refreshes itself with a meta tag), and every value from
 the status is escaped: service names, reasons and command output are user data. The
 response also carries a Content-Security-Policy that forbids scripts, as a second fence.
+The history section (timelines, sparklines) is inline SVG drawn by ``history_page``.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import math
 from html import escape
 
+from anycast_announcer.historymodels import SidecarHistory
+from anycast_announcer.http.history_page import HISTORY_STYLE, render_history
 from anycast_announcer.status import (
     PeerStatus,
     PrefixStatus,
@@ -202,8 +205,9 @@ def _rescue_section(rescue: RescueStatus | None, now: float) -> str:
 </table>"""
 
 
-def render_page(status: SidecarStatus, now: float) -> str:
-    """The page for ``status``; ``now`` (Unix seconds) only phrases times as "5 s ago"."""
+def render_page(status: SidecarStatus, now: float, history: SidecarHistory | None = None) -> str:
+    """The page for ``status`` (and ``history``, when given); ``now`` (Unix seconds) only
+    phrases times as "5 s ago"."""
     exabgp = status.exabgp
     exabgp_state = "up" if exabgp.running and exabgp.connected else "down"
     exabgp_detail = (
@@ -230,7 +234,7 @@ def render_page(status: SidecarStatus, now: float) -> str:
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta http-equiv="refresh" content="{REFRESH_SECONDS}">
 <title>anycast-announcer</title>
-<style>{_STYLE}</style>
+<style>{_STYLE}{HISTORY_STYLE}</style>
 </head>
 <body>
 <h1>anycast-announcer</h1>
@@ -242,6 +246,7 @@ def render_page(status: SidecarStatus, now: float) -> str:
 <div class="prefixes">
 {prefixes}
 </div>
+{render_history(history, status) if history is not None else ""}
 <h2>Services</h2>
 <table id="services">
 <tr><th>service</th><th>check</th><th>state</th><th>last result</th><th>counters</th>

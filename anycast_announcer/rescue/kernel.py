@@ -53,6 +53,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
 
 from anycast_announcer.config import RescueConfig
+from anycast_announcer.connections import unmapped
 from anycast_announcer.overlay import IPAddress
 from anycast_announcer.rescue.counters import RescueCounters, parse_counters
 from anycast_announcer.rescue.diff import (
@@ -378,12 +379,6 @@ def _overlay_from(ipr: Any, link: Any) -> InstalledOverlay:
     )
 
 
-def _unmapped(address: IPAddress) -> IPAddress:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        return address.ipv4_mapped
-    return address
-
-
 def host_sockets(family: Family) -> tuple[list[Flow], list[Flow]]:
     """The host's TCP sockets of ``family`` as flows (local end first): the held ones
     and the TIME_WAIT ones (see ``takeover``).
@@ -398,8 +393,8 @@ def host_sockets(family: Family) -> tuple[list[Flow], list[Flow]]:
         diag.bind()
         for af in (socket.AF_INET, socket.AF_INET6):
             for message in diag.get_sock_stats(family=af, states=mask):
-                local = _unmapped(ipaddress.ip_address(message.get("idiag_src")))
-                remote = _unmapped(ipaddress.ip_address(message.get("idiag_dst")))
+                local = unmapped(ipaddress.ip_address(message.get("idiag_src")))
+                remote = unmapped(ipaddress.ip_address(message.get("idiag_dst")))
                 if local.version == family.version:
                     lport, rport = int(message.get("idiag_sport")), int(message.get("idiag_dport"))
                     flow = Flow(local, lport, remote, rport)

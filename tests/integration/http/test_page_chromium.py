@@ -141,8 +141,9 @@ async def test_page_shows_prefix_states_and_escapes_user_data(
     document = parse(dom)
 
     # The title is intact: the <script> in a service name did not run (it would set it).
-    titles = document.find_all("title")
-    assert [title.text() for title in titles] == ["anycast-announcer"]
+    # (The other <title> elements are the history's SVG tooltips, in the body.)
+    (head,) = document.find_all("head")
+    assert [title.text() for title in head.find_all("title")] == ["anycast-announcer"]
     assert document.find_all("script") == [], "a script element made it into the DOM"
 
     cards = {card.attrs["data-prefix"]: card for card in document.find_all("section", "prefix")}

@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 
+from anycast_announcer.historymodels import SidecarHistory
 from anycast_announcer.netlab import Lab
 from tests.integration.sidecars import (
     ANYCAST_V4,
+    SERVICE_PORT,
     Running,
     announced_via,
     bgp_paths,
@@ -143,3 +145,49 @@ def test_world_readable_token_file_refuses_to_start(
     assert str(tmp_path / "token") in failed["error"]
     assert "Traceback" not in sidecar.log_path.read_text(encoding="utf-8")
     assert not kernel_nexthops(lab, "leaf1", ANYCAST_V4)
+
+
+def test_history_shows_a_flap_with_its_reasons(lab: Lab, running: Running, tmp_path: Path) -> None:
+    """The service dies and comes back: ``status --history`` has the prefix withdrawn
+    between two announced states with the reason, the session up and the failed probes,
+    as the real sidecar recorded them (ExaBGP's session events, real probes)."""
+    service = running.service("srv1")
+    sidecar = running.sidecar("srv1")
+    sidecar.write_config(with_api(tmp_path))
+    sidecar.stop()
+    sidecar.start()
+    wait_until(lambda: announced_via(lab, SRV1), timeout=20, message="never announced")
+    service.kill()
+    wait_until(
+        lambda: not kernel_nexthops(lab, "leaf1", ANYCAST_V4),
+        timeout=15,
+        message="leaf1 kept srv1 after its service died",
+    )
+
+    def failed_probes() -> int:
+        code, output = cli(lab, tmp_path, "status", "--history", "--json")
+        assert code == 0, output
+        return sum(SidecarHistory.model_validate_json(output).services[0].probes.failures)
+
+    # The listener's closing withdraws at once; the probes that fail meanwhile are counted.
+    wait_until(lambda: failed_probes() >= 2, timeout=10, message="no failed probe recorded")
+    service.start()
+    wait_until(lambda: announced_via(lab, SRV1), timeout=20, message="not back after the flap")
+
+    code, output = cli(lab, tmp_path, "status", "--history", "--json")
+    assert code == 0, output
+    history = SidecarHistory.model_validate_json(output)
+    (prefix,) = history.prefixes
+    assert [c.state for c in prefix.changes][-3:] == ["announced", "withdrawn", "announced"]
+    assert (
+        prefix.changes[-2].reason
+        == f"service web down (listener closed: 10.255.0.1:{SERVICE_PORT})"
+    )
+    peers = {peer.name: peer for peer in history.peers}
+    assert peers["10.0.1.1"].changes[-1].state == "up"
+    (web,) = history.services
+    assert [c.state for c in web.changes][-2:] == ["down", "up"]
+    assert sum(web.probes.failures) >= 2
+    code, output = cli(lab, tmp_path, "status", "--history")
+    assert code == 0, output
+    assert f"service web down (listener closed: 10.255.0.1:{SERVICE_PORT})" in output

@@ -112,15 +112,18 @@ class TestDecisions:
     def test_metric_effects_report_each_change_once(self) -> None:
         harness = Harness()
         harness.healthy()
-        assert harness.of_type(fx.ServiceChanged) == [fx.ServiceChanged("web", True)]
+        assert harness.of_type(fx.ServiceChanged) == [
+            fx.ServiceChanged("web", True, "probe: connected")
+        ]
         # Every configured session is reported down at start, so "never came up" shows.
         assert harness.of_type(fx.PeerChanged) == [
-            fx.PeerChanged(PEER, False),
-            fx.PeerChanged(PEER, True),
+            fx.PeerChanged(PEER, False, "not established yet"),
+            fx.PeerChanged(PEER, True, "up"),
         ]
-        assert [(e.state, e.announced) for e in harness.of_type(fx.PrefixChanged)] == [
-            ("withdrawn", False),
-            ("announced", True),
+        # Each change carries its reason, for the history.
+        assert [(e.state, e.announced, e.reason) for e in harness.of_type(fx.PrefixChanged)] == [
+            ("withdrawn", False, "service web unknown"),
+            ("announced", True, "services up"),
         ]
         assert len(harness.of_type(fx.ProbeRecorded)) == 2
 

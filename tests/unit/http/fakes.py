@@ -11,6 +11,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import BaseModel
 
+from anycast_announcer.checks import ProbeResult
+from anycast_announcer.core import effects as fx
+from anycast_announcer.history import History
+from anycast_announcer.historymodels import HistoryWindow, SidecarHistory
 from anycast_announcer.http import create_app
 from anycast_announcer.metrics import Metrics
 from anycast_announcer.status import (
@@ -189,6 +193,52 @@ def sample_status() -> SidecarStatus:
     )
 
 
+FLAP = ((-1800.0, "withdrawn"), (-1500.0, "announced"), (-4.0, "withdrawn"))
+"""When the dns prefix flapped in the sample history (seconds before NOW), and to what."""
+
+
+def sample_recorder(started: float = NOW - 3725) -> History:
+    """A history as the supervisor would have recorded it for ``sample_status``: web
+    steady, dns flapping (its prefix withdrawn, announced again, withdrawn), a session
+    that dropped, rescue handing packets over."""
+    history = History(started)
+    history.observe(fx.PeerChanged("10.0.1.1", False, "not established yet"), started)
+    history.observe(fx.PeerChanged("fd00:1::1", False, "not established yet"), started)
+    history.observe(fx.PeerChanged("10.0.1.1", True, "session established"), NOW - 3600)
+    history.observe(fx.PeerChanged("fd00:1::1", True, "session established"), NOW - 3600)
+    history.observe(fx.PeerChanged("fd00:1::1", False, "hold timer expired"), NOW - 10)
+    for prefix in ("10.255.0.1/32", "10.255.0.53/32"):
+        history.observe(fx.PrefixChanged(prefix, "withdrawn", False, "starting"), started)
+    for service in ("web", "dns"):
+        history.observe(fx.ServiceChanged(service, True, "probe: connected"), NOW - 3700)
+    history.observe(fx.PrefixChanged("10.255.0.1/32", "announced", True, "services up"), NOW - 3700)
+    history.observe(
+        fx.PrefixChanged("10.255.0.53/32", "announced", True, "services up"), NOW - 3700
+    )
+    for offset, state in FLAP:
+        up = state == "announced"
+        reason = "probe: connected" if up else "probe: timeout after 0.5s"
+        history.observe(fx.ServiceChanged("dns", up, reason), NOW + offset)
+        why = "services up" if up else "service dns is down: timeout after 0.5s"
+        history.observe(fx.PrefixChanged("10.255.0.53/32", state, up, why), NOW + offset)  # type: ignore[arg-type]  # the two states FLAP holds
+    for second in range(-3700, 0, 5):
+        history.observe(
+            fx.ProbeRecorded("web", ProbeResult(True, 0.001 + (second % 7) / 10_000, "connected")),
+            NOW + second,
+        )
+        failing = -1800 <= second < -1500 or second >= -5
+        dns = (
+            ProbeResult(False, 0.5, "timeout after 0.5s")
+            if failing
+            else ProbeResult(True, 0.01 + (second % 60 == 0) * 0.05, "exit 0")
+        )
+        history.observe(fx.ProbeRecorded("dns", dns), NOW + second)
+    for second in range(-3600, 0, 5):
+        handed = 1000 + max(0, second + 1800) * 40
+        history.rescue_counters(handed_over=handed, rescued=(second + 3600) // 10, at=NOW + second)
+    return history
+
+
 _Model = TypeVar("_Model", bound=BaseModel)
 
 
@@ -207,9 +257,13 @@ class FakeControl:
         default_factory=lambda: ControlResult(ok=True, message="config reloaded")
     )
     calls: list[tuple[object, ...]] = field(default_factory=list)
+    recorder: History = field(default_factory=sample_recorder)
 
     def status(self) -> SidecarStatus:
         return self.snapshot
+
+    def history(self, window: HistoryWindow) -> SidecarHistory:
+        return self.recorder.snapshot(window, NOW)
 
     def ready(self) -> bool:
         return self.is_ready
