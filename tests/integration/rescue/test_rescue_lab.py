@@ -429,3 +429,47 @@ def test_a_group_of_a_thousand_installs_and_rescues(lab: RescueLab, tmp_path: Pa
         lab.remove_all()  # the next test's reset installs the three-member group afresh
     assert summary["started_on"].get("s3", 0) > 0
     assert summary["broken"] == 0, summary["broken_by_reason"]
+
+
+def test_full_flow_sets_fail_closed(lab: RescueLab, tmp_path: Path) -> None:
+    """Flow sets of 1,024 entries and a budget too large to bind: a random-tuple ACK
+    flood fills the probation sets. Its packets are then dropped (``blind_refused``),
+    not handed to the local stack, and the sessions withdrawn from s3 and learnt before
+    the flood keep being rescued. (A flood tuple that did get a probation and repeats
+    after it is an orphan and is reset, as designed: the sender's ports repeat.)"""
+    budget = "".join(
+        f"  {name}: 10000000\n"
+        for name in ("blind_copy_rate", "blind_copy_burst", "blind_source_rate")
+    )
+    small = write_config(
+        tmp_path / "small.yaml",
+        extra=f"  flow_table_size: 1024\n{budget}  blind_source_burst: 10000000\n",
+    )
+    lab.install_all(small)
+    before = lab.counters()
+    flooding: list[subprocess.Popen[str]] = []
+
+    def withdraw_then_flood() -> None:
+        lab.set_paths(["s1", "s2"])
+        time.sleep(2)  # s3's sessions are rescued and learnt
+        argv = ["tests.benchmarks.ackflood", "10.0.100.2", "10.255.0.1", "8080", "3000", "5"]
+        flooding.append(
+            lab.lab.popen(
+                "client",
+                [sys.executable, "-m", *argv],
+                cwd=REPO_ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
+        )
+
+    try:
+        summary = lab.hold(4, 30, withdraw_then_flood, settle=7, timeout=15)
+    finally:
+        for sender in flooding:
+            sender.communicate(timeout=60)
+    after = lab.counters()
+    assert summary["started_on"].get("s3", 0) > 0
+    assert total(after, "blind_refused") > total(before, "blind_refused")
+    assert summary["broken"] == 0, summary["broken_by_reason"]
