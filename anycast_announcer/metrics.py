@@ -42,6 +42,7 @@ __all__ = [
     "BFD_STATES",
     "DETECTION_SOURCES",
     "DRAIN_PHASES",
+    "DROP_REASONS",
     "PREFIX_STATES",
     "REASON_CATEGORIES",
     "RESOURCE_ERROR_KINDS",
@@ -118,6 +119,14 @@ class RescueCounters:
     """Per configured peer (its underlay address or name from the config)."""
     icmp_relayed: int = 0
     orphans: int = 0
+    dropped: Mapping[str, int] = field(default_factory=dict)
+    """Packets the data path dropped on purpose, by reason (see ``DROP_REASONS``)."""
+
+
+DROP_REASONS = ("budget", "source_budget", "set_full", "claim_refused", "icmp_budget")
+"""Why the rescue data path dropped a packet: a blind copy over the per-server budget or
+over its source prefix's, a new flow while a flow set was full, a forged or late
+ownership claim, an ICMP error over its sender's or peer's budget."""
 
 
 def _check(value: str, allowed: tuple[str, ...], what: str) -> None:
@@ -234,12 +243,22 @@ class _RescueCollector(Collector):
             "Rescued flows that no server of the group holds any more.",
             value=counters.orphans,
         )
+        dropped = CounterMetricFamily(
+            "anycast_rescue_dropped_packets",
+            "Packets the flow-rescue data path dropped on purpose: blind copies over the "
+            "copy budget (budget, source_budget), new flows while a flow set was full "
+            "(set_full), ownership claims for flows never handed to that peer "
+            "(claim_refused), ICMP errors over a sender's or peer's budget (icmp_budget).",
+            labels=["reason"],
+        )
+        for reason in DROP_REASONS:
+            dropped.add_metric([reason], counters.dropped.get(reason, 0))
         installed = GaugeMetricFamily(
             "anycast_rescue_installed",
             "1 while the flow-rescue kernel state is installed, else 0.",
             value=1 if counters.installed else 0,
         )
-        return [packets, octets, icmp, orphans, installed]
+        return [packets, octets, icmp, orphans, dropped, installed]
 
 
 class Metrics:

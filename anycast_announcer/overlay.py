@@ -22,13 +22,22 @@ import hashlib
 import ipaddress
 
 __all__ = [
+    "BROADCAST_MAC",
     "IPAddress",
     "member_mac",
     "member_token",
+    "overlay_capacity",
     "overlay_ipv4",
+    "overlay_ipv4_all",
     "overlay_ipv4_halves",
     "overlay_ipv6",
+    "overlay_ipv6_all",
+    "overlay_prefix_for",
 ]
+
+BROADCAST_MAC = "ff:ff:ff:ff:ff:ff"
+"""The MAC of the "every peer" label: no FDB entry matches it, so the VXLAN device
+replicates the frame to every all-zeros entry (one per peer): head-end replication."""
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -62,6 +71,31 @@ def overlay_ipv4(
     """Member ``index``'s address (with the half's prefix length) on one overlay."""
     half = overlay_ipv4_halves(network)[1 if feedback else 0]
     return ipaddress.IPv4Interface(f"{half[index + 1]}/{half.prefixlen}")
+
+
+def overlay_capacity(network: ipaddress.IPv4Network) -> int:
+    """How many members ``network`` holds: per half, the network and broadcast addresses
+    and the "every peer" label are not members'."""
+    return max(network.num_addresses // 2 - 3, 0)
+
+
+def overlay_prefix_for(members: int) -> int:
+    """The longest ``overlay_ipv4`` prefix length that holds ``members`` members."""
+    length = 31
+    while length > 0 and overlay_capacity(ipaddress.IPv4Network(f"0.0.0.0/{length}")) < members:
+        length -= 1
+    return length
+
+
+def overlay_ipv4_all(network: ipaddress.IPv4Network) -> ipaddress.IPv4Address:
+    """The rescue overlay's "every peer" label: the half's last address before broadcast."""
+    half = overlay_ipv4_halves(network)[0]
+    return half[half.num_addresses - 2]
+
+
+def overlay_ipv6_all() -> ipaddress.IPv6Address:
+    """The rescue overlay's "every peer" label over IPv6."""
+    return ipaddress.IPv6Address("fe80::a:ffff")
 
 
 def overlay_ipv6(index: int, *, feedback: bool) -> ipaddress.IPv6Interface:

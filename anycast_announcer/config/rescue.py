@@ -24,7 +24,7 @@ from anycast_announcer.config.types import (
     StrictModel,
     WholeSeconds,
 )
-from anycast_announcer.overlay import member_mac
+from anycast_announcer.overlay import member_mac, overlay_capacity, overlay_prefix_for
 
 __all__ = ["HOLD_DOWN_DEFAULT", "MembershipConfig", "RescueConfig", "rescue_problems"]
 
@@ -165,6 +165,45 @@ class RescueConfig(StrictModel):
         le=60,
         description="seconds conntrack watches traffic before a first install rescues",
     )
+    blind_copy_rate: Int = Field(
+        default=1000,
+        ge=1,
+        le=10_000_000,
+        description="underlay packets per second this server may send as blind copies "
+        "(packets of a flow whose owner is not known yet, copied to every other member); "
+        "beyond it such packets are dropped, never reset (docs/rescue.md, copy budget)",
+    )
+    blind_copy_burst: Int = Field(
+        default=4000, ge=1, le=10_000_000, description="burst of blind_copy_rate (packets)"
+    )
+    blind_source_rate: Int = Field(
+        default=250,
+        ge=1,
+        le=10_000_000,
+        description="the same budget per client source prefix (underlay packets per second)",
+    )
+    blind_source_burst: Int = Field(
+        default=1000, ge=1, le=10_000_000, description="burst of blind_source_rate (packets)"
+    )
+    blind_source_prefix_ipv4: Int = Field(
+        default=24, ge=8, le=32, description="IPv4 client prefix length blind_source_rate counts"
+    )
+    blind_source_prefix_ipv6: Int = Field(
+        default=48, ge=16, le=128, description="IPv6 client prefix length blind_source_rate counts"
+    )
+    icmp_source_rate: Int = Field(
+        default=10,
+        ge=1,
+        le=100_000,
+        description="ICMP errors per second relayed for one sender (icmp_rate bounds all "
+        "of them, and what each peer may relay to this server)",
+    )
+    fabric_interfaces: list[OverlayDevice] | None = Field(
+        default=None,
+        min_length=1,
+        description="interfaces toward the fabric, the only ones overlay packets are "
+        "accepted on; default: the interfaces this host routes the other members through",
+    )
 
 
 def rescue_problems(rescue: RescueConfig) -> Iterator[str]:
@@ -185,11 +224,12 @@ def rescue_problems(rescue: RescueConfig) -> Iterator[str]:
         yield f"rescue.local_address: {rescue.local_address} is not one of rescue.members"
     if rescue.device == rescue.feedback_device:
         yield "rescue.feedback_device: must differ from rescue.device"
-    half = rescue.overlay_ipv4.num_addresses // 2
-    if half - 2 < len(rescue.members):
+    capacity = overlay_capacity(rescue.overlay_ipv4)
+    if capacity < len(rescue.members):
         yield (
-            f"rescue.overlay_ipv4: {rescue.overlay_ipv4} holds {max(half - 2, 0)} members "
-            f"per half, {len(rescue.members)} are configured"
+            f"rescue.overlay_ipv4: {rescue.overlay_ipv4} holds {capacity} members "
+            f"per half, {len(rescue.members)} are configured; "
+            f"use a /{overlay_prefix_for(len(rescue.members))} or larger"
         )
     if rescue.probation <= rescue.feedback_interval:
         yield "rescue.probation: must be longer than feedback_interval"

@@ -2,6 +2,9 @@
 
 - ``install -c CONFIG``: reconcile the kernel to the config's ``rescue:`` section (the
   same ``apply`` the sidecar performs); safe to repeat, a no-op when nothing differs.
+  With ``--watch`` it stays in the foreground and repairs the data path whenever
+  nftables reports a change to its tables (a host firewall's ``flush ruleset``), as a
+  sidecar does: the repair of a data-path-only member (run it as a service).
 - ``remove``: delete the tables and overlay devices; the host is as it was before the
   first install. Connections being rescued to or through this server break, so remove
   only a server whose route is withdrawn and whose connections are gone, or the whole
@@ -16,12 +19,16 @@ config or arguments are wrong.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
+import time
+from functools import partial
 from typing import Any
 
 from anycast_announcer.config import Config, ConfigError, load_config
 from anycast_announcer.logging import configure_logging
+from anycast_announcer.rescue.kernel import ApplyReport
 from anycast_announcer.rescue.model import RescuePlan, build_plan
 from anycast_announcer.rescue.mtu import mtu_warnings
 
@@ -30,6 +37,7 @@ __all__ = ["add_parser", "check_warnings", "run"]
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+_PEERS_SHOWN = 8
 
 
 def add_parser(commands: Any) -> None:
@@ -38,6 +46,11 @@ def add_parser(commands: Any) -> None:
     actions = rescue.add_subparsers(dest="rescue_command", required=True, metavar="ACTION")
     install = actions.add_parser("install", help="reconcile the kernel data path to CONFIG")
     install.add_argument("-c", "--config", required=True, help="configuration file (YAML)")
+    install.add_argument(
+        "--watch",
+        action="store_true",
+        help="stay in the foreground and repair the tables whenever they are changed",
+    )
     remove = actions.add_parser("remove", help="delete the data path; restores the host")
     remove.add_argument("-c", "--config", help="not needed; accepted for symmetry")
     status = actions.add_parser("status", help="installed data path and counters")
@@ -92,10 +105,15 @@ def _plan(config: Config, path: str) -> RescuePlan | None:
     except RescueError as error:
         print(f"{path}: {error}", file=sys.stderr)
         return None
-    return build_plan(config, local_address=facts.local_address, underlay_mtu=facts.underlay_mtu)
+    return build_plan(
+        config,
+        local_address=facts.local_address,
+        underlay_mtu=facts.underlay_mtu,
+        fabric_interfaces=facts.fabric_interfaces,
+    )
 
 
-def _install(path: str) -> int:
+def _install(path: str, *, watch: bool = False) -> int:
     from anycast_announcer.rescue.kernel import RescueError, RescueKernel
 
     config = _config(path)
@@ -119,10 +137,13 @@ def _install(path: str) -> int:
     except RescueError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILURE
-    peers = ", ".join(str(peer.address) for peer in plan.peers)
+    shown = [str(peer.address) for peer in plan.peers[:_PEERS_SHOWN]]
+    if len(plan.peers) > _PEERS_SHOWN:
+        shown.append(f"... {len(plan.peers)} in all")
+    peers = ", ".join(shown)
     if not report.changed:
         print(f"rescue: already installed (member {plan.me.address}; peers {peers})")
-        return EXIT_OK
+        return _watch(plan) if watch else EXIT_OK
     print(f"rescue: installed (member {plan.me.address}; peers {peers})")
     print(
         f"  {len(report.link_steps)} device steps, tables written: "
@@ -134,6 +155,60 @@ def _install(path: str) -> int:
             f"{report.adopted} entered into conntrack, {report.liberalized} relaxed, "
             f"{report.forgotten} stale entries forgotten"
         )
+    return _watch(plan) if watch else EXIT_OK
+
+
+def _tables_back(started: float) -> None:
+    took = (time.monotonic() - started) * 1000
+    print(f"rescue: tables back in {took:.0f} ms at={time.time():.3f}", flush=True)
+
+
+def _repaired(report: ApplyReport, started: float) -> None:
+    took = (time.monotonic() - started) * 1000
+    print(
+        f"rescue: repaired in {took:.0f} ms at={time.time():.3f} "
+        f"(tables {', '.join(report.tables_written) or 'none'}; "
+        f"adopted {report.adopted}, relaxed {report.liberalized})",
+        flush=True,
+    )
+
+
+def _watch(plan: RescuePlan) -> int:
+    """Repair the data path whenever nftables says its tables changed; until a signal."""
+    from anycast_announcer.rescue.kernel import RescueError, RescueKernel
+    from anycast_announcer.rescue.watch import NftablesWatch
+
+    kernel, watch = RescueKernel(), NftablesWatch()
+    try:
+        watch.open()
+    except OSError as error:
+        print(f"error: cannot watch nftables changes: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    print("rescue: watching the tables; repairs are printed here", flush=True)
+
+    async def repair_forever() -> None:
+        while True:
+            change = await watch.changed()
+            started = time.monotonic()
+            try:
+                if change.deleted:  # flushed: write them back before reading anything
+                    back = partial(_tables_back, started)
+                    report = await asyncio.to_thread(kernel.restore, plan, change.deleted, back)
+                    _repaired(report, started)
+                # A no-op (reads only) when the change was ours or left us in sync.
+                report = await asyncio.to_thread(partial(kernel.apply, plan, warm=False))
+            except RescueError as error:
+                print(f"error: repair failed: {error}", file=sys.stderr, flush=True)
+                continue
+            if report.changed:
+                _repaired(report, started)
+
+    try:
+        asyncio.run(repair_forever())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        watch.close()
     return EXIT_OK
 
 
@@ -223,7 +298,7 @@ def _format_status(document: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     """Run ``rescue ACTION`` from parsed arguments."""
     if args.rescue_command == "install":
-        return _install(args.config)
+        return _install(args.config, watch=args.watch)
     if args.rescue_command == "remove":
         return _remove()
     return _status(args.config, args.json)

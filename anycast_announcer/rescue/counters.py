@@ -10,8 +10,14 @@ Per peer (summed over both families' tables):
 
 Globally: ``replicated`` (packets copied to every peer because no owner was known),
 ``orphans`` (packets handed to the local stack after probation, which resets them),
-``icmp_relayed``, and what the overlays refused: VXLAN from a non-member
-(``underlay_refused``) or an inner packet that is not for us (``overlay_refused``).
+``icmp_relayed``, and what the overlays refused: VXLAN from a non-member or on an
+interface not toward the fabric (``underlay_refused``) or an inner packet that is not for
+us (``overlay_refused``). The copy budget: blind packets dropped by the aggregate budget
+(``blind_limited``), by the per-source-prefix budget (``blind_source_limited``), or
+because a flow set was full (``blind_refused``); feedback claiming a flow this server
+never copied to that peer (``claims_refused``); ICMP errors not relayed or accepted for
+being over a per-sender or per-peer budget (``icmp_limited``); and every VXLAN packet
+this server sent to the group (``underlay_sent``, each replica counted).
 """
 
 from __future__ import annotations
@@ -23,7 +29,19 @@ from typing import Any
 __all__ = ["PeerCounters", "RescueCounters", "Traffic", "parse_counters", "token_address"]
 
 _PEER_KINDS = ("fwd", "rx", "bad", "fbtx", "fbrx")
-_GLOBALS = ("replicated", "orphans", "icmp_relayed", "overlay_refused", "underlay_refused")
+_GLOBALS = (
+    "replicated",
+    "orphans",
+    "icmp_relayed",
+    "overlay_refused",
+    "underlay_refused",
+    "blind_limited",
+    "blind_source_limited",
+    "blind_refused",
+    "claims_refused",
+    "icmp_limited",
+    "underlay_sent",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +94,12 @@ class RescueCounters:
     icmp_relayed: Traffic = field(default_factory=Traffic)
     overlay_refused: Traffic = field(default_factory=Traffic)
     underlay_refused: Traffic = field(default_factory=Traffic)
+    blind_limited: Traffic = field(default_factory=Traffic)
+    blind_source_limited: Traffic = field(default_factory=Traffic)
+    blind_refused: Traffic = field(default_factory=Traffic)
+    claims_refused: Traffic = field(default_factory=Traffic)
+    icmp_limited: Traffic = field(default_factory=Traffic)
+    underlay_sent: Traffic = field(default_factory=Traffic)
 
     def as_json(self) -> dict[str, Any]:
         """A JSON-ready mapping (what ``rescue status --json`` prints)."""
@@ -86,6 +110,7 @@ class RescueCounters:
             "icmp_relayed": self.icmp_relayed.as_json(),
             "overlay_refused": self.overlay_refused.as_json(),
             "underlay_refused": self.underlay_refused.as_json(),
+            **{name: getattr(self, name).as_json() for name in _GLOBALS[5:]},
         }
 
 

@@ -13,9 +13,20 @@ Apply, in order: the overlay devices (diffed step by step), then per family: a f
 without a table gets a *warm* table first (conntrack on, nothing rescued), the sockets
 already established on the anycast addresses are entered into conntrack (take-over:
 without it, mid-stream packets of connections older than the table would look like
-someone else's and be sent away), then the full table replaces it. An installed table
-is updated in place when its digest differs. Every table text is checked with
-``nft -c`` first; a first install that fails is rolled back. Nothing here changes a
+someone else's and be sent away), then the full table replaces it. A table found in warm
+mode (a crash, or a kill, between the two) is treated like a missing one: the take-over
+runs again. A *repair* (``apply(plan, warm=False)``: our table vanished under a running
+data path, e.g. a host firewall's ``flush ruleset``) skips the warm table and its wait:
+the full table goes back at once, then the take-over runs. A warm table would hand the
+flows this server is rescuing for others to the local stack, which resets them; with the
+full table, a local flow conntrack lost track of during the gap is at worst copied to
+the peers until the take-over re-enters it, never reset. An installed table is updated
+in place when its digest differs. Every table text is checked with ``nft -c`` first; a
+first install that fails is rolled back, whatever failed (nft, netlink, the conntrack or
+socket-diag socket, a timeout): each of those reaches the caller as :class:`RescueError`.
+
+The process boundary (the ``nft`` runner, the netlink sockets, the socket list, the
+sysctl tree) is made of fields, so the shell's unit tests can fake it. Nothing here changes a
 host-wide sysctl, so removal (tables and devices deleted) leaves the host as it was,
 apart from conntrack entries, which expire on their own.
 """
@@ -29,8 +40,10 @@ import json
 import socket
 import subprocess
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -75,9 +88,11 @@ log = structlog.get_logger(__name__)
 ALIAS = "anycast-announcer rescue"
 SYSCTL_ROOT = Path("/proc/sys/net")
 _NUD_PERMANENT = 0x80
-_DELETIONS = frozenset({LinkOpKind.DEL_NEIGHBOR, LinkOpKind.DEL_FDB})
-"""Steps whose target may already be gone (ENOENT then means done)."""
-_TCP_ESTABLISHED = 1
+# TCP states as sock_diag numbers them (include/net/tcp_states.h). Held: the peer may
+# still send, so the flow is ours. TIME_WAIT lingers (see ``takeover``).
+_TCP_HELD_STATES = (1, 3, 4, 5, 8, 9, 11)  # ESTABLISHED SYN_RECV FIN_WAIT1/2 CLOSE_WAIT
+# LAST_ACK CLOSING
+_TCP_TIME_WAIT = 6
 # conntrack: IPS_SEEN_REPLY | IPS_ASSURED | IPS_CONFIRMED (ctnetlink refuses a new entry
 # whose status lacks CONFIRMED with EBUSY); TCP state ESTABLISHED; "be liberal" about
 # windows in both directions, as conntrack does itself for connections it picks up
@@ -91,6 +106,21 @@ class RescueError(Exception):
     """The data path could not be read, installed or removed; the message says why."""
 
 
+_ENVIRONMENT_ERRORS = (NetlinkError, OSError, subprocess.SubprocessError, json.JSONDecodeError)
+"""What the host can throw at the shell (netlink, sockets, nft timeouts, garbled output)."""
+
+
+@contextmanager
+def _reported(what: str) -> Iterator[None]:
+    """Turn an error of the host into a RescueError naming ``what`` was being done."""
+    try:
+        yield
+    except RescueError:
+        raise
+    except _ENVIRONMENT_ERRORS as exc:
+        raise RescueError(f"{what}: {type(exc).__name__}: {exc}") from exc
+
+
 @dataclass(frozen=True, slots=True)
 class HostFacts:
     """What the plan needs from the host."""
@@ -99,6 +129,8 @@ class HostFacts:
     underlay_mtu: int
     mtu_source: str
     """Where the MTU came from: ``config`` or the interfaces routing to the peers."""
+    fabric_interfaces: tuple[str, ...] = ()
+    """The interfaces this host routes the other members through."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +157,7 @@ class Installed:
                     "mac": o.mac,
                     "mtu": o.mtu,
                     "up": o.up,
-                    "peers": sorted(dst for _, dst in o.fdb),
+                    "peers": sorted({dst for _, dst in o.fdb}),
                 }
                 for name, o in sorted(self.overlays.items())
             },
@@ -177,19 +209,54 @@ def _local_addresses(ipr: Any) -> set[IPAddress]:
     return found
 
 
-def _route_mtu(ipr: Any, destination: IPAddress) -> int | None:
+_MAIN_TABLE = 254
+_RTN_UNICAST = 1
+
+
+def _route_interfaces(routes: Sequence[Any], destination: IPAddress) -> set[int]:
+    """Every interface of the main table's longest match for ``destination``, all paths
+    of a multipath route included (``route get`` names only the path it picked, and a
+    dual-homed server receives a peer's packets on either)."""
+    best, found = -1, set()
+    for route in routes:
+        if route["type"] != _RTN_UNICAST:
+            continue
+        length = int(route["dst_len"])
+        dst = route.get_attr("RTA_DST")
+        if dst is not None and destination not in ipaddress.ip_network(
+            f"{dst}/{length}", strict=False
+        ):
+            continue  # no RTA_DST: a default route, which contains everything
+        oifs = {int(hop["oif"]) for hop in route.get_attr("RTA_MULTIPATH") or ()}
+        if route.get_attr("RTA_OIF"):
+            oifs.add(int(route.get_attr("RTA_OIF")))
+        if length > best:
+            best, found = length, oifs
+        elif length == best:
+            found |= oifs
+    return found
+
+
+def _route_path(
+    ipr: Any, table: Sequence[Any], links: Mapping[int, tuple[str, int]], destination: IPAddress
+) -> tuple[int | None, set[str]]:
+    """The MTU toward ``destination`` and the interfaces its route may leave by
+    (``table``: the main routing table of its family; ``links``: index -> name, MTU)."""
     try:
         routes = ipr.route("get", dst=str(destination))
+        indexes = _route_interfaces(table, destination)
     except NetlinkError:
-        return None
+        return None, set()
     if not routes:
-        return None
+        return None, set()
+    oif = routes[0].get_attr("RTA_OIF")
+    if oif:
+        indexes.add(int(oif))
+    names = {links[index][0] for index in indexes if index in links}
     metrics = routes[0].get_attr("RTA_METRICS")
     if metrics is not None and metrics.get_attr("RTAX_MTU"):
-        return int(metrics.get_attr("RTAX_MTU"))
-    oif = routes[0].get_attr("RTA_OIF")
-    links = ipr.get_links(oif) if oif else []
-    return int(links[0].get_attr("IFLA_MTU")) if links else None
+        return int(metrics.get_attr("RTAX_MTU")), names
+    return (links[int(oif)][1] if oif and int(oif) in links else None), names
 
 
 def host_facts(settings: RescueConfig) -> HostFacts:
@@ -197,29 +264,66 @@ def host_facts(settings: RescueConfig) -> HostFacts:
 
     RescueError when neither the config nor the host says which member this is.
     """
+    with _reported("reading the host's addresses and routes"):
+        return _host_facts(settings)
+
+
+def _host_facts(settings: RescueConfig) -> HostFacts:
     with IPRoute() as ipr:
         if settings.local_address is not None:
             local: IPAddress = settings.local_address
         else:
             local = _local_member(settings, _local_addresses(ipr))
-        if settings.underlay_mtu is not None:
-            return HostFacts(local, settings.underlay_mtu, "config")
-        # With learnt membership the peers are not known yet: the underlay subnets
-        # stand for them (a host inside each).
-        probes: list[IPAddress] = [peer for peer in settings.members if peer != local]
-        if settings.membership is not None:
-            for network in settings.membership.underlay_prefixes:
-                # The first host of the subnet (the network address of a /31 or /32).
-                inside = ipaddress.ip_address(
-                    int(network.network_address)
-                    + (1 if network.num_addresses > 2 else 0)  # /31, /32
-                )
-                if inside != local:
-                    probes.append(inside)
-        mtus = [mtu for peer in probes if (mtu := _route_mtu(ipr, peer)) is not None]
+        family = socket.AF_INET if local.version == 4 else socket.AF_INET6
+        try:
+            table = list(ipr.get_routes(family=family, table=_MAIN_TABLE))
+        except NetlinkError:
+            table = []
+        links = {
+            int(link["index"]): (str(link.get_attr("IFLA_IFNAME")), int(link.get_attr("IFLA_MTU")))
+            for link in ipr.get_links()
+        }
+        paths = [_route_path(ipr, table, links, peer) for peer in _underlay_probes(settings, local)]
+    mtus = [mtu for mtu, _ in paths if mtu is not None]
+    # A peer reached through loopback (a lab whose members share a host) says nothing.
+    interfaces = tuple(sorted({name for _, names in paths for name in names} - {"lo"}))
+    if settings.underlay_mtu is not None:
+        return HostFacts(local, settings.underlay_mtu, "config", interfaces)
     if not mtus:
-        return HostFacts(local, 1500, "default (no route to any peer)")
-    return HostFacts(local, min(mtus), "interfaces routing to the peers")
+        return HostFacts(local, 1500, "default (no route to any peer)", interfaces)
+    return HostFacts(local, min(mtus), "interfaces routing to the peers", interfaces)
+
+
+_BATCHED = {
+    LinkOpKind.ADD_NEIGHBOR: ("ip", "neigh replace {0} lladdr {1} dev {dev} nud permanent"),
+    LinkOpKind.DEL_NEIGHBOR: ("ip", "neigh del {0} dev {dev}"),
+    LinkOpKind.ADD_FDB: ("bridge", "fdb append {0} dev {dev} dst {1}"),
+    LinkOpKind.DEL_FDB: ("bridge", "fdb del {0} dev {dev} dst {1}"),
+}
+
+
+_DELETIONS = frozenset({LinkOpKind.DEL_NEIGHBOR, LinkOpKind.DEL_FDB})
+"""Steps whose target may already be gone (ENOENT then means done)."""
+
+
+def _underlay_probes(settings: RescueConfig, local: IPAddress) -> list[IPAddress]:
+    """Addresses whose routes say which interfaces face the fabric and their MTU: the
+    other listed members and, with learnt membership (peers not known yet), a host
+    inside each underlay prefix."""
+    probes: list[IPAddress] = [peer for peer in settings.members if peer != local]
+    if settings.membership is not None:
+        for network in settings.membership.underlay_prefixes:
+            # The first host of the subnet (the network address of a /31 or /32).
+            inside = ipaddress.ip_address(
+                int(network.network_address) + (1 if network.num_addresses > 2 else 0)
+            )
+            if inside != local:
+                probes.append(inside)
+    return probes
+
+
+def _batch_line(op: LinkOp) -> str:
+    return _BATCHED[op.kind][1].format(*op.args, dev=op.device)
 
 
 def _local_member(settings: RescueConfig, local_addresses: set[IPAddress]) -> IPAddress:
@@ -306,23 +410,32 @@ def _overlay_from(ipr: Any, link: Any) -> InstalledOverlay:
     )
 
 
-def _established(family: Family) -> list[Flow]:
-    """Established TCP sockets of ``family`` as flows (local end first).
+def host_sockets(family: Family) -> tuple[list[Flow], list[Flow]]:
+    """The host's TCP sockets of ``family`` as flows (local end first): the held ones
+    and the TIME_WAIT ones (see ``takeover``).
 
     IPv4 connections accepted by a dual-stack IPv6 socket show up as IPv4-mapped IPv6
     addresses: they are IPv4 flows to conntrack, so they are returned unmapped.
     """
-    found = []
+    held: list[Flow] = []
+    lingering: list[Flow] = []
+    mask = sum(1 << state for state in (*_TCP_HELD_STATES, _TCP_TIME_WAIT))
     with DiagSocket() as diag:
         diag.bind()
         for af in (socket.AF_INET, socket.AF_INET6):
-            for message in diag.get_sock_stats(family=af, states=1 << _TCP_ESTABLISHED):
+            for message in diag.get_sock_stats(family=af, states=mask):
                 local = unmapped(ipaddress.ip_address(message.get("idiag_src")))
                 remote = unmapped(ipaddress.ip_address(message.get("idiag_dst")))
                 if local.version == family.version:
                     lport, rport = int(message.get("idiag_sport")), int(message.get("idiag_dport"))
-                    found.append(Flow(local, lport, remote, rport))
-    return found
+                    flow = Flow(local, lport, remote, rport)
+                    waiting = message.get("idiag_state") == _TCP_TIME_WAIT
+                    (lingering if waiting else held).append(flow)
+    return held, lingering
+
+
+def _conntrack_socket(af: int) -> Any:
+    return NFCTSocket(nfgen_family=af)
 
 
 def _ct_entries(conntrack: Any, family: Family) -> list[CtEntry]:
@@ -381,11 +494,19 @@ class RescueKernel:
 
     nft: str = "nft"
     _sleep: Any = field(default=time.sleep, repr=False)
+    # The process boundary, replaced by fakes in the shell's unit tests.
+    run: Callable[..., subprocess.CompletedProcess[str]] = field(default=subprocess.run, repr=False)
+    iproute: Callable[[], Any] = field(default=IPRoute, repr=False)
+    conntrack: Callable[[int], Any] = field(default=_conntrack_socket, repr=False)
+    sockets: Callable[[Family], tuple[list[Flow], list[Flow]]] = field(
+        default=host_sockets, repr=False
+    )
+    sysctl_root: Path = SYSCTL_ROOT
 
     # -- nft -----------------------------------------------------------------------------
 
     def _nft(self, args: Sequence[str], script: str | None = None) -> str:
-        result = subprocess.run(
+        result = self.run(
             [self.nft, *args],
             input=script,
             capture_output=True,
@@ -398,7 +519,7 @@ class RescueKernel:
         return result.stdout
 
     def _nft_json(self, args: Sequence[str]) -> dict[str, Any] | None:
-        result = subprocess.run(
+        result = self.run(
             [self.nft, "-j", *args], capture_output=True, text=True, check=False, timeout=60
         )
         if result.returncode != 0:
@@ -471,7 +592,7 @@ class RescueKernel:
             self._create(ipr, op.overlay)
             return
         if kind is LinkOpKind.SET_SYSCTL:
-            (SYSCTL_ROOT / op.args[0]).write_text(op.args[1])
+            (self.sysctl_root / op.args[0]).write_text(op.args[1])
             return
         index = self._index(ipr, op.device)
         if kind is LinkOpKind.DELETE_LINK:
@@ -489,20 +610,16 @@ class RescueKernel:
                 address=str(interface.ip),
                 prefixlen=interface.network.prefixlen,
             )
-        elif kind is LinkOpKind.ADD_NEIGHBOR:
-            ipr.neigh(
-                "replace", dst=op.args[0], lladdr=op.args[1], ifindex=index, state=_NUD_PERMANENT
-            )
-        elif kind is LinkOpKind.DEL_NEIGHBOR:
-            ipr.neigh("del", dst=op.args[0], ifindex=index)
-        elif kind is LinkOpKind.ADD_FDB:
-            ipr.fdb("append", ifindex=index, lladdr=op.args[0], dst=op.args[1])
-        elif kind is LinkOpKind.DEL_FDB:
-            ipr.fdb("del", ifindex=index, lladdr=op.args[0], dst=op.args[1])
 
     def _run_steps(self, ipr: Any, ops: Iterable[LinkOp]) -> list[str]:
         done = []
+        batch: list[LinkOp] = []
         for op in ops:
+            if op.kind in _BATCHED:
+                batch.append(op)
+                continue
+            done += self._run_batch(batch)
+            batch = []
             try:
                 self._step(ipr, op)
             except NetlinkError as exc:
@@ -516,16 +633,55 @@ class RescueKernel:
                 raise RescueError(f"{op.describe()}: {exc}") from None
             done.append(op.describe())
             log.debug("rescue_link_step", step=op.describe())
-        return done
+        return done + self._run_batch(batch)
+
+    def _run_batch(self, ops: list[LinkOp]) -> list[str]:
+        """Neighbour and FDB steps through ``ip -batch`` / ``bridge -batch``: a large group
+        has thousands (4 neighbours and 3 FDB entries per peer), and pyroute2 encodes
+        each message in Python (about 5 ms each: 50 s for 1,000 members)."""
+        # Deletions first (a changed entry is a deletion and an addition of the same key),
+        # each tool in one process. An entry already gone is what a deletion wants: the
+        # kernel drops neighbours with the address they were reached through.
+        for deleting in (True, False):
+            for tool in ("ip", "bridge"):
+                lines = [
+                    _batch_line(op)
+                    for op in ops
+                    if _BATCHED[op.kind][0] == tool and (op.kind in _DELETIONS) == deleting
+                ]
+                if lines:
+                    self._batch(tool, lines, tolerate_missing=deleting)
+        return [op.describe() for op in ops]
+
+    def _batch(self, tool: str, lines: list[str], *, tolerate_missing: bool) -> None:
+        result = self.run(
+            [tool, *(["-force"] if tolerate_missing else []), "-batch", "-"],
+            input="\n".join(lines) + "\n",
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        if result.returncode == 0:
+            return
+        errors = [
+            line
+            for line in result.stderr.splitlines()
+            if line.strip() and not line.startswith("Command failed")
+        ]
+        if tolerate_missing and all("No such file or directory" in e for e in errors):
+            return
+        raise RescueError(f"{tool} -batch: {result.stderr.strip()}")
 
     # -- take-over -----------------------------------------------------------------------
 
     def _take_over(self, family: Family, plan: RescuePlan) -> TakeOver:
         """Reconcile conntrack with the established sockets (see ``takeover``)."""
         af = socket.AF_INET if family is Family.IPV4 else socket.AF_INET6
-        with NFCTSocket(nfgen_family=af) as conntrack:
+        held, lingering = self.sockets(family)
+        with self.conntrack(af) as conntrack:
             todo = plan_take_over(
-                _ct_entries(conntrack, family), _established(family), plan.prefixes_of(family)
+                _ct_entries(conntrack, family), held, plan.prefixes_of(family), lingering
             )
             for entry in todo.forget:
                 self._ct(conntrack, "del", entry, tuple_orig=_tuple(entry))
@@ -573,13 +729,14 @@ class RescueKernel:
 
     def read_installed(self, names: Iterable[str] = ()) -> Installed:
         """Our devices and tables as they are now (``names``: also fail on foreign ones)."""
-        with IPRoute() as ipr:
+        with _reported("reading the rescue state"), self.iproute() as ipr:
             overlays = self._read_overlays(ipr, names)
-        return Installed(overlays, self._read_tables())
+        with _reported("reading the rescue tables"):
+            return Installed(overlays, self._read_tables())
 
     def device_indexes(self, plan: RescuePlan) -> dict[str, int]:
         """The interface index of each overlay device (dup rules are bound to them)."""
-        with IPRoute() as ipr:
+        with _reported("reading the overlay devices"), self.iproute() as ipr:
             return {
                 overlay.name: self._index(ipr, overlay.name)
                 for overlay in (plan.rescue, plan.feedback)
@@ -599,21 +756,25 @@ class RescueKernel:
             for family in plan.families
         )
 
-    def apply(self, plan: RescuePlan) -> ApplyReport:
-        """Make the kernel match ``plan``; idempotent, and a no-op when it already does."""
+    def apply(self, plan: RescuePlan, *, warm: bool = True) -> ApplyReport:
+        """Make the kernel match ``plan``; idempotent, and a no-op when it already does.
+
+        ``warm=False``: a repair; a missing table goes back full at once (see above).
+        """
         names = (plan.rescue.name, plan.feedback.name)
         before = self.read_installed(names)
-        with IPRoute() as ipr:
-            steps = self._run_steps(ipr, link_changes(before.overlays, plan))
         try:
-            written, took_over, conntrack = self._apply_tables(plan, before)
-        except RescueError:
+            with _reported("applying the rescue plan"):
+                with self.iproute() as ipr:
+                    steps = self._run_steps(ipr, link_changes(before.overlays, plan))
+                written, took_over, conntrack = self._apply_tables(plan, before, warm=warm)
+                deleted = [f for f in before.tables if f not in plan.families]
+                if deleted:
+                    self._nft(["-f", "-"], removal_script(deleted))
+        except RescueError as error:
             if before.empty:  # a first install that failed leaves nothing behind
-                self.remove()
+                self._roll_back(error)
             raise
-        deleted = [f for f in before.tables if f not in plan.families]
-        if deleted:
-            self._nft(["-f", "-"], removal_script(deleted))
         report = ApplyReport(
             link_steps=tuple(steps),
             tables_written=tuple(written),
@@ -635,18 +796,69 @@ class RescueKernel:
         )
         return report
 
+    def restore(
+        self,
+        plan: RescuePlan,
+        families: Iterable[str],
+        written: Callable[[], None] | None = None,
+    ) -> ApplyReport:
+        """Write back, at once, the full tables of ``families`` that were just deleted
+        (``flush ruleset``), then take over: the fast path of a repair.
+
+        Nothing is read or checked first (the text is the one ``apply`` installed and
+        checked; the devices are untouched by nft). Each table is replaced whole in one
+        transaction, so a table that came back meanwhile is not doubled. ``apply`` after
+        it finds the rest in order. ``written`` is called once the tables are back (before
+        the take-over, which takes longer: one netlink message per connection).
+        """
+        wanted = [f for f in plan.families if f.value in set(families)]
+        with _reported("restoring the rescue tables"):
+            indexes = self.device_indexes(plan)
+            for family in wanted:
+                table = render_table(plan, family, device_indexes=indexes)
+                replace = f"add table {family.value} {TABLE}\ndelete table {family.value} {TABLE}\n"
+                self._nft(["-f", "-"], replace + table.text)
+            if written is not None:
+                written()
+            took_over = [self._take_over(f, plan) for f in wanted if plan.prefixes_of(f)]
+        return ApplyReport(
+            tables_written=tuple(f.value for f in wanted),
+            took_over=tuple(f.value for f in wanted if plan.prefixes_of(f)),
+            adopted=sum(len(t.adopt) for t in took_over),
+            liberalized=sum(len(t.liberalize) for t in took_over),
+            forgotten=sum(len(t.forget) for t in took_over),
+        )
+
+    def _roll_back(self, error: RescueError) -> None:
+        try:
+            self.remove()
+        except RescueError as failed:
+            log.error("rescue_rollback_failed", error=str(failed), cause=str(error))
+
     def _apply_tables(
-        self, plan: RescuePlan, before: Installed
+        self, plan: RescuePlan, before: Installed, *, warm: bool
     ) -> tuple[list[str], list[str], TakeOver]:
         indexes = self.device_indexes(plan)
-        fresh = [f for f in plan.families if f not in before.tables]
+        # A table left in warm mode (a crash between the two writes) has not taken over.
+        fresh = [
+            f
+            for f in plan.families
+            if f not in before.tables or before.tables[f].mode != RenderMode.FULL.value
+        ]
+        first = RenderMode.WARM if warm else RenderMode.FULL
+        written = []
         for family in fresh:
-            warm = render_table(plan, family, mode=RenderMode.WARM, device_indexes=indexes)
-            self._write(warm.text)
+            table = render_table(plan, family, mode=first, device_indexes=indexes)
+            script = table_script(table, before.tables.get(family))
+            if script is not None:
+                self._write(script)
+                if not warm:
+                    written.append(family.value)
         changes = TakeOver((), (), ())
         if fresh:
-            # Let conntrack pick up flows that carry packets, then fix what it missed.
-            self._sleep(plan.takeover_warmup)
+            if warm:  # let conntrack pick up flows that carry packets first
+                self._sleep(plan.takeover_warmup)
+            # Then fix what it missed.
             for family in fresh:
                 if plan.prefixes_of(family):
                     done = self._take_over(family, plan)
@@ -655,7 +867,6 @@ class RescueKernel:
                         changes.liberalize + done.liberalize,
                         changes.forget + done.forget,
                     )
-        written = []
         installed = self._read_tables()
         for family in plan.families:
             desired = render_table(plan, family, device_indexes=indexes)
@@ -667,12 +878,13 @@ class RescueKernel:
 
     def remove(self) -> RemoveReport:
         """Delete our tables and devices: the host is as it was before the first apply."""
-        tables = list(self._read_tables())
-        if tables:
-            self._nft(["-f", "-"], removal_script(tables))
-        with IPRoute() as ipr:
-            overlays = self._read_overlays(ipr, ())
-            self._run_steps(ipr, link_changes(overlays, None))
+        with _reported("removing the rescue data path"):
+            tables = list(self._read_tables())
+            if tables:
+                self._nft(["-f", "-"], removal_script(tables))
+            with self.iproute() as ipr:
+                overlays = self._read_overlays(ipr, ())
+                self._run_steps(ipr, link_changes(overlays, None))
         report = RemoveReport(
             tables=tuple(f.value for f in tables), devices=tuple(sorted(overlays))
         )
@@ -682,10 +894,11 @@ class RescueKernel:
     def counters(self) -> RescueCounters:
         """Every rescue counter (zeros for what is not installed)."""
         documents = []
-        for family in Family:
-            document = self._nft_json(["list", "counters", "table", family.value, TABLE])
-            if document is not None:
-                documents.append(document)
+        with _reported("reading the rescue counters"):
+            for family in Family:
+                document = self._nft_json(["list", "counters", "table", family.value, TABLE])
+                if document is not None:
+                    documents.append(document)
         return parse_counters(documents)
 
 
@@ -695,13 +908,21 @@ class AsyncRescueKernel:
 
     kernel: RescueKernel = field(default_factory=RescueKernel)
 
+    async def host_facts(self, settings: RescueConfig) -> HostFacts:
+        """See :func:`host_facts`."""
+        return await asyncio.to_thread(host_facts, settings)
+
     async def read_installed(self, names: Iterable[str] = ()) -> Installed:
         """See :meth:`RescueKernel.read_installed`."""
         return await asyncio.to_thread(self.kernel.read_installed, tuple(names))
 
-    async def apply(self, plan: RescuePlan) -> ApplyReport:
+    async def apply(self, plan: RescuePlan, *, warm: bool = True) -> ApplyReport:
         """See :meth:`RescueKernel.apply`."""
-        return await asyncio.to_thread(self.kernel.apply, plan)
+        return await asyncio.to_thread(partial(self.kernel.apply, plan, warm=warm))
+
+    async def restore(self, plan: RescuePlan, families: Iterable[str]) -> ApplyReport:
+        """See :meth:`RescueKernel.restore`."""
+        return await asyncio.to_thread(self.kernel.restore, plan, tuple(families))
 
     async def remove(self) -> RemoveReport:
         """See :meth:`RescueKernel.remove`."""

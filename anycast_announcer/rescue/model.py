@@ -7,11 +7,22 @@ hold them. With rescue, such a server does not answer with a reset: it copies th
 if it holds the connection and drops it otherwise. The owner then sends a *feedback*
 copy back over a second overlay (rate-limited per flow), and the forwarder remembers
 "flow -> owner" for ``learn_timeout`` seconds, so a long-lived rescued flow costs about
-one copy per packet. A flow nobody claims within ``probation`` seconds is an *orphan*:
+one copy per packet. Copies of flows whose owner is not known yet (*blind* copies) are
+bounded by a budget (:class:`Budget`): an aggregate rate per server and a rate per client
+source prefix, in underlay packets; beyond it those packets are dropped, never reset, and
+so are packets of new flows when a flow set is full (fail closed). A feedback copy teaches
+an owner only for a flow this server copied to that peer (in probation, or already learnt
+from it): a forged claim for any other flow is refused. Copies to a learnt owner are never
+budgeted. A flow nobody claims within ``probation`` seconds is an *orphan*:
 its packets go to the local stack for ``orphan_window`` seconds, which resets it, so its
 client learns fast; a flow seen again after that window gets a new probation. ICMP
 "fragmentation needed" / "packet too big" quoting one of our anycast addresses is
-relayed to every member, rate-limited, so the owner's PMTU cache learns it.
+relayed to every member, rate-limited in all and per sender, so the owner's PMTU cache
+learns it; each peer may relay at most ``icmp_rate`` per second to this server.
+
+Blind copies and relayed ICMP leave as one packet to a broadcast label: the VXLAN device
+replicates it to every peer (head-end replication through all-zeros FDB entries), so a
+rule holds one ``dup`` whatever the group size.
 
 Everything lives in the kernel (two VXLAN devices with static neighbours and FDB
 entries, and one nftables table per address family); no packet goes through Python.
@@ -30,16 +41,23 @@ from dataclasses import dataclass
 
 from anycast_announcer.config import Config, RescueConfig
 from anycast_announcer.overlay import (
+    BROADCAST_MAC,
     IPAddress,
     member_mac,
     member_token,
+    overlay_capacity,
     overlay_ipv4,
+    overlay_ipv4_all,
     overlay_ipv6,
+    overlay_ipv6_all,
+    overlay_prefix_for,
 )
 
 __all__ = [
     "OVERHEAD",
     "TABLE",
+    "ZERO_MAC",
+    "Budget",
     "Family",
     "FdbEntry",
     "Member",
@@ -53,6 +71,9 @@ __all__ = [
 
 TABLE = "anycast_rescue"
 """The nftables table, one per address family (``ip`` and ``ip6``: ``dup`` is not in inet)."""
+
+ZERO_MAC = "00:00:00:00:00:00"
+"""The VXLAN FDB's default entry: frames to an unknown MAC go to every such entry."""
 
 OVERHEAD = {4: 50, 6: 70}
 """Bytes VXLAN adds over an IPv4 / IPv6 underlay (outer IP + UDP + VXLAN + Ethernet)."""
@@ -176,11 +197,38 @@ class Timers:
     feedback_burst: int
     icmp_per_second: int
     flow_table_size: int
+    icmp_source_per_second: int = 10
 
     @property
     def feedback_memory(self) -> int:
         """How long an owner keeps a flow's feedback limiter after its last packet."""
         return max(10, 3 * -(-60 // self.feedback_per_minute))
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """The copy budget of blind copies, in underlay packets (see the module docstring)."""
+
+    rate: int
+    burst: int
+    source_rate: int
+    source_burst: int
+    source_prefix_ipv4: int
+    source_prefix_ipv6: int
+
+    @staticmethod
+    def per_packet(underlay: int, fanout: int) -> int:
+        """Blind packets per ``underlay`` packets: each blind packet costs ``fanout``."""
+        return max(1, underlay // max(1, fanout))
+
+    def source_mask(self, family: Family) -> str:
+        """The client prefix mask (an nft address literal) that ``source_rate`` counts."""
+        if family is Family.IPV4:
+            bits = self.source_prefix_ipv4
+            return str(ipaddress.IPv4Address((0xFFFFFFFF << (32 - bits)) & 0xFFFFFFFF))
+        bits = self.source_prefix_ipv6
+        mask = ((1 << 128) - 1) << (128 - bits) & ((1 << 128) - 1)
+        return str(ipaddress.IPv6Address(mask))
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +245,18 @@ class RescuePlan:
     clamp_mss: bool
     underlay_mtu: int
     takeover_warmup: float
+    budget: Budget
+    fabric_interfaces: tuple[str, ...] = ()
+    """Overlay packets are accepted only on these (empty: on any interface)."""
+
+    def all_label(self, family: Family) -> str:
+        """The next hop that reaches every peer at once on the rescue overlay."""
+        address = (
+            overlay_ipv4_all(self.rescue.ipv4.network.supernet())
+            if family is Family.IPV4
+            else overlay_ipv6_all()
+        )
+        return str(address)
 
     @property
     def underlay(self) -> Family:
@@ -235,6 +295,13 @@ def _overlay(
             Neighbor(peer.label(Family.IPV6, feedback=feedback), mac),
         ]
         fdb.append(FdbEntry(mac, str(peer.address)))
+        if not feedback:  # head-end replication of frames to the "every peer" label
+            fdb.append(FdbEntry(ZERO_MAC, str(peer.address)))
+    if not feedback:
+        neighbors += [
+            Neighbor(str(overlay_ipv4_all(settings.overlay_ipv4)), BROADCAST_MAC),
+            Neighbor(str(overlay_ipv6_all()), BROADCAST_MAC),
+        ]
     return Overlay(
         name=settings.feedback_device if feedback else settings.device,
         vni=settings.vni + 1 if feedback else settings.vni,
@@ -256,16 +323,25 @@ def plan_from_settings(
     local_address: IPAddress,
     underlay_mtu: int,
     learnt: Iterable[IPAddress] = (),
+    fabric_interfaces: tuple[str, ...] = (),
 ) -> RescuePlan:
     """The plan for the member ``local_address`` (ValueError if it is not a member).
 
     ``learnt``: members learnt from member routes (``rescue.membership``), merged with the
     static ``members``; with membership this server is a member by definition.
+    ``fabric_interfaces``: the interfaces routing to the other members (host facts),
+    used unless the config names them.
     """
     group = set(settings.members)
     if settings.membership is not None:
         group |= {a for a in learnt if a.version == local_address.version} | {local_address}
     ordered = sorted(group, key=lambda a: (a.version, int(a)))
+    if len(ordered) > (capacity := overlay_capacity(settings.overlay_ipv4)):
+        # check-config counts a static list; a learnt group can outgrow the range later.
+        raise ValueError(
+            f"{len(ordered)} members do not fit rescue.overlay_ipv4 {settings.overlay_ipv4} "
+            f"(it holds {capacity}); use a /{overlay_prefix_for(len(ordered))} or larger"
+        )
     members = tuple(
         Member.make(address, index, settings.overlay_ipv4) for index, address in enumerate(ordered)
     )
@@ -293,10 +369,20 @@ def plan_from_settings(
             feedback_burst=3,
             icmp_per_second=settings.icmp_rate,
             flow_table_size=settings.flow_table_size,
+            icmp_source_per_second=settings.icmp_source_rate,
         ),
         clamp_mss=settings.clamp_mss,
         underlay_mtu=underlay_mtu,
         takeover_warmup=settings.takeover_warmup,
+        budget=Budget(
+            rate=settings.blind_copy_rate,
+            burst=settings.blind_copy_burst,
+            source_rate=settings.blind_source_rate,
+            source_burst=settings.blind_source_burst,
+            source_prefix_ipv4=settings.blind_source_prefix_ipv4,
+            source_prefix_ipv6=settings.blind_source_prefix_ipv6,
+        ),
+        fabric_interfaces=tuple(sorted(set(settings.fabric_interfaces or fabric_interfaces))),
     )
 
 
@@ -306,6 +392,7 @@ def build_plan(
     local_address: IPAddress,
     underlay_mtu: int,
     learnt: Iterable[IPAddress] = (),
+    fabric_interfaces: tuple[str, ...] = (),
 ) -> RescuePlan:
     """The plan of a config with a ``rescue:`` section (ValueError without one).
 
@@ -321,4 +408,5 @@ def build_plan(
         local_address=local_address,
         underlay_mtu=underlay_mtu,
         learnt=learnt,
+        fabric_interfaces=fabric_interfaces,
     )

@@ -3,23 +3,35 @@
 Chains, in packet order (``F`` is the flow key ``saddr . sport . daddr . dport``):
 
 - ``raw_prerouting`` / ``raw_output`` (underlay family, priority raw): VXLAN from anything
-  but a member is dropped (``underlay_refused``); VXLAN between members is not tracked.
+  but a member, or on an interface not toward the fabric, is dropped
+  (``underlay_refused``); VXLAN between members is not tracked.
 - ``prerouting`` (priority mangle, after conntrack at -200):
   loopback is left alone; the overlays go to ``from_overlay`` / ``from_feedback``;
   anything not for an anycast address is left alone; TCP goes to ``fabric_tcp``; an ICMP
   "fragmentation needed" / "packet too big" quoting an anycast source to ``fabric_icmp``.
 - ``fabric_tcp``: a pure SYN or a packet conntrack knows (established, related,
-  untracked) is local. Anything else is not ours: a learnt flow goes to its owner only;
-  a flow in probation is replicated to every peer; the first packet of a flow past its
-  probation, within its orphan window, goes to the local stack (which resets it) and ends
-  the window; any other flow starts a probation (``probation`` and ``rescuing``, added
-  together, never refreshed) and is replicated. Copies are dropped here.
-- ``fabric_icmp``: relayed to every peer (rate-limited), and delivered locally too.
-- ``from_overlay``: only TCP / ICMP for an anycast address, from a known member MAC; then
-  ``from_<peer>``: conntrack must know the flow (else ``bad_<peer>``, dropped), it is
-  accepted (``rx_<peer>``) and, rate-limited per flow, a feedback copy goes back to the
-  forwarder over the feedback overlay. Nothing arriving here is ever forwarded again.
-- ``from_feedback``: the forwarder learns ``F -> peer`` (``owner_<peer>``) and drops it.
+  untracked) is local. Anything else is not ours: a learnt flow goes to its owner only
+  (never budgeted); a flow in probation is replicated to every peer, within the budget
+  (``blind``); the first packet of a flow past its probation, within its orphan window,
+  goes to the local stack (which resets it) and ends the window; any other flow, within
+  the budget, starts a probation (``probation`` and ``rescuing``, added together, never
+  refreshed) and is replicated. Copies are dropped here; so is a packet over the budget,
+  or of a new flow when a flow set is full (``blind_refused``): fail closed, no reset.
+- ``blind``: the copy budget, per client source prefix (``blind_src``, a meter) and in
+  all; a packet over either is dropped. Replication is one ``dup`` to the broadcast label,
+  which the VXLAN device sends to every peer (head-end replication), so a packet costs
+  N-1 underlay packets and the limits are the budget divided by N-1.
+- ``fabric_icmp``: relayed to every peer (rate-limited per sender and in all), and
+  delivered locally too.
+- ``from_overlay``: a frame sent to the broadcast label is made the host's; only TCP /
+  ICMP for an anycast address, from a known member MAC (one map lookup); then
+  ``from_<peer>``: conntrack must know the flow (else ``bad_<peer>``, dropped), ICMP is
+  rate-limited per peer, it is accepted (``rx_<peer>``) and, rate-limited per flow, a
+  feedback copy goes back to the forwarder over the feedback overlay. Nothing arriving
+  here is ever forwarded again.
+- ``from_feedback``: the forwarder learns ``F -> peer`` (``owner_<peer>``) and drops it,
+  but only for a flow it copied to that peer: one in probation (copied to all) or one
+  already learnt from it. Any other claim is refused (``claims_refused``).
 - ``mss`` (output): SYN-ACKs from anycast addresses advertise an MSS that fits the overlay.
 - ``info``: one rule whose comment carries the digest of everything else, so the
   reconciler can tell whether the installed table is the one it would render.
@@ -51,6 +63,10 @@ __all__ = [
 ]
 
 MARKER_PREFIX = "anycast-announcer rescue v1"
+_METER_MEMORY = 10
+"""Seconds a per-source meter (blind copies, ICMP senders) outlives its last packet."""
+_ICMP_SOURCES = 4096
+"""ICMP senders metered at once; beyond it, new senders share the aggregate limit only."""
 RAW_PRIORITY = -300
 MANGLE_PRIORITY = -150
 TABLE_COMMENT = "anycast-announcer flow rescue; remove with: anycast-announcer rescue remove"
@@ -170,12 +186,20 @@ def table_shape(plan: RescuePlan, family: Family) -> TableShape:
     counters: list[str] = []
     if family is plan.underlay:
         members = tuple(str(m.address) for m in plan.members)
+        if plan.fabric_interfaces:
+            sets.append(
+                SetShape(
+                    "fabric",
+                    ("ifname",),
+                    elements=tuple(f'"{name}"' for name in plan.fabric_interfaces),
+                )
+            )
         sets.append(SetShape("members", (family.addr_type,), elements=members))
         chains += [
             ChainShape("raw_prerouting", "prerouting", RAW_PRIORITY),
             ChainShape("raw_output", "output", RAW_PRIORITY),
         ]
-        counters.append("underlay_refused")
+        counters += ["underlay_refused", "underlay_sent"]
     prefixes = plan.prefixes_of(family)
     if prefixes:
         timers, size = plan.timers, plan.timers.flow_table_size
@@ -193,6 +217,22 @@ def table_shape(plan: RescuePlan, family: Family) -> TableShape:
             # refreshed, so a stale entry cannot outlive it (a client reusing the 4-tuple
             # of an old orphan later gets a probation, not a reset).
             _flow_set("rescuing", family, timers.probation + timers.orphan_window, size),
+            SetShape(
+                "blind_src",
+                (family.addr_type,),
+                flags=frozenset({"timeout"}),
+                timeout=_METER_MEMORY,
+                size=size,
+                dynamic=True,
+            ),
+            SetShape(
+                "icmp_src",
+                (family.addr_type,),
+                flags=frozenset({"timeout"}),
+                timeout=_METER_MEMORY,
+                size=_ICMP_SOURCES,
+                dynamic=True,
+            ),
         ]
         for peer in plan.peers:
             sets += [
@@ -204,12 +244,23 @@ def table_shape(plan: RescuePlan, family: Family) -> TableShape:
             chains.append(ChainShape("mss", "output", MANGLE_PRIORITY))
         chains += [
             ChainShape("fabric_tcp"),
+            ChainShape("blind"),
             ChainShape("fabric_icmp"),
             ChainShape("from_overlay"),
             ChainShape("from_feedback"),
             *(ChainShape(f"from_{peer.token}") for peer in plan.peers),
         ]
-        counters += ["replicated", "orphans", "icmp_relayed", "overlay_refused"]
+        counters += [
+            "replicated",
+            "orphans",
+            "icmp_relayed",
+            "overlay_refused",
+            "blind_limited",
+            "blind_source_limited",
+            "blind_refused",
+            "claims_refused",
+            "icmp_limited",
+        ]
         for peer in plan.peers:
             counters += _peer_counters(peer)
     chains.append(ChainShape("info"))
@@ -225,7 +276,8 @@ def _dup(plan: RescuePlan, family: Family, peer: Member, *, feedback: bool) -> s
 
 
 def _dup_all(plan: RescuePlan, family: Family) -> str:
-    return " ".join(_dup(plan, family, peer, feedback=False) for peer in plan.peers)
+    # One statement whatever the group size: the VXLAN device replicates (see model).
+    return f'dup to {plan.all_label(family)} device "{plan.rescue.name}"'
 
 
 def _icmp_matches(plan: RescuePlan, family: Family) -> list[str]:
@@ -249,13 +301,21 @@ def _icmp_matches(plan: RescuePlan, family: Family) -> list[str]:
 
 def _underlay_rules(plan: RescuePlan, family: Family) -> dict[str, list[str]]:
     kw, port = family.keyword, plan.rescue.port
+    local = f"udp dport {port} fib daddr type local"
+    interfaces = (
+        [f"{local} iifname != @fabric counter name underlay_refused drop"]
+        if plan.fabric_interfaces
+        else []
+    )
     return {
         "raw_prerouting": [
-            f"udp dport {port} fib daddr type local {kw} saddr != @members "
-            "counter name underlay_refused drop",
+            f"{local} {kw} saddr != @members counter name underlay_refused drop",
+            *interfaces,
             f"udp dport {port} {kw} saddr @members notrack",
         ],
-        "raw_output": [f"udp dport {port} {kw} daddr @members notrack"],
+        # Every VXLAN packet this server sends to the group (both overlays, every replica
+        # of a blind copy): the underlay cost of rescue, as the flood benchmark counts it.
+        "raw_output": [f"udp dport {port} {kw} daddr @members counter name underlay_sent notrack"],
     }
 
 
@@ -286,35 +346,58 @@ def _fabric_tcp(plan: RescuePlan, family: Family, mode: RenderMode) -> list[str]
             f"{_dup(plan, family, peer, feedback=False)} drop"
         )
     rules += [
+        f"{flow} @probation jump blind",
         f"{flow} @probation counter name replicated {_dup_all(plan, family)} drop",
         # Once: the local stack resets the flow now. A later packet of it (the reset was
         # lost) starts a new probation, and no stale window can claim the 4-tuple for a
         # new connection that reuses it.
         f"{flow} @rescuing delete @rescuing {{ {flow} }} counter name orphans accept",
+        "jump blind",
         f"add @probation {{ {flow} }} add @rescuing {{ {flow} }} "
         f"counter name replicated {_dup_all(plan, family)} drop",
+        # A full set made the add fail: drop (fail closed) rather than let the local
+        # stack reset a flow that may be someone else's.
+        "counter name blind_refused drop",
     ]
     return rules
 
 
-def _fabric_icmp(plan: RescuePlan, family: Family) -> list[str]:
-    rate = plan.timers.icmp_per_second
+def _blind(plan: RescuePlan, family: Family) -> list[str]:
+    budget, fanout = plan.budget, len(plan.peers)
+    rate, burst = budget.per_packet(budget.rate, fanout), budget.per_packet(budget.burst, fanout)
+    source_rate = budget.per_packet(budget.source_rate, fanout)
+    source_burst = budget.per_packet(budget.source_burst, fanout)
+    source = f"{family.keyword} saddr & {budget.source_mask(family)}"
     return [
+        f"update @blind_src {{ {source} limit rate over {source_rate}/second "
+        f"burst {source_burst} packets }} counter name blind_source_limited drop",
+        f"limit rate over {rate}/second burst {burst} packets counter name blind_limited drop",
+    ]
+
+
+def _fabric_icmp(plan: RescuePlan, family: Family) -> list[str]:
+    rate, per_source = plan.timers.icmp_per_second, plan.timers.icmp_source_per_second
+    return [
+        # Over its sender's budget: delivered here, not relayed.
+        f"update @icmp_src {{ {family.keyword} saddr limit rate over {per_source}/second "
+        f"burst {per_source} packets }} counter name icmp_limited return",
         f"limit rate {rate}/second burst {rate} packets counter name icmp_relayed "
-        f"{_dup_all(plan, family)}"
+        f"{_dup_all(plan, family)}",
     ]
 
 
 def _from_overlay(plan: RescuePlan, family: Family) -> list[str]:
     kw = family.keyword
     icmp = "icmp" if family is Family.IPV4 else "ipv6-icmp"
-    rules = [
+    peers = ", ".join(f"{peer.rescue_mac} : jump from_{peer.token}" for peer in plan.peers)
+    return [
+        # Sent to the broadcast label (replicated): TCP takes only the host's packets.
+        "meta pkttype broadcast meta pkttype set host",
         f"{kw} daddr != @anycast counter name overlay_refused drop",
         f"meta l4proto != {{ tcp, {icmp} }} counter name overlay_refused drop",
+        f"ether saddr vmap {{ {peers} }}",
+        "counter name overlay_refused drop",
     ]
-    rules += [f"ether saddr {peer.rescue_mac} jump from_{peer.token}" for peer in plan.peers]
-    rules.append("counter name overlay_refused drop")
-    return rules
 
 
 def _from_peer(plan: RescuePlan, family: Family, peer: Member) -> list[str]:
@@ -322,8 +405,11 @@ def _from_peer(plan: RescuePlan, family: Family, peer: Member) -> list[str]:
     limit = (
         f"limit rate over {timers.feedback_per_minute}/minute burst {timers.feedback_burst} packets"
     )
+    icmp = timers.icmp_per_second
     return [
         f"ct state != {{ established, related }} counter name bad_{peer.token} drop",
+        f"meta l4proto != tcp limit rate over {icmp}/second burst {icmp} packets "
+        "counter name icmp_limited drop",
         f"counter name rx_{peer.token}",
         "meta l4proto != tcp accept",
         f"update @fed_{peer.token} {{ {flow} {limit} }} accept",
@@ -337,16 +423,22 @@ def _from_feedback(plan: RescuePlan, family: Family) -> list[str]:
         f"{kw} daddr != @anycast counter name overlay_refused drop",
         "meta l4proto != tcp counter name overlay_refused drop",
     ]
-    rules += [
-        # Learnt: forget the flow's probation history, so that when the owner stops
-        # confirming it (idle, gone, or its entry lost to a reconcile) it gets a whole
-        # new probation instead of an orphan's reset.
-        f"ether saddr {peer.feedback_mac} update @owner_{peer.token} {{ {flow} }} "
-        f"delete @probation {{ {flow} }} delete @rescuing {{ {flow} }} "
-        f"counter name fbrx_{peer.token} drop"
-        for peer in plan.peers
-    ]
-    rules.append("counter name overlay_refused drop")
+    for peer in plan.peers:
+        rules += [
+            # Learnt, as the answer to a copy sent to every peer: forget the flow's
+            # probation history, so that when the owner stops confirming it (idle, gone,
+            # or its entry lost to a reconcile) it gets a whole new probation instead of
+            # an orphan's reset.
+            f"ether saddr {peer.feedback_mac} {flow} @probation "
+            f"update @owner_{peer.token} {{ {flow} }} "
+            f"delete @probation {{ {flow} }} delete @rescuing {{ {flow} }} "
+            f"counter name fbrx_{peer.token} drop",
+            # Renewed, as the answer to copies sent to this peer alone.
+            f"ether saddr {peer.feedback_mac} {flow} @owner_{peer.token} "
+            f"update @owner_{peer.token} {{ {flow} }} counter name fbrx_{peer.token} drop",
+        ]
+    # A claim for a flow never copied to that peer (forged, or too late): not learnt.
+    rules.append("counter name claims_refused drop")
     return rules
 
 
@@ -366,6 +458,7 @@ def _rules(plan: RescuePlan, family: Family, mode: RenderMode) -> dict[str, list
         rules["prerouting"] = _prerouting(plan, family)
         rules["mss"] = _mss(plan, family)
         rules["fabric_tcp"] = _fabric_tcp(plan, family, mode)
+        rules["blind"] = _blind(plan, family)
         rules["fabric_icmp"] = _fabric_icmp(plan, family)
         rules["from_overlay"] = _from_overlay(plan, family)
         rules["from_feedback"] = _from_feedback(plan, family)

@@ -3,7 +3,13 @@
 Rescue asks conntrack which flows are ours. When its table is first installed, conntrack
 may not have watched the host's connections (no rule used it) or may have stopped for a
 while (rescue removed and installed again). Then three things can be wrong, and each is
-fixed from the list of established sockets on the anycast addresses:
+fixed from the list of the host's TCP sockets on the anycast addresses. A socket is
+*held* in every state in which its peer may still send: not only ESTABLISHED but also
+SYN_RECV, FIN_WAIT1/2, CLOSE_WAIT, LAST_ACK and CLOSING (a connection half-closed or
+being set up is still this server's; deleting its entry would send its next packets away
+and stall it for a probation). A TIME_WAIT socket is *lingering*: its entry is neither
+adopted (nothing more should flow) nor forgotten (a late retransmitted FIN must still
+find it here).
 
 - a socket conntrack does not know: its mid-stream packets would look like someone
   else's and be sent away. It is *adopted*: entered as ESTABLISHED.
@@ -68,17 +74,22 @@ class TakeOver:
 
 
 def plan_take_over(
-    entries: Iterable[CtEntry], sockets: Iterable[Flow], prefixes: Iterable[IPNetwork]
+    entries: Iterable[CtEntry],
+    sockets: Iterable[Flow],
+    prefixes: Iterable[IPNetwork],
+    lingering: Iterable[Flow] = (),
 ) -> TakeOver:
-    """Reconcile conntrack's TCP ``entries`` with the established ``sockets``."""
+    """Reconcile conntrack's TCP ``entries`` with the held ``sockets`` (and ``lingering``
+    TIME_WAIT ones, whose entries are left alone)."""
     nets = tuple(prefixes)
     held = {flow for flow in sockets if any(flow.local in net for net in nets)}
+    waiting = set(lingering) - held
     known: set[Flow] = set()
     liberalize: list[CtEntry] = []
     forget: list[CtEntry] = []
     for entry in entries:
         flow = entry.flow(nets)
-        if flow is None:
+        if flow is None or flow in waiting:
             continue
         if flow in held:
             known.add(flow)

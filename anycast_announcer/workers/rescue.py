@@ -5,8 +5,15 @@ facts, read here) and applies it as a diff: ``rescue.kernel`` reads what is inst
 and changes only what differs, so a restart takes over what it finds and a reload moves
 membership without dropping learnt flows. Applies run one at a time, off the event loop,
 the newest configuration last. While rescue is configured, the counters are read every
-few seconds for ``/status`` and ``/metrics``, and the installed state is compared with
-the plan now and then: drift (someone deleted a table) is logged and repaired.
+few seconds for ``/status`` and ``/metrics``.
+
+Drift (someone deleted or altered a table: ``flush ruleset`` in a host firewall's reload)
+is repaired at once: nftables' netlink notifications (``rescue.watch``) wake a check,
+and a slow check every 30 s covers a watch that could not be opened. A check compares
+the kernel with the plan last applied; it never queues anything while an apply is under
+way or after a newer configuration arrived (``sync``), since the plan it compared with
+is then stale and re-applying it would undo the newer one. A change announced during an
+apply is checked again once the apply is done.
 
 Nothing is removed at shutdown: the kernel keeps rescuing this server's live connections
 without a process. Removal is ``anycast-announcer rescue remove``.
@@ -17,20 +24,34 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 import structlog
 
-from anycast_announcer.config import Config
+from anycast_announcer.config import Config, RescueConfig
 from anycast_announcer.metrics import RescueCounters as MetricCounters
 from anycast_announcer.metrics import RescuePeerCounters
 from anycast_announcer.rescue.counters import RescueCounters, Traffic
+from anycast_announcer.rescue.kernel import (
+    ApplyReport,
+    AsyncRescueKernel,
+    HostFacts,
+    Installed,
+    RescueError,
+)
 from anycast_announcer.rescue.model import RescuePlan, build_plan
 from anycast_announcer.rescue.mtu import mtu_warnings
+from anycast_announcer.rescue.watch import Change, NftablesWatch
 from anycast_announcer.status import RescuePeerStatus, RescueStatus, RescueTraffic
 
-__all__ = ["COUNTER_INTERVAL", "DRIFT_CHECKS", "RescueKeeper"]
+__all__ = [
+    "COUNTER_INTERVAL",
+    "DRIFT_CHECKS",
+    "ChangeFeed",
+    "RescueKeeper",
+    "RescueKernelPort",
+]
 
 log = structlog.get_logger("anycast_announcer")
 
@@ -46,6 +67,32 @@ class RescueSink(Protocol):
     def rescue_counters(self, counters: MetricCounters | None) -> None: ...
 
 
+class RescueKernelPort(Protocol):
+    """The kernel as the keeper uses it (``rescue.kernel.AsyncRescueKernel``)."""
+
+    async def host_facts(self, settings: RescueConfig) -> HostFacts: ...
+
+    async def apply(self, plan: RescuePlan, *, warm: bool = True) -> ApplyReport: ...
+
+    async def in_sync(self, plan: RescuePlan) -> bool: ...
+
+    async def restore(self, plan: RescuePlan, families: Iterable[str]) -> ApplyReport: ...
+
+    async def counters(self) -> RescueCounters: ...
+
+    async def read_installed(self) -> Installed: ...
+
+
+class ChangeFeed(Protocol):
+    """Wakes when the rescue tables may have changed (``rescue.watch.NftablesWatch``)."""
+
+    def open(self) -> None: ...
+
+    async def changed(self) -> Change: ...
+
+    def close(self) -> None: ...
+
+
 class RescueKeeper:
     """Applies the rescue plan, repairs drift, and reads the counters."""
 
@@ -53,12 +100,23 @@ class RescueKeeper:
         self,
         metrics: RescueSink | None = None,
         on_applied: Callable[[str, tuple[str, ...]], None] | None = None,
+        *,
+        kernel: RescueKernelPort | None = None,
+        changes: Callable[[], ChangeFeed] = NftablesWatch,
     ) -> None:
         self._metrics = metrics
         self._on_applied = on_applied
         """Told this server's member address after each successful apply (member route),
         and the peers a first apply found installed and kept (learnt membership)."""
         self._learnt: tuple[str, ...] = ()
+        self._kernel: RescueKernelPort = kernel if kernel is not None else AsyncRescueKernel()
+        self._changes = changes
+        self._generation = 0
+        """Bumped by every ``sync`` and ``forget``: a check that saw another is stale."""
+        self._in_apply = 0
+        self._recheck = False
+        self._repairing = False
+        self._checking: asyncio.Task[None] | None = None
         self._config: Config | None = None
         self._plan: RescuePlan | None = None
         self._counters: RescueCounters | None = None
@@ -67,37 +125,45 @@ class RescueKeeper:
         self._latest: tuple[Config, tuple[str, ...]] | None = None
         self._wanted: tuple[Config, tuple[str, ...]] | None = None
         """The newest plan asked for (applied or not): drift repair and retries use it."""
-        self._failed = False
         self._applying: asyncio.Task[None] | None = None
 
-    async def apply(self, config: Config, learnt: tuple[str, ...] = ()) -> None:
+    async def apply(
+        self, config: Config, learnt: tuple[str, ...] = (), *, repair: bool = False
+    ) -> None:
         """Build the plan for this host and apply it; raises ``RescueError``.
 
         ``learnt``: members learnt from member routes, beside the configured ones.
-        """
-        from anycast_announcer.rescue.kernel import AsyncRescueKernel, host_facts
-
+        ``repair``: our tables vanished under the running data path; they go back full at
+        once (no warm phase, see ``rescue.kernel``)."""
         assert config.rescue is not None  # the core asks only when configured
-        facts = await asyncio.to_thread(host_facts, config.rescue)
-        inherited: tuple[str, ...] = ()
-        if self._plan is None and config.rescue.membership is not None:
-            # A restarted sidecar knows no member yet, but its data path still rescues
-            # the group's flows: keep the peers it finds until member routes (or their
-            # hold-down) decide, instead of cutting them out before BGP is even up.
-            installed = await AsyncRescueKernel().read_installed()
-            overlay = installed.overlays.get(config.rescue.device)
-            found = {dst for _, dst in overlay.fdb} if overlay is not None else set()
-            inherited = tuple(sorted(found - set(learnt)))
-            learnt = (*learnt, *inherited)
-        plan = build_plan(
-            config,
-            local_address=facts.local_address,
-            underlay_mtu=facts.underlay_mtu,
-            learnt=[ipaddress.ip_address(member) for member in learnt],
-        )
-        for warning in mtu_warnings(plan):
-            log.warning("rescue_mtu", warning=warning)
-        report = await AsyncRescueKernel().apply(plan)
+        self._in_apply += 1
+        try:
+            facts = await self._kernel.host_facts(config.rescue)
+            inherited: tuple[str, ...] = ()
+            if self._plan is None and config.rescue.membership is not None:
+                # A restarted sidecar knows no member yet, but its data path still rescues
+                # the group's flows: keep the peers it finds until member routes (or their
+                # hold-down) decide, instead of cutting them out before BGP is even up.
+                installed = await self._kernel.read_installed()
+                overlay = installed.overlays.get(config.rescue.device)
+                found = {dst for _, dst in overlay.fdb} if overlay is not None else set()
+                inherited = tuple(sorted(found - set(learnt)))
+                learnt = (*learnt, *inherited)
+            try:
+                plan = build_plan(
+                    config,
+                    local_address=facts.local_address,
+                    underlay_mtu=facts.underlay_mtu,
+                    learnt=[ipaddress.ip_address(member) for member in learnt],
+                    fabric_interfaces=facts.fabric_interfaces,
+                )
+            except ValueError as error:  # a learnt group larger than the overlay range
+                raise RescueError(f"rescue plan: {error}") from None
+            for warning in mtu_warnings(plan):
+                log.warning("rescue_mtu", warning=warning)
+            report = await self._kernel.apply(plan, warm=not repair)
+        finally:
+            self._in_apply -= 1
         self._config, self._plan, self._error = config, plan, None
         self._learnt = learnt
         self._applied_at = time.time()
@@ -115,22 +181,30 @@ class RescueKeeper:
         await self._read_counters()
 
     def sync(self, config: Config, learnt: tuple[str, ...] = ()) -> None:
-        """Apply ``config``'s plan soon (a reload, learnt members); failures are logged
-        and retried at the next counter reading."""
+        """Apply ``config``'s plan soon (a reload, learnt members); failures are logged,
+        shown, and retried at the next counter reading."""
         self._latest = self._wanted = (config, learnt)
+        self._repairing = False
+        self._generation += 1
         if self._applying is None or self._applying.done():
             self._applying = asyncio.get_running_loop().create_task(self._apply_latest())
 
     async def _apply_latest(self) -> None:
-        from anycast_announcer.rescue.kernel import RescueError
+        try:
+            await self._apply_queue()
+        finally:
+            if self._recheck and self._plan is not None:
+                # Changed while we applied: our own writes, or someone else's. Look.
+                self._recheck = False
+                self._checking = asyncio.get_running_loop().create_task(self.check())
 
+    async def _apply_queue(self) -> None:
         while self._latest is not None:
             (config, learnt), self._latest = self._latest, None
+            repair, self._repairing = self._repairing, False
             try:
-                await self.apply(config, learnt)
-                self._failed = False
+                await self.apply(config, learnt, repair=repair)
             except RescueError as error:
-                self._failed = True
                 self._error = str(error)
                 log.error("rescue_not_applied", error=str(error))
                 if self._metrics is not None:
@@ -140,31 +214,104 @@ class RescueKeeper:
     def forget(self) -> None:
         """The config no longer names a group: stop reporting (the data path stays)."""
         self._config = self._plan = self._counters = None
-        self._wanted, self._failed = None, False
-        self._error = None
+        self._error, self._wanted = None, None
+        self._generation += 1
         if self._metrics is not None:
             self._metrics.rescue_counters(None)
 
     async def run(self) -> None:
-        """Read the counters while rescue is configured; repair drift now and then."""
-        readings = 0
-        while True:
-            await asyncio.sleep(COUNTER_INTERVAL)
-            if self._plan is None:
-                continue
-            readings += 1
-            if self._failed and self._wanted is not None:
-                # A failed apply (a learnt member, a reload) is not left for the drift
-                # check: the data path would miss a member until then.
-                self.sync(*self._wanted)
-            await self._read_counters()
-            if readings % DRIFT_CHECKS == 0:
-                await self._repair_drift()
+        """Read the counters while rescue is configured; repair drift when nftables says
+        our tables changed, and every ``DRIFT_CHECKS`` readings anyway."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._watch())
+            readings = 0
+            while True:
+                await asyncio.sleep(COUNTER_INTERVAL)
+                if self._plan is None:
+                    continue
+                readings += 1
+                if self._error is not None and self._wanted is not None and not self._busy():
+                    # A failed apply (a learnt member, a reload) is retried with the newest
+                    # plan: the data path would miss a member until the drift check.
+                    self.sync(*self._wanted)
+                await self._read_counters()
+                if readings % DRIFT_CHECKS == 0:
+                    await self.check(retry=True)
+
+    async def _watch(self) -> None:
+        feed = self._changes()
+        try:
+            feed.open()
+        except OSError as error:
+            log.warning("rescue_watch_unavailable", error=str(error), fallback_seconds=30)
+            return
+        try:
+            while True:
+                try:
+                    change = await feed.changed()
+                except OSError as error:
+                    log.warning("rescue_watch_failed", error=str(error), fallback_seconds=30)
+                    return
+                if self._plan is not None:
+                    log.debug("rescue_tables_changed", deleted=sorted(change.deleted))
+                    if change.deleted:
+                        await self._restore(change.deleted)
+                    await self.check()
+        finally:
+            feed.close()
+
+    async def check(self, *, retry: bool = False) -> None:
+        """Compare the kernel with the plan last applied, and re-apply it if they differ.
+
+        Nothing is queued if an apply is under way or a newer config arrived meanwhile:
+        the comparison was with a stale plan (the apply under way checks again after).
+        After a failed apply, only the slow periodic check (``retry``) tries again, so a
+        broken ``nft`` does not turn every notification into another failing apply.
+        """
+        if self._busy():
+            self._recheck = True
+            return
+        if self._plan is None or self._config is None or (self._error and not retry):
+            return
+        generation, plan, config = self._generation, self._plan, self._config
+        try:
+            in_sync = await self._kernel.in_sync(plan)
+        except RescueError as error:
+            log.warning("rescue_state_unreadable", error=str(error))
+            return
+        if in_sync:
+            return
+        if self._busy() or generation != self._generation:
+            self._recheck = True
+            return
+        log.warning("rescue_drift", action="re-applying the plan")
+        self.sync(*(self._wanted or (config, self._learnt)))
+        self._repairing = True
+
+    async def _restore(self, families: frozenset[str]) -> None:
+        """Our tables were deleted (``flush ruleset``): write them back before anything is
+        read, so the gap is one ``nft -f`` long; ``check`` then does the rest."""
+        plan = self._plan
+        if plan is None or self._busy() or self._error is not None:
+            return
+        try:
+            report = await self._kernel.restore(plan, families)
+        except RescueError as error:
+            log.warning("rescue_restore_failed", error=str(error))
+            return
+        log.warning("rescue_restored", tables=list(report.tables_written), adopted=report.adopted)
+
+    def _busy(self) -> bool:
+        return self._in_apply > 0 or (self._applying is not None and not self._applying.done())
 
     async def close(self) -> None:
         """Wait for an apply under way (the data path itself stays installed)."""
-        if self._applying is not None:
-            await asyncio.gather(self._applying, return_exceptions=True)
+        while pending := self._pending():
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    def _pending(self) -> list[asyncio.Task[None]]:
+        tasks = (self._applying, self._checking)
+        return [task for task in tasks if task is not None and not task.done()]
 
     def status(self) -> RescueStatus | None:
         """The data path as last seen; None when rescue is not configured."""
@@ -193,29 +340,13 @@ class RescueKeeper:
         )
 
     async def _read_counters(self) -> None:
-        from anycast_announcer.rescue.kernel import AsyncRescueKernel, RescueError
-
         try:
-            self._counters = await AsyncRescueKernel().counters()
+            self._counters = await self._kernel.counters()
         except RescueError as error:
             log.warning("rescue_counters_unreadable", error=str(error))
             return
         if self._metrics is not None:
             self._metrics.rescue_counters(_for_metrics(self._counters, installed=True))
-
-    async def _repair_drift(self) -> None:
-        from anycast_announcer.rescue.kernel import AsyncRescueKernel, RescueError
-
-        if self._plan is None or self._config is None:
-            return
-        try:
-            if await AsyncRescueKernel().in_sync(self._plan):
-                return
-        except RescueError as error:
-            log.warning("rescue_state_unreadable", error=str(error))
-            return
-        log.warning("rescue_drift", action="re-applying the plan")
-        self.sync(*(self._wanted or (self._config, self._learnt)))
 
 
 def _traffic(traffic: Traffic) -> RescueTraffic:
@@ -236,4 +367,11 @@ def _for_metrics(counters: RescueCounters, *, installed: bool) -> MetricCounters
         },
         icmp_relayed=counters.icmp_relayed.packets,
         orphans=counters.orphans.packets,
+        dropped={
+            "budget": counters.blind_limited.packets,
+            "source_budget": counters.blind_source_limited.packets,
+            "set_full": counters.blind_refused.packets,
+            "claim_refused": counters.claims_refused.packets,
+            "icmp_budget": counters.icmp_limited.packets,
+        },
     )

@@ -15,6 +15,14 @@ behind one ECMP router r, a client behind router q), rescue installed with the C
   /proc/stat per GB moved (the namespaces share one kernel; other work on the host
   counts too, so read it as an upper bound). Copies per rescued packet from the
   counters.
+- **flood**: random-tuple bare ACKs from the client to the anycast address
+  (``ackflood``), with the group configured at N = 4 and 16: s1..s3 and N - 3 members
+  that are addresses with no host (as data-path-only members would be for these
+  packets: nobody owns a flood packet, so nobody answers). Underlay packets (every VXLAN
+  packet the servers sent, each replica counted: ``underlay_sent``) per flood packet,
+  blind copies dropped over the budget, whole-host CPU per 1,000 flood packets (the
+  sender's own CPU taken out), and then the same flood while the client holds long-lived
+  sessions and s3 is withdrawn: sessions broken.
 - **orphans**: the client holds sessions; s3 dies (its link goes down and r stops
   routing to it). Time from the event until each of s3's sessions sees its reset,
   rescue off and on; and with rescue on after s3's sessions were first rescued and
@@ -35,11 +43,17 @@ from typing import Any
 from tests.benchmarks.common import summary
 from tests.integration.rescue.rescuelab import (
     ANYCAST,
+    MEMBERS,
     SERVERS,
     RescueLab,
     peer_total,
     rescue_lab,
+    total,
+    write_config,
 )
+from tests.lablib import REPO_ROOT
+
+CLIENT = "10.0.100.2"
 
 IPERF_PORT = 5201
 RATE = "2G"
@@ -210,6 +224,68 @@ def orphans(lab: RescueLab, sessions: int) -> list[dict[str, Any]]:
     return rows
 
 
+def _flood(lab: RescueLab, rate: int, seconds: float) -> subprocess.Popen[str]:
+    argv = [sys.executable, "-m", "tests.benchmarks.ackflood", CLIENT, ANYCAST[4], "8080"]
+    return lab.lab.popen(
+        "client",
+        [*argv, str(rate), str(seconds)],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def _counted(lab: RescueLab, before: dict[str, Any]) -> dict[str, int]:
+    after = lab.counters()
+    names = ("underlay_sent", "replicated", "blind_limited", "blind_source_limited")
+    return {name: total(after, name) - total(before, name) for name in (*names, "blind_refused")}
+
+
+def flood(
+    lab: RescueLab, rate: int, seconds: float, sizes: tuple[int, ...], sessions: int
+) -> list[dict[str, Any]]:
+    """Underlay cost and CPU of an ACK flood, then sessions through a withdrawal under it."""
+    rows = []
+    for members in sizes:
+        fake = [f"10.200.{i // 250}.{i % 250 + 1}" for i in range(members - len(MEMBERS))]
+        config = write_config(lab.workdir / f"flood{members}.yaml", members=[*MEMBERS, *fake])
+        lab.install_all(config)
+        before, busy = lab.counters(), _busy_jiffies()
+        sender = _flood(lab, rate, seconds)
+        out, _ = sender.communicate(timeout=seconds + 60)
+        ticks = _busy_jiffies() - busy
+        sent = json.loads(out)
+        counted = _counted(lab, before)
+        host_cpu = ticks / 100 - float(sent["cpu_seconds"])
+        # The same flood while sessions are held and s3 is withdrawn halfway.
+        sender = _flood(lab, rate, seconds)
+        held = lab.hold(
+            4, sessions, lambda: lab.set_paths(["s1", "s2"]), settle=seconds / 2, timeout=15
+        )
+        sender.communicate(timeout=seconds + 60)
+        rows.append(
+            {
+                "members": members,
+                "rate": rate,
+                "flood_sent": int(sent["sent"]),
+                "flood_seconds": float(sent["seconds"]),
+                **counted,
+                "underlay_per_flood_packet": round(
+                    counted["underlay_sent"] / max(1, int(sent["sent"])), 3
+                ),
+                "host_cpu_seconds_per_1000": round(
+                    1000 * max(0.0, host_cpu) / max(1, int(sent["sent"])), 4
+                ),
+                "sessions": held["total"],
+                "broken": held["broken"],
+                "broken_by_reason": held["broken_by_reason"],
+            }
+        )
+        lab.reset()
+    return rows
+
+
 @dataclass(frozen=True, slots=True)
 class RescueSizes:
     """How big each rescue measurement runs."""
@@ -218,11 +294,24 @@ class RescueSizes:
     iperf_seconds: float
     iperf_repeats: int
     orphan_sessions: int
+    flood_rate: int = 20_000
+    flood_seconds: float = 10
+    flood_sessions: int = 100
 
 
 FULL = RescueSizes(downloads=60, iperf_seconds=10, iperf_repeats=3, orphan_sessions=150)
-QUICK = RescueSizes(downloads=30, iperf_seconds=6, iperf_repeats=1, orphan_sessions=60)
-TINY = RescueSizes(downloads=6, iperf_seconds=5, iperf_repeats=1, orphan_sessions=12)
+QUICK = RescueSizes(
+    downloads=30, iperf_seconds=6, iperf_repeats=1, orphan_sessions=60, flood_seconds=6
+)
+TINY = RescueSizes(
+    downloads=6,
+    iperf_seconds=5,
+    iperf_repeats=1,
+    orphan_sessions=12,
+    flood_rate=2000,
+    flood_seconds=3,
+    flood_sessions=12,
+)
 """For the smoke test: the code runs, the numbers mean little."""
 
 
@@ -238,6 +327,13 @@ def run(workdir: Path, quick: bool, sizes: RescueSizes | None = None) -> dict[st
                 lab, seconds=chosen.iperf_seconds, repeats=chosen.iperf_repeats
             ),
             "orphans": orphans(lab, sessions=chosen.orphan_sessions),
+            "flood": flood(
+                lab,
+                rate=chosen.flood_rate,
+                seconds=chosen.flood_seconds,
+                sizes=(4, 16),
+                sessions=chosen.flood_sessions,
+            ),
         }
 
 

@@ -151,6 +151,23 @@ def _orphans_table(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _flood_table(rows: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "| N | flood packets (rate/s) | underlay packets per flood packet | blind copies "
+        "| dropped over budget (all / per source) | host CPU s per 1,000 | sessions broken "
+        "in a withdrawal under the flood |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['members']} | {r['flood_sent']} ({r['rate']}) "
+            f"| {number(r['underlay_per_flood_packet'], 3)} | {r['replicated']} "
+            f"| {r['blind_limited']} / {r['blind_source_limited']} "
+            f"| {number(r['host_cpu_seconds_per_1000'], 4)} | {r['broken']} of {r['sessions']} |"
+        )
+    return lines
+
+
 def _copies_table(results: Results) -> list[str]:
     lines = [
         "| N | copies per rescued packet (median over events) | without learning | "
@@ -220,6 +237,16 @@ def section(results: Results) -> list[str]:
         "(`learn_timeout`, 5 s).",
         "",
         *_orphans_table(rescue["orphans"]),
+        "",
+        "**Flood**: random-tuple bare ACKs (no SYN) from the client to the anycast "
+        "address at a bounded rate, the group configured with N members: s1..s3 and "
+        "N - 3 addresses with no host (nobody owns a flood packet, so a real member would "
+        "not answer either). Every VXLAN packet the servers send counts, each replica of "
+        "a blind copy too. The flood comes from one client address, so the per-source "
+        "budget binds first. Then the same flood while the client holds long-lived "
+        "sessions and s3 is withdrawn.",
+        "",
+        *_flood_table(rescue.get("flood", [])),
         "",
     ]
 

@@ -66,3 +66,19 @@ def test_the_section_renders(results: dict[str, Any], tmp_path: Path) -> None:
     assert "| IPv6 | on |" in text
     names = [name for name, _, _ in rescue_report.targets(results)]
     assert any("PMTUD" in name or "large transfers" in name for name in names)
+
+
+def test_flood_rows_count_the_underlay_and_the_sessions(results: dict[str, Any]) -> None:
+    rows = results["rescue"]["flood"]
+    assert [r["members"] for r in rows] == [4, 16]
+    for row in rows:
+        assert row["flood_sent"] > 0, row
+        assert row["replicated"] > 0, row  # the flood reached the blind-copy rules
+        assert row["underlay_sent"] >= row["replicated"], row
+        assert row["sessions"] == 12, row
+
+
+def test_the_flood_table_renders(results: dict[str, Any]) -> None:
+    text = "\n".join(rescue_report.section(results))
+    assert "**Flood**" in text
+    assert "| 16 |" in text

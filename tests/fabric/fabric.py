@@ -304,8 +304,8 @@ class Fabric:
         data: dict[str, Any] = json.loads(result.stdout)
         return data
 
-    def hold(self, family: int, sessions: int, ready_file: Path) -> Holder:
-        return Holder(self, family, sessions, ready_file)
+    def hold(self, family: int, sessions: int, ready_file: Path, interval: float = 0.25) -> Holder:
+        return Holder(self, family, sessions, ready_file, interval)
 
     # -- flow rescue -------------------------------------------------------------------
 
@@ -369,7 +369,14 @@ class Fabric:
 class Holder:
     """A ``traffic hold`` run in the client namespace, stopped with SIGTERM."""
 
-    def __init__(self, fabric: Fabric, family: int, sessions: int, ready_file: Path) -> None:
+    def __init__(
+        self,
+        fabric: Fabric,
+        family: int,
+        sessions: int,
+        ready_file: Path,
+        interval: float = 0.25,
+    ) -> None:
         ready_file.unlink(missing_ok=True)
         self.ready_file = ready_file
         self.process = fabric.lab.popen(
@@ -378,7 +385,7 @@ class Holder:
                 "hold",
                 TARGET[family],
                 sessions=sessions,
-                interval=0.25,
+                interval=interval,
                 timeout=5,
                 ready_file=ready_file,
             ),

@@ -580,3 +580,45 @@ def test_membership_is_learnt_from_the_fabric_on_every_member(
     MEMBERSHIP_RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     print(f"membership convergence, seconds per member: {json.dumps(results)}")
     record_property("membership", json.dumps(worst))
+
+
+def test_a_flushed_ruleset_is_repaired_by_the_sidecar(healthy: Fabric, tmp_path: Path) -> None:
+    """srv2 is withdrawn (its sidecar stops), so the others rescue its sessions; then
+    srv1's host firewall reloads with ``nft flush ruleset``. srv1's sidecar hears it and
+    puts the tables back at once.
+
+    The flows srv1 rescues for others that send a packet during the gap are reset, so how
+    many break is a timing figure (target: at most 1% of 300 sessions sending a packet a
+    second): it is stored with the gap (flush returned -> table listed again, polled) in
+    results/fabric-rescue.json, not asserted. What is asserted is a bound that only an
+    event-driven repair meets: with the 30 s periodic check alone, every flow srv1
+    rescues for others would meet the local stack and be reset."""
+    fabric = healthy
+    without_srv2 = {k: v for k, v in fabric.baseline_bandwidth().items() if k != "srv2"}
+    holder = fabric.hold(4, 300, tmp_path / "flush.ready", interval=1.0)
+    try:
+        assert holder.wait_ready()["total"] == 300
+        fabric.stop_sidecar("srv2")
+        fabric.wait_converged(without_srv2, PLAN["homes"], 4, timeout=30, message="no convergence")
+        time.sleep(2.0)  # srv2's sessions are rescued and learnt by now
+        fabric.lab.run("srv1", ["nft", "flush", "ruleset"])
+        flushed = time.monotonic()
+        wait_until(
+            lambda: "anycast_rescue" in fabric.lab.run("srv1", ["nft", "list", "tables"]).stdout,
+            timeout=5,
+            interval=0.005,
+            message="srv1's sidecar never put the rescue tables back",
+        )
+        gap = time.monotonic() - flushed
+        time.sleep(3.0)  # every session pings three more times
+        summary = holder.stop()
+    finally:
+        holder.kill()
+    summary.pop("broken_sessions")
+    figures = {"tables_back_within_ms": round(gap * 1000), "broken": summary["broken"]}
+    print(f"flush ruleset on srv1: {figures} of {summary['total']}")
+    RESCUE_RESULTS.parent.mkdir(exist_ok=True)
+    stored = json.loads(RESCUE_RESULTS.read_text()) if RESCUE_RESULTS.exists() else {}
+    stored["flush_ruleset_srv1"] = {**figures, "total": summary["total"]}
+    RESCUE_RESULTS.write_text(json.dumps(stored, indent=2, sort_keys=True) + "\n")
+    assert summary["broken"] < summary["total"] // 10, summary["broken_by_reason"]

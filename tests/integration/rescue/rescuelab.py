@@ -27,6 +27,7 @@ from tests.prerequisites import require_command
 
 __all__ = [
     "ANYCAST",
+    "MEMBERS",
     "SERVERS",
     "TOPOLOGY",
     "RescueLab",

@@ -72,7 +72,8 @@ def test_the_schema_documents_the_section() -> None:
         ),
         (
             "  members: [10.2.1.2, 10.2.2.2, 10.2.3.2]\n  overlay_ipv4: 169.254.90.0/29\n",
-            "rescue.overlay_ipv4: 169.254.90.0/29 holds 2 members per half, 3 are configured",
+            "rescue.overlay_ipv4: 169.254.90.0/29 holds 1 members per half, 3 are configured; "
+            "use a /28 or larger",
         ),
         (
             "  members: [10.2.1.2, 10.2.2.2]\n  probation: 1\n",

@@ -72,8 +72,14 @@ def test_nothing_installed_creates_both_overlays_in_a_safe_order() -> None:
     assert order[0] is LinkOpKind.CREATE_LINK
     # IPv6 autoconfiguration is off before the device goes up.
     assert order.index(LinkOpKind.SET_SYSCTL) < order.index(LinkOpKind.LINK_UP)
-    assert order.count(LinkOpKind.ADD_NEIGHBOR) == 4  # 2 peers x 2 families
-    assert order.count(LinkOpKind.ADD_FDB) == 2
+    # 2 peers x 2 families, and the broadcast label of each family
+    assert order.count(LinkOpKind.ADD_NEIGHBOR) == 6
+    # each peer's MAC, and an all-zeros entry per peer (head-end replication)
+    assert order.count(LinkOpKind.ADD_FDB) == 4
+    fdb = {op.args for op in rescue if op.kind is LinkOpKind.ADD_FDB}
+    assert ("00:00:00:00:00:00", "10.2.2.2") in fdb
+    neighbors = {op.args for op in rescue if op.kind is LinkOpKind.ADD_NEIGHBOR}
+    assert ("169.254.90.126", "ff:ff:ff:ff:ff:ff") in neighbors
     assert {op.args for op in rescue if op.kind is LinkOpKind.ADD_ADDRESS} == {
         ("169.254.90.1/25",),
         ("fe80::a:1/64",),
@@ -101,6 +107,7 @@ def test_a_departed_member_is_removed_from_both_overlays() -> None:
         (LinkOpKind.DEL_NEIGHBOR, "anycast-rsc", ("169.254.90.3", "02:52:0a:02:03:02")),
         (LinkOpKind.DEL_NEIGHBOR, "anycast-rsc", ("fe80::a:3", "02:52:0a:02:03:02")),
         (LinkOpKind.DEL_FDB, "anycast-rsc", ("02:52:0a:02:03:02", "10.2.3.2")),
+        (LinkOpKind.DEL_FDB, "anycast-rsc", ("00:00:00:00:00:00", "10.2.3.2")),
         (LinkOpKind.DEL_NEIGHBOR, "anycast-fb", ("169.254.90.131", "02:46:0a:02:03:02")),
         (LinkOpKind.DEL_NEIGHBOR, "anycast-fb", ("fe80::b:3", "02:46:0a:02:03:02")),
         (LinkOpKind.DEL_FDB, "anycast-fb", ("02:46:0a:02:03:02", "10.2.3.2")),

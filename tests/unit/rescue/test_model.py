@@ -131,6 +131,13 @@ class TestLearntMembers:
         assert [str(m.address) for m in grown.members] == ["10.2.1.2", "10.2.2.2", "10.2.3.2"]
         assert [str(p.address) for p in grown.peers] == ["10.2.2.2", "10.2.3.2"]
 
+    def test_a_learnt_group_larger_than_the_overlay_range_is_refused(self) -> None:
+        """check-config cannot count a learnt group: the plan names the field instead of
+        failing on an address beyond the range."""
+        learnt = [f"10.2.{n // 250}.{n % 250 + 2}" for n in range(200)]
+        with pytest.raises(ValueError, match=r"201 members do not fit rescue.overlay_ipv4 .* /23"):
+            self._plan(learnt)
+
     def test_learnt_members_are_ignored_without_membership(self) -> None:
         listed = self._plan(["10.2.9.2"], base=BASE)
         assert "10.2.9.2" not in [str(m.address) for m in listed.members]

@@ -7,6 +7,7 @@ The kernel accepts these texts (tests/integration/rescue/test_render_nft.py runs
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from anycast_announcer.rescue.model import Family, RescuePlan
 from anycast_announcer.rescue.render import RenderMode, render_table, table_shape
@@ -56,18 +57,23 @@ def test_fabric_packets_of_unknown_flows_go_to_the_peers() -> None:
     rules = full(plan())["fabric_tcp"]
     assert rules[0] == "tcp flags & (fin|syn|rst|ack) == syn accept"
     assert rules[1] == "ct state established,related accept"
-    replicate = rules[-1]
+    replicate = rules[-2]
     assert replicate.startswith("add @probation")
-    assert 'dup to 169.254.90.2 device "anycast-rsc"' in replicate
-    assert 'dup to 169.254.90.3 device "anycast-rsc"' in replicate
+    # One dup to the broadcast label, whatever the group size: the device replicates.
+    assert replicate.count("dup to") == 1
+    assert 'dup to 169.254.90.126 device "anycast-rsc"' in replicate
     assert replicate.endswith(" drop")
+    # A full set fails the add: the packet is dropped, not reset by the local stack.
+    assert rules[-1] == "counter name blind_refused drop"
+    assert rules[-3] == "jump blind"
     learnt = [r for r in rules if "@owner_10_2_2_2" in r]
     assert learnt == [
         "ip saddr . tcp sport . ip daddr . tcp dport @owner_10_2_2_2 counter name "
         'fwd_10_2_2_2 dup to 169.254.90.2 device "anycast-rsc" drop'
     ]
     flow = "ip saddr . tcp sport . ip daddr . tcp dport"
-    in_probation, orphan = rules[-3], rules[-2]
+    budgeted, in_probation, orphan = rules[-6], rules[-5], rules[-4]
+    assert budgeted == f"{flow} @probation jump blind"
     assert in_probation.startswith(f"{flow} @probation counter name replicated dup to")
     assert orphan == (f"{flow} @rescuing delete @rescuing {{ {flow} }} counter name orphans accept")
     # A new probation adds both sets and refreshes neither: a window cannot outlive itself.
@@ -112,15 +118,23 @@ def test_nothing_that_arrives_over_an_overlay_is_forwarded_again() -> None:
 def test_overlay_accepts_only_held_connections_of_our_addresses_from_members() -> None:
     rendered = full(plan())
     overlay = rendered["from_overlay"]
-    assert overlay[0] == "ip daddr != @anycast counter name overlay_refused drop"
-    assert overlay[1] == "meta l4proto != { tcp, icmp } counter name overlay_refused drop"
-    assert "ether saddr 02:52:0a:02:02:02 jump from_10_2_2_2" in overlay
+    assert overlay[0] == "meta pkttype broadcast meta pkttype set host"
+    assert overlay[1] == "ip daddr != @anycast counter name overlay_refused drop"
+    assert overlay[2] == "meta l4proto != { tcp, icmp } counter name overlay_refused drop"
+    assert overlay[3] == (
+        "ether saddr vmap { 02:52:0a:02:02:02 : jump from_10_2_2_2, "
+        "02:52:0a:02:03:02 : jump from_10_2_3_2 }"
+    )
     assert overlay[-1] == "counter name overlay_refused drop"
     peer = rendered["from_10_2_2_2"]
     assert peer[0] == "ct state != { established, related } counter name bad_10_2_2_2 drop"
     feedback = rendered["from_feedback"]
     assert any(
-        r.startswith("ether saddr 02:46:0a:02:03:02 update @owner_10_2_3_2") for r in feedback
+        r.startswith(
+            "ether saddr 02:46:0a:02:03:02 ip saddr . tcp sport . ip daddr . tcp dport "
+            "@probation update @owner_10_2_3_2"
+        )
+        for r in feedback
     )
 
 
@@ -154,7 +168,7 @@ def test_icmp_matches_the_quoted_source_bits_of_each_prefix() -> None:
     v6 = [r for r in full(p, Family.IPV6)["prerouting"] if "jump fabric_icmp" in r]
     assert v6 == ["icmpv6 type packet-too-big @th,128,64 0xfd00025500000000 jump fabric_icmp"]
     relay = full(p)["fabric_icmp"]
-    assert relay[0].startswith("limit rate 100/second burst 100 packets counter name icmp_relayed")
+    assert relay[1].startswith("limit rate 100/second burst 100 packets counter name icmp_relayed")
 
 
 def test_mss_clamp_follows_the_overlay_mtu_and_can_be_off() -> None:
@@ -167,7 +181,7 @@ def test_mss_clamp_follows_the_overlay_mtu_and_can_be_off() -> None:
 
 
 def test_feedback_is_rate_limited_per_flow() -> None:
-    rule = full(plan("  feedback_interval: 0.5\n"))["from_10_2_3_2"][3]
+    rule = full(plan("  feedback_interval: 0.5\n"))["from_10_2_3_2"][4]
     assert rule == (
         "update @fed_10_2_3_2 { ip saddr . tcp sport . ip daddr . tcp dport "
         "limit rate over 120/minute burst 3 packets } accept"
@@ -188,6 +202,8 @@ def test_shape_lists_every_object_the_rules_use() -> None:
     assert dynamic == {
         "probation",
         "rescuing",
+        "blind_src",
+        "icmp_src",
         "owner_10_2_2_2",
         "fed_10_2_2_2",
         "owner_10_2_3_2",
@@ -195,3 +211,74 @@ def test_shape_lists_every_object_the_rules_use() -> None:
     }
     for name in dynamic:
         assert re.search(rf"set {name} {{ [^}}]*flags dynamic,timeout;", text)
+
+
+class TestCopyBudget:
+    """Blind copies are bounded per server and per source prefix, in underlay packets."""
+
+    def test_the_budget_is_divided_by_the_fan_out(self) -> None:
+        p = plan(
+            "  blind_copy_rate: 1000\n  blind_copy_burst: 4000\n"
+            "  blind_source_rate: 250\n  blind_source_burst: 1000\n"
+        )
+        blind = full(p)["blind"]
+        # Two peers: every blind packet is two underlay packets.
+        assert blind == [
+            "update @blind_src { ip saddr & 255.255.255.0 limit rate over 125/second "
+            "burst 500 packets } counter name blind_source_limited drop",
+            "limit rate over 500/second burst 2000 packets counter name blind_limited drop",
+        ]
+
+    def test_ipv6_sources_are_counted_per_configured_prefix(self) -> None:
+        blind = full(plan("  blind_source_prefix_ipv6: 56\n"), Family.IPV6)["blind"]
+        assert blind[0].startswith("update @blind_src { ip6 saddr & ffff:ffff:ffff:ff00:: ")
+
+    def test_copies_to_a_learnt_owner_are_not_budgeted(self) -> None:
+        rules = full(plan())["fabric_tcp"]
+        learnt = [i for i, r in enumerate(rules) if "@owner_" in r]
+        assert max(learnt) < min(i for i, r in enumerate(rules) if "jump blind" in r)
+
+    def test_a_budget_never_rounds_to_zero(self) -> None:
+        blind = full(plan("  blind_copy_rate: 1\n  blind_source_rate: 1\n"))["blind"]
+        assert "limit rate over 1/second" in blind[1]
+
+
+class TestAntiSpoofing:
+    def test_a_claim_is_learnt_only_for_a_flow_copied_to_that_peer(self) -> None:
+        flow = "ip saddr . tcp sport . ip daddr . tcp dport"
+        feedback = full(plan())["from_feedback"]
+        mine = [r for r in feedback if r.startswith("ether saddr 02:46:0a:02:02:02 ")]
+        assert len(mine) == 2
+        assert all(" @probation " in r or " @owner_10_2_2_2 update" in r for r in mine)
+        assert f"{flow} @owner_10_2_2_2 update @owner_10_2_2_2" in mine[1]
+        assert feedback[-1] == "counter name claims_refused drop"
+
+    def test_overlay_packets_only_on_fabric_interfaces(self) -> None:
+        p = replace(plan(), fabric_interfaces=("eth1", "eth2"))
+        raw = full(p)["raw_prerouting"]
+        assert raw[1] == (
+            "udp dport 4800 fib daddr type local iifname != @fabric "
+            "counter name underlay_refused drop"
+        )
+        assert (
+            'set fabric { type ifname; elements = { "eth1", "eth2" }; }'
+            in render_table(p, Family.IPV4).text
+        )
+
+    def test_configured_fabric_interfaces_win_over_the_routes(self) -> None:
+        p = plan("  fabric_interfaces: [bond0]\n")
+        assert p.fabric_interfaces == ("bond0",)
+
+    def test_icmp_is_budgeted_per_sender_and_per_peer(self) -> None:
+        rendered = full(plan("  icmp_rate: 50\n  icmp_source_rate: 5\n"))
+        icmp = rendered["fabric_icmp"]
+        assert icmp[0] == (
+            "update @icmp_src { ip saddr limit rate over 5/second burst 5 packets } "
+            "counter name icmp_limited return"
+        )
+        assert icmp[1].startswith("limit rate 50/second burst 50 packets counter name icmp_relayed")
+        peer = rendered["from_10_2_2_2"]
+        assert peer[1] == (
+            "meta l4proto != tcp limit rate over 50/second burst 50 packets "
+            "counter name icmp_limited drop"
+        )

@@ -47,3 +47,12 @@ def test_ipv6_and_prefix_ranges() -> None:
     todo = plan_take_over([CtEntry(client, 999, local, 443)], [flow], prefix)
     assert todo.adopt == (flow,)
     assert todo.forget == (CtEntry(client, 999, local, 443),)
+
+
+def test_lingering_time_wait_entries_are_neither_adopted_nor_forgotten() -> None:
+    """A TIME_WAIT socket's entry stays, so a retransmitted FIN still finds it here."""
+    closing = Flow(A, 8080, CLIENT, 40005)
+    entry = CtEntry(CLIENT, 40005, A, 8080)
+    todo = plan_take_over([entry], [], ANYCAST, lingering=[closing])
+    assert todo == plan_take_over([], [], ANYCAST)
+    assert plan_take_over([entry], [], ANYCAST).forget == (entry,)

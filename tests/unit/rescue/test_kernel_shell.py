@@ -1,0 +1,164 @@
+"""The kernel shell (``rescue.kernel``) against fakes of nft, netlink and conntrack."""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import subprocess
+from pathlib import Path
+
+import pytest
+from pyroute2.netlink.exceptions import NetlinkError
+
+from anycast_announcer.rescue.kernel import RescueError
+from anycast_announcer.rescue.model import Family
+from anycast_announcer.rescue.render import RenderMode, render_table
+from anycast_announcer.rescue.takeover import CtEntry, Flow
+from tests.unit.rescue.fakes import FakeHost
+from tests.unit.rescue.plans import plan
+
+A = ipaddress.ip_address("10.255.0.1")
+CLIENT = ipaddress.ip_address("10.3.0.2")
+
+
+def _entry(port: int) -> CtEntry:
+    return CtEntry(CLIENT, port, A, 8080)
+
+
+def _flow(port: int) -> Flow:
+    return Flow(A, 8080, CLIENT, port)
+
+
+class TestFirstInstall:
+    def test_installs_full_tables_after_a_take_over(self, tmp_path: Path) -> None:
+        host = FakeHost(tmp_path)
+        host.sockets.held = [_flow(1)]
+        report = host.kernel().apply(plan())
+        assert report.took_over == ("ip", "ip6")
+        assert report.adopted == 1
+        assert {m.split()[3] for m in host.nft.tables.values()} == {"full"}
+
+    @pytest.mark.parametrize(
+        "error",
+        [
+            NetlinkError(errno.EPERM, "Operation not permitted"),
+            OSError(errno.EMFILE, "Too many open files"),
+        ],
+        ids=["netlink", "oserror"],
+    )
+    def test_a_conntrack_failure_rolls_back_as_rescue_error(
+        self, tmp_path: Path, error: BaseException
+    ) -> None:
+        host = FakeHost(tmp_path)
+        host.conntrack.dump_error = error
+        with pytest.raises(RescueError, match="applying the rescue plan"):
+            host.kernel().apply(plan())
+        assert host.nft.tables == {}  # the warm tables written before were removed
+
+    def test_a_socket_diag_failure_rolls_back(self, tmp_path: Path) -> None:
+        host = FakeHost(tmp_path)
+
+        def broken(family: Family) -> tuple[list[Flow], list[Flow]]:
+            raise NetlinkError(errno.ENOENT, "sock_diag")
+
+        kernel = host.kernel()
+        kernel.sockets = broken
+        with pytest.raises(RescueError):
+            kernel.apply(plan())
+        assert host.nft.tables == {}
+
+    def test_an_nft_timeout_rolls_back(self, tmp_path: Path) -> None:
+        host = FakeHost(tmp_path)
+        host.nft.fail = lambda script: (
+            subprocess.TimeoutExpired("nft", 60) if " full " in script else None
+        )
+        with pytest.raises(RescueError, match="TimeoutExpired"):
+            host.kernel().apply(plan())
+        assert host.nft.tables == {}
+
+
+class TestCrashBetweenWarmAndFull:
+    def test_a_warm_table_found_at_start_is_taken_over_again(self, tmp_path: Path) -> None:
+        """A kill between the two writes leaves warm tables: the next start must not
+        count them as installed, or conntrack never learns the idle connections."""
+        host = FakeHost(tmp_path)
+        wanted = plan()
+        for family in wanted.families:
+            warm = render_table(wanted, family, mode=RenderMode.WARM, device_indexes={})
+            host.nft.tables[family.value] = warm.marker
+        host.sockets.held = [_flow(1)]
+        report = host.kernel().apply(wanted)
+        assert report.took_over == ("ip", "ip6")
+        assert _entry(1) in host.conntrack.entries
+        assert all(" full " in marker for marker in host.nft.tables.values())
+
+    def test_a_full_table_is_not_taken_over_again(self, tmp_path: Path) -> None:
+        host = FakeHost(tmp_path)
+        kernel = host.kernel()
+        kernel.apply(plan())
+        host.conntrack.commands.clear()
+        report = kernel.apply(plan())
+        assert report.took_over == ()
+        assert host.conntrack.commands == []
+
+
+class TestTakeOverStates:
+    def test_half_closed_and_half_open_connections_keep_their_entries(self, tmp_path: Path) -> None:
+        """CLOSE_WAIT, FIN_WAIT and SYN_RECV sockets are held: their entries stay."""
+        host = FakeHost(tmp_path)
+        host.conntrack.entries = {_entry(1), _entry(2), _entry(3)}
+        host.sockets.held = [_flow(1)]  # e.g. CLOSE_WAIT, as host_sockets reports it
+        host.sockets.lingering = [_flow(2)]  # TIME_WAIT
+        host.kernel().apply(plan())
+        assert host.conntrack.entries == {_entry(1), _entry(2)}
+        assert ("del", str(_entry(3))) in host.conntrack.commands
+
+
+def test_host_socket_states_held_include_closing_and_opening() -> None:
+    from anycast_announcer.rescue import kernel
+
+    # ESTABLISHED, SYN_RECV, FIN_WAIT1, FIN_WAIT2, CLOSE_WAIT, LAST_ACK, CLOSING
+    assert set(kernel._TCP_HELD_STATES) == {1, 3, 4, 5, 8, 9, 11}
+    assert kernel._TCP_TIME_WAIT == 6
+
+
+def test_remove_reports_errors_as_rescue_error(tmp_path: Path) -> None:
+    host = FakeHost(tmp_path)
+    kernel = host.kernel()
+    kernel.apply(plan())
+    host.nft.fail = lambda script: subprocess.TimeoutExpired("nft", 60)
+    with pytest.raises(RescueError, match="removing"):
+        kernel.remove()
+
+
+def test_a_repair_puts_the_full_table_back_without_a_warm_phase(tmp_path: Path) -> None:
+    """Rescued flows must not meet a warm table (it hands them to the local stack)."""
+    host = FakeHost(tmp_path)
+    kernel = host.kernel()
+    kernel.apply(plan())
+    host.nft.tables.clear()  # flush ruleset
+    host.nft.scripts.clear()
+    host.sockets.held = [_flow(7)]
+    report = kernel.apply(plan(), warm=False)
+    assert report.tables_written == ("ip", "ip6")
+    assert report.changed
+    assert report.took_over == ("ip", "ip6")
+    assert _entry(7) in host.conntrack.entries
+    assert not any(" warm " in script for script in host.nft.scripts)
+
+
+def test_restore_writes_deleted_tables_back_whole_then_takes_over(tmp_path: Path) -> None:
+    host = FakeHost(tmp_path)
+    kernel = host.kernel()
+    kernel.apply(plan())
+    host.nft.tables.pop("ip")
+    host.nft.scripts.clear()
+    host.sockets.held = [_flow(9)]
+    report = kernel.restore(plan(), {"ip"})
+    assert report.tables_written == ("ip",)
+    assert " full " in host.nft.tables["ip"]
+    # Replaced whole: a table that came back meanwhile would not be doubled.
+    assert host.nft.scripts[0].startswith(
+        "add table ip anycast_rescue\ndelete table ip anycast_rescue\n"
+    )
+    assert _entry(9) in host.conntrack.entries
