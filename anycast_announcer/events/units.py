@@ -153,7 +153,7 @@ class UnitWatch:
             for path in sorted(self._units):
                 await self._bus_call("AddMatch", _match(path))
             if self._owner is not None:
-                await self._manager("Subscribe")
+                await self._subscribe()
         except BaseException:
             connection.close()
             self._connection = None
@@ -207,6 +207,19 @@ class UnitWatch:
             raise RuntimeError("UnitWatch is not open")
         return self._connection
 
+    async def _subscribe(self) -> None:
+        """Ask systemd for its signals; being subscribed already is the goal reached.
+
+        Both the connect and a NameOwnerChanged that names systemd subscribe: when
+        systemd appears on the bus while we connect, both run, and the second is told
+        AlreadySubscribed.
+        """
+        try:
+            await self._manager("Subscribe")
+        except DBusError as error:
+            if error.name != "org.freedesktop.systemd1.AlreadySubscribed":
+                raise
+
     async def _manager(self, member: str) -> None:
         await self._require().call(
             _SYSTEMD, "/org/freedesktop/systemd1", "org.freedesktop.systemd1.Manager", member
@@ -250,7 +263,7 @@ class UnitWatch:
             self._spawn(self._resync())
 
     async def _resync(self) -> None:
-        await self._manager("Subscribe")
+        await self._subscribe()
         for unit in sorted(self._states):
             await self._refresh(unit)
 

@@ -172,3 +172,14 @@ async def test_a_lost_bus_connection_is_reopened_and_missed_changes_reported(
     manager.systemctl("start", "evsvc.service")  # and signals flow again
     await eventually(lambda: len(seen) == 2, "a start after the reconnect was not reported")
     assert seen[-1].new in ("activating", "active")
+
+
+async def test_subscribing_twice_is_not_an_error(manager: UserManager, unit_watch: Watched) -> None:
+    """When systemd appears on the bus while the watch connects, the connect and the
+    NameOwnerChanged handler both subscribe; systemd answers the second with
+    AlreadySubscribed, which must not fail the open (seen once in CI)."""
+    watch, _seen = unit_watch
+    await watch._resync()  # the handler's path, on a connection that is subscribed
+    manager.systemctl("start", "evsvc.service")
+    await watch.watch(["evsvc.service"])
+    assert watch.states == {"evsvc.service": "active"}
