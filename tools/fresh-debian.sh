@@ -130,9 +130,10 @@ while IFS= read -r var; do
 done < <(env)
 [ -z "${CI:-}" ] || ENV+=("CI=$CI")
 
-# The clone comes from this repository, mounted read-only where the root can reach it.
-mkdir -p "$ROOT/mnt/src"
-mnt --bind -o ro "$REPO" "$ROOT/mnt/src"
+# The clone comes from this repository's HEAD, as a bundle (a worktree's .git is only a
+# pointer to a path outside the root).
+mkdir -p "$ROOT/mnt"
+git -C "$REPO" bundle create -q "$ROOT/mnt/anycast-announcer.bundle" HEAD
 
 inroot() { chroot "$ROOT" /usr/bin/env -i "${ENV[@]}" /bin/bash -euo pipefail -c "$1"; }
 timed() {
@@ -147,18 +148,21 @@ timed() {
     return "$rc"
 }
 
-CLONE='cd /root && git clone -q /mnt/src anycast-announcer'
+CLONE='cd /root && git clone -q /mnt/anycast-announcer.bundle anycast-announcer'
 DONE_PREREQ=
 prereq() {
     [ -z "$DONE_PREREQ" ] || return 0
-    timed prereq "export DEBIAN_FRONTEND=noninteractive; $PREREQ && $CLONE"
+    timed prereq "export DEBIAN_FRONTEND=noninteractive; $PREREQ && $CLONE" || return
     DONE_PREREQ=1
 }
 for step in "${STEPS[@]}"; do
     case $step in
-    demo) prereq && timed demo 'cd /root/anycast-announcer && make demo' ;;
-    test) prereq && timed test 'cd /root/anycast-announcer && make test' ;;
-    install) prereq && timed install 'cd /root/anycast-announcer && make install && /opt/anycast-announcer/bin/anycast-announcer --version' ;;
+    demo) prereq && timed demo 'cd /root/anycast-announcer && make demo' || exit ;;
+    test) prereq && timed test 'cd /root/anycast-announcer && make test' || exit ;;
+    install)
+        prereq && timed install 'cd /root/anycast-announcer && make install &&
+            /opt/anycast-announcer/bin/anycast-announcer --version' || exit
+        ;;
     shell) chroot "$ROOT" /usr/bin/env -i "${ENV[@]}" /bin/bash -l || true ;;
     esac
 done

@@ -22,6 +22,8 @@ from tests.unprivileged import AS_NOBODY, PublicInstall, public_install
 pytestmark = pytest.mark.integration
 
 SRV1 = "10.0.1.2"
+
+
 class UnprivilegedSidecar(Sidecar):
     """``anycast-announcer run`` as user nobody, without any capability."""
 
