@@ -101,6 +101,7 @@ constraints: venv
 # The venv is made from the distribution's interpreter (the service user must be able to
 # reach it: not one under /root), so INSTALL_PYTHON is /usr/bin/python3 unless given.
 INSTALL_PYTHON ?= /usr/bin/python3
+# The unit names these paths: they are not meant to be changed.
 PREFIX   := /opt/anycast-announcer
 SVC_USER := anycast-announcer
 SYSTEMD_DIR := /etc/systemd/system
@@ -111,7 +112,7 @@ install:
 	getent passwd $(SVC_USER) >/dev/null || useradd --system --user-group \
 		--home-dir /var/lib/anycast-announcer --no-create-home --shell /usr/sbin/nologin $(SVC_USER)
 	install -d -m 0750 -o root -g $(SVC_USER) /etc/anycast-announcer
-	install -d -m 0750 -o $(SVC_USER) -g $(SVC_USER) /var/lib/anycast-announcer
+	install -d -m 0700 -o $(SVC_USER) -g $(SVC_USER) /var/lib/anycast-announcer
 	install -m 0644 configs/anycast-announcer.yaml /etc/anycast-announcer/config.yaml.example
 	install -m 0644 configs/anycast-announcer.service $(SYSTEMD_DIR)/anycast-announcer.service
 	! [ -d /run/systemd/system ] || systemctl daemon-reload

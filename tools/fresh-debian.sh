@@ -112,6 +112,8 @@ mnt -t tmpfs tmpfs "$ROOT/tmp"
 mnt -t bpf bpf "$ROOT/sys/fs/bpf" 2>/dev/null || true
 
 # This machine's resolver, CA bundle and pip configuration.
+# (Ubuntu's is a link to systemd-resolved's stub, which does not run here.)
+rm -f "$ROOT/etc/resolv.conf"
 cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
 cp /etc/ssl/certs/ca-certificates.crt "$ROOT/etc/host-ca-bundle.crt"
 PIP_FILES=(/etc/pip.conf /etc/xdg/pip "$HOME/.config/pip" "$HOME/.pip")
