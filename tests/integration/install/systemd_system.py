@@ -28,9 +28,10 @@ __all__ = ["SystemManager", "require_system_manager", "system_manager"]
 SYSTEMD = Path("/lib/systemd/systemd")
 _BOOT_TIMEOUT = 60.0
 
-# Units masked in the guest: they act on the kernel every namespace shares, or are
-# pointless without a real network.
+# Units masked in the guest: they act on the kernel every namespace shares, are
+# pointless without a real network, or would start the host's periodic jobs.
 MASKED = (
+    "timers.target",
     "systemd-modules-load.service",
     "systemd-udevd.service",
     "systemd-udevd-control.socket",
