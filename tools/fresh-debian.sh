@@ -168,8 +168,13 @@ for step in "${STEPS[@]}"; do
     demo) prereq && timed demo 'cd /root/anycast-announcer && make demo' || exit ;;
     test) prereq && timed test 'cd /root/anycast-announcer && make test' || exit ;;
     install)
-        prereq && timed install 'cd /root/anycast-announcer && make install &&
-            /opt/anycast-announcer/bin/anycast-announcer --version' || exit
+        prereq && timed install 'cd /root/anycast-announcer && make install
+            anycast-announcer --version && /opt/anycast-announcer/bin/exabgp --version
+            getent passwd anycast-announcer
+            stat -c "%U:%G %a %n" /etc/anycast-announcer /var/lib/anycast-announcer
+            test -f /etc/anycast-announcer/config.yaml.example
+            test -f /etc/systemd/system/anycast-announcer.service
+            anycast-announcer check-config /etc/anycast-announcer/config.yaml.example' || exit
         ;;
     shell) chroot "$ROOT" /usr/bin/env -i "${ENV[@]}" /bin/bash -l || true ;;
     esac
