@@ -169,7 +169,7 @@ for step in "${STEPS[@]}"; do
     test) prereq && timed test 'cd /root/anycast-announcer && make test' || exit ;;
     install)
         prereq && timed install 'cd /root/anycast-announcer && make install
-            anycast-announcer --version && /opt/anycast-announcer/bin/exabgp --version
+            anycast-announcer --version && /opt/anycast-announcer/bin/exabgp version | head -1
             getent passwd anycast-announcer
             stat -c "%U:%G %a %n" /etc/anycast-announcer /var/lib/anycast-announcer
             test -f /etc/anycast-announcer/config.yaml.example
