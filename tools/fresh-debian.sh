@@ -106,6 +106,8 @@ mnt() { mount "$@"; MOUNTS+=("${*: -1}"); }
 mnt --bind "$ROOT" "$ROOT"
 mnt -t proc proc "$ROOT/proc"
 mnt -t sysfs sysfs "$ROOT/sys"
+# A booted Debian 12 or 13 has the cgroup2 hierarchy there (the systemd tests need it).
+mnt -t cgroup2 cgroup2 "$ROOT/sys/fs/cgroup"
 mnt --rbind /dev "$ROOT/dev"
 mnt -t tmpfs tmpfs "$ROOT/run"
 mnt -t tmpfs tmpfs "$ROOT/tmp"
