@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -17,14 +16,13 @@ from typing import Any
 from anycast_announcer import __version__
 from anycast_announcer.config import Config, ConfigError, config_warnings, load_config
 from anycast_announcer.http.client import DEFAULT_URL
+from anycast_announcer.http.target import TOKEN_FILE_ENV, resolve_target
 from anycast_announcer.rescue import cli as rescue_cli
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
-
-TOKEN_FILE_ENV = "ANYCAST_ANNOUNCER_TOKEN_FILE"  # noqa: S105  # a variable name, not a secret
 
 
 def _seconds(text: str) -> float:
@@ -38,11 +36,18 @@ def _seconds(text: str) -> float:
 
 
 def _client_options(*, mutating: bool) -> argparse.ArgumentParser:
-    """--url/--socket (and --token-file) shared by the commands that talk to a sidecar."""
+    """-c/--url/--socket (and --token-file) shared by the commands that talk to a sidecar."""
     options = argparse.ArgumentParser(add_help=False)
+    options.add_argument(
+        "-c",
+        "--config",
+        metavar="CONFIG",
+        help="the sidecar's configuration file: reach it at its http.listen (or "
+        "http.unix_socket)" + (", with its http.token_file" if mutating else ""),
+    )
     where = options.add_mutually_exclusive_group()
     where.add_argument(
-        "--url", default=DEFAULT_URL, help=f"the sidecar's status API (default: {DEFAULT_URL})"
+        "--url", help=f"the sidecar's status API (default: from -c, else {DEFAULT_URL})"
     )
     where.add_argument("--socket", metavar="PATH", help="talk over this unix socket instead")
     options.add_argument(
@@ -52,8 +57,8 @@ def _client_options(*, mutating: bool) -> argparse.ArgumentParser:
         options.add_argument(
             "--token-file",
             metavar="PATH",
-            default=os.environ.get(TOKEN_FILE_ENV) or None,
-            help=f"file holding the API token (mode 0600; default: ${TOKEN_FILE_ENV})",
+            help="file holding the API token (mode 0600; default: the http.token_file of "
+            f"-c, else ${TOKEN_FILE_ENV})",
         )
     return options
 
@@ -72,7 +77,12 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate a configuration file")
     check.add_argument("config", help="configuration file (YAML)")
 
-    commands.add_parser("schema", help="print the configuration's JSON Schema")
+    schema = commands.add_parser("schema", help="print the configuration's JSON Schema")
+    schema.add_argument(
+        "--markdown",
+        action="store_true",
+        help="print the configuration reference (docs/configuration.md) instead",
+    )
 
     reader = _client_options(mutating=False)
     writer = _client_options(mutating=True)
@@ -132,8 +142,22 @@ def _remote(args: argparse.Namespace) -> int:
     from anycast_announcer.http.client import SidecarUnreachableError, call
     from anycast_announcer.http.token import TokenFileError, load_token
 
+    try:
+        target = resolve_target(
+            config_path=args.config,
+            url=args.url,
+            unix_socket=args.socket,
+            token_file=getattr(args, "token_file", None),
+            mutating=args.command != "status",
+        )
+    except ConfigError as error:
+        print(error.render(), file=sys.stderr)
+        return EXIT_USAGE
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
     token: str | None = None
-    token_file: str | None = getattr(args, "token_file", None)
+    token_file = target.token_file
     if token_file:
         try:
             token = load_token(token_file)
@@ -145,8 +169,8 @@ def _remote(args: argparse.Namespace) -> int:
         answer = call(
             method,
             path,
-            url=args.url,
-            unix_socket=args.socket,
+            url=target.url,
+            unix_socket=target.unix_socket,
             token=token,
             body=body,
             timeout=args.timeout,
@@ -160,7 +184,11 @@ def _remote(args: argparse.Namespace) -> int:
     if not answer.ok or not isinstance(answer.data, dict):
         print(f"error: {answer.error_message()}", file=sys.stderr)
         if answer.status == 401 and token is None:
-            print(f"hint: pass --token-file or set ${TOKEN_FILE_ENV}", file=sys.stderr)
+            print(
+                f"hint: pass -c CONFIG (its http.token_file), --token-file, or set "
+                f"${TOKEN_FILE_ENV}",
+                file=sys.stderr,
+            )
         return EXIT_FAILURE
     if args.command == "status":
         return _show_status(args, answer.data)
@@ -178,7 +206,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "rescue":
         return rescue_cli.run(args)
     if args.command == "schema":
-        print(json.dumps(Config.model_json_schema(), indent=2, sort_keys=True))
+        if args.markdown:
+            from anycast_announcer.config.reference import markdown
+
+            sys.stdout.write(markdown())
+        else:
+            print(json.dumps(Config.model_json_schema(), indent=2, sort_keys=True))
         return EXIT_OK
     try:
         config = load_config(args.config)

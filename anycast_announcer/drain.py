@@ -118,9 +118,17 @@ class PrefixDrain:
 
     def restore_withdrawn(self, now: float, reason: str, started_at: float) -> None:
         """A drain persisted by a previous run: straight to withdrawn, no hook again."""
+        self.start_withdrawn(now, reason, DrainOrigin.RESTORED, started_at)
+
+    def start_withdrawn(
+        self, now: float, reason: str, origin: DrainOrigin, started_at: float
+    ) -> None:
+        """A drain of a prefix never announced (restored, or added by a reload while the
+        drain file exists): no sessions to shed, so straight to withdrawn."""
         self.reason = reason
-        self.origin = DrainOrigin.RESTORED
+        self.origin = origin
         self.started_at = started_at
+        self.connections = None
         self._enter(DrainPhase.WITHDRAWN, now)
 
     def hook_finished(self, now: float) -> None:

@@ -126,7 +126,7 @@ class Supervisor:
         self._config_path = config_path
         self._reload_checks = tuple(reload_checks)
         self.core = SidecarCore(
-            config, self._now(), config_path=config_path, restored=list(restored)
+            config, self._now(), logger=log, config_path=config_path, restored=list(restored)
         )
         self.driver = seams.driver(self._on_session)
         self._probes = ProbeScheduler(seams.probe, self.submit, metrics)
@@ -265,15 +265,17 @@ class Supervisor:
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set; always withdraws before returning."""
         loop = asyncio.get_running_loop()
-        await self._managed.add(self.core.config.prefixes)
-        effects = self.core.start(self._now())  # everything starts withdrawn
-        for effect in effects:
-            # Flow rescue goes in before anything can be announced, so no flow the fabric
-            # moves here is ever reset; a failure stops the start (RescueError).
-            if isinstance(effect, fx.SyncRescue):
-                await self._rescue.apply(effect.config)
-        self.perform(e for e in effects if not isinstance(e, fx.SyncRescue))
-        await self._detection.open(self.core.config)
+        try:
+            await self._start()
+        except BaseException:
+            # Nothing was announced yet (the driver never ran): what the start added to
+            # lo goes now, or the next start would find it there and never remove it.
+            await self._probes.close()
+            self._detection.close()
+            await self._rescue.close()
+            await self._managed.remove_added()
+            await self._state_writer.flush()
+            raise
         driver_task = loop.create_task(self.driver.run())
         watchers = [loop.create_task(self._drain_file.run()), loop.create_task(self._rescue.run())]
         try:
@@ -288,11 +290,33 @@ class Supervisor:
             await self._drains.close()
             await asyncio.shield(self._withdraw_and_stop(driver_task))
 
+    async def _start(self) -> None:
+        """Managed addresses, flow rescue, probes and event sources, all withdrawn."""
+        await self._managed.add(self.core.config.prefixes)
+        effects = self.core.start(self._now())  # everything starts withdrawn
+        for effect in effects:
+            # Flow rescue goes in before anything can be announced, so no flow the fabric
+            # moves here is ever reset; a failure stops the start (RescueError).
+            if isinstance(effect, fx.SyncRescue):
+                await self._rescue.apply(effect.config)
+        self.perform(e for e in effects if not isinstance(e, fx.SyncRescue))
+        await self._detection.open(self.core.config)
+
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         # The loop keeps only weak references to tasks: hold each until it is done.
-        task = asyncio.get_running_loop().create_task(work)
+        name = str(getattr(work, "__qualname__", "background"))
+        task = asyncio.get_running_loop().create_task(work, name=name)
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            # Nobody awaits these tasks: unlogged, a failed reconfiguration goes unseen.
+            log.error("background_task_failed", task=task.get_name(), error=repr(error))
 
     async def _consume(self, stop: asyncio.Event, driver_task: asyncio.Task[None]) -> None:
         """The decision loop: wait for inputs (or the core's deadline), step, perform."""

@@ -11,10 +11,10 @@ sidecar's own fault instead.
 
 from __future__ import annotations
 
-import enum
 import errno
 import time
-from dataclasses import dataclass
+
+from anycast_announcer.results import ProbeCategory, ProbeResult
 
 __all__ = [
     "RESOURCE_KINDS",
@@ -34,24 +34,6 @@ __all__ = [
 
 # Reasons end up in log lines; a runaway stderr line or TLS message must not flood them.
 REASON_DETAIL_MAX = 200
-
-
-class ProbeCategory(enum.Enum):
-    """Why a probe ended as it did; the failure values are metrics' ``reason`` labels."""
-
-    OK = "ok"
-    TIMEOUT = "timeout"
-    REFUSED = "refused"
-    HTTP_STATUS = "http_status"
-    BODY_MISMATCH = "body_mismatch"
-    TLS = "tls"
-    EXIT_STATUS = "exit_status"
-    SIGNAL = "signal"
-    CANNOT_RUN = "cannot_run"
-    UNREACHABLE = "unreachable"
-    OTHER = "other"
-    SIDECAR = "sidecar"
-    """The sidecar could not probe (out of descriptors, memory, processes): no evidence."""
 
 
 SIDECAR_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS, errno.EAGAIN})
@@ -75,37 +57,6 @@ def resource_kind(error: BaseException | None) -> str:
     if isinstance(error, OSError) and error.errno is not None:
         return _RESOURCE_BY_ERRNO.get(error.errno, "other")
     return "other"
-
-
-@dataclass(frozen=True, slots=True)
-class ProbeResult:
-    """The outcome of one probe: healthy or not, how long it took, and why.
-
-    ``category`` defaults to what ``ok`` implies (OK, or OTHER for a failure), so code that
-    only knows ok/latency/reason keeps working; ``ok`` and ``category is OK`` always agree.
-    """
-
-    ok: bool
-    latency: float
-    """Seconds from the start of the probe to its verdict (monotonic clock)."""
-    reason: str
-    """Short and stable (``"connect refused"``, ``"http status 503"``), meant for log lines."""
-    category: ProbeCategory = ProbeCategory.OTHER
-    resource: str | None = None
-    """For ``SIDECAR`` results: which resource ran out (``RESOURCE_KINDS``); else None."""
-
-    def __post_init__(self) -> None:
-        if self.ok and self.category is ProbeCategory.OTHER:
-            object.__setattr__(self, "category", ProbeCategory.OK)
-        if self.ok != (self.category is ProbeCategory.OK):
-            raise ValueError(f"ok={self.ok} contradicts category {self.category.value}")
-        if self.category is ProbeCategory.SIDECAR and self.resource is None:
-            object.__setattr__(self, "resource", "other")
-
-    @property
-    def sidecar_fault(self) -> bool:
-        """The sidecar failed to probe: this result says nothing about the service."""
-        return self.category is ProbeCategory.SIDECAR
 
 
 def finish(

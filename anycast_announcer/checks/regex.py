@@ -105,6 +105,11 @@ class RegexMatcher:
         self._busy: set[RegexWorker] = set()
         self._reaping: set[asyncio.Task[None]] = set()
 
+    @property
+    def busy(self) -> int:
+        """Workers lent out to a search right now."""
+        return len(self._busy)
+
     @contextlib.asynccontextmanager
     async def worker(self) -> AsyncIterator[RegexWorker]:
         """A worker for one search: reused afterwards if the search ended, else killed.

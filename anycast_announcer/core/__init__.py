@@ -6,6 +6,6 @@ boundary. Nothing here runs an event loop or touches a file, a socket or a clock
 
 from anycast_announcer.core import effects, inputs
 from anycast_announcer.core.inputs import Instant
-from anycast_announcer.core.sidecar import SidecarCore
+from anycast_announcer.core.sidecar import CoreClosedError, Logger, SidecarCore
 
-__all__ = ["Instant", "SidecarCore", "effects", "inputs"]
+__all__ = ["CoreClosedError", "Instant", "Logger", "SidecarCore", "effects", "inputs"]

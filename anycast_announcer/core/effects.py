@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from anycast_announcer.checks import ProbeResult
 from anycast_announcer.config import (
     BgpConfig,
     Config,
@@ -23,6 +22,7 @@ from anycast_announcer.config import (
     ServiceConfig,
 )
 from anycast_announcer.drainstate import PersistedDrain
+from anycast_announcer.results import ProbeResult
 from anycast_announcer.routes import Route, RouteKey
 from anycast_announcer.status import ControlResult, DrainPhaseName, PrefixState
 

@@ -11,8 +11,8 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Literal
 
-from anycast_announcer.checks import ProbeResult
 from anycast_announcer.config import Config
+from anycast_announcer.results import ProbeResult
 
 __all__ = [
     "AddressChanged",

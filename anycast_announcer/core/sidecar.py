@@ -24,15 +24,10 @@ check its invariants with hypothesis.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import TypeVar
-
-import structlog
+from typing import Any, Protocol, TypeVar
 
 from anycast_announcer import __version__
-from anycast_announcer.checks import ProbeCategory, ProbeResult
 from anycast_announcer.config import Config, PrefixConfig, ServiceConfig
 from anycast_announcer.core import effects as fx
 from anycast_announcer.core import snapshot
@@ -51,9 +46,11 @@ from anycast_announcer.core.inputs import (
     SessionChanged,
     UndrainRequested,
 )
+from anycast_announcer.core.records import RESULTS_KEPT, PeerRecord, ServiceRecord
 from anycast_announcer.dampening import PrefixDampening
 from anycast_announcer.drain import DrainOrigin, DrainPhase, PrefixDrain
 from anycast_announcer.drainstate import PersistedDrain
+from anycast_announcer.endpoints import check_port
 from anycast_announcer.health import Health, HealthChange, ServiceHealth
 from anycast_announcer.policy import (
     PrefixDecision,
@@ -61,6 +58,7 @@ from anycast_announcer.policy import (
     decide_prefix,
     desired_routes,
 )
+from anycast_announcer.results import ProbeCategory, ProbeResult
 from anycast_announcer.routes import Route, RouteKey
 from anycast_announcer.status import (
     ControlResult,
@@ -72,38 +70,24 @@ from anycast_announcer.status import (
     SidecarStatus,
 )
 
-__all__ = ["RESULTS_KEPT", "SidecarCore"]
-
-log = structlog.get_logger("anycast_announcer")
+__all__ = ["RESULTS_KEPT", "CoreClosedError", "Logger", "SidecarCore"]
 
 _T = TypeVar("_T")
-
-RESULTS_KEPT = 10
-"""Probe results kept per service for the status snapshot."""
 
 _WORKER_PHASES = (DrainPhase.HOOK, DrainPhase.WAITING_CONNECTIONS)
 """Drain phases that need a worker (the hook, then connection counts)."""
 
 
-@dataclass(slots=True)
-class ServiceRecord:
-    """One service's health machine and what operators see of its history."""
+class Logger(Protocol):
+    """Where the core writes its log events (a structlog logger, bound by the shell)."""
 
-    machine: ServiceHealth
-    results: deque[ProbeStatus] = field(default_factory=lambda: deque(maxlen=RESULTS_KEPT))
-    last_change_at: float | None = None
-    last_change_reason: str | None = None
-    fast: bool = False
-    """Whether the probes run at the confirm interval (told to the scheduler)."""
+    def info(self, event: str, **fields: Any) -> Any: ...
+    def warning(self, event: str, **fields: Any) -> Any: ...
+    def error(self, event: str, **fields: Any) -> Any: ...
 
 
-@dataclass(slots=True)
-class PeerRecord:
-    """One BGP session as ExaBGP reported it."""
-
-    up: bool = False
-    last_change_at: float | None = None
-    last_change_reason: str | None = None
+class CoreClosedError(RuntimeError):
+    """An input reached the core after ``shutdown``: a bug in the shell, not an event."""
 
 
 class SidecarCore:
@@ -114,9 +98,13 @@ class SidecarCore:
         config: Config,
         now: Instant,
         *,
+        logger: Logger,
         config_path: str = "",
         restored: Sequence[PersistedDrain] = (),
     ) -> None:
+        # Injected, as aioquic injects its logger: the core configures no logging itself.
+        self._log = logger
+        self._closed = False
         self._config = config
         self._config_path = config_path
         self._started_at = now.wall
@@ -158,8 +146,15 @@ class SidecarCore:
         """The route set last handed out in ``SyncRoutes`` (a copy)."""
         return dict(self._routes)
 
+    @property
+    def closed(self) -> bool:
+        """Whether ``shutdown`` ran: the core then refuses every input (h11's CLOSED)."""
+        return self._closed
+
     def get_timer(self) -> float | None:
         """The earliest monotonic time at which timed state changes by itself."""
+        if self._closed:
+            return None
         deadlines = [d for d in (drain.deadline() for drain in self._drains.values()) if d]
         deadlines += [r for r in (damp.release_at() for damp in self._dampening.values()) if r]
         return min(deadlines) if deadlines else None
@@ -217,6 +212,7 @@ class SidecarCore:
     def start(self, now: Instant) -> list[fx.Effect]:
         """The first step: flow rescue in place, probes to schedule, every session down,
         every prefix decided (withdrawn)."""
+        self._refuse_if_closed("start")
         if self._config.rescue is not None:
             self._emit(fx.SyncRescue(self._config))
         self._emit(fx.ScheduleProbes(tuple(self._config.services)))
@@ -236,6 +232,7 @@ class SidecarCore:
         nothing (the service was up and stays up); recomputing depends only on the state
         the inputs leave behind, so skipping it when no state moved changes no outcome.
         """
+        self._refuse_if_closed("an input")
         changed = False
         for item in items:
             changed = self._ingest(item, now) or changed
@@ -245,11 +242,19 @@ class SidecarCore:
 
     def handle_timer(self, now: Instant) -> list[fx.Effect]:
         """A deadline from ``get_timer`` passed: advance drains and dampening."""
+        self._refuse_if_closed("a timer")
         self._recompute(now)
         return self._take()
 
     def shutdown(self, now: Instant) -> list[fx.Effect]:
-        """Withdraw everything (the shell then waits for the acknowledgements)."""
+        """Withdraw everything (the shell then waits for the acknowledgements).
+
+        The core is closed from then on: an input or a timer raises ``CoreClosedError``,
+        since nothing may announce a route again; a second shutdown returns nothing.
+        """
+        if self._closed:
+            return []
+        self._closed = True
         for name in self._decisions:
             self._decisions[name] = PrefixDecision(name, False, "shutting down")
         for prefix in sorted(self._workers):
@@ -258,6 +263,10 @@ class SidecarCore:
         self._routes = {}
         self._emit(fx.SyncRoutes({}))
         return self._take()
+
+    def _refuse_if_closed(self, what: str) -> None:
+        if self._closed:
+            raise CoreClosedError(f"the core was shut down; {what} can no longer be applied")
 
     def _ingest(self, item: Input, now: Instant) -> bool:  # noqa: PLR0911  # one case per input type
         """Apply one input; whether it changed anything a decision depends on."""
@@ -324,7 +333,7 @@ class SidecarCore:
         self._emit(fx.Detected(item.source, withdrew=change is not None))
         self._pace(item.service, record)
         if change is None:
-            log.info(
+            self._log.info(
                 "failure_event_ignored",
                 service=item.service,
                 source=item.source,
@@ -340,7 +349,7 @@ class SidecarCore:
             return False
         record.last_change_at = now.wall
         record.last_change_reason = change.reason
-        log.info(
+        self._log.info(
             "service_state_changed",
             service=change.service,
             old=change.old.value,
@@ -355,7 +364,7 @@ class SidecarCore:
         """We could not probe: the service keeps its state, the fault is ours to report."""
         kind = result.resource or "other"
         if not self._faulty_services:
-            log.error("sidecar_fault", kind=kind, service=service, detail=result.reason)
+            self._log.error("sidecar_fault", kind=kind, service=service, detail=result.reason)
         self._faulty_services.add(service)
         self._fault = SidecarFaultStatus(kind=kind, detail=result.reason, at=now.wall)
         self._emit(fx.SidecarFaulted(kind, result.reason))
@@ -366,7 +375,7 @@ class SidecarCore:
         self._faulty_services.discard(service)
         if not self._faulty_services:
             self._fault = None
-            log.info("sidecar_fault_cleared", service=service)
+            self._log.info("sidecar_fault_cleared", service=service)
 
     def _session_changed(self, item: SessionChanged, now: Instant) -> bool:
         record = self._peers.setdefault(item.peer, PeerRecord())
@@ -392,7 +401,7 @@ class SidecarCore:
                 continue
             self._address_present[name] = item.present
             reason = "address added" if item.present else "address removed"
-            log.info("address_changed", prefix=name, present=item.present, reason=reason)
+            self._log.info("address_changed", prefix=name, present=item.present, reason=reason)
             if was and not item.present:
                 self._emit(fx.Detected("address", withdrew=True))
             changed = True
@@ -404,7 +413,9 @@ class SidecarCore:
         if item.present == self._drain_file_present:
             return False
         self._drain_file_present = item.present
-        log.info("drain_file_changed", path=self._config.drain.drain_file, present=item.present)
+        self._log.info(
+            "drain_file_changed", path=self._config.drain.drain_file, present=item.present
+        )
         if item.present:
             self._start_drains(
                 list(self._drains), "drain file present", DrainOrigin.DRAIN_FILE, now
@@ -424,7 +435,7 @@ class SidecarCore:
         drain = self._drains.get(item.prefix)
         if drain is None:
             return False
-        log.info("drain_hook_finished", prefix=item.prefix, ok=item.ok, outcome=item.outcome)
+        self._log.info("drain_hook_finished", prefix=item.prefix, ok=item.ok, outcome=item.outcome)
         drain.hook_finished(now.monotonic)
         return True
 
@@ -433,7 +444,7 @@ class SidecarCore:
         if drain is None:
             return False
         if drain.connections != item.count:
-            log.info("drain_connections", prefix=item.prefix, established=item.count)
+            self._log.info("drain_connections", prefix=item.prefix, established=item.count)
         phase = drain.phase
         drain.connections_counted(now.monotonic, item.count)
         return drain.phase is not phase
@@ -472,14 +483,14 @@ class SidecarCore:
             if self._drains[name].start(now.monotonic, reason, origin, now.wall)
         ]
         for name in started:
-            log.info("drain_started", prefix=name, reason=reason, origin=origin.value)
+            self._log.info("drain_started", prefix=name, reason=reason, origin=origin.value)
         self._persist_drains()
         return started
 
     def _end_drains(self, names: Sequence[str]) -> list[str]:
         ended = [name for name in names if self._drains[name].undrain()]
         for name in ended:
-            log.info("drain_ended", prefix=name)
+            self._log.info("drain_ended", prefix=name)
         self._persist_drains()
         return ended
 
@@ -496,13 +507,21 @@ class SidecarCore:
 
     def _restore(self, restored: Sequence[PersistedDrain], now: Instant) -> None:
         """Re-apply drains persisted by a previous run (they end only by undrain)."""
+        forgotten = False
         for entry in restored:
             drain = self._drains.get(entry.prefix)
             if drain is None:
-                log.warning("drain_not_restored", prefix=entry.prefix, reason="not configured")
+                self._log.warning(
+                    "drain_not_restored", prefix=entry.prefix, reason="not configured"
+                )
+                forgotten = True
                 continue
             drain.restore_withdrawn(now.monotonic, entry.reason, entry.started_at)
-            log.info("drain_restored", prefix=entry.prefix, reason=entry.reason)
+            self._log.info("drain_restored", prefix=entry.prefix, reason=entry.reason)
+        if forgotten:
+            # As a reload that removes a prefix does: its drain ends, and the file says
+            # so, or the prefix would come back drained when configured again.
+            self._persist_drains()
 
     # -- configuration -----------------------------------------------------------------
 
@@ -539,6 +558,9 @@ class SidecarCore:
         self._adopt(new)
         self._config_loaded_at = now.wall
         self._report_config_change(old, new)
+        self._settle_removed_and_added(old, now)
+        for service, record in self._services.items():
+            self._pace(service, record)
         self._emit(fx.ConfigApplied(new))
         notes = []
         if new.services != old.services:
@@ -553,8 +575,27 @@ class SidecarCore:
             notes.append("http changes take effect at the next restart")
         if new.logging != old.logging:
             self._emit(fx.ConfigureLogging(new.logging))
-        log.info("config_reloaded", path=self._config_path, notes=notes)
+        self._log.info("config_reloaded", path=self._config_path, notes=notes)
         return ControlResult(ok=True, message="; ".join(["reloaded", *notes]))
+
+    def _settle_removed_and_added(self, old: Config, now: Instant) -> None:
+        """Workers and persisted drains of removed prefixes go; added prefixes join a
+        drain file that is present (the file drains everything, new prefixes too)."""
+        for name in sorted(self._workers - set(self._drains)):
+            self._workers.discard(name)
+            self._emit(fx.StopDrainWorker(name))
+        before = {str(prefix.prefix) for prefix in old.prefixes}
+        if before - set(self._drains):
+            self._persist_drains()
+        if not self._drain_file_present:
+            return
+        for name in (name for name in self._drains if name not in before):
+            # Never announced: nothing to shed, so it starts (and stays) withdrawn.
+            reason = "drain file present"
+            self._drains[name].start_withdrawn(
+                now.monotonic, reason, DrainOrigin.DRAIN_FILE, now.wall
+            )
+            self._log.info("drain_started", prefix=name, reason=reason, origin="drain_file")
 
     def _reconcile_rescue(self, old: Config, new: Config) -> None:
         """A changed group or anycast address set is applied as a diff by the shell."""
@@ -563,7 +604,9 @@ class SidecarCore:
         if new.rescue is not None:
             self._emit(fx.SyncRescue(new))
         elif old.rescue is not None:
-            log.warning("rescue_unconfigured", action="left installed; rescue remove removes it")
+            self._log.warning(
+                "rescue_unconfigured", action="left installed; rescue remove removes it"
+            )
             self._emit(fx.RescueUnconfigured())
 
     def _report_config_change(self, old: Config, new: Config) -> None:
@@ -585,7 +628,7 @@ class SidecarCore:
 
     def _reject_reload(self, message: str, now: Instant) -> ControlResult:
         self._last_reload_error = message
-        log.error("reload_rejected", problems=message.splitlines())
+        self._log.error("reload_rejected", problems=message.splitlines())
         self._emit(fx.ReloadFinished(ok=False, at=now.wall))
         return ControlResult(
             ok=False, message="invalid configuration, nothing changed:\n" + message
@@ -636,7 +679,7 @@ class SidecarCore:
             decision.graceful_shutdown,
         ):
             return
-        log.info(
+        self._log.info(
             "prefix_state_changed",
             prefix=name,
             old=previous.state if previous else "unknown",
@@ -669,10 +712,19 @@ class SidecarCore:
             self._emit(fx.StopDrainWorker(name))
 
     def _drain_ports(self, prefix: PrefixConfig) -> tuple[int, ...]:
+        """``ports:``, else the ports of the prefix's tcp and http(s) checks."""
         if prefix.ports is not None:
             return tuple(prefix.ports)
-        checks = (self._config.service(name).check for name in prefix.services)
-        return tuple(check.port for check in checks if check.type == "tcp")
+        ports = (check_port(self._config.service(name).check) for name in prefix.services)
+        found = tuple(dict.fromkeys(port for port in ports if port is not None))
+        if not found:
+            # Nothing to count: the drain goes on at once, which may cut live sessions.
+            self._log.warning(
+                "drain_without_ports",
+                prefix=str(prefix.prefix),
+                reason="no ports: and no tcp or http(s) check",
+            )
+        return found
 
     # -- effects -----------------------------------------------------------------------
 
@@ -699,6 +751,11 @@ def _carry_over(previous: ServiceRecord | None, service: ServiceConfig) -> Servi
         # Its streak too, when nothing about the hysteresis changed.
         machine.successes = previous.machine.successes
         machine.failures = previous.machine.failures
+    # ``fast`` is what the scheduler was last told; the caller re-paces from it.
     return ServiceRecord(
-        machine, previous.results, previous.last_change_at, previous.last_change_reason
+        machine,
+        previous.results,
+        previous.last_change_at,
+        previous.last_change_reason,
+        previous.fast,
     )

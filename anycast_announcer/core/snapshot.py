@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from anycast_announcer.config import PeerConfig, PrefixConfig, ServiceConfig
+from anycast_announcer.core.records import PeerRecord, ServiceRecord
 from anycast_announcer.drain import PrefixDrain
 from anycast_announcer.policy import PrefixDecision
 from anycast_announcer.routes import Route
 from anycast_announcer.status import PeerStatus, PrefixStatus, RouteAttributes, ServiceStatus
-
-if TYPE_CHECKING:
-    from anycast_announcer.core.sidecar import PeerRecord, ServiceRecord
 
 __all__ = ["peer_status", "prefix_status", "route_attributes", "service_status"]
 

@@ -20,7 +20,8 @@ import os
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 __all__ = [
     "METHOD_CALL",
@@ -223,6 +224,11 @@ class DBusMessage:
         """The interface of the method or signal."""
         return self.fields.get(INTERFACE)
 
+    @property
+    def sender(self) -> str | None:
+        """The sender's unique name, set by the bus (clients cannot forge it)."""
+        return self.fields.get(SENDER)
+
 
 def encode_message(
     kind: int,
@@ -320,6 +326,17 @@ class DBusConnection:
                 raise
         return connection
 
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
     async def _authenticate(self) -> None:
         uid = str(os.geteuid()).encode().hex().encode()
         self._writer.write(b"\0AUTH EXTERNAL " + uid + b"\r\n")
@@ -355,6 +372,24 @@ class DBusConnection:
             text = reply.body[0] if reply.body and isinstance(reply.body[0], str) else ""
             raise DBusError(reply.fields.get(ERROR_NAME, "Error"), text)
         return reply.body
+
+    async def emit_signal(
+        self,
+        path: str,
+        interface: str,
+        member: str,
+        signature: str = "",
+        body: Sequence[Any] = (),
+        *,
+        destination: str | None = None,
+    ) -> None:
+        """Send a signal (unicast to ``destination``, else broadcast)."""
+        self._serial += 1
+        fields: dict[int, Any] = {PATH: path, INTERFACE: interface, MEMBER: member}
+        if destination is not None:
+            fields[DESTINATION] = destination
+        self._writer.write(encode_message(SIGNAL, self._serial, fields, signature, body))
+        await self._writer.drain()
 
     async def _read(self) -> None:
         try:

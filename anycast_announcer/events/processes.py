@@ -6,9 +6,13 @@ kernel makes it the moment the process exits: a :class:`ProcessExited` is report
 the pidfd closed. The file is re-checked every ``interval`` seconds (one ``stat``, and a
 read only when it changed): a new pid re-arms the watch. After an exit the watch re-arms
 only when the file changes, because a crashed service leaves its pid file behind and
-the pid in it may be recycled by an unrelated process. A missing file, a file that does
-not hold a pid, or a pid with no process are states with a clear reason, never events.
-The pid is read in the watch's own pid namespace.
+the pid in it may be recycled by an unrelated process. For the same reason a pid whose
+process started after the pid file was last written is not armed (``STALE``): a service
+writes its pid file once it runs, so a younger process took a recycled pid (start time
+from /proc, ``procfs``, checked after ``pidfd_open`` so the pidfd holds the process
+that was checked). A missing file, a file that does not hold a pid, a pid with no
+process or a stale one are states with a clear reason, never events. The pid is read in
+the watch's own pid namespace.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from types import TracebackType
 
 import structlog
 
+from anycast_announcer.procfs import started_at
+
 __all__ = [
     "PidFileState",
     "PidFileStatus",
@@ -35,6 +41,9 @@ log = structlog.get_logger("anycast_announcer.events")
 
 _MAX_PID_FILE = 64  # a pid file holds one number; anything longer is not one
 _PID_MAX = 1 << 22  # PID_MAX_LIMIT on 64-bit Linux
+_START_SLACK = 2.0
+"""Seconds a process may seem to start after its pid file's mtime: the boot time that
+start times count from is whole seconds, and file timestamps are coarse too."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +62,8 @@ class PidFileState(enum.Enum):
     MISSING = "missing"
     INVALID = "invalid"
     NO_PROCESS = "no process"
+    STALE = "stale"
+    """The pid's process started after the pid file was written: a recycled pid."""
     CLOSED = "closed"
 
 
@@ -209,10 +220,30 @@ class PidFileWatch:
         except OSError as exc:
             self._problem(PidFileState.NO_PROCESS, pid, f"pidfd_open({pid}): {exc.strerror}")
             return
+        if self._recycled(pid):
+            os.close(pidfd)
+            return
         self._pidfd, self._pid = pidfd, pid
         asyncio.get_running_loop().add_reader(pidfd, self._exited)
         self._status = PidFileStatus(PidFileState.WATCHING, pid, f"watching {pid}")
         log.info("process_watch_armed", pid=pid, pid_file=str(self.pid_file))
+
+    def _recycled(self, pid: int) -> bool:
+        """Whether ``pid``'s process is younger than the pid file (then say so)."""
+        identity = self._seen[0]
+        started = started_at(pid)
+        if identity is None or started is None:
+            return False
+        written = identity[2] / 1e9
+        if started <= written + _START_SLACK:
+            return False
+        self._status = PidFileStatus(
+            PidFileState.STALE,
+            pid,
+            f"process {pid} started after {self.pid_file} was written: a recycled pid",
+        )
+        log.info("pid_file_unusable", pid_file=str(self.pid_file), reason=self._status.detail)
+        return True
 
     def _disarm(self) -> None:
         if self._pidfd is not None:

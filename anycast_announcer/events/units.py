@@ -9,22 +9,40 @@ the signals and reports every change of ActiveState as a :class:`UnitStateChange
 unit is *serving* while its state is ``active`` or ``reloading``; ``failed``,
 ``deactivating``, ``inactive`` and ``activating`` (a restart in progress) are not.
 
-If the bus connection is lost (the bus restarted), the watch says so in :attr:`lost` and
-reports nothing more; its owner reopens it (the probes cover the gap).
+Only systemd may report a change. Match rules filter broadcast signals, but a unicast
+signal reaches its destination whatever the rules say, and the bus lets any client
+send one: so every PropertiesChanged must come from the unique name that owns
+``org.freedesktop.systemd1`` (asked with GetNameOwner, and followed through
+NameOwnerChanged when systemd re-executes or reconnects); anything else is counted in
+:attr:`rejected`, logged, and dropped.
+
+If the bus connection is lost (the bus restarted), :attr:`lost` is true and the watch
+reconnects by itself, backing off from ``RECONNECT_DELAY`` to ``RECONNECT_DELAY_MAX``;
+once back, it re-subscribes and reads every watched unit's state again, reporting what
+changed while it was away (the probes cover the gap meanwhile).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 import structlog
 
-from anycast_announcer.events.dbus import DBusConnection, DBusMessage
+from anycast_announcer.events.dbus import DBusConnection, DBusError, DBusMessage
 
-__all__ = ["SYSTEM_BUS", "UnitStateChanged", "UnitWatch", "serving_state", "unit_path"]
+__all__ = [
+    "RECONNECT_DELAY",
+    "RECONNECT_DELAY_MAX",
+    "SYSTEM_BUS",
+    "UnitStateChanged",
+    "UnitWatch",
+    "serving_state",
+    "unit_path",
+]
 
 log = structlog.get_logger("anycast_announcer.events")
 
@@ -33,6 +51,14 @@ _SYSTEMD = "org.freedesktop.systemd1"
 _UNIT_IFACE = "org.freedesktop.systemd1.Unit"
 _PROPERTIES = "org.freedesktop.DBus.Properties"
 _BUS = ("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus")
+_OWNER_MATCH = (
+    "type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',"
+    f"interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='{_SYSTEMD}'"
+)
+RECONNECT_DELAY = 0.2
+"""Seconds before the first attempt to reopen a lost bus connection (then doubling)."""
+RECONNECT_DELAY_MAX = 5.0
+_BUS_ERRORS = (OSError, ConnectionError, DBusError, TimeoutError)
 
 
 def unit_path(unit: str) -> str:
@@ -84,21 +110,54 @@ class UnitWatch:
         self._connection: DBusConnection | None = None
         self._units: dict[str, str] = {}  # object path -> unit name
         self._states: dict[str, str] = {}  # unit name -> last ActiveState
+        self._owner: str | None = None  # systemd's unique name on the bus
+        self._tasks: set[asyncio.Task[None]] = set()
         self.signals = 0
+        self.rejected = 0
+        """Unit signals dropped because systemd did not send them (forged or stale)."""
+        self.reconnects = 0
         self.lost = False
 
     async def open(self) -> None:
         """Connect, authenticate and subscribe to systemd's signals."""
         if self._connection is not None:
             return
-        self._connection = await DBusConnection.connect(self._bus, self._signal, self._lost)
-        await self._manager("Subscribe")
+        await self._connect()
 
     def close(self) -> None:
         """Close the connection (which also ends the subscription and the matches)."""
+        for task in self._tasks:
+            task.cancel()
+        self._tasks.clear()
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+
+    @property
+    def unique_name(self) -> str:
+        """This watch's own name on the bus ("" when not connected)."""
+        return self._connection.unique_name if self._connection is not None else ""
+
+    async def _connect(self) -> None:
+        """Connect, learn who systemd is, subscribe, and match every watched unit."""
+        connection = await DBusConnection.connect(self._bus, self._signal, self._lost)
+        self._connection = connection
+        try:
+            # The owner match before asking, so a change in between is not missed.
+            await self._bus_call("AddMatch", _OWNER_MATCH)
+            try:
+                (owner,) = await connection.call(*_BUS, "GetNameOwner", "s", (_SYSTEMD,))
+            except DBusError:  # NameHasNoOwner: systemd is not on this bus (yet)
+                owner = None
+            self._owner = str(owner) if owner else None
+            for path in sorted(self._units):
+                await self._bus_call("AddMatch", _match(path))
+            if self._owner is not None:
+                await self._manager("Subscribe")
+        except BaseException:
+            connection.close()
+            self._connection = None
+            raise
 
     async def __aenter__(self) -> UnitWatch:
         await self.open()
@@ -120,6 +179,11 @@ class UnitWatch:
     async def watch(self, units: Iterable[str]) -> None:
         """Watch exactly ``units`` from now on; read the current state of new ones."""
         wanted = set(units)
+        if self._connection is None and self.lost:
+            # Reconnecting: the matches and states are set up once the bus is back.
+            self._units = {unit_path(unit): unit for unit in wanted}
+            self._states = {unit: self._states.get(unit, "unknown") for unit in wanted}
+            return
         for unit in sorted(set(self._states) - wanted):
             await self._bus_call("RemoveMatch", _match(unit_path(unit)))
             self._units.pop(unit_path(unit), None)
@@ -152,8 +216,17 @@ class UnitWatch:
         await self._require().call(*_BUS, member, "s", (rule,))
 
     def _signal(self, message: DBusMessage) -> None:
+        if message.member == "NameOwnerChanged" and message.sender == _BUS[0]:
+            self._owner_changed(message)
+            return
         unit = self._units.get(message.path or "")
         if unit is None or message.member != "PropertiesChanged" or len(message.body) < 2:
+            return
+        if self._owner is None or message.sender != self._owner:
+            self.rejected += 1
+            log.warning(
+                "unit_signal_rejected", unit=unit, sender=message.sender, systemd=self._owner
+            )
             return
         interface, changed = message.body[0], message.body[1]
         if interface != _UNIT_IFACE or not isinstance(changed, dict):
@@ -163,10 +236,36 @@ class UnitWatch:
             self._update(unit, str(changed["ActiveState"]))
         elif "ActiveState" in (message.body[2] if len(message.body) > 2 else ()):
             # Invalidated without a value: ask for it.
-            asyncio.get_running_loop().create_task(self._refresh(unit))
+            self._spawn(self._refresh(unit))
+
+    def _owner_changed(self, message: DBusMessage) -> None:
+        if len(message.body) < 3 or message.body[0] != _SYSTEMD:
+            return
+        new = str(message.body[2]) or None
+        log.info("systemd_owner_changed", old=self._owner, new=new)
+        self._owner = new
+        if new is not None:
+            # A new systemd (re-executed, or back on a restarted bus): subscribe again
+            # and read what changed while no one could tell us.
+            self._spawn(self._resync())
+
+    async def _resync(self) -> None:
+        await self._manager("Subscribe")
+        for unit in sorted(self._states):
+            await self._refresh(unit)
 
     async def _refresh(self, unit: str) -> None:
         self._update(unit, await self.active_state(unit))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("unit_watch_task_failed", error=repr(task.exception()))
 
     def _update(self, unit: str, new: str) -> None:
         old = self._states.get(unit)
@@ -178,4 +277,31 @@ class UnitWatch:
 
     def _lost(self) -> None:
         self.lost = True
+        self._owner = None
         log.warning("unit_watch_bus_lost", bus=self._bus)
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+        self._spawn(self._reopen())
+
+    async def _reopen(self) -> None:
+        """Reconnect with backoff, then report what changed while disconnected."""
+        delay = RECONNECT_DELAY
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await self._connect()
+                for unit in sorted(self._states):
+                    if self._owner is not None:
+                        await self._refresh(unit)
+            except _BUS_ERRORS as error:
+                if self._connection is not None:
+                    self._connection.close()
+                    self._connection = None
+                log.info("unit_watch_reconnect_failed", bus=self._bus, error=str(error))
+                delay = min(delay * 2, RECONNECT_DELAY_MAX)
+                continue
+            self.lost = False
+            self.reconnects += 1
+            log.info("unit_watch_reconnected", bus=self._bus, systemd=self._owner)
+            return

@@ -1,6 +1,6 @@
 """ExaBGP's configuration file and environment, rendered from ours (pure).
 
-Every text value is written quoted and checked by ``exabgp.syntax`` first: ExaBGP resolves
+Every text value is written quoted and checked by ``config.syntax`` first: ExaBGP resolves
 backslash escapes before it tokenises, and quotes end a quoted word, so a value with
 either could change what ExaBGP reads. Numbers and addresses are rendered from ints and
 ``ipaddress`` objects and need no quoting.
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from anycast_announcer.config import BgpConfig
-from anycast_announcer.exabgp.syntax import md5_password_problem, quoted
+from anycast_announcer.config.syntax import md5_password_problem, quoted
 
 __all__ = ["PROCESS_NAME", "render_config", "render_environment"]
 

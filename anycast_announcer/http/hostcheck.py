@@ -11,6 +11,14 @@ written as the address the client actually connected to (a page cannot make a br
 send an IP literal of its own choosing for its own origin). Everything else, including a
 missing Host header, is answered 421. The unix socket is not checked: no browser can
 reach it, and its permissions already decide who may connect.
+
+``GET /metrics`` is not checked either. Prometheus scrapes by whatever name service
+discovery gives it (``srv1.dc1.example:9179``, a CNAME, an address relabelled into a
+name), and a sidecar cannot know those names; a fleet of 200 servers would need each
+one's own names in its config, and a renamed DNS record would turn every target down.
+What a rebinding page could read there is the same text the monitoring system already
+holds: counters and states labelled with names from the config file, no token, no
+secret, nothing it can change (docs/security.md, "The status API").
 """
 
 from __future__ import annotations
@@ -24,9 +32,11 @@ from aiohttp.typedefs import Handler, Middleware
 
 from anycast_announcer.http.app import error_response
 
-__all__ = ["LOOPBACK_NAMES", "host_check_middleware", "host_of"]
+__all__ = ["LOOPBACK_NAMES", "UNCHECKED_PATHS", "host_check_middleware", "host_of"]
 
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "127.0.0.1", "::1"})
+UNCHECKED_PATHS = frozenset({"/metrics"})
+"""Read-only paths any Host may read (why: the module's docstring)."""
 _WILDCARDS = frozenset({"", "0.0.0.0", "::"})  # noqa: S104  # names, not a bind
 
 
@@ -72,7 +82,9 @@ def host_check_middleware(listen_host: str, allowed_hosts: Iterable[str] = ()) -
 
     @web.middleware
     async def check_host(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if _over_unix_socket(request):
+        if _over_unix_socket(request) or (
+            request.method in {"GET", "HEAD"} and request.path in UNCHECKED_PATHS
+        ):
             return await handler(request)
         header = request.headers.get(hdrs.HOST)
         host = host_of(header) if header else ""

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 from pydantic.json_schema import SkipJsonSchema
 
 from anycast_announcer.config import parse_prefix
-from anycast_announcer.configload import kind
+from anycast_announcer.config.document import kind
 
 __all__ = [
     "DEFAULT_DRAIN_REASON",

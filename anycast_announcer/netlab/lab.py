@@ -43,6 +43,7 @@ from anycast_announcer.netlab.plan import (
     validate_lab_name,
 )
 from anycast_announcer.netlab.topology import Node, Topology, default_daemons, parse_daemons
+from anycast_announcer.procfs import start_ticks, stat_fields
 
 __all__ = ["PYTHON_ENV", "Lab", "NodeStatus", "ProcessStatus"]
 
@@ -237,7 +238,7 @@ class Lab:
         tracked = self._read_state()
         _terminate([(p.pid, p.start) for p in tracked])
         namespaces = [ns for ns in self.namespaces() if _ns_exists(ns)]
-        stragglers = [(pid, _start_time(pid) or 0) for ns in namespaces for pid in _ns_pids(ns)]
+        stragglers = [(pid, start_ticks(pid) or 0) for ns in namespaces for pid in _ns_pids(ns)]
         _terminate(stragglers)
         for child in self._children.values():  # reap our own children, no zombies
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -361,7 +362,7 @@ class Lab:
             raise LabError(f"node {node} runs no FRR")
         daemons = {*self._daemons(spec), "zebra"}
         victims = [
-            (pid, _start_time(pid) or 0) for pid in _ns_pids(self.ns(node)) if _comm(pid) in daemons
+            (pid, start_ticks(pid) or 0) for pid in _ns_pids(self.ns(node)) if _comm(pid) in daemons
         ]
         started = time.monotonic()
         for pid, _ in victims:
@@ -593,7 +594,7 @@ class Lab:
     def _track(self, node: str, name: str, pid: int) -> None:
         with self._locked_state():
             tracked = self._read_state()
-            tracked.append(_Tracked(node=node, name=name, pid=pid, start=_start_time(pid) or 0))
+            tracked.append(_Tracked(node=node, name=name, pid=pid, start=start_ticks(pid) or 0))
             self._write_state(tracked)
 
 
@@ -637,22 +638,8 @@ def _ns_pids(ns: str) -> list[int]:
     return [int(pid) for pid in result.stdout.split() if pid.isdigit()]
 
 
-def _stat_fields(pid: int) -> list[str] | None:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name is in parentheses and may contain spaces; fields follow the last ')'.
-    return text[text.rfind(")") + 2 :].split()
-
-
-def _start_time(pid: int) -> int | None:
-    fields = _stat_fields(pid)
-    return int(fields[19]) if fields else None  # field 22 of proc(5), 3rd after ')'
-
-
 def _alive(pid: int, start: int) -> bool:
-    fields = _stat_fields(pid)
+    fields = stat_fields(pid)
     if fields is None or fields[0] in ("Z", "X"):
         return False
     return start == 0 or int(fields[19]) == start

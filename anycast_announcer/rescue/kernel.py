@@ -40,7 +40,8 @@ from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
 
 from anycast_announcer.config import RescueConfig
-from anycast_announcer.rescue.addressing import IPAddress
+from anycast_announcer.connections import unmapped
+from anycast_announcer.overlay import IPAddress
 from anycast_announcer.rescue.counters import RescueCounters, parse_counters
 from anycast_announcer.rescue.diff import (
     DEVICE_SYSCTLS,
@@ -281,12 +282,6 @@ def _overlay_from(ipr: Any, link: Any) -> InstalledOverlay:
     )
 
 
-def _unmapped(address: IPAddress) -> IPAddress:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        return address.ipv4_mapped
-    return address
-
-
 def _established(family: Family) -> list[Flow]:
     """Established TCP sockets of ``family`` as flows (local end first).
 
@@ -298,8 +293,8 @@ def _established(family: Family) -> list[Flow]:
         diag.bind()
         for af in (socket.AF_INET, socket.AF_INET6):
             for message in diag.get_sock_stats(family=af, states=1 << _TCP_ESTABLISHED):
-                local = _unmapped(ipaddress.ip_address(message.get("idiag_src")))
-                remote = _unmapped(ipaddress.ip_address(message.get("idiag_dst")))
+                local = unmapped(ipaddress.ip_address(message.get("idiag_src")))
+                remote = unmapped(ipaddress.ip_address(message.get("idiag_dst")))
                 if local.version == family.version:
                     lport, rport = int(message.get("idiag_sport")), int(message.get("idiag_dport"))
                     found.append(Flow(local, lport, remote, rport))

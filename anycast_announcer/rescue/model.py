@@ -28,7 +28,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from anycast_announcer.config import Config, RescueConfig
-from anycast_announcer.rescue.addressing import (
+from anycast_announcer.overlay import (
     IPAddress,
     member_mac,
     member_token,

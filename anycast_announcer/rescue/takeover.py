@@ -22,7 +22,7 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from anycast_announcer.rescue.addressing import IPAddress
+from anycast_announcer.overlay import IPAddress
 
 __all__ = ["CtEntry", "Flow", "TakeOver", "plan_take_over"]
 

@@ -22,7 +22,8 @@ class ManagedAddresses:
         self._added: list[PrefixConfig] = []
 
     async def add(self, prefixes: Iterable[PrefixConfig]) -> None:
-        """Add every managed address that is not there yet (raises AddressError)."""
+        """Add every managed address that is not there yet (raises AddressError; what
+        was added before the error is remembered, so ``remove_added`` removes it)."""
         for prefix in prefixes:
             if prefix.manage_address and not await self._book.present(
                 prefix.interface, prefix.prefix

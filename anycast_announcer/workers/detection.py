@@ -16,15 +16,16 @@ from __future__ import annotations
 import errno
 import ipaddress
 import socket
-import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import structlog
 
-from anycast_announcer.config import Config, HttpCheck, ServiceConfig, TcpCheck
+from anycast_announcer.config import Config, ServiceConfig
 from anycast_announcer.core.inputs import AddressChanged, IPAddress, ServiceFailed
+from anycast_announcer.endpoints import check_endpoint
 from anycast_announcer.events.addresses import AddressEvent, AddressWatch
+from anycast_announcer.events.dbus import DBusError
 from anycast_announcer.events.listeners import ListenerGone, ListenerWatch
 from anycast_announcer.events.processes import PidFileWatch, ProcessExited
 from anycast_announcer.events.rtnl import Interest
@@ -157,7 +158,7 @@ class Detection:
                 self._units = UnitWatch(self._unit_changed, config.detection.systemd_bus)
                 await self._units.open()
             await self._units.watch(self._by_unit)
-        except (OSError, ConnectionError, ValueError) as error:
+        except (OSError, ConnectionError, ValueError, DBusError) as error:
             log.warning("unit_watch_unavailable", error=str(error), units=sorted(self._by_unit))
             if self._units is not None:
                 self._units.close()
@@ -193,18 +194,10 @@ def watchable(
 def listen_target(service: ServiceConfig) -> ListenTarget | None:
     """The address and port a tcp or http(s) check's service listens on, when the check
     names an address literal (a name may resolve to several addresses: not watched)."""
-    check = service.check
-    if isinstance(check, TcpCheck):
-        host, port = check.host, check.port
-    elif isinstance(check, HttpCheck):
-        parts = urllib.parse.urlsplit(check.url)
-        host = parts.hostname or ""
-        try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-        except ValueError:
-            return None
-    else:
+    endpoint = check_endpoint(service.check)
+    if endpoint is None:
         return None
+    host, port = endpoint
     try:
         address: IPAddress = ipaddress.ip_address(host)
     except ValueError:

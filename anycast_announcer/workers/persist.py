@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import structlog
 
@@ -22,7 +22,11 @@ class DrainStateWriter:
     changes come while a write is under way, only the newest is written next.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self, save: Callable[[str, Sequence[PersistedDrain]], None] = save_drain_state
+    ) -> None:
+        self._save = save
+        """Writes the file (blocking, in a thread); tests put a fake here."""
         self._latest: tuple[str, Sequence[PersistedDrain]] | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -42,6 +46,6 @@ class DrainStateWriter:
             path, drains = self._latest
             self._latest = None
             try:
-                await asyncio.to_thread(save_drain_state, path, drains)
+                await asyncio.to_thread(self._save, path, drains)
             except OSError as error:
                 log.error("drain_state_not_saved", path=path, error=str(error))

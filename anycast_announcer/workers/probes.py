@@ -53,6 +53,10 @@ class ProbeScheduler:
             if wanted.get(name) != spec:
                 task.cancel()
                 del self._tasks[name]
+        for name in set(self._fast) - set(wanted):
+            # The core forgets a removed service's cadence: so must we, or the same name
+            # added back later would start fast with no one to slow it down.
+            del self._fast[name]
         new = [(i, s) for i, s in enumerate(services) if s.name not in self._tasks]
         for rank, (index, service) in enumerate(new):
             first, phase = start_offsets(service, rank, len(new), index, len(services))
@@ -132,4 +136,7 @@ def next_slot(origin: float, interval: float, after: float) -> float:
     """The first time ``origin`` + k x ``interval`` (k >= 0) later than ``after``."""
     if after < origin:
         return origin
-    return origin + interval * (math.floor((after - origin) / interval) + 1)
+    slot = origin + interval * (math.floor((after - origin) / interval) + 1)
+    # Rounding can land the slot on ``after`` itself (0.05 + 2.0 vs 2.05): a probe due
+    # now would run twice at once, so the slot after it is the one.
+    return slot if slot > after else slot + interval

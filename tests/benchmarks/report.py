@@ -572,6 +572,13 @@ def write(results: Results, docs: Path, notes: list[str]) -> Path:
     plot_cost(results, out / "cost.png")
     plot_ceiling(results, out / "ceiling.png")
     plot_sessions(results, out / "sessions.png")
+    path = docs / "benchmarks.md"
+    path.write_text(render(results, notes), encoding="utf-8")
+    return path
+
+
+def render(results: Results, notes: list[str]) -> str:
+    """The text of docs/benchmarks.md: every figure in it comes from ``results``."""
     m = results["machine"]
     run = results["run"]
     lines = [
@@ -583,8 +590,8 @@ def write(results: Results, docs: Path, notes: list[str]) -> Path:
         "",
         *_provenance(run),
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Linux {m['kernel']}, "
-        f"Python {m['python']}, FRR {m['frr']}, ExaBGP {m['exabgp']}. The cores were shared "
-        "with other test runs unless the lead regenerated this in a quiet period.",
+        f"Python {m['python']}, FRR {m['frr']}, ExaBGP {m['exabgp']}. Other test runs may have "
+        "shared the cores.",
         "",
         "Lab: `containerlab/bench/` (spine1 - leaf1 - srv1..srv8 + client, network namespaces,"
         " FRR on leaf1 and spine1). One clock: `time.time()` on this host; sidecar logs "
@@ -685,6 +692,4 @@ def write(results: Results, docs: Path, notes: list[str]) -> Path:
         *[f"- {note}" for note in notes],
         "",
     ]
-    path = docs / "benchmarks.md"
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
+    return "\n".join(lines)

@@ -10,7 +10,7 @@ from tests.benchmarks.common import number
 
 Results = dict[str, Any]
 
-__all__ = ["section", "session_pairs", "targets"]
+__all__ = ["rescue_costs", "section", "session_pairs", "targets", "with_rescue_costs"]
 
 
 def session_pairs(results: Results) -> dict[tuple[int, str], dict[bool, dict[str, Any]]]:
@@ -222,3 +222,154 @@ def section(results: Results) -> list[str]:
         *_orphans_table(rescue["orphans"]),
         "",
     ]
+
+
+# -- the Costs section of docs/rescue.md ---------------------------------------------------
+
+COSTS_BEGIN = "<!-- costs: generated from docs/benchmarks/*.json by tests.benchmarks.run -->"
+COSTS_END = "<!-- costs: end -->"
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:.0f}%"
+
+
+def _cost_sessions(results: Results) -> str:
+    rows = results.get("sessions", [])
+    off = [r for r in rows if not r.get("rescue")]
+    on = [r for r in rows if r.get("rescue")]
+    innocent_on = max((_innocent_broken(r) for r in on), default=0)
+    own_on = max(
+        (r["broken_on_affected"] for r in on if r["event"] in ("withdrawal", "drain")), default=0
+    )
+    sizes = ", ".join(str(n) for n in sorted({r["servers"] for r in rows}))
+    sessions = sorted({r["sessions"] for r in rows})
+    innocent = "no session" if innocent_on == 0 else f"at most {innocent_on} sessions"
+    own = "none" if own_on == 0 else f"at most {own_on}"
+    return (
+        f"- **Sessions**: with rescue on, {innocent} on a server that did nothing wrong "
+        f"broke in any event (failure, withdrawal, hook-less drain, weight change, "
+        f"addition; N = {sizes}; {'/'.join(map(str, sessions))} sessions each), and a "
+        f"withdrawn or drained server lost {own} of its own. Without rescue the same "
+        f"events broke {min(r['broken'] for r in off)} to {max(r['broken'] for r in off)} "
+        f"of the {'/'.join(map(str, sessions))}."
+    )
+
+
+def _cost_copies(results: Results) -> str:
+    by_n: dict[int, list[dict[str, Any]]] = {}
+    for row in results.get("sessions", []):
+        counters = row.get("rescue_counters")
+        if counters and counters.get("copies_per_rescued") is not None:
+            by_n.setdefault(row["servers"], []).append(counters)
+    copies = ", ".join(
+        f"{statistics.median(c['copies_per_rescued'] for c in rows):.2f} (N = {n})"
+        for n, rows in sorted(by_n.items())
+    )
+    feedback = statistics.median(c["feedback_per_rescued"] for rows in by_n.values() for c in rows)
+    return (
+        f"- **Copies per rescued packet**: {copies}, against N - 1 without learning: a "
+        "flow is replicated to every peer until its owner's feedback arrives (a packet or "
+        "two), then goes to the owner only. Feedback adds one packet per flow per second "
+        f"after a burst of 3: {feedback:.2f} per rescued packet for the benchmark's "
+        "sessions (about 3 packets a second each), nothing to speak of for bulk flows."
+    )
+
+
+def _cost_throughput(rows: list[dict[str, Any]]) -> str:
+    ratios = _bulk_ratios(rows)
+    by = {(r["direction"], r.get("rate", "max"), r["path"], r["rescue"]): r for r in rows}
+    rescued, direct = by[("upload", "max", "rescued", True)], by[("upload", "max", "direct", True)]
+    paced = next((k for k in ratios if k.startswith("upload at")), None)
+    paced_text = f"; {paced} {_percent(ratios[paced])}" if paced else ""
+    return (
+        "- **Throughput** of one iperf3 flow, rescued against direct (both with rescue "
+        f"installed): download (only ACKs rescued) {_percent(ratios['download'])}"
+        f"{paced_text}; upload at full speed {_percent(ratios['upload'])}. On one host the "
+        "rescued path crosses the forwarder's stack and the router twice more, on the "
+        "same two cores, so it is CPU-bound earlier; whole-host CPU per GB moved was "
+        f"{rescued['cpu_seconds_per_gb']:.2f} s rescued against "
+        f"{direct['cpu_seconds_per_gb']:.2f} s direct (upload, full speed). On real "
+        "servers the forwarder's copy, its VXLAN encapsulation and the owner's "
+        "decapsulation are what it costs."
+    )
+
+
+def _cost_ownership(rows: list[dict[str, Any]]) -> str:
+    by = {(r["direction"], r.get("rate", "max"), r["path"], r["rescue"]): r for r in rows}
+    pairs = [
+        (by[(d, "max", "direct", True)], by[(d, "max", "direct", False)])
+        for d in ("upload", "download")
+    ]
+    losses = [1 - on[k] / off[k] for on, off in pairs for k in ("gbit_per_s", "best_gbit_per_s")]
+    (up_on, up_off), (down_on, down_off) = pairs
+    return (
+        "- **Ownership check**: conntrack plus a few rules for every packet of an anycast "
+        "address (and conntrack for the rest of the namespace's traffic of that family). "
+        f"Direct throughput with rescue installed was {_percent(min(losses))} to "
+        f"{_percent(max(losses))} below the runs without (medians "
+        f"{up_on['gbit_per_s']:.1f} against {up_off['gbit_per_s']:.1f} Gbit/s upload and "
+        f"{down_on['gbit_per_s']:.1f} against {down_off['gbit_per_s']:.1f} download, best "
+        f"runs {up_on['best_gbit_per_s']:.1f} and {down_on['best_gbit_per_s']:.1f} against "
+        f"{up_off['best_gbit_per_s']:.1f} and {down_off['best_gbit_per_s']:.1f}; CPU per GB "
+        f"{up_on['cpu_seconds_per_gb']:.2f} against {up_off['cpu_seconds_per_gb']:.2f} and "
+        f"{down_on['cpu_seconds_per_gb']:.2f} against {down_off['cpu_seconds_per_gb']:.2f}); "
+        "part of it is the clamped MSS (1410 instead of 1460 bytes in this lab, 3.5% more "
+        "packets per byte), the rest is conntrack and the rules."
+    )
+
+
+def _cost_pmtud(rows: list[dict[str, Any]]) -> str:
+    def done(rescue: bool) -> tuple[int, int]:
+        picked = [r for r in rows if bool(r["rescue"]) == rescue]
+        return sum(sum(r["completed"].values()) for r in picked), sum(r["count"] for r in picked)
+
+    (on_done, on_all), (off_done, off_all) = done(True), done(False)
+    families = " and ".join(f"IPv{f}" for f in sorted({r["family"] for r in rows}))
+    return (
+        "- **PMTUD**: with a 1400-byte link on the client's side, "
+        f"{on_done} of {on_all} large downloads completed with rescue ({families}), "
+        f"{off_done} of {off_all} without (only the server the ICMP errors reached)."
+    )
+
+
+def _cost_orphans(rows: list[dict[str, Any]]) -> str:
+    by = {r["case"]: r for r in rows}
+    off, on, learnt = by["rescue off"], by["rescue on"], by["rescue on, learnt first"]
+
+    def p50(row: dict[str, Any]) -> str:
+        return f"{row['seconds_to_reset']['p50']:.1f} s"
+
+    elsewhere = "none" if on["broken_elsewhere"] == 0 else str(on["broken_elsewhere"])
+    return (
+        "- **Orphans**: time until the client sees the reset of a dead server's session "
+        f"(median): {p50(off)} without rescue, {p50(on)} with (probation), {p50(learnt)} "
+        "when the flow had been rescued and learnt before the server died "
+        "(`learn_timeout`, then probation, then TCP's retransmission backoff); and without "
+        f"rescue the same death broke {off['broken_elsewhere']} sessions on the healthy "
+        f"servers, with rescue {elsewhere}."
+    )
+
+
+def rescue_costs(results: Results) -> list[str]:
+    """The measured bullets of docs/rescue.md's Costs section, between their markers."""
+    rescue = results["rescue"]
+    return [
+        COSTS_BEGIN,
+        _cost_sessions(results),
+        _cost_copies(results),
+        _cost_throughput(rescue["throughput"]),
+        _cost_ownership(rescue["throughput"]),
+        _cost_pmtud(rescue["pmtud"]),
+        _cost_orphans(rescue["orphans"]),
+        COSTS_END,
+    ]
+
+
+def with_rescue_costs(page: str, results: Results) -> str:
+    """docs/rescue.md's text with the block between the markers generated again."""
+    head, begin, rest = page.partition(COSTS_BEGIN)
+    _, end, tail = rest.partition(COSTS_END)
+    if not begin or not end:
+        raise ValueError("docs/rescue.md lacks the costs markers")
+    return head + "\n".join(rescue_costs(results)) + tail

@@ -30,6 +30,7 @@ from anycast_announcer.netlab import Lab
 from tests.benchmarks import cost, detection, rescue, sessions, withdraw
 from tests.benchmarks.common import CheckSettings, bench_lab, machine
 from tests.benchmarks.report import write
+from tests.benchmarks.rescue_report import with_rescue_costs
 from tests.benchmarks.sessions import EVENTS
 from tests.lablib import REPO_ROOT
 
@@ -82,7 +83,7 @@ QUICK = Sizes(
     detection_sizes=detection.QUICK,
 )
 
-NOTES = [
+STATIC_NOTES = [
     "healthcheck is measured at the sizes in the cost table only (each instance is a "
     "Python process of its own); rows marked *extrapolated* scale its measured per-probe "
     "CPU (constant: one fork+exec of a shell per probe) and fit RSS linearly through the "
@@ -115,29 +116,67 @@ NOTES = [
     "hash-threshold moves far more flows than RFC 2992's textbook case; the measured "
     "breaks follow the kernel-order expectation. Resilient next-hop groups would fix "
     "this but FRR 8.4 cannot install BGP routes through them.",
-    "Profile (`python -m tests.benchmarks.profiling`, py-spy): before this run, 47% of "
-    "the sidecar's samples at 500 services were asyncio's getaddrinfo thread pool "
-    "(called even for IP literals) and about 20% recomputing every prefix after every "
-    "probe. Both are fixed: literals skip the resolver, queued inputs are applied in one "
-    "batch, and the decision step is skipped when no state changed (most probe results "
-    "change nothing). What remains per probe is the connect itself (about a quarter of "
-    "the samples in `sock_connect`) and asyncio's scheduling around it.",
-    "CPU target (20x less per probe than healthcheck at 50 services): missed, and not "
-    "reachable by tuning alone in this design. The sidecar's per-probe cost is about "
-    "0.45-0.5 ms of Python/asyncio work around a non-blocking connect; on top, both "
-    "systems pay an ExaBGP reactor that idles at about 1% of a core, which at 50 "
-    "probes/s is 0.2 ms per probe by itself. healthcheck pays about 6.3 ms per probe "
-    "(a fork+exec of a shell). So the ratio is bounded near 8-10x at 50 services; it "
-    "grows with the number of services (the idle share shrinks) and the absolute cost "
-    "stays small (5% of a core at 50 services, 24% at 500, against an extrapolated 3 "
-    "cores for healthcheck). Reaching 20x would need a probe engine outside Python or "
-    "fewer wake-ups per probe (e.g. batching connects per tick).",
+    "Profile (`python -m tests.benchmarks.profiling`, py-spy) at 500 services: IP "
+    "literals skip the resolver (asyncio's getaddrinfo thread pool), queued inputs are "
+    "applied in one batch, and the decision step is skipped when no state changed (most "
+    "probe results change nothing). What remains per probe is the connect itself "
+    "(`sock_connect`) and asyncio's scheduling around it.",
     "Schedule lag: probes are spread over the whole interval (they used to start in "
     "the first tenth, which made every service probe in the same 100 ms burst), and "
     "the sidecar exports `anycast_probe_schedule_lag_seconds` on /metrics; this "
     "benchmark still measures lag from outside, as a lower bound that includes the "
     "listener's own delay.",
 ]
+
+
+def _cpu_note(results: dict[str, Any]) -> str:
+    """Why the CPU target is missed, with the figures of this run's cost section."""
+    rows = {(r["system"], r["services"]): r for r in results["cost"]["rows"]}
+    for row in results["cost"].get("extrapolated", []):
+        rows.setdefault((row["system"], row["services"]), row)
+    idle = {r["system"]: r for r in results["cost"].get("idle", [])}
+    mine, theirs = rows.get(("sidecar", 50)), rows.get(("healthcheck", 50))
+    big, big_theirs = rows.get(("sidecar", 500)), rows.get(("healthcheck", 500))
+    if not (mine and theirs and big and big_theirs and "sidecar" in idle):
+        return "CPU target: the cost section of this run is incomplete."
+    ratio = theirs["cpu_per_1000_probes"] / mine["cpu_per_1000_probes"]
+    ratio_big = big_theirs["cpu_per_1000_probes"] / big["cpu_per_1000_probes"]
+    idle_percent = idle["sidecar"]["cpu_percent"]
+    # At 50 services and a 1 s interval the sidecar makes 50 probes a second, so the
+    # idle process tree's CPU (ExaBGP's reactor, the sidecar's timers) is this much per probe.
+    idle_per_probe_ms = idle_percent / 100 / 50 * 1000
+    hit = "hit" if ratio >= 20 else "missed"
+    extrapolated = " (extrapolated)" if big_theirs.get("extrapolated") else ""
+    return (
+        f"CPU target (20x less per probe than healthcheck at 50 services): {hit} at "
+        f"{ratio:.1f}x. The sidecar costs {mine['cpu_per_1000_probes']:.3f} ms of CPU per "
+        f"probe at 50 services, of which the idle process tree (ExaBGP's reactor and the "
+        f"sidecar's timers, {idle_percent:.1f}% of a core with nothing to probe) is "
+        f"{idle_per_probe_ms:.2f} ms; healthcheck costs "
+        f"{theirs['cpu_per_1000_probes']:.3f} ms (a fork+exec of a shell per probe). The "
+        f"ratio grows with the number of services as the idle share shrinks: "
+        f"{ratio_big:.1f}x at 500 against healthcheck{extrapolated}. In absolute terms the "
+        f"sidecar used {mine['cpu_percent']:.1f}% of a core at 50 services and "
+        f"{big['cpu_percent']:.1f}% at 500, against {big_theirs['cpu_percent'] / 100:.2f} "
+        f"cores{extrapolated} for healthcheck at 500. Reaching 20x at 50 services would "
+        "need a probe engine outside Python or fewer wake-ups per probe (e.g. batching "
+        "connects per tick)."
+    )
+
+
+def write_rescue_costs(results: dict[str, Any], docs: Path) -> Path:
+    """Regenerate the measured bullets of rescue.md's Costs section; its path."""
+    path = docs / "rescue.md"
+    if path.exists() and results.get("rescue"):
+        path.write_text(
+            with_rescue_costs(path.read_text(encoding="utf-8"), results), encoding="utf-8"
+        )
+    return path
+
+
+def notes(results: dict[str, Any]) -> list[str]:
+    """The notes under the tables; those with figures are computed from ``results``."""
+    return [*STATIC_NOTES[:-1], _cpu_note(results), STATIC_NOTES[-1]]
 
 
 def _withdraw(lab: Lab, sizes: Sizes, workdir: Path) -> Any:
@@ -265,7 +304,7 @@ def merge(stored: dict[str, Any], fresh: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _stored(docs: Path) -> dict[str, Any]:
+def stored_results(docs: Path) -> dict[str, Any]:
     return {
         path.stem: json.loads(path.read_text(encoding="utf-8"))
         for path in sorted((docs / "benchmarks").glob("*.json"))
@@ -328,7 +367,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     if args.from_json:
-        print(write(_stored(args.docs), args.docs, NOTES))
+        stored = stored_results(args.docs)
+        print(write(stored, args.docs, notes(stored)))
+        print(write_rescue_costs(stored, args.docs))
         return 0
     unknown = [name for name in args.only if name not in SECTIONS]
     if unknown:
@@ -338,9 +379,10 @@ def main(argv: list[str] | None = None) -> int:
         workdir.chmod(0o755)  # ExaBGP and FRR read configs from here
         results = collect(QUICK if args.quick else FULL, workdir, args.only)
     if set(results["run"]["sections"]) != set(SECTIONS):
-        results = merge(_stored(args.docs), results)
-    path = write(results, args.docs, NOTES)
+        results = merge(stored_results(args.docs), results)
+    path = write(results, args.docs, notes(results))
     print(path)
+    print(write_rescue_costs(results, args.docs))
     failed = results["run"]["failed"]
     if failed:
         print(f"failed sections (kept from the stored JSON): {', '.join(failed)}")

@@ -163,7 +163,7 @@ class TestMutating:
         assert await cli("drain", "--url", sidecar.url) == EXIT_FAILURE
         err = capsys.readouterr().err
         assert "missing bearer token" in err
-        assert "hint: pass --token-file or set $ANYCAST_ANNOUNCER_TOKEN_FILE" in err
+        assert "hint: pass -c CONFIG (its http.token_file), --token-file" in err
 
     async def test_unsafe_token_file_is_a_usage_error(
         self, sidecar: Sidecar, token_file: str, capsys: pytest.CaptureFixture[str]
@@ -189,6 +189,103 @@ class TestMutating:
             await runner.cleanup()
         assert code == EXIT_FAILURE
         assert "no token configured (http.token_file)" in capsys.readouterr().err
+
+
+MISSING_TOKEN_FILE = "/nonexistent/token"  # noqa: S105  # a path that does not exist
+
+
+def write_config(tmp_path: Path, **http: str) -> str:
+    """The smallest config whose http section is ``http``."""
+    path = tmp_path / "sidecar.yaml"
+    document = {
+        "bgp": {
+            "local_as": 65101,
+            "router_id": "10.0.0.11",
+            "peers": [{"address": "192.0.2.1", "peer_as": 65001}],
+        },
+        "services": [{"name": "web", "check": {"type": "tcp", "host": "127.0.0.1", "port": 80}}],
+        "prefixes": [{"prefix": "198.51.100.10/32", "services": ["web"]}],
+        "http": http,
+    }
+    path.write_text(json.dumps(document))
+    return str(path)
+
+
+class TestFromConfig:
+    """-c CONFIG: the sidecar is reached where its config says, with its token file."""
+
+    async def test_status_follows_http_listen(
+        self, sidecar: Sidecar, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        listen = sidecar.url.removeprefix("http://")
+        assert await cli("status", "-c", write_config(tmp_path, listen=listen)) == EXIT_OK
+        assert "10.255.0.1/32" in capsys.readouterr().out
+
+    async def test_wildcard_listen_is_reached_over_loopback(
+        self, sidecar: Sidecar, tmp_path: Path
+    ) -> None:
+        port = sidecar.url.rpartition(":")[2]
+        config = write_config(tmp_path, listen=f"0.0.0.0:{port}")
+        assert await cli("status", "--json", "-c", config) == EXIT_OK
+
+    async def test_unix_socket_when_tcp_is_off(self, sidecar: Sidecar, tmp_path: Path) -> None:
+        config = write_config(tmp_path, listen="", unix_socket=sidecar.socket)
+        assert await cli("status", "-c", config) == EXIT_OK
+
+    async def test_drain_reads_the_token_file_of_the_config(
+        self, sidecar: Sidecar, tmp_path: Path, token_file: str
+    ) -> None:
+        listen = sidecar.url.removeprefix("http://")
+        config = write_config(tmp_path, listen=listen, token_file=token_file)
+        assert await cli("drain", "-c", config, "--reason", "upgrade") == EXIT_OK
+        assert await cli("reload", "-c", config) == EXIT_OK
+        assert sidecar.control.calls[0] == ("drain", None, "upgrade")
+        assert len(sidecar.control.calls) == 2
+
+    async def test_command_line_wins_over_the_config(
+        self, sidecar: Sidecar, tmp_path: Path, token_file: str
+    ) -> None:
+        """--url beats http.listen, --token-file beats http.token_file."""
+        config = write_config(
+            tmp_path, listen=f"127.0.0.1:{_closed_port()}", token_file=MISSING_TOKEN_FILE
+        )
+        code = await cli("undrain", "-c", config, "--url", sidecar.url, "--token-file", token_file)
+        assert code == EXIT_OK
+
+    async def test_config_wins_over_the_environment(
+        self,
+        sidecar: Sidecar,
+        tmp_path: Path,
+        token_file: str,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        monkeypatch.setenv("ANYCAST_ANNOUNCER_TOKEN_FILE", token_file)
+        listen = sidecar.url.removeprefix("http://")
+        config = write_config(tmp_path, listen=listen, token_file=MISSING_TOKEN_FILE)
+        assert await cli("undrain", "-c", config) == EXIT_USAGE
+        assert "token file /nonexistent/token: not found" in capsys.readouterr().err
+
+    def test_no_api_in_the_config_is_a_usage_error(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        assert main(["status", "-c", write_config(tmp_path, listen="")]) == EXIT_USAGE
+        assert "serves no API" in capsys.readouterr().err
+
+    def test_invalid_config_is_a_usage_error_without_traceback(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        config = write_config(tmp_path, listen="not-a-port")
+        assert main(["drain", "-c", config]) == EXIT_USAGE
+        err = capsys.readouterr().err
+        assert "http.listen" in err
+        assert "Traceback" not in err
+
+    def test_missing_config_file_is_named(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        assert main(["status", "-c", str(tmp_path / "absent.yaml")]) == EXIT_USAGE
+        assert "absent.yaml" in capsys.readouterr().err
 
 
 class TestCannotConnect:

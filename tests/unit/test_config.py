@@ -92,7 +92,7 @@ class TestValidConfig:
 
 
 class TestRules:
-    """Each validation rule in config.py, asserted with the exact path it reports."""
+    """Each validation rule of the config package, asserted with the exact path it reports."""
 
     @pytest.mark.parametrize(
         ("old", "new", "expected"),

@@ -26,7 +26,7 @@ from anycast_announcer.config import (
     load_config,
     parse_config,
 )
-from anycast_announcer.configload import (
+from anycast_announcer.config.document import (
     MAX_DEPTH,
     MAX_DOCUMENT_BYTES,
     DocumentError,
@@ -219,7 +219,7 @@ class TestFileLimits:
             f"""
             import resource, sys
             from anycast_announcer.cli import main
-            import anycast_announcer.config, anycast_announcer.configload
+            import anycast_announcer.config, anycast_announcer.config.document
             with open("/proc/self/statm") as statm:
                 size = int(statm.read().split()[0]) * resource.getpagesize()
             resource.setrlimit(resource.RLIMIT_AS, (size + 8 * 2**20, resource.RLIM_INFINITY))

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from anycast_announcer.exabgp.syntax import MD5_PASSWORD_MAX, md5_password_problem
+from anycast_announcer.config.syntax import MD5_PASSWORD_MAX, md5_password_problem
 from anycast_announcer.netlab import Lab
 from tests.integration.sidecars import (
     ANYCAST_V4,

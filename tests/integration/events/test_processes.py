@@ -173,3 +173,26 @@ async def test_no_file_descriptor_leaks(
         proc.kill()
         proc.wait()
     assert open_fds() == before
+
+
+async def test_a_pid_file_older_than_its_process_is_a_recycled_pid(
+    tmp_path: Path, sleepers: list[subprocess.Popen[bytes]]
+) -> None:
+    """Regression: a stale pid file whose pid now belongs to an unrelated process was
+    watched as if it were the service. A service writes its pid file after it starts,
+    so a process that started later than the file was written is not the one named."""
+    pid_file = tmp_path / "svc.pid"
+    proc = start(sleepers, pid_file)
+    written = pid_file.stat().st_mtime - 3600  # as if written an hour before the process
+    os.utime(pid_file, (written, written))
+    seen: list[ProcessExited] = []
+    async with PidFileWatch(pid_file, seen.append, interval=RECHECK) as watch:
+        assert watch.status.state is PidFileState.STALE
+        assert watch.status.pid == proc.pid
+        assert "started after" in watch.status.detail
+        proc.kill()
+        proc.wait()
+        await asyncio.sleep(RECHECK * 5)  # rechecks run; an armed watch would report now
+        assert seen == []
+        replacement = start(sleepers, pid_file)  # rewritten now: a real service's pid
+        await eventually(armed(watch, replacement.pid), "the rewritten pid file not armed")

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from anycast_announcer.events.units import UnitStateChanged, UnitWatch
+from anycast_announcer.events.dbus import DBusConnection
+from anycast_announcer.events.units import UnitStateChanged, UnitWatch, unit_path
 from tests.integration.events.support import eventually
 from tests.integration.events.systemd_user import UserManager, user_manager
 
@@ -112,3 +113,62 @@ def test_bus_path_is_under_the_test_directory(manager: UserManager, tmp_path: Pa
     """The manager's bus is ours, not the host's."""
     assert manager.bus.is_socket()
     assert str(manager.bus).startswith(str(manager.root))
+
+
+async def _forge_failure(manager: UserManager, target: str, unit: str) -> None:
+    """Another client on the bus sends ``target`` a unicast PropertiesChanged: failed."""
+    async with await DBusConnection.connect(str(manager.bus), lambda _: None) as forger:
+        await forger.emit_signal(
+            unit_path(unit),
+            "org.freedesktop.DBus.Properties",
+            "PropertiesChanged",
+            "sa{sv}as",
+            ("org.freedesktop.systemd1.Unit", {"ActiveState": ("s", "failed")}, []),
+            destination=target,
+        )
+        # A round trip through the bus after the signal: the bus delivers in order.
+        await forger.call(*_BUS, "GetId")
+
+
+_BUS = ("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus")
+
+
+async def test_a_forged_unit_signal_is_ignored(manager: UserManager, unit_watch: Watched) -> None:
+    """Regression: any local client could make a watched unit "fail" with a unicast
+    signal, which match rules do not filter; only systemd's unique name counts."""
+    watch, seen = unit_watch
+    manager.systemctl("start", "evsvc.service")
+    await watch.watch(["evsvc.service"])
+    await _forge_failure(manager, watch.unique_name, "evsvc.service")
+    await eventually(lambda: watch.rejected, "the forged signal never arrived")
+    assert seen == []
+    assert watch.states == {"evsvc.service": "active"}
+    manager.systemctl("stop", "evsvc.service")  # systemd's own signals still count
+    await eventually(lambda: len(seen) == 2, "systemd's stop was not reported")
+
+
+async def test_a_lost_bus_connection_is_reopened_and_missed_changes_reported(
+    manager: UserManager, unit_watch: Watched
+) -> None:
+    """Regression: after the bus went away the watch reported nothing ever again.
+
+    The bus really stops (socket unit and daemon), the unit stops while there is no
+    bus, then the bus comes back: the watch reconnects by itself and reports the change
+    it missed. Kept last: the other tests need the bus.
+    """
+    watch, seen = unit_watch
+    manager.systemctl("start", "evsvc.service")
+    await watch.watch(["evsvc.service"])
+    try:
+        manager.systemctl("stop", "dbus.socket", "dbus.service")
+        await eventually(lambda: watch.lost, "the lost bus connection was not noticed")
+        manager.systemctl("stop", "evsvc.service")
+    finally:
+        manager.systemctl("start", "dbus.socket")
+    await eventually(lambda: not watch.lost, "never reconnected", timeout=30)
+    await eventually(lambda: seen, "the stop missed while disconnected was not reported")
+    assert seen == [UnitStateChanged("evsvc.service", "active", "inactive")]
+    assert watch.reconnects == 1
+    manager.systemctl("start", "evsvc.service")  # and signals flow again
+    await eventually(lambda: len(seen) == 2, "a start after the reconnect was not reported")
+    assert seen[-1].new in ("activating", "active")

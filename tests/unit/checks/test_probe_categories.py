@@ -247,7 +247,12 @@ class TestBodyRegexOffTheLoop:
             stuck = asyncio.get_running_loop().create_task(
                 matcher.search(CATASTROPHIC, EXPLOSIVE_BODY)
             )
-            await asyncio.sleep(0.2)
+            # The stuck search holds the only worker (not a guess that 0.2 s sufficed).
+            deadline = asyncio.get_running_loop().time() + 30
+            while matcher.busy == 0:
+                assert asyncio.get_running_loop().time() < deadline, "the worker never got busy"
+                assert not stuck.done(), stuck
+                await asyncio.sleep(0.01)
             result = await http_probe.probe(
                 http(f"{explosive_base}/fine", body_regex="a"), 0.5, matcher=matcher
             )

@@ -6,7 +6,8 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from anycast_announcer.checks import ProbeResult
+import structlog
+
 from anycast_announcer.config import Config
 from anycast_announcer.core import Instant, SidecarCore
 from anycast_announcer.core import effects as fx
@@ -17,11 +18,14 @@ from anycast_announcer.core.inputs import (
     SessionChanged,
 )
 from anycast_announcer.drainstate import PersistedDrain
+from anycast_announcer.results import ProbeResult
 from anycast_announcer.routes import Route, RouteKey
 
 PEER = "10.0.1.1"
 PREFIX = "10.255.0.1/32"
 WALL_OFFSET = 1_790_000_000.0
+LOG = structlog.get_logger("anycast_announcer")
+"""The logger the shell injects; ``capture_logs`` sees what the core writes to it."""
 
 BASE: dict[str, Any] = {
     "bgp": {
@@ -62,7 +66,9 @@ class Harness:
         restored: Sequence[PersistedDrain] = (),
         now: float = 0.0,
     ) -> None:
-        self.core = SidecarCore(config(data), at(now), config_path="config.yaml", restored=restored)
+        self.core = SidecarCore(
+            config(data), at(now), logger=LOG, config_path="config.yaml", restored=restored
+        )
         self.routes: dict[RouteKey, Route] = {}
         self.effects: list[fx.Effect] = []
         self.workers: set[str] = set()

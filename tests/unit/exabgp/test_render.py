@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from anycast_announcer.config import BgpConfig
+from anycast_announcer.config.syntax import md5_password_problem, quoted
 from anycast_announcer.exabgp.render import render_config, render_environment
-from anycast_announcer.exabgp.syntax import md5_password_problem, quoted
 
 ALLOWED_IN_PASSWORD = "".join(
     char for char in string.printable if char not in string.whitespace + "\"'\\"

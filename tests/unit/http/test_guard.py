@@ -243,6 +243,28 @@ class TestHostCheck:
         async with held(port, 1, payload=b"GET /status HTTP/1.0\r\n\r\n") as [(reader, _)]:
             assert (await reader.readuntil(b"\r\n")).startswith(b"HTTP/1.0 421")
 
+    async def test_metrics_answer_any_host(self, host_checked: tuple[int, str]) -> None:
+        """Prometheus scrapes by names the sidecar cannot know (srv1.dc1.example:9179)."""
+        _, base = host_checked
+        assert await get(f"{base}/metrics", host="srv1.dc1.example:9179") == 200
+        assert await get(f"{base}/metrics?x=1", host="attacker.example") == 200
+
+    @pytest.mark.parametrize("path", ["/status", "/", "/healthz", "/openapi.json", "/metrics/"])
+    async def test_only_metrics_is_unchecked(
+        self, host_checked: tuple[int, str], path: str
+    ) -> None:
+        """The exemption is one read-only path, not a prefix of others."""
+        _, base = host_checked
+        assert await get(f"{base}{path}", host="srv1.dc1.example:9179") == 421
+
+    async def test_writes_to_metrics_are_still_checked(self, host_checked: tuple[int, str]) -> None:
+        _, base = host_checked
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(f"{base}/metrics", headers={"Host": "attacker.example"}) as response,
+        ):
+            assert response.status == 421
+
     async def test_unix_socket_is_not_checked(self, tmp_path: Path) -> None:
         path = str(tmp_path / "api.sock") if len(str(tmp_path)) < 90 else "/tmp/aa-hc.sock"
         config = HttpConfig(listen="127.0.0.1:1", unix_socket=path)

@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from anycast_announcer.rescue.addressing import member_mac, member_token
+from anycast_announcer.overlay import member_mac, member_token
 from anycast_announcer.rescue.model import Family, build_plan
 from tests.unit.rescue.plans import BASE, config, plan
 

@@ -1,4 +1,8 @@
-"""Names and addresses derived from a member's underlay address (pure).
+"""The rescue overlay's addressing: names and addresses derived from a member's underlay
+address (pure).
+
+It stands outside ``rescue/`` because config validation needs it too (overlay MAC
+collisions are a config error), and ``rescue/`` is built from the config.
 
 Every server computes the same overlay MAC for a member from its underlay address, so
 no server has to learn another's: a forwarder addresses a rescued frame to the owner's
