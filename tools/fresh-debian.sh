@@ -7,7 +7,8 @@
 # STEPs, run in order inside a fresh copy of the debootstrapped root (default: demo):
 #   demo      the README's prerequisite line, a clone into /root, `make demo`
 #   test      the same, then `make test`
-#   install   the README's production install (`make install`) and `anycast-announcer --version`
+#   install   the README's production install (`make install`), then checks what it made
+#   pytest    `make test-deps venv`, then pytest on $PYTEST_ARGS (a rerun of some files)
 #   shell     an interactive shell in the root, after the steps before it
 # Each step's wall time is printed and appended to $FRESH_DIR/times.txt.
 #
@@ -53,8 +54,8 @@ if ! grep -qF "$PREREQ" "$REPO/README.md"; then
     exit 2
 fi
 for step in "${STEPS[@]}"; do
-    case $step in demo | test | install | shell) ;; *)
-        echo "unknown step: $step (demo, test, install or shell)" >&2
+    case $step in demo | test | install | pytest | shell) ;; *)
+        echo "unknown step: $step (demo, test, install, pytest or shell)" >&2
         exit 2
         ;;
     esac
@@ -177,6 +178,10 @@ for step in "${STEPS[@]}"; do
             test -f /etc/anycast-announcer/config.yaml.example
             test -f /etc/systemd/system/anycast-announcer.service
             anycast-announcer check-config /etc/anycast-announcer/config.yaml.example' || exit
+        ;;
+    pytest)
+        prereq && timed pytest "cd /root/anycast-announcer && make test-deps venv &&
+            .venv/bin/pytest ${PYTEST_ARGS:?set PYTEST_ARGS}" || exit
         ;;
     shell) chroot "$ROOT" /usr/bin/env -i "${ENV[@]}" /bin/bash -l || true ;;
     esac
