@@ -22,7 +22,7 @@
 # PIP_* variables) and CA bundle are copied in, so pip inside goes where pip outside goes.
 set -euo pipefail
 
-SUITE=${1:?usage: $0 bookworm|trixie|noble [demo|test|install|shell]...}
+SUITE=${1:?usage: $0 bookworm|trixie|noble [demo|test|install|pytest|shell]...}
 shift
 STEPS=("$@")
 [ ${#STEPS[@]} -gt 0 ] || STEPS=(demo)
