@@ -1,17 +1,24 @@
-# anycast-announcer: every target installs what it needs on a fresh Debian 12 (as root).
-PYTHON ?= python3.11
+# anycast-announcer: every target installs what it needs on a fresh Debian 12 or 13 (as root).
+# PYTHON: the interpreter for .venv; by default the first of python3, python3.13,
+# python3.12, python3.11 on the PATH that is 3.11 or newer (`make PYTHON=python3.12 demo`).
+PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
+	$$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { echo $$p; break; }; done)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help deps system-deps test-deps venv lint unit test integration fabric reliability demo bench clean
+.PHONY: help deps system-deps test-deps venv lint unit test integration fabric reliability demo bench \
+	constraints install clean
 
 help:
 	@echo "make demo   - deploy the leaf/spine lab, show weights and traffic split, withdraw a server"
 	@echo "make test   - lint + the whole suite (unit, integration with real FRR, fabric, faults)"
 	@echo "make bench  - benchmarks (writes docs/benchmarks.md)"
+	@echo "make install - production install: /opt/anycast-announcer, user, /etc, unit (README)"
 
-APT_INSTALL := apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q
+# Recommended packages stay out: FRR's would bring the exim4 mail server, among others.
+APT_INSTALL := apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	--no-install-recommends
 # $(call need,PROGRAM,PACKAGES): install PACKAGES unless PROGRAM is already on the PATH.
 need = command -v $(1) >/dev/null || ($(APT_INSTALL) $(2))
 
@@ -28,16 +35,27 @@ system-deps:
 # rescue benchmark's smoke test runs iperf3. Only the test suite needs them.
 test-deps: system-deps
 	@$(call need,chromium,chromium)
-	@$(call need,promtool,--no-install-recommends prometheus)
+	@$(call need,promtool,prometheus)
 	@$(call need,iperf3,iperf3)
 # The unit watch's tests run a real systemd user manager with its D-Bus user bus.
 	@if ! [ -x /lib/systemd/systemd ] || ! [ -e /usr/lib/systemd/user/dbus.socket ]; then \
 		$(APT_INSTALL) systemd dbus-user-session; \
 	fi
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[dev,bench]'
+# The distribution's Python, with python3-venv when ensurepip is missing (Debian splits
+# it out); packages pinned by constraints.txt.
+define need-python
+	@py='$(1)'; if [ -z "$$py" ] || ! command -v "$$py" >/dev/null; then \
+		($(APT_INSTALL) python3 python3-venv); py=$${py:-python3}; fi; \
+	$$py -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "$$py is older than \
+		3.11: name a newer one in PYTHON (INSTALL_PYTHON for make install)" >&2; exit 1; }; \
+	$$py -c 'import ensurepip, venv' 2>/dev/null || ($(APT_INSTALL) $$(basename $$py)-venv); \
+	$$py -m venv $(2)
+endef
+
+$(STAMP): pyproject.toml constraints.txt
+	$(call need-python,$(PYTHON),$(VENV))
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,bench]'
 	touch $@
 
 venv: $(STAMP)
@@ -74,6 +92,33 @@ bench: deps
 
 demo: deps
 	$(BIN)/python -m anycast_announcer.netlab.demo
+
+# Pin what the venv holds now (after a deliberate upgrade that passes make test).
+constraints: venv
+	{ sed -n '/^#/p' constraints.txt; $(BIN)/pip freeze --exclude-editable; } > constraints.tmp
+	mv constraints.tmp constraints.txt
+
+# Production install (README "Running it on a server"): its own venv, the service user,
+# /etc/anycast-announcer, the state directory and the unit. Run again to upgrade.
+# The venv is made from the distribution's interpreter (the service user must be able to
+# reach it: not one under /root), so INSTALL_PYTHON is /usr/bin/python3 unless given.
+INSTALL_PYTHON ?= /usr/bin/python3
+# The unit names these paths: they are not meant to be changed.
+PREFIX   := /opt/anycast-announcer
+SVC_USER := anycast-announcer
+SYSTEMD_DIR := /etc/systemd/system
+install:
+	$(call need-python,$(INSTALL_PYTHON),$(PREFIX))
+	$(PREFIX)/bin/pip install -q --upgrade -c constraints.txt .
+	ln -sf $(PREFIX)/bin/anycast-announcer /usr/local/bin/anycast-announcer
+	getent passwd $(SVC_USER) >/dev/null || useradd --system --user-group \
+		--home-dir /var/lib/anycast-announcer --no-create-home --shell /usr/sbin/nologin $(SVC_USER)
+	install -d -m 0750 -o root -g $(SVC_USER) /etc/anycast-announcer
+	install -d -m 0700 -o $(SVC_USER) -g $(SVC_USER) /var/lib/anycast-announcer
+	install -m 0644 configs/anycast-announcer.yaml /etc/anycast-announcer/config.yaml.example
+	install -m 0644 configs/anycast-announcer.service $(SYSTEMD_DIR)/anycast-announcer.service
+	! [ -d /run/systemd/system ] || systemctl daemon-reload
+	@echo "installed $$($(PREFIX)/bin/anycast-announcer --version); next: README, Running it on a server"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -92,6 +92,7 @@ class Agent:
         wrapper: Sequence[str] = (),
         python: str = sys.executable,
         env: dict[str, str] | None = None,
+        cwd: Path = REPO_ROOT,
     ) -> None:
         argv = [*wrapper, python, "-m", "tests.benchmarks.events_agent", "watch", ANYCAST]
         self.proc: subprocess.Popen[str] = lab.popen(
@@ -100,7 +101,7 @@ class Agent:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
-            cwd=REPO_ROOT,
+            cwd=cwd,
             env=env,
         )
         self.stray: list[dict[str, Any]] = []

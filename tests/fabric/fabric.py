@@ -9,6 +9,7 @@ border leaf weight their next hops by those sums.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import signal
@@ -35,10 +36,13 @@ SPINES = ("spine1", "spine2")
 SERVER_LEAVES = ("leaf1", "leaf2")
 ANYCAST = {4: "10.255.0.1/32", 6: "fd00:255::1/128"}
 TARGET = {4: "10.255.0.1:8080", 6: "[fd00:255::1]:8080"}
-# FRR gives each next hop floor(100 * its bandwidth / the total) as kernel weight (seen:
-# 62/25/12 for 25/10/5); float rounding of the community can take one more off (85:14
-# for 34:6). A weight within 1 of 100 x the ideal share is therefore correct.
+# FRR before 9.1 gives each next hop floor(100 * its bandwidth / the total) as kernel
+# weight (8.4, Debian 12: 62/25/12 for 25/10/5); float rounding of the community can take
+# one more off (85:14 for 34:6). From 9.1 zebra normalises the weights itself, the largest
+# to 254 (FRR PR #14553; 10.3, Debian 13: 254/101/50 for 25/10/5). A weight within 1 of
+# the ideal share on that scale is therefore correct.
 WEIGHT_TOLERANCE = 1.01
+ZEBRA = "/usr/lib/frr/zebra"
 _LB_RE = re.compile(r"LB:(\d+):(\d+)")
 
 
@@ -107,13 +111,31 @@ def kernel_weights(lab: Lab, node: str, prefix: str) -> dict[str, int]:
     return weights
 
 
+@functools.cache
+def frr_version() -> tuple[int, int]:
+    """The installed FRR's major and minor version (from ``zebra --version``)."""
+    out = subprocess.run([ZEBRA, "--version"], capture_output=True, text=True, check=True).stdout
+    match = re.search(r"version (\d+)\.(\d+)", out)
+    assert match is not None, f"no version in {out!r}"
+    return int(match[1]), int(match[2])
+
+
+def ideal_weights(shares: Mapping[str, float]) -> dict[str, float]:
+    """The kernel weights the installed FRR aims at for ``shares`` (before flooring)."""
+    if frr_version() < (9, 1):
+        return {hop: 100 * share for hop, share in shares.items()}
+    largest = max(shares.values(), default=0.0)
+    return {hop: 254 * share / largest if largest else 0.0 for hop, share in shares.items()}
+
+
 def weights_match(weights: Mapping[str, int], shares: Mapping[str, float]) -> bool:
     """True if the kernel weights are FRR's quantisation of ``shares``."""
     if set(weights) != set(shares):
         return False
     if len(weights) == 1:
         return True  # a single next hop carries everything, whatever its weight
-    return all(abs(weights[hop] - 100 * share) <= WEIGHT_TOLERANCE for hop, share in shares.items())
+    ideal = ideal_weights(shares)
+    return all(abs(weights[hop] - ideal[hop]) <= WEIGHT_TOLERANCE for hop in shares)
 
 
 def received_bandwidth(lab: Lab, node: str, prefix: str) -> dict[str, float]:
@@ -263,7 +285,8 @@ class Fabric:
         for router in ROUTERS:
             weights = kernel_weights(self.lab, router, ANYCAST[family])
             if not weights_match(weights, expected[router]):
-                wanted = {hop: round(100 * share, 1) for hop, share in expected[router].items()}
+                ideal = ideal_weights(expected[router]) if expected[router] else {}
+                wanted = {hop: round(weight, 1) for hop, weight in ideal.items()}
                 wrong[router] = {"kernel": weights, "want": wanted}
         return wrong
 

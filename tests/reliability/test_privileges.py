@@ -15,33 +15,21 @@ import pytest
 
 from anycast_announcer.netlab import Lab
 from tests.integration.sidecars import ANYCAST_V4, Sidecar, kernel_nexthops, measure, sidecar_config
-from tests.lablib import REPO_ROOT, wait_until
+from tests.lablib import wait_until
 from tests.reliability.conftest import FaultRow, Running, exabgp_pids, ns_pids
+from tests.unprivileged import AS_NOBODY, PublicInstall, public_install
 
 pytestmark = pytest.mark.integration
 
 SRV1 = "10.0.1.2"
-AS_NOBODY = [
-    "setpriv",
-    "--reuid",
-    "nobody",
-    "--regid",
-    "nogroup",
-    "--clear-groups",
-    "--inh-caps=-all",
-    "--",
-]
-
-
-# This machine's venv interpreter lives under /root (mode 0700), which nobody cannot
-# traverse; a packaged install would use the system interpreter, so do that here: Debian's
-# python3.11 with the venv's site-packages, and ExaBGP started the same way.
-SYSTEM_PYTHON = "/usr/bin/python3.11"
-SITE = f"{REPO_ROOT}/.venv/lib/python3.11/site-packages"
 
 
 class UnprivilegedSidecar(Sidecar):
     """``anycast-announcer run`` as user nobody, without any capability."""
+
+    def __init__(self, lab: Lab, node: str, config: dict[str, Any], install: PublicInstall) -> None:
+        super().__init__(lab, node, config, install.root)
+        self.install = install
 
     def start(self) -> None:
         with self.log_path.open("ab") as log:
@@ -49,7 +37,7 @@ class UnprivilegedSidecar(Sidecar):
                 self.node,
                 [
                     *AS_NOBODY,
-                    SYSTEM_PYTHON,
+                    self.install.python,
                     "-m",
                     "anycast_announcer",
                     "run",
@@ -59,28 +47,31 @@ class UnprivilegedSidecar(Sidecar):
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env={"PYTHONPATH": f"{REPO_ROOT}:{SITE}", "PYTHONDONTWRITEBYTECODE": "1"},
+                env=self.install.env,
             )
 
 
 @pytest.fixture
-def public_dir() -> Iterator[Path]:
-    """A directory nobody can read (pytest's tmp_path is private to root), holding an
-    ExaBGP launcher on the system interpreter."""
+def public_dir() -> Iterator[PublicInstall]:
+    """The project copied where nobody can read it (pytest's tmp_path is private to root,
+    and so may be the clone), with an ExaBGP launcher on the same interpreter."""
     path = Path(tempfile.mkdtemp(prefix="anycast-rel-"))
-    path.chmod(0o755)
-    launcher = path / "exabgp"
-    launcher.write_text(f'#!/bin/sh\nexec {SYSTEM_PYTHON} -m exabgp "$@"\n')
-    launcher.chmod(0o755)
     try:
-        yield path
+        install = public_install(path)
+        launcher = path / "exabgp"
+        pythonpath = install.env["PYTHONPATH"]
+        launcher.write_text(
+            f'#!/bin/sh\nPYTHONPATH={pythonpath} exec {install.python} -m exabgp "$@"\n'
+        )
+        launcher.chmod(0o755)
+        yield install
     finally:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _config(public_dir: Path) -> dict[str, Any]:
+def _config(public_dir: PublicInstall) -> dict[str, Any]:
     config = sidecar_config("srv1", 10_000)
-    config["exabgp"] = {"executable": str(public_dir / "exabgp")}
+    config["exabgp"] = {"executable": str(public_dir.root / "exabgp")}
     return config
 
 
@@ -92,7 +83,7 @@ def _uid(pid: int) -> int:
 
 
 def test_runs_as_nobody_without_managed_addresses(
-    lab: Lab, running: Running, fault: Callable[[str, str], FaultRow], public_dir: Path
+    lab: Lab, running: Running, fault: Callable[[str, str], FaultRow], public_dir: PublicInstall
 ) -> None:
     """As nobody, with no capabilities: it announces while healthy and withdraws when the
     service dies; its ExaBGP runs as nobody too."""
@@ -128,7 +119,7 @@ def test_runs_as_nobody_without_managed_addresses(
 
 
 def test_managed_address_without_cap_net_admin_fails_clearly(
-    lab: Lab, running: Running, fault: Callable[[str, str], FaultRow], public_dir: Path
+    lab: Lab, running: Running, fault: Callable[[str, str], FaultRow], public_dir: PublicInstall
 ) -> None:
     """As nobody with ``manage_address: true`` for an address that is not on lo: exit 1
     with one ``sidecar_failed`` line naming the address and the permission problem; no

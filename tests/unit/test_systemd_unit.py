@@ -42,7 +42,9 @@ def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
     if analyze is None:
         pytest.skip("systemd-analyze is not installed")
     unit = tmp_path / "anycast-announcer.service"
-    unit.write_text(UNIT.read_text(encoding="utf-8").replace("/usr/local/bin/", "/usr/bin/"))
+    unit.write_text(
+        UNIT.read_text(encoding="utf-8").replace("/opt/anycast-announcer/bin/", "/usr/bin/")
+    )
     result = subprocess.run(
         [analyze, "verify", "--man=no", str(unit)],
         capture_output=True,

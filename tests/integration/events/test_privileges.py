@@ -6,6 +6,8 @@ benchmark uses) and still report a killed listener and a removed address.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,8 +15,7 @@ import pytest
 from anycast_announcer.netlab import Lab
 from tests.benchmarks.events import ANYCAST, PORT, Agent
 from tests.integration.events.support import TcpProcesses
-from tests.lablib import REPO_ROOT
-from tests.reliability.test_privileges import AS_NOBODY, SITE, SYSTEM_PYTHON
+from tests.unprivileged import AS_NOBODY, public_install
 
 pytestmark = pytest.mark.integration
 
@@ -23,11 +24,14 @@ def test_watchers_need_no_privilege(events_lab: Lab, tcp: TcpProcesses) -> None:
     """As nobody with no capabilities: ListenerGone after SIGKILL, AddressEvent after
     ip addr del (sock_diag and rtnetlink both allow unprivileged multicast receivers)."""
     service = tcp.serve(ANYCAST, PORT)
+    public = Path(tempfile.mkdtemp(prefix="anycast-events-"))
+    install = public_install(public)
     agent = Agent(
         events_lab,
         wrapper=AS_NOBODY,
-        python=SYSTEM_PYTHON,
-        env={"PYTHONPATH": f"{REPO_ROOT}:{SITE}", "PYTHONDONTWRITEBYTECODE": "1"},
+        python=install.python,
+        env=install.env,
+        cwd=public,
     )
     try:
         uid = next(
@@ -44,3 +48,4 @@ def test_watchers_need_no_privilege(events_lab: Lab, tcp: TcpProcesses) -> None:
     finally:
         events_lab.run("srv", ["ip", "addr", "replace", f"{ANYCAST}/32", "dev", "lo"])
         agent.close()
+        shutil.rmtree(public, ignore_errors=True)
