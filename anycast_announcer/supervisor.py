@@ -18,9 +18,9 @@ import contextlib
 import enum
 import itertools
 import time
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import structlog
 
@@ -48,6 +48,7 @@ from anycast_announcer.logging import configure_logging
 from anycast_announcer.metrics import BfdReading, RescueCounters
 from anycast_announcer.routes import Route, RouteKey
 from anycast_announcer.status import ControlResult, ExabgpStatus, SidecarStatus
+from anycast_announcer.tasks import BackgroundTasks
 from anycast_announcer.workers import Submit
 from anycast_announcer.workers.addresses import ManagedAddresses
 from anycast_announcer.workers.bfd import BfdKeeper
@@ -159,7 +160,7 @@ class Supervisor:
         self._drains = DrainWorkers(self.submit)
         self._detection = seams.detection(self.submit)
         self._drain_file = DrainFileWatch(self.submit, lambda: self.core.config)
-        self._background: set[asyncio.Task[None]] = set()
+        self._background = BackgroundTasks("background_task_failed", level="error")
         self._managed = ManagedAddresses(seams.addresses)
         # The supervisor owns the history: it is the one place every observation passes.
         self._history = History(time.time())
@@ -304,7 +305,7 @@ class Supervisor:
             case fx.RestartExabgp():
                 self.driver.reconfigure(effect.bgp, effect.settings)
             case fx.ConfigApplied():
-                self._spawn(self._detection.configure(effect.config))
+                self._background.spawn(self._detection.configure(effect.config))
             case fx.ConfigureLogging():
                 configure_logging(effect.logging.format, effect.logging.level)
             case fx.SyncRescue():
@@ -341,9 +342,11 @@ class Supervisor:
         try:
             await self._consume(stop, driver_task)
         finally:
-            for task in [*watchers, *self._background]:
+            background = self._background.pending()
+            for task in watchers:
                 task.cancel()
-            await asyncio.gather(*watchers, *self._background, return_exceptions=True)
+            self._background.cancel()
+            await asyncio.gather(*watchers, *background, return_exceptions=True)
             await self._rescue.close()
             self._detection.close()
             await self._probes.close()
@@ -361,22 +364,6 @@ class Supervisor:
                 await self._rescue.apply(effect.config, effect.learnt)
         self.perform(e for e in effects if not isinstance(e, fx.SyncRescue))
         await self._detection.open(self.core.config)
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        # The loop keeps only weak references to tasks: hold each until it is done.
-        name = str(getattr(work, "__qualname__", "background"))
-        task = asyncio.get_running_loop().create_task(work, name=name)
-        self._background.add(task)
-        task.add_done_callback(self._background_done)
-
-    def _background_done(self, task: asyncio.Task[None]) -> None:
-        self._background.discard(task)
-        if task.cancelled():
-            return
-        error = task.exception()
-        if error is not None:
-            # Nobody awaits these tasks: unlogged, a failed reconfiguration goes unseen.
-            log.error("background_task_failed", task=task.get_name(), error=repr(error))
 
     async def _consume(self, stop: asyncio.Event, driver_task: asyncio.Task[None]) -> None:
         """The decision loop: wait for inputs (or the core's deadline), step, perform."""

@@ -20,10 +20,9 @@ import errno
 import ipaddress
 import os
 import socket
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
 
 import structlog
 
@@ -51,6 +50,7 @@ from anycast_announcer.events.rtnl import (
     changes,
     link_dump_request,
 )
+from anycast_announcer.tasks import BackgroundTasks
 
 __all__ = ["AddressCounters", "AddressEvent", "AddressWatch", "Interest"]
 
@@ -118,7 +118,7 @@ class AddressWatch:
         self._dump: _Dump | None = None
         self._held: list[Message] = []
         self._snapshot_lock = asyncio.Lock()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = BackgroundTasks("address_resync_failed")
         self._counts = {name: 0 for name in AddressCounters.__dataclass_fields__}
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -137,13 +137,11 @@ class AddressWatch:
             self.close()
             raise
         if self._resync_interval is not None:
-            self._spawn(self._resync_forever(self._resync_interval))
+            self._tasks.spawn(self._resync_forever(self._resync_interval))
 
     def close(self) -> None:
         """Stop reading, cancel background work and close the socket."""
-        for task in self._tasks:
-            task.cancel()
-        self._tasks.clear()
+        self._tasks.cancel()
         if self._dump is not None and not self._dump.done.done():
             self._dump.done.cancel()
         self._dump = None
@@ -266,7 +264,7 @@ class AddressWatch:
                 if self._dump is not None and not self._dump.done.done():
                     # Its answer may be among what was dropped: make it ask again.
                     self._dump.done.set_exception(InterruptedError(errno.ENOBUFS, "overrun"))
-                self._spawn(self.snapshot())
+                self._tasks.spawn(self.snapshot())
                 continue
             self._take(data)
         self._emit(before)
@@ -282,7 +280,7 @@ class AddressWatch:
                 self._view.apply(message)
         except NetlinkFormatError as exc:
             log.warning("address_event_unreadable", error=str(exc))
-            self._spawn(self.snapshot())
+            self._tasks.spawn(self.snapshot())
 
     def _emit(self, before: dict[Interest, bool]) -> int:
         found = changes(before, self._view.states(self._interests))
@@ -299,16 +297,6 @@ class AddressWatch:
         return len(found)
 
     # -- background work -----------------------------------------------------------------
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("address_resync_failed", error=str(task.exception()))
 
     async def _resync_forever(self, interval: float) -> None:
         while True:

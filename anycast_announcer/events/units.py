@@ -25,14 +25,14 @@ changed while it was away (the probes cover the gap meanwhile).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
 
 import structlog
 
 from anycast_announcer.events.dbus import DBusConnection, DBusError, DBusMessage
+from anycast_announcer.tasks import BackgroundTasks
 
 __all__ = [
     "RECONNECT_DELAY",
@@ -111,7 +111,7 @@ class UnitWatch:
         self._units: dict[str, str] = {}  # object path -> unit name
         self._states: dict[str, str] = {}  # unit name -> last ActiveState
         self._owner: str | None = None  # systemd's unique name on the bus
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = BackgroundTasks("unit_watch_task_failed")
         self.signals = 0
         self.rejected = 0
         """Unit signals dropped because systemd did not send them (forged or stale)."""
@@ -126,9 +126,7 @@ class UnitWatch:
 
     def close(self) -> None:
         """Close the connection (which also ends the subscription and the matches)."""
-        for task in self._tasks:
-            task.cancel()
-        self._tasks.clear()
+        self._tasks.cancel()
         if self._connection is not None:
             self._connection.close()
             self._connection = None
@@ -249,7 +247,7 @@ class UnitWatch:
             self._update(unit, str(changed["ActiveState"]))
         elif "ActiveState" in (message.body[2] if len(message.body) > 2 else ()):
             # Invalidated without a value: ask for it.
-            self._spawn(self._refresh(unit))
+            self._tasks.spawn(self._refresh(unit))
 
     def _owner_changed(self, message: DBusMessage) -> None:
         if len(message.body) < 3 or message.body[0] != _SYSTEMD:
@@ -260,7 +258,7 @@ class UnitWatch:
         if new is not None:
             # A new systemd (re-executed, or back on a restarted bus): subscribe again
             # and read what changed while no one could tell us.
-            self._spawn(self._resync())
+            self._tasks.spawn(self._resync())
 
     async def _resync(self) -> None:
         await self._subscribe()
@@ -269,16 +267,6 @@ class UnitWatch:
 
     async def _refresh(self, unit: str) -> None:
         self._update(unit, await self.active_state(unit))
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("unit_watch_task_failed", error=repr(task.exception()))
 
     def _update(self, unit: str, new: str) -> None:
         old = self._states.get(unit)
@@ -295,7 +283,7 @@ class UnitWatch:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
-        self._spawn(self._reopen())
+        self._tasks.spawn(self._reopen())
 
     async def _reopen(self) -> None:
         """Reconnect with backoff, then report what changed while disconnected."""

@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from html import escape
 
 from anycast_announcer.historymodels import (
     ChangeBucket,
@@ -31,6 +30,7 @@ from anycast_announcer.historymodels import (
     SidecarHistory,
     StateTimeline,
 )
+from anycast_announcer.http.html import STATE_CLASSES, text
 from anycast_announcer.status import SidecarStatus
 from anycast_announcer.timefmt import iso_time
 
@@ -68,21 +68,6 @@ polyline.latency { fill: none; stroke: #0969da; stroke-width: 1.5;
                    vector-effect: non-scaling-stroke; }
 """
 
-_STATE_CLASSES = {
-    "announced",
-    "withdrawn",
-    "draining",
-    "drained",
-    "dampened",
-    "up",
-    "down",
-    "unknown",
-}
-
-
-def _text(value: object) -> str:
-    return escape(str(value), quote=True)
-
 
 def _clock(at: float, window_seconds: float) -> str:
     try:
@@ -110,17 +95,17 @@ class _Axis:
 
 
 def _rect(css: str, x0: float, x1: float, y: float, height: float, title: str, **data: str) -> str:
-    attrs = "".join(f' data-{name}="{_text(value)}"' for name, value in data.items())
+    attrs = "".join(f' data-{name}="{text(value)}"' for name, value in data.items())
     return (
         f'<rect class="{css}" x="{x0:.2f}" y="{y:g}" width="{max(x1 - x0, 0.4):.2f}" '
-        f'height="{height:g}"{attrs}><title>{_text(title)}</title></rect>'
+        f'height="{height:g}"{attrs}><title>{text(title)}</title></rect>'
     )
 
 
 def _svg(height: int, body: Iterable[str], label: str) -> str:
     return (
         f'<svg viewBox="0 0 {WIDTH} {height}" height="{height}" preserveAspectRatio="none" '
-        f'role="img" aria-label="{_text(label)}">' + "".join(body) + "</svg>"
+        f'role="img" aria-label="{text(label)}">' + "".join(body) + "</svg>"
     )
 
 
@@ -165,7 +150,7 @@ def _narrow(run: Sequence[tuple[HistoryChange, float]], axis: _Axis, height: flo
 
 
 def _band(change: HistoryChange, end: float, axis: _Axis, height: float) -> str:
-    css = change.state if change.state in _STATE_CLASSES else "other"
+    css = change.state if change.state in STATE_CLASSES else "other"
     start = max(change.at, axis.since)
     title = f"{change.state} {axis.clock(change.at)} \u2013 {axis.clock(end)}: {change.reason}"
     return _rect(
@@ -236,7 +221,7 @@ def _quiet(
         if recorded > axis.since:
             title += f" (this sidecar started at {axis.clock(recorded)})"
         return _rect("band unrecorded", axis.x(start), axis.x(end), 0, height, title)
-    css = state if state in _STATE_CLASSES else "other"
+    css = state if state in STATE_CLASSES else "other"
     title = f"{state} {axis.clock(start)} \u2013 {axis.clock(end)} (reason not kept)"
     return _rect(f"band {css}", axis.x(start), axis.x(end), 0, height, title, state=state)
 
@@ -244,7 +229,7 @@ def _quiet(
 def _changes_note(timeline: StateTimeline, axis: _Axis) -> str:
     count = sum(timeline.change_buckets.count)
     current = timeline.changes[-1].state if timeline.changes else "no record"
-    return f"{_text(current)}, {count} change{'s' if count != 1 else ''}"
+    return f"{text(current)}, {count} change{'s' if count != 1 else ''}"
 
 
 def _timeline_rows(
@@ -269,7 +254,7 @@ def _timeline_rows(
             )
             note = _changes_note(timeline, axis)
         rows.append(
-            f'<tr data-{kind}-history="{_text(name)}"><td class="name">{_text(name)}</td>'
+            f'<tr data-{kind}-history="{text(name)}"><td class="name">{text(name)}</td>'
             f'<td class="chart">{chart}</td><td class="note">{note}</td></tr>'
         )
     return rows
@@ -344,7 +329,7 @@ def _service_rows(
         service = by_name.get(name)
         if service is None or not (any(service.probes.probes) or service.changes):
             rows.append(
-                f'<tr data-service-history="{_text(name)}"><td class="name">{_text(name)}</td>'
+                f'<tr data-service-history="{text(name)}"><td class="name">{text(name)}</td>'
                 '<td class="chart"></td><td class="note">no probe yet</td></tr>'
             )
             continue
@@ -377,8 +362,8 @@ def _service_rows(
         )
         note += f"; {failures} failed of {sum(series.probes)}"
         rows.append(
-            f'<tr data-service-history="{_text(name)}"><td class="name">{_text(name)}</td>'
-            f'<td class="chart">{chart}</td><td class="note">{_text(note)}</td></tr>'
+            f'<tr data-service-history="{text(name)}"><td class="name">{text(name)}</td>'
+            f'<td class="chart">{chart}</td><td class="note">{text(note)}</td></tr>'
         )
     return rows
 
@@ -400,7 +385,7 @@ def _packet_row(name: str, buckets: Sequence[CountBucket], axis: _Axis) -> str:
         else ""
     )
     return (
-        f'<tr data-rescue-history="{_text(name)}"><td class="name">{_text(name)}</td>'
+        f'<tr data-rescue-history="{text(name)}"><td class="name">{text(name)}</td>'
         f'<td class="chart">{_svg(SPARK_HEIGHT, [path], name)}</td>'
         f'<td class="note">{total} packets, up to {top} per {axis.bucket:g} s</td></tr>'
     )
@@ -411,7 +396,7 @@ def _table(table_id: str, heading: str, rows: Sequence[str], axis: _Axis) -> str
         return ""
     return (
         f'<table class="history" id="{table_id}">'
-        f'<tr><th class="name">{_text(heading)}</th><th><div class="axis">'
+        f'<tr><th class="name">{text(heading)}</th><th><div class="axis">'
         f"<span>{axis.clock(axis.since)}</span><span>{axis.clock(axis.until)} UTC</span></div>"
         f'</th><th class="note">in the window</th></tr>' + "\n".join(rows) + "</table>"
     )
@@ -445,7 +430,7 @@ def render_history(history: SidecarHistory, status: SidecarStatus) -> str:
         )
     return f"""<h2 id="history">What happened</h2>
 <p class="windows meta">{windows} &middot; {history.bucket_seconds:g} s buckets &middot;
-in memory since {_text(iso_time(recorded) or "?")} &middot;
+in memory since {text(iso_time(recorded) or "?")} &middot;
 <a href="/history?window={history.window}">JSON</a></p>
 {_table("prefix-timeline", "prefix", prefixes, axis)}
 {_table("peer-timeline", "BGP peer", peers, axis)}

@@ -9,10 +9,10 @@ The history section (timelines, sparklines) is inline SVG drawn by ``history_pag
 from __future__ import annotations
 
 import math
-from html import escape
 
 from anycast_announcer.historymodels import SidecarHistory
 from anycast_announcer.http.history_page import HISTORY_STYLE, render_history
+from anycast_announcer.http.html import STATE_CLASSES, text
 from anycast_announcer.status import (
     PeerStatus,
     PrefixStatus,
@@ -56,26 +56,11 @@ th { background: #eef1f4; }
 td.mono { font-family: ui-monospace, monospace; }
 """
 
-_KNOWN_STATES = {
-    "announced",
-    "withdrawn",
-    "draining",
-    "drained",
-    "dampened",
-    "up",
-    "down",
-    "unknown",
-}
-
-
-def _text(value: object) -> str:
-    return escape(str(value), quote=True)
-
 
 def _badge(state: str, *, big: bool = False) -> str:
-    css = state if state in _KNOWN_STATES else "other"
+    css = state if state in STATE_CLASSES else "other"
     size = " big" if big else ""
-    return f'<span class="badge {css}{size}" data-state="{_text(state)}">{_text(state)}</span>'
+    return f'<span class="badge {css}{size}" data-state="{text(state)}">{text(state)}</span>'
 
 
 def _when(at: float | None, now: float) -> str:
@@ -84,7 +69,7 @@ def _when(at: float | None, now: float) -> str:
         return "never"
     ago = now - at
     if not math.isfinite(ago):
-        return _text(iso)
+        return text(iso)
     if ago < 0:
         relative = "in the future"
     elif ago < 120:
@@ -95,7 +80,7 @@ def _when(at: float | None, now: float) -> str:
         relative = f"{ago / 3600:.1f} h ago"
     else:
         relative = f"{ago / 86400:.0f} days ago"
-    return f'<time datetime="{_text(iso)}" title="{_text(iso)}">{_text(relative)}</time>'
+    return f'<time datetime="{text(iso)}" title="{text(iso)}">{text(relative)}</time>'
 
 
 def _duration(seconds: float) -> str:
@@ -122,14 +107,14 @@ def _bandwidth(mbps: float | None) -> str:
 
 def _prefix_card(prefix: PrefixStatus) -> str:
     lines = [
-        f'<section class="prefix" data-prefix="{_text(prefix.prefix)}">',
-        f'<div class="name">{_text(prefix.prefix)}</div>',
+        f'<section class="prefix" data-prefix="{text(prefix.prefix)}">',
+        f'<div class="name">{text(prefix.prefix)}</div>',
         f"<div>{_badge(prefix.state, big=True)}</div>",
-        f'<div class="reason">{_text(prefix.reason)}</div>',
-        f'<div class="meta">{_text(prefix.require)} of: '
-        f"{_text(', '.join(prefix.services))} &middot; {_text(_bandwidth(prefix.bandwidth_mbps))}"
+        f'<div class="reason">{text(prefix.reason)}</div>',
+        f'<div class="meta">{text(prefix.require)} of: '
+        f"{text(', '.join(prefix.services))} &middot; {text(_bandwidth(prefix.bandwidth_mbps))}"
         "</div>",
-        f'<div class="meta">address on {_text(prefix.interface)}: '
+        f'<div class="meta">address on {text(prefix.interface)}: '
         f"{'yes' if prefix.address_present else '<b>no</b>'}</div>",
     ]
     if prefix.drain_phase != "none":
@@ -138,7 +123,7 @@ def _prefix_card(prefix: PrefixStatus) -> str:
             detail += f" ({prefix.drain_reason})"
         if prefix.established_connections is not None:
             detail += f", {prefix.established_connections} connections left"
-        lines.append(f'<div class="meta">{_text(detail)}</div>')
+        lines.append(f'<div class="meta">{text(detail)}</div>')
     if prefix.dampening_penalty:
         lines.append(f'<div class="meta">dampening penalty {prefix.dampening_penalty:.0f}</div>')
     lines.append("</section>")
@@ -151,16 +136,16 @@ def _last_result(service: ServiceStatus, now: float) -> str:
     last = service.last_results[-1]
     verdict = "ok" if last.ok else "failed"
     latency = f"{last.latency * 1000:.1f} ms" if math.isfinite(last.latency) else "?"
-    return f"{verdict}, {_text(latency)}: {_text(last.reason)} ({_when(last.at, now)})"
+    return f"{verdict}, {text(latency)}: {text(last.reason)} ({_when(last.at, now)})"
 
 
 def _service_row(service: ServiceStatus, now: float) -> str:
     change = _when(service.last_change_at, now)
     if service.last_change_reason:
-        change += f": {_text(service.last_change_reason)}"
+        change += f": {text(service.last_change_reason)}"
     return (
-        f'<tr data-service="{_text(service.name)}"><td class="mono">{_text(service.name)}</td>'
-        f"<td>{_text(service.check_type)}</td><td>{_badge(service.state)}</td>"
+        f'<tr data-service="{text(service.name)}"><td class="mono">{text(service.name)}</td>'
+        f"<td>{text(service.check_type)}</td><td>{_badge(service.state)}</td>"
         f"<td>{_last_result(service, now)}</td>"
         f"<td>{service.consecutive_successes} ok / {service.consecutive_failures} failed "
         f"(rise {service.rise}, fall {service.fall})</td><td>{change}</td></tr>"
@@ -170,9 +155,9 @@ def _service_row(service: ServiceStatus, now: float) -> str:
 def _peer_row(peer: PeerStatus, now: float) -> str:
     change = _when(peer.last_change_at, now)
     if peer.last_change_reason:
-        change += f": {_text(peer.last_change_reason)}"
+        change += f": {text(peer.last_change_reason)}"
     return (
-        f'<tr data-peer="{_text(peer.address)}"><td class="mono">{_text(peer.address)}</td>'
+        f'<tr data-peer="{text(peer.address)}"><td class="mono">{text(peer.address)}</td>'
         f"<td>AS{peer.peer_as}</td><td>{_badge(peer.state)}</td><td>{change}</td>"
         f"<td>{_bfd_cell(peer, now)}</td></tr>"
     )
@@ -189,9 +174,9 @@ def _bfd_cell(peer: PeerStatus, now: float) -> str:
             f" detection {bfd.detection_time * 1000:.0f} ms"
         )
     if bfd.state != "up":
-        detail += f", {_text(bfd.local_diag)}"
+        detail += f", {text(bfd.local_diag)}"
     detail += f"; {bfd.state_changes} changes, last {_when(bfd.last_change_at, now)}"
-    return f"{_badge(bfd.state)} {_text(detail)}"
+    return f"{_badge(bfd.state)} {text(detail)}"
 
 
 def _rescue_section(rescue: RescueStatus | None, now: float) -> str:
@@ -199,24 +184,24 @@ def _rescue_section(rescue: RescueStatus | None, now: float) -> str:
         return ""
     state = "up" if rescue.installed else "down"
     detail = (
-        f"member {_text(rescue.member or '?')}, applied {_when(rescue.last_applied_at, now)}; "
+        f"member {text(rescue.member or '?')}, applied {_when(rescue.last_applied_at, now)}; "
         f"{rescue.replicated.packets} packets replicated, "
         f"{rescue.icmp_relayed.packets} ICMP errors relayed, {rescue.orphans.packets} orphan "
         "packets reset"
     )
-    problem = f'<p class="problem">{_text(rescue.last_error)}</p>' if rescue.last_error else ""
+    problem = f'<p class="problem">{text(rescue.last_error)}</p>' if rescue.last_error else ""
     if (membership := rescue.membership) is not None:
         members = ", ".join(
-            _text(m.address) + ("" if m.present else f" (held down {m.held_for or 0:.0f} s)")
+            text(m.address) + ("" if m.present else f" (held down {m.held_for or 0:.0f} s)")
             for m in membership.members
         )
         problem += (
-            f'<p id="rescue-members">members learnt from {_text(membership.community)} '
+            f'<p id="rescue-members">members learnt from {text(membership.community)} '
             f"routes: {members or 'none'}; member route "
             f"{'announced' if membership.announced else 'not announced'}</p>"
         )
     rows = "\n".join(
-        f'<tr data-rescue-peer="{_text(peer.peer)}"><td class="mono">{_text(peer.peer)}</td>'
+        f'<tr data-rescue-peer="{text(peer.peer)}"><td class="mono">{text(peer.peer)}</td>'
         f"<td>{peer.forwarded.packets} / {peer.forwarded.bytes}</td>"
         f"<td>{peer.received.packets} / {peer.received.bytes}</td>"
         f"<td>{peer.refused.packets}</td></tr>"
@@ -247,7 +232,7 @@ def render_page(status: SidecarStatus, now: float, history: SidecarHistory | Non
     reload_problem = ""
     if status.last_reload_error:
         reload_problem = (
-            f'<p class="problem">last reload failed: {_text(status.last_reload_error)}</p>'
+            f'<p class="problem">last reload failed: {text(status.last_reload_error)}</p>'
         )
     prefixes = "\n".join(_prefix_card(prefix) for prefix in status.prefixes) or (
         "<p>no prefixes configured</p>"
@@ -265,8 +250,8 @@ def render_page(status: SidecarStatus, now: float, history: SidecarHistory | Non
 </head>
 <body>
 <h1>anycast-announcer</h1>
-<p class="meta">version {_text(status.version)} &middot; up {_text(_duration(status.uptime))}
-&middot; config {_text(status.config_path)} loaded {_when(status.config_loaded_at, now)}
+<p class="meta">version {text(status.version)} &middot; up {text(_duration(status.uptime))}
+&middot; config {text(status.config_path)} loaded {_when(status.config_loaded_at, now)}
 &middot; <a href="/status">JSON</a> &middot; <a href="/metrics">metrics</a></p>
 {reload_problem}
 <h2>Prefixes</h2>
@@ -286,7 +271,7 @@ def render_page(status: SidecarStatus, now: float, history: SidecarHistory | Non
 {peers}
 </table>
 <h2>ExaBGP</h2>
-<p id="exabgp">{_badge(exabgp_state)} {_text(exabgp_detail)}</p>
+<p id="exabgp">{_badge(exabgp_state)} {text(exabgp_detail)}</p>
 {_rescue_section(status.rescue, now)}
 </body>
 </html>
