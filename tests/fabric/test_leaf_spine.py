@@ -120,6 +120,11 @@ def test_the_lab_ships_with_bfd_on_every_server_session(healthy: Fabric) -> None
             leaf, ["vtysh", "-N", healthy.lab.ns(leaf), "-c", "show running-config bfdd"]
         ).stdout
         assert " profile servers" in bfdd, (leaf, bfdd)
+        # The anti-spoofing filter is loaded and has dropped nothing of a healthy fabric.
+        spoofed = healthy.lab.run(
+            leaf, ["nft", "list", "counter", "inet", "leaf-antispoof", "spoofed"]
+        ).stdout
+        assert "packets 0 " in spoofed, (leaf, spoofed)
         peers = {p["peer"]: p for p in healthy.lab.vtysh_json(leaf, "show bfd peers json")}
         for server in servers:
             assert peers[server]["status"] == "up", (leaf, server, peers.get(server))
