@@ -395,7 +395,8 @@ def _from_overlay(plan: RescuePlan, family: Family) -> list[str]:
         "meta pkttype broadcast meta pkttype set host",
         f"{kw} daddr != @anycast counter name overlay_refused drop",
         f"meta l4proto != {{ tcp, {icmp} }} counter name overlay_refused drop",
-        f"ether saddr vmap {{ {peers} }}",
+        # nft refuses an empty map; a server alone (membership not learnt yet) has none.
+        *([f"ether saddr vmap {{ {peers} }}"] if plan.peers else []),
         "counter name overlay_refused drop",
     ]
 

@@ -115,6 +115,16 @@ BFD_PEERS = {
 def test_the_lab_ships_with_bfd_on_every_server_session(healthy: Fabric) -> None:
     """Each leaf runs bfdd; every server session is up at 300 ms x 3 with hold 9 s."""
     for leaf, servers in BFD_PEERS.items():
+        # bfdd read the profile (a 'bfd' block after an 'exit' it does not know is lost).
+        bfdd = healthy.lab.run(
+            leaf, ["vtysh", "-N", healthy.lab.ns(leaf), "-c", "show running-config bfdd"]
+        ).stdout
+        assert " profile servers" in bfdd, (leaf, bfdd)
+        # The anti-spoofing filter is loaded and has dropped nothing of a healthy fabric.
+        spoofed = healthy.lab.run(
+            leaf, ["nft", "list", "counter", "inet", "leaf-antispoof", "spoofed"]
+        ).stdout
+        assert "packets 0 " in spoofed, (leaf, spoofed)
         peers = {p["peer"]: p for p in healthy.lab.vtysh_json(leaf, "show bfd peers json")}
         for server in servers:
             assert peers[server]["status"] == "up", (leaf, server, peers.get(server))

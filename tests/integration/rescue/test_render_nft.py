@@ -37,6 +37,13 @@ PLANS = {
     "ipv4-only": lambda: plan(
         base=BASE.replace('  - {prefix: "fd00:255::1/128", services: [web]}\n', "")
     ),
+    # Membership learnt from the fabric starts with this server alone: no peers yet.
+    "alone": lambda: plan(
+        base=BASE.replace(
+            "members: [10.2.3.2, 10.2.1.2, 10.2.2.2]",
+            'membership: {community: "65000:4242", underlay_prefixes: [10.2.0.0/16]}',
+        )
+    ),
 }
 
 
