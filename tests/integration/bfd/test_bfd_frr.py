@@ -1,4 +1,5 @@
-"""Our BFD speaker against FRR 8.4's bfdd: bring-up, Poll Sequences, GTSM, and what BGP does.
+"""Our BFD speaker against FRR's bfdd (8.4 on Debian 12, 10.3 on Debian 13): bring-up,
+Poll Sequences, GTSM, and what BGP does.
 
 The leaf runs bfdd and bgpd with ``neighbor <server> bfd`` (profile ``servers``, 300 ms x 3)
 and production-like BGP timers (3 s / 9 s); the server's BGP session is FRR's bgpd and its
@@ -18,7 +19,7 @@ import pytest
 from anycast_announcer.netlab import Lab
 from anycast_announcer.netlab.plan import BgpWait
 from tests.integration.bfd.child import SpeakerChild
-from tests.lablib import deployed, require_lab_host, wait_until
+from tests.lablib import deployed, frr_version, require_lab_host, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -200,23 +201,31 @@ class TestWhatBgpDoes:
 
 
 class TestAdminDownContract:
-    def test_frr_84_drops_bgp_on_admin_down_despite_rfc_5882(
-        self, lab: Lab, speaker: SpeakerChild
-    ) -> None:
-        """Pinned FRR behaviour: AdminDown from us resets the leaf's BGP (Cease/BFD Down).
+    def test_what_bgp_does_on_our_admin_down(self, lab: Lab, speaker: SpeakerChild) -> None:
+        """Pinned FRR behaviour, which changed between Debian's two versions.
 
-        RFC 5882 §3.2 says it should not. So the sidecar sends AdminDown only once its
-        routes are withdrawn (clean stop), never on a drain. If this test fails, FRR
-        started following the RFC: update docs/bfd.md.
+        RFC 5882 §3.2: AdminDown must not take the client (BGP) session down. FRR 8.4's
+        bgpd drops it anyway (Cease/BFD Down); FRR 10.3's keeps it. The sidecar is safe
+        with both: it sends AdminDown only once its routes are withdrawn (clean stop),
+        never on a drain. If this test fails, FRR changed again: update docs/bfd.md.
         """
         speaker.add(*V4, 0.3, 0.3, 3)
         wait_up(lab, speaker, *V4)
+        # The previous test's speaker left a session for the leaf to time out, which
+        # resets BGP (BFD Down): wait for BGP to be up on our session and stay up, so
+        # that a drop below can only be the AdminDown's doing.
         wait_until(
             lambda: bgp_neighbor(lab, V4[1])["bgpState"] == "Established",
             timeout=20,
             message="BGP never established",
         )
         dropped = bgp_neighbor(lab, V4[1]).get("connectionsDropped", 0)
+        time.sleep(2)
+        settled = bgp_neighbor(lab, V4[1])
+        assert settled["bgpState"] == "Established"
+        assert settled.get("connectionsDropped", 0) == dropped
+        assert leaf_peer(lab, V4[1])["status"] == "up"
+
         speaker.send(op="admin_down", peer=V4[0])
         frr = wait_until(
             lambda: (p := leaf_peer(lab, V4[1]))["status"] == "down" and p,
@@ -224,11 +233,17 @@ class TestAdminDownContract:
             message="FRR never saw our AdminDown",
         )
         assert frr["remote-diagnostic"] == "administratively down"
-        wait_until(
-            lambda: bgp_neighbor(lab, V4[1]).get("connectionsDropped", 0) > dropped,
-            timeout=3,
-            message="FRR kept BGP up on AdminDown: it follows RFC 5882 now",
-        )
+        if frr_version() < (10, 3):
+            wait_until(
+                lambda: bgp_neighbor(lab, V4[1]).get("connectionsDropped", 0) > dropped,
+                timeout=3,
+                message="FRR kept BGP up on AdminDown: it follows RFC 5882 now",
+            )
+        else:
+            time.sleep(3)  # 8.4 drops within a few hundred ms
+            after = bgp_neighbor(lab, V4[1])
+            assert after.get("connectionsDropped", 0) == dropped, after.get("lastResetDueTo")
+            assert after["bgpState"] == "Established"
 
 
 def _vtysh_conf(lab: Lab, *lines: str) -> list[str]:
