@@ -11,12 +11,9 @@ def test_something() -> None:
 
 from __future__ import annotations
 
-import functools
 import os
-import re
 import secrets
 import shutil
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -42,7 +39,6 @@ T = TypeVar("T")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SINGLE_LEAF = REPO_ROOT / "containerlab" / "single-leaf" / "single-leaf.clab.yml"
-ZEBRA = "/usr/lib/frr/zebra"
 
 
 def unique_lab_name(prefix: str = "t") -> str:
@@ -59,20 +55,10 @@ def require_lab_host() -> None:
     problem = None
     if os.geteuid() != 0:
         problem = "lab tests need root (network namespaces)"
-    elif not Path(ZEBRA).exists() or shutil.which("vtysh") is None:
+    elif not Path("/usr/lib/frr/zebra").exists() or shutil.which("vtysh") is None:
         problem = "lab tests need FRR (/usr/lib/frr/zebra and vtysh): run `make deps`"
     if problem is not None:
         unavailable(problem)
-
-
-@functools.cache
-def frr_version() -> tuple[int, int]:
-    """The installed FRR's major and minor version (from ``zebra --version``): the labs run
-    Debian's FRR, 8.4 on Debian 12 and 10.3 on Debian 13, which differ where tests look."""
-    out = subprocess.run([ZEBRA, "--version"], capture_output=True, text=True, check=True).stdout
-    match = re.search(r"version (\d+)\.(\d+)", out)
-    assert match is not None, f"no version in {out!r}"
-    return int(match[1]), int(match[2])
 
 
 @contextmanager

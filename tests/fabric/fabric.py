@@ -9,6 +9,7 @@ border leaf weight their next hops by those sums.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import signal
@@ -22,7 +23,7 @@ import yaml
 
 from anycast_announcer.netlab import Lab, traffic
 from tests.integration.sidecars import Service, Sidecar, bgp_paths
-from tests.lablib import REPO_ROOT, frr_version, wait_until
+from tests.lablib import REPO_ROOT, wait_until
 
 LAB_DIR = REPO_ROOT / "containerlab" / "leaf-spine"
 TOPOLOGY = LAB_DIR / "leaf-spine.clab.yml"
@@ -41,6 +42,7 @@ TARGET = {4: "10.255.0.1:8080", 6: "[fd00:255::1]:8080"}
 # to 254 (FRR PR #14553; 10.3, Debian 13: 254/101/50 for 25/10/5). A weight within 1 of
 # the ideal share on that scale is therefore correct.
 WEIGHT_TOLERANCE = 1.01
+ZEBRA = "/usr/lib/frr/zebra"
 _LB_RE = re.compile(r"LB:(\d+):(\d+)")
 
 
@@ -107,6 +109,15 @@ def kernel_weights(lab: Lab, node: str, prefix: str) -> dict[str, int]:
             dev = hop.get("dev", "?")
             weights[names.get(dev, dev)] = int(hop.get("weight", 1))
     return weights
+
+
+@functools.cache
+def frr_version() -> tuple[int, int]:
+    """The installed FRR's major and minor version (from ``zebra --version``)."""
+    out = subprocess.run([ZEBRA, "--version"], capture_output=True, text=True, check=True).stdout
+    match = re.search(r"version (\d+)\.(\d+)", out)
+    assert match is not None, f"no version in {out!r}"
+    return int(match[1]), int(match[2])
 
 
 def ideal_weights(shares: Mapping[str, float]) -> dict[str, float]:

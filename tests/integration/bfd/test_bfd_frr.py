@@ -19,7 +19,7 @@ import pytest
 from anycast_announcer.netlab import Lab
 from anycast_announcer.netlab.plan import BgpWait
 from tests.integration.bfd.child import SpeakerChild
-from tests.lablib import deployed, frr_version, require_lab_host, wait_until
+from tests.lablib import deployed, require_lab_host, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -201,19 +201,22 @@ class TestWhatBgpDoes:
 
 
 class TestAdminDownContract:
-    def test_what_bgp_does_on_our_admin_down(self, lab: Lab, speaker: SpeakerChild) -> None:
-        """Pinned FRR behaviour, which changed between Debian's two versions.
+    def test_frr_drops_bgp_on_admin_down_despite_rfc_5882(
+        self, lab: Lab, speaker: SpeakerChild
+    ) -> None:
+        """Pinned FRR behaviour: AdminDown from us resets the leaf's BGP (Cease/BFD Down).
 
-        RFC 5882 §3.2: AdminDown must not take the client (BGP) session down. FRR 8.4's
-        bgpd drops it anyway (Cease/BFD Down); FRR 10.3's keeps it. The sidecar is safe
-        with both: it sends AdminDown only once its routes are withdrawn (clean stop),
-        never on a drain. If this test fails, FRR changed again: update docs/bfd.md.
+        RFC 5882 §3.2 says it should not; FRR 8.4 (Debian 12) and 10.3 (Debian 13) both
+        do. So the sidecar sends AdminDown only once its routes are withdrawn (clean
+        stop), never on a drain. If this test fails, FRR started following the RFC:
+        update docs/bfd.md.
         """
         speaker.add(*V4, 0.3, 0.3, 3)
         wait_up(lab, speaker, *V4)
         # The previous test's speaker left a session for the leaf to time out, which
         # resets BGP (BFD Down): wait for BGP to be up on our session and stay up, so
-        # that a drop below can only be the AdminDown's doing.
+        # that the drop below can only be the AdminDown's doing (and its absence is not
+        # bgpd not having seen BFD up yet).
         wait_until(
             lambda: bgp_neighbor(lab, V4[1])["bgpState"] == "Established",
             timeout=20,
@@ -233,17 +236,11 @@ class TestAdminDownContract:
             message="FRR never saw our AdminDown",
         )
         assert frr["remote-diagnostic"] == "administratively down"
-        if frr_version() < (10, 3):
-            wait_until(
-                lambda: bgp_neighbor(lab, V4[1]).get("connectionsDropped", 0) > dropped,
-                timeout=3,
-                message="FRR kept BGP up on AdminDown: it follows RFC 5882 now",
-            )
-        else:
-            time.sleep(3)  # 8.4 drops within a few hundred ms
-            after = bgp_neighbor(lab, V4[1])
-            assert after.get("connectionsDropped", 0) == dropped, after.get("lastResetDueTo")
-            assert after["bgpState"] == "Established"
+        wait_until(
+            lambda: bgp_neighbor(lab, V4[1]).get("connectionsDropped", 0) > dropped,
+            timeout=3,
+            message="FRR kept BGP up on AdminDown: it follows RFC 5882 now",
+        )
 
 
 def _vtysh_conf(lab: Lab, *lines: str) -> list[str]:
