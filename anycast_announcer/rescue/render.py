@@ -390,12 +390,16 @@ def _from_overlay(plan: RescuePlan, family: Family) -> list[str]:
     kw = family.keyword
     icmp = "icmp" if family is Family.IPV4 else "ipv6-icmp"
     peers = ", ".join(f"{peer.rescue_mac} : jump from_{peer.token}" for peer in plan.peers)
+    # With no peer yet (a learnt membership before its first member), the map would be
+    # empty: nftables 1.1 (Debian 13) rejects "vmap {  }" as a syntax error where 1.0.6
+    # took it. Without the rule every packet reaches the drop below, as with an empty map.
+    by_peer = [f"ether saddr vmap {{ {peers} }}"] if plan.peers else []
     return [
         # Sent to the broadcast label (replicated): TCP takes only the host's packets.
         "meta pkttype broadcast meta pkttype set host",
         f"{kw} daddr != @anycast counter name overlay_refused drop",
         f"meta l4proto != {{ tcp, {icmp} }} counter name overlay_refused drop",
-        f"ether saddr vmap {{ {peers} }}",
+        *by_peer,
         "counter name overlay_refused drop",
     ]
 
