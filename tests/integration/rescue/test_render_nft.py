@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
@@ -37,6 +38,8 @@ PLANS = {
     "ipv4-only": lambda: plan(
         base=BASE.replace('  - {prefix: "fd00:255::1/128", services: [web]}\n', "")
     ),
+    # A learnt membership before its first member (nftables 1.1 refuses an empty map).
+    "no-peer-yet": lambda: replace(plan(), peers=()),
 }
 
 
