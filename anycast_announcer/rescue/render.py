@@ -390,13 +390,16 @@ def _from_overlay(plan: RescuePlan, family: Family) -> list[str]:
     kw = family.keyword
     icmp = "icmp" if family is Family.IPV4 else "ipv6-icmp"
     peers = ", ".join(f"{peer.rescue_mac} : jump from_{peer.token}" for peer in plan.peers)
+    # With no peer yet (a learnt membership before its first member), the map would be
+    # empty, and nft rejects "vmap {  }" as a syntax error (1.0.6 and 1.1.3 alike).
+    # Without the rule every packet reaches the drop below, as with an empty map.
+    by_peer = [f"ether saddr vmap {{ {peers} }}"] if plan.peers else []
     return [
         # Sent to the broadcast label (replicated): TCP takes only the host's packets.
         "meta pkttype broadcast meta pkttype set host",
         f"{kw} daddr != @anycast counter name overlay_refused drop",
         f"meta l4proto != {{ tcp, {icmp} }} counter name overlay_refused drop",
-        # nft refuses an empty map; a server alone (membership not learnt yet) has none.
-        *([f"ether saddr vmap {{ {peers} }}"] if plan.peers else []),
+        *by_peer,
         "counter name overlay_refused drop",
     ]
 

@@ -1,4 +1,5 @@
-"""Our BFD speaker against FRR 8.4's bfdd: bring-up, Poll Sequences, GTSM, and what BGP does.
+"""Our BFD speaker against FRR's bfdd (8.4 on Debian 12, 10.3 on Debian 13): bring-up,
+Poll Sequences, GTSM, and what BGP does.
 
 The leaf runs bfdd and bgpd with ``neighbor <server> bfd`` (profile ``servers``, 300 ms x 3)
 and production-like BGP timers (3 s / 9 s); the server's BGP session is FRR's bgpd and its
@@ -200,23 +201,34 @@ class TestWhatBgpDoes:
 
 
 class TestAdminDownContract:
-    def test_frr_84_drops_bgp_on_admin_down_despite_rfc_5882(
+    def test_frr_drops_bgp_on_admin_down_despite_rfc_5882(
         self, lab: Lab, speaker: SpeakerChild
     ) -> None:
         """Pinned FRR behaviour: AdminDown from us resets the leaf's BGP (Cease/BFD Down).
 
-        RFC 5882 §3.2 says it should not. So the sidecar sends AdminDown only once its
-        routes are withdrawn (clean stop), never on a drain. If this test fails, FRR
-        started following the RFC: update docs/bfd.md.
+        RFC 5882 §3.2 says it should not; FRR 8.4 (Debian 12) and 10.3 (Debian 13) both
+        do. So the sidecar sends AdminDown only once its routes are withdrawn (clean
+        stop), never on a drain. If this test fails, FRR started following the RFC:
+        update docs/bfd.md.
         """
         speaker.add(*V4, 0.3, 0.3, 3)
         wait_up(lab, speaker, *V4)
+        # The previous test's speaker left a session for the leaf to time out, which
+        # resets BGP (BFD Down): wait for BGP to be up on our session and stay up, so
+        # that the drop below can only be the AdminDown's doing (and its absence is not
+        # bgpd not having seen BFD up yet).
         wait_until(
             lambda: bgp_neighbor(lab, V4[1])["bgpState"] == "Established",
             timeout=20,
             message="BGP never established",
         )
         dropped = bgp_neighbor(lab, V4[1]).get("connectionsDropped", 0)
+        time.sleep(2)
+        settled = bgp_neighbor(lab, V4[1])
+        assert settled["bgpState"] == "Established"
+        assert settled.get("connectionsDropped", 0) == dropped
+        assert leaf_peer(lab, V4[1])["status"] == "up"
+
         speaker.send(op="admin_down", peer=V4[0])
         frr = wait_until(
             lambda: (p := leaf_peer(lab, V4[1]))["status"] == "down" and p,

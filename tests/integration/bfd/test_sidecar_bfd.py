@@ -59,6 +59,11 @@ def leaf_bfd(lab: Lab, server: str) -> dict[str, Any]:
     return next(p for p in peers if p["peer"] == server)
 
 
+def leaf_bgp(lab: Lab, server: str) -> dict[str, Any]:
+    neighbor: dict[str, Any] = lab.vtysh_json("leaf1", f"show bgp neighbor {server} json")[server]
+    return neighbor
+
+
 def status(lab: Lab) -> dict[str, Any]:
     fetch = (
         "import urllib.request,sys;"
@@ -144,6 +149,18 @@ def test_a_bfd_change_at_reload_polls_and_keeps_exabgp(lab: Lab, running: Runnin
         timeout=30,
         message=f"BFD never up at 300 ms: {sidecar.log_tail()}",
     )
+    # BGP must be up before the reload for "stays up" to mean anything: BFD comes up
+    # first, and FRR 10.3 opens BGP a little later than 8.4 after the previous test's
+    # clean stop (its AdminDown reset the session).
+    wait_until(
+        lambda: (
+            leaf_bgp(lab, "10.0.1.2")["bgpState"] == "Established"
+            and {p["address"]: p for p in status(lab)["peers"]}["10.0.1.1"]["state"] == "up"
+        ),
+        timeout=30,
+        message=f"BGP never up: leaf1 says {leaf_bgp(lab, '10.0.1.2').get('bgpState')}",
+    )
+    dropped = leaf_bgp(lab, "10.0.1.2").get("connectionsDropped", 0)
     before = leaf_bfd(lab, "10.0.1.2")
     started = len(sidecar.events("exabgp_started"))
     for peer in config["bgp"]["peers"]:
@@ -165,3 +182,5 @@ def test_a_bfd_change_at_reload_polls_and_keeps_exabgp(lab: Lab, running: Runnin
     peers = {p["address"]: p for p in status(lab)["peers"]}
     assert peers["10.0.1.1"]["bfd"]["transmit_interval"] == pytest.approx(0.5)
     assert peers["10.0.1.1"]["state"] == "up"
+    assert leaf_bgp(lab, "10.0.1.2")["bgpState"] == "Established"
+    assert leaf_bgp(lab, "10.0.1.2").get("connectionsDropped", 0) == dropped

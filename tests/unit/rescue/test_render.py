@@ -138,6 +138,19 @@ def test_overlay_accepts_only_held_connections_of_our_addresses_from_members() -
     )
 
 
+def test_no_peer_yet_renders_no_empty_map() -> None:
+    """A learnt membership before its first member has no peers: nftables 1.1 (Debian 13)
+    rejects an empty anonymous map or set, so no rule may render one."""
+    alone = replace(plan(), peers=())
+    for family in (Family.IPV4, Family.IPV6):
+        text = render_table(alone, family, device_indexes={"anycast-rsc": 7}).text
+        rules = [line for line in text.splitlines() if not line.strip().startswith("counter ")]
+        assert not [line for line in rules if re.search(r"\{\s*\}", line)]
+        overlay = chains(text)["from_overlay"]
+        assert not [rule for rule in overlay if "vmap" in rule]
+        assert overlay[-1] == "counter name overlay_refused drop"
+
+
 def test_underlay_accepts_vxlan_only_from_members() -> None:
     rendered = full(plan())
     assert rendered["raw_prerouting"][0] == (
