@@ -13,12 +13,9 @@ README quotes these figures; re-run this after changing ``history.py``.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import statistics
-import sys
 import time
-import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,25 +27,11 @@ from anycast_announcer.http.history_page import render_history
 from anycast_announcer.status import PrefixState
 from tests.benchmarks.common import machine
 from tests.lablib import REPO_ROOT
+from tests.memory import deep_size
 from tests.unit.http.fakes import replace, sample_status
 
 T0 = 1_789_999_800.0
 DAY = 86_400
-
-
-def deep_size(root: object) -> int:
-    """Bytes of every object reachable from ``root``, shared classes and modules aside."""
-    seen: set[int] = set()
-    stack = [root]
-    total = 0
-    while stack:
-        item = stack.pop()
-        if id(item) in seen or isinstance(item, type | types.ModuleType | types.FunctionType):
-            continue
-        seen.add(id(item))
-        total += sys.getsizeof(item)
-        stack.extend(gc.get_referents(item))
-    return total
 
 
 def _worst(kind: str) -> int:

@@ -5,10 +5,8 @@ from __future__ import annotations
 import gc
 import ipaddress
 import logging
-import sys
 import time
 import tracemalloc
-import types
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -30,6 +28,7 @@ from anycast_announcer.metrics import RescueCounters as MetricCounters
 from anycast_announcer.metrics import RescuePeerCounters
 from anycast_announcer.status import PrefixState
 from anycast_announcer.supervisor import _RescueTap
+from tests.memory import deep_size
 from tests.unit.core.helpers import BASE, LOG, PEER, PREFIX, Harness, config
 
 T0 = 1_789_999_800.0
@@ -203,22 +202,6 @@ def _retained(build: Callable[[], None]) -> int:
     return tracemalloc.get_traced_memory()[0] - before
 
 
-def _deep_size(root: object) -> int:
-    """Bytes of every object reachable from ``root`` (classes, modules and functions,
-    shared with the rest of the program, are not counted)."""
-    seen: set[int] = set()
-    stack = [root]
-    total = 0
-    while stack:
-        item = stack.pop()
-        if id(item) in seen or isinstance(item, type | types.ModuleType | types.FunctionType):
-            continue
-        seen.add(id(item))
-        total += sys.getsizeof(item)
-        stack.extend(gc.get_referents(item))
-    return total
-
-
 def _flap(history: History, start: int, stop: int) -> None:
     """What the core reports of a service, its prefix and a session flapping every second
     (the reasons the core gives), a probe per second, rescue counting packets."""
@@ -255,10 +238,10 @@ class TestMemoryCeiling:
             second_hour = _retained(lambda: _flap(history, 3600, 7200))
         finally:
             tracemalloc.stop()
-        first_hours = _deep_size(history)
+        first_hours = deep_size(history)
         # The rest of the day untraced, and the whole object graph weighed.
         _flap(history, 7200, 86400)
-        whole_day = _deep_size(history)
+        whole_day = deep_size(history)
 
         day = history.snapshot("day", T0 + 86399)
         # It really flapped all day: every change is counted, the latest are exact.
