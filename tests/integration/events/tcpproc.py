@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
 import signal
 import socket
 import struct
@@ -40,7 +41,10 @@ def serve(address: str, port: int, reuseport: bool, v6only: bool, abort: bool) -
 
     def stop(signum: int, frame: FrameType | None) -> None:
         listener.close()
-        print("closed", flush=True)
+        # Straight to the descriptor: the signal may land while print("listening") is
+        # still inside stdout's buffered writer, and a print here would then be a
+        # reentrant call (Python 3.13 raises RuntimeError; seen on Debian 13).
+        os.write(sys.stdout.fileno(), b"closed\n")
         sys.exit(0)
 
     signal.signal(signal.SIGTERM, stop)
