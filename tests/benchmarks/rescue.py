@@ -307,7 +307,9 @@ TINY = RescueSizes(
     downloads=6,
     iperf_seconds=5,
     iperf_repeats=1,
-    orphan_sessions=12,
+    # The fabric hashes each session to one of 3 servers: with 12, none lands on the one
+    # that dies in 0.8% of cases (seen once); with 32, in 2.3e-6.
+    orphan_sessions=32,
     flood_rate=2000,
     flood_seconds=3,
     flood_sessions=12,
