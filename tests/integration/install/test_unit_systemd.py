@@ -1,13 +1,16 @@
 """The shipped unit (configs/anycast-announcer.service, verbatim) under a real systemd.
 
-It runs as its own user with CAP_NET_ADMIN (it adds the anycast address), writes its
-drain state in its StateDirectory under ProtectSystem=strict, so a drain survives
-``systemctl restart``, and ``systemctl reload`` applies a changed config.
+The guest is installed by the README's production path, ``make install`` from a clone
+(its wheelhouse made on the host). It runs as its own user with CAP_NET_ADMIN (it adds
+the anycast address), writes its drain state in its StateDirectory under
+ProtectSystem=strict, so a drain survives ``systemctl restart``, and ``systemctl reload``
+applies a changed config.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,7 +25,6 @@ from tests.integration.install.systemd_system import (
     system_manager,
 )
 from tests.lablib import REPO_ROOT, wait_until
-from tests.unprivileged import public_install
 
 pytestmark = pytest.mark.integration
 
@@ -59,37 +61,45 @@ def _config(services: list[str]) -> dict[str, Any]:
     }
 
 
-# Run in the guest before it boots: what `make install` and the README make by hand.
+# Run in the guest before it boots: the README's production install, as an operator types
+# it (`make install` from a clone), then the README's token and config steps. pip reads
+# the wheelhouse made on the host: the guest has a network namespace of its own.
 _SETUP = f"""set -e
-useradd --system --user-group --no-create-home --shell /usr/sbin/nologin anycast-announcer
+cd /usr/src/anycast-announcer
+export PIP_NO_INDEX=1 PIP_FIND_LINKS=/usr/src/wheelhouse
+make install >/install.log 2>&1 || {{ cat /install.log; exit 1; }}
 chown anycast-announcer: {TOKEN}
 chmod 0600 {TOKEN}
-chown root:anycast-announcer /etc/anycast-announcer
-chmod 0750 /etc/anycast-announcer
 """
+
+# What `make install` reads from the clone.
+_CLONE = ("Makefile", "constraints.txt", "pyproject.toml", "README.md", "LICENSE")
+_CLONE_DIRS = ("anycast_announcer", "configs")
+_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc")
 
 
 def _seed(seed: Path) -> None:
-    """/opt/anycast-announcer as a venv of this interpreter's version holding the
-    project, the config and token, and the unit as shipped."""
-    opt = seed / PREFIX.lstrip("/")
-    install = public_install(opt / "lib" / "anycast")
-    subprocess.run([install.python, "-m", "venv", "--without-pip", str(opt)], check=True)
-    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    (opt / "lib" / version / "site-packages" / "anycast.pth").write_text(
-        f"{PREFIX}/lib/anycast/src\n{PREFIX}/lib/anycast/site\n"
+    """The clone and a wheelhouse of its dependencies under /usr/src, the config and
+    token the README has the operator write, and the setup script that installs."""
+    src = seed / "usr" / "src" / "anycast-announcer"
+    src.mkdir(parents=True)
+    for name in _CLONE:
+        shutil.copy2(REPO_ROOT / name, src / name)
+    for name in _CLONE_DIRS:
+        shutil.copytree(REPO_ROOT / name, src / name, ignore=_IGNORE)
+    wheelhouse = seed / "usr" / "src" / "wheelhouse"
+    subprocess.run(
+        [
+            *(sys.executable, "-m", "pip", "download", "-q", "-d", str(wheelhouse)),
+            *("-c", str(REPO_ROOT / "constraints.txt"), str(src), "setuptools>=68", "wheel"),
+        ],
+        check=True,
+        capture_output=True,
     )
-    for script, module in (("anycast-announcer", "anycast_announcer"), ("exabgp", "exabgp")):
-        path = opt / "bin" / script
-        path.write_text(f'#!/bin/sh\nexec {PREFIX}/bin/python -m {module} "$@"\n')
-        path.chmod(0o755)
     etc = seed / "etc" / "anycast-announcer"
     etc.mkdir(parents=True)
     (etc / "config.yaml").write_text(json.dumps(_config(["web"])))
     (etc / "token").write_text("t" * 32 + "\n")
-    units = seed / "etc" / "systemd" / "system"
-    units.mkdir(parents=True)
-    (units / UNIT).write_bytes((REPO_ROOT / "configs" / UNIT).read_bytes())
     (seed / "seed-setup.sh").write_text(_SETUP)
 
 
