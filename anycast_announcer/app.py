@@ -20,7 +20,12 @@ from anycast_announcer import __version__
 from anycast_announcer.checks import Prober
 from anycast_announcer.config import Config, config_warnings
 from anycast_announcer.drainstate import load_drain_state
-from anycast_announcer.exabgp.driver import ExabgpDriver, RoutesCallback, SessionCallback
+from anycast_announcer.exabgp.driver import (
+    EndOfRibCallback,
+    ExabgpDriver,
+    RoutesCallback,
+    SessionCallback,
+)
 from anycast_announcer.http import TokenFileError
 from anycast_announcer.http.token import TokenKeeper
 from anycast_announcer.localaddr import AddressError, NetlinkAddresses
@@ -61,7 +66,9 @@ async def _serve(config: Config, config_path: str, http: HttpStarter, metrics: M
 
     tokens = TokenKeeper(config.http.token_file)
 
-    def driver(on_session: SessionCallback, on_routes: RoutesCallback) -> ExabgpDriver:
+    def driver(
+        on_session: SessionCallback, on_routes: RoutesCallback, on_end_of_rib: EndOfRibCallback
+    ) -> ExabgpDriver:
         return ExabgpDriver(
             config.bgp,
             config.exabgp,
@@ -69,6 +76,7 @@ async def _serve(config: Config, config_path: str, http: HttpStarter, metrics: M
             on_restart=metrics.exabgp_restarted,
             on_connection=metrics.exabgp_changed,
             on_routes=on_routes,
+            on_end_of_rib=on_end_of_rib,
         )
 
     def detection(submit: Submit) -> Detection:

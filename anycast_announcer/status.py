@@ -33,6 +33,8 @@ __all__ = [
     "PrefixState",
     "PrefixStatus",
     "ProbeStatus",
+    "RescueGateState",
+    "RescueGateStatus",
     "RescueMemberStatus",
     "RescueMembershipStatus",
     "RescuePeerStatus",
@@ -210,6 +212,28 @@ class RescueMemberStatus(_Status):
     )
 
 
+RescueGateState = Literal["waiting_for_eor", "waiting_for_data_path", "open"]
+
+
+class RescueGateStatus(_Status):
+    """The start-up gate: anycast prefixes wait until the group is known and installed."""
+
+    state: RescueGateState = Field(
+        description="waiting_for_eor: no End-of-RIB from an established peer yet; "
+        "waiting_for_data_path: the member set is known, the data path does not hold it "
+        "yet; open: anycast prefixes may be announced (for the rest of the process's life)"
+    )
+    since: float = Field(description="Unix seconds the gate entered this state")
+    opened_by: str | None = Field(
+        description="why it opened: end_of_rib, timeout, reload (membership configured "
+        "while running) or unconfigured (membership removed by a reload); None while closed"
+    )
+    opens_in: float | None = Field(
+        description="seconds until the gate opens anyway (gate_timeout after the first "
+        "established session); None while open or before any session came up"
+    )
+
+
 class RescueMembershipStatus(_Status):
     """Membership learnt from the fabric (rescue.membership); not anycast prefixes."""
 
@@ -218,6 +242,9 @@ class RescueMembershipStatus(_Status):
     members: tuple[RescueMemberStatus, ...]
     ignored: dict[str, int] = Field(
         description="received routes that were not accepted as member routes, by reason"
+    )
+    gate: RescueGateStatus | None = Field(
+        default=None, description="the start-up gate of the anycast prefixes"
     )
 
 

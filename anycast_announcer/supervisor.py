@@ -33,13 +33,19 @@ from anycast_announcer.core.inputs import (
     ConfigRejected,
     DrainRequested,
     Input,
+    PeerEndOfRib,
     PeerRoutesReceived,
     RescueApplied,
     SessionChanged,
     UndrainRequested,
 )
 from anycast_announcer.drainstate import PersistedDrain
-from anycast_announcer.exabgp.driver import DriverSnapshot, RoutesCallback, SessionCallback
+from anycast_announcer.exabgp.driver import (
+    DriverSnapshot,
+    EndOfRibCallback,
+    RoutesCallback,
+    SessionCallback,
+)
 from anycast_announcer.history import History
 from anycast_announcer.historymodels import HistoryWindow, SidecarHistory
 from anycast_announcer.http.token import TokenFileError
@@ -129,8 +135,9 @@ class Seams:
 
     probe: Probe
     addresses: AddressBook
-    driver: Callable[[SessionCallback, RoutesCallback], Driver]
-    """Builds the driver, given where it reports session changes and received routes."""
+    driver: Callable[[SessionCallback, RoutesCallback, EndOfRibCallback], Driver]
+    """Builds the driver, given where it reports session changes, received routes and
+    End-of-RIB markers."""
     detection: Callable[[Submit], DetectionSource]
     """Builds the event sources, given where they report."""
 
@@ -155,7 +162,7 @@ class Supervisor:
         self.core = SidecarCore(
             config, self._now(), logger=log, config_path=config_path, restored=list(restored)
         )
-        self.driver = seams.driver(self._on_session, self._on_routes)
+        self.driver = seams.driver(self._on_session, self._on_routes, self._on_end_of_rib)
         self._probes = ProbeScheduler(seams.probe, self.submit, metrics)
         self._drains = DrainWorkers(self.submit)
         self._detection = seams.detection(self.submit)
@@ -166,7 +173,7 @@ class Supervisor:
         self._history = History(time.time())
         self._rescue = RescueKeeper(
             _RescueTap(metrics, self._history),
-            lambda member, kept: self.submit(RescueApplied(member, kept)),
+            lambda member, kept, peers: self.submit(RescueApplied(member, kept, peers)),
         )
         self._bfd = BfdKeeper(self.submit)
         self._state_writer = DrainStateWriter()
@@ -189,6 +196,9 @@ class Supervisor:
         withdrawn: tuple[str, ...],
     ) -> None:
         self.submit(PeerRoutesReceived(peer, announced, withdrawn))
+
+    def _on_end_of_rib(self, peer: str, family: str) -> None:
+        self.submit(PeerEndOfRib(peer, family))
 
     @staticmethod
     def _now() -> Instant:

@@ -26,12 +26,21 @@ from anycast_announcer.config.types import (
 )
 from anycast_announcer.overlay import member_mac, overlay_capacity, overlay_prefix_for
 
-__all__ = ["HOLD_DOWN_DEFAULT", "MembershipConfig", "RescueConfig", "rescue_problems"]
+__all__ = [
+    "GATE_TIMEOUT_DEFAULT",
+    "HOLD_DOWN_DEFAULT",
+    "MembershipConfig",
+    "RescueConfig",
+    "rescue_problems",
+]
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 HOLD_DOWN_DEFAULT = 900
 """Seconds a departed member stays in the data path (docs/rescue.md, *Membership*)."""
+GATE_TIMEOUT_DEFAULT = 10
+"""Seconds a starting sidecar waits for its group before it announces anyway (docs/rescue.md,
+*The start-up gate*): several times the 0.9-1.5 s membership takes in the lab."""
 
 
 OverlayDevice = Annotated[
@@ -71,6 +80,15 @@ class MembershipConfig(StrictModel):
         le=86_400,
         description="seconds a member whose route was withdrawn stays in the data path, "
         "so its live connections are still rescued back to it",
+    )
+    gate_timeout: Int = Field(
+        default=GATE_TIMEOUT_DEFAULT,
+        ge=1,
+        le=600,
+        description="at start, anycast prefixes wait until an End-of-RIB from a peer says the "
+        "group's member routes are all in and the data path holds those members; if that "
+        "takes longer than this many seconds after the first BGP session came up, they are "
+        "announced anyway (with a warning)",
     )
 
 

@@ -25,7 +25,7 @@ from anycast_announcer.config import (
 from anycast_announcer.drainstate import PersistedDrain
 from anycast_announcer.results import ProbeResult
 from anycast_announcer.routes import Route, RouteKey
-from anycast_announcer.status import ControlResult, DrainPhaseName, PrefixState
+from anycast_announcer.status import ControlResult, DrainPhaseName, PrefixState, RescueGateState
 
 __all__ = [
     "ConfigApplied",
@@ -33,6 +33,7 @@ __all__ = [
     "Detected",
     "DrainPhaseChanged",
     "Effect",
+    "GateChanged",
     "PeerChanged",
     "PersistDrains",
     "PrefixChanged",
@@ -204,6 +205,15 @@ class PeerChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class GateChanged:
+    """The start-up gate of the anycast prefixes (rescue.membership) changed state."""
+
+    state: RescueGateState
+    opened_by: str | None = None
+    """``end_of_rib``, ``timeout``...; None while closed."""
+
+
+@dataclass(frozen=True, slots=True)
 class DrainPhaseChanged:
     """A prefix's drain entered a phase; ``since`` is wall-clock (Unix) time."""
 
@@ -266,6 +276,7 @@ Effect = (
     | PrefixChanged
     | PeerChanged
     | DrainPhaseChanged
+    | GateChanged
     | ReloadFinished
     | SidecarFaulted
     | Detected

@@ -25,6 +25,7 @@ __all__ = [
     "DrainRequested",
     "Input",
     "Instant",
+    "PeerEndOfRib",
     "PeerRoutesReceived",
     "ProbeCompleted",
     "RescueApplied",
@@ -89,6 +90,16 @@ class PeerRoutesReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class PeerEndOfRib:
+    """A BGP peer finished sending its table for one family (an End-of-RIB marker, from
+    ExaBGP's receive API; only with rescue.membership)."""
+
+    peer: str
+    family: str
+    """``ipv4 unicast``, ``ipv6 unicast``..."""
+
+
+@dataclass(frozen=True, slots=True)
 class RescueApplied:
     """The rescue data path for ``member`` (this server's underlay address) is installed."""
 
@@ -96,6 +107,8 @@ class RescueApplied:
     inherited: tuple[str, ...] = ()
     """Peers a first install found in the kernel and kept (learnt membership): held down
     until their member routes arrive."""
+    peers: tuple[str, ...] = ()
+    """Every peer the applied plan holds (the start-up gate waits for the learnt ones)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +199,7 @@ Input = (
     | ServiceFailed
     | SessionChanged
     | PeerRoutesReceived
+    | PeerEndOfRib
     | RescueApplied
     | BfdChanged
     | AddressChanged

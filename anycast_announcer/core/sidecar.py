@@ -24,13 +24,16 @@ check its invariants with hypothesis.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TypeVar
 
 from anycast_announcer import __version__
 from anycast_announcer.config import BgpConfig, Config, PeerConfig, PrefixConfig, ServiceConfig
+from anycast_announcer.config.rescue import GATE_TIMEOUT_DEFAULT
 from anycast_announcer.core import effects as fx
 from anycast_announcer.core import snapshot
+from anycast_announcer.core.gate import StartGate
 from anycast_announcer.core.inputs import (
     AddressChanged,
     BfdChanged,
@@ -42,6 +45,7 @@ from anycast_announcer.core.inputs import (
     DrainRequested,
     Input,
     Instant,
+    PeerEndOfRib,
     PeerRoutesReceived,
     ProbeCompleted,
     RescueApplied,
@@ -132,9 +136,17 @@ class SidecarCore:
         self._drain_file_present = False
         self._effects: list[fx.Effect] = []
         self._members: LearntMembers | None = None
+        """Rescue membership learnt from BGP (rescue.membership), else None."""
         self._routes_in = HostRoutesIn()
         """Host routes our peers carry (ExaBGP's receive API), for membership."""
-        """Rescue membership learnt from BGP (rescue.membership), else None."""
+        self._gate: StartGate | None = None
+        """The anycast prefixes' start-up gate; None while membership was never on."""
+        if LearntMembers.wanted(config):
+            self._gate = StartGate(True, _gate_timeout(config), now, logger)
+        self._rescue_member: str | None = None
+        """This server's member address, from the last rescue apply."""
+        self._rescue_peers: frozenset[str] | None = None
+        """The peers the last applied rescue plan holds; None before the first apply."""
         self._adopt(config, now)
         self._restore(restored, now)
 
@@ -168,6 +180,8 @@ class SidecarCore:
         deadlines += [r for r in (damp.release_at() for damp in self._dampening.values()) if r]
         if self._members is not None and (held := self._members.next_deadline()) is not None:
             deadlines.append(held)
+        if self._gate is not None and (gate := self._gate.deadline()) is not None:
+            deadlines.append(gate)
         return min(deadlines) if deadlines else None
 
     def ready(self, exabgp_connected: bool) -> bool:
@@ -220,6 +234,8 @@ class SidecarCore:
             return rescue
         announced = any(key.prefix.startswith(f"{rescue.member}/") for key in self._routes)
         membership = self._members.status(now.monotonic, announced)
+        if self._gate is not None:
+            membership = membership.model_copy(update={"gate": self._gate.status(now)})
         return rescue.model_copy(update={"membership": membership})
 
     def _prefix_status(self, prefix: PrefixConfig, now: Instant) -> PrefixStatus:
@@ -243,6 +259,7 @@ class SidecarCore:
             self._emit(fx.SyncRescue(self._config, self._learnt()))
         self._emit(fx.ScheduleProbes(tuple(self._config.services)))
         self._emit(fx.SyncBfd(_bfd_peers(self._config)))
+        self._gate_moved()
         for peer in self._peers:
             self._emit(fx.PeerChanged(peer, False, "not established yet"))
         self._recompute(now)
@@ -272,6 +289,8 @@ class SidecarCore:
         self._refuse_if_closed("a timer")
         if self._members is not None and self._members.expire(now.monotonic):
             self._sync_rescue()
+        if self._gate is not None and self._gate.expire(now):
+            self._gate_moved()
         self._recompute(now)
         return self._take()
 
@@ -297,7 +316,7 @@ class SidecarCore:
         if self._closed:
             raise CoreClosedError(f"the core was shut down; {what} can no longer be applied")
 
-    def _ingest(  # noqa: C901, PLR0911  # one case per input type
+    def _ingest(  # noqa: C901, PLR0911, PLR0912  # one case per input type
         self, item: Input, now: Instant
     ) -> bool:
         """Apply one input; whether it changed anything a decision depends on."""
@@ -310,6 +329,8 @@ class SidecarCore:
                 return self._session_changed(item, now)
             case PeerRoutesReceived():
                 return self._routes_received(item, now)
+            case PeerEndOfRib():
+                return self._end_of_rib(item, now)
             case RescueApplied():
                 return self._rescue_applied(item, now)
             case BfdChanged():
@@ -424,6 +445,8 @@ class SidecarCore:
         record.last_change_reason = item.reason
         if record.effective_up != was:
             self._emit(fx.PeerChanged(item.peer, record.effective_up, item.reason))
+        if item.up and self._gate is not None:
+            self._gate.session_up(now)
         if not item.up and self._members_session_down(item.peer, now):
             self._sync_rescue()
         return True
@@ -442,11 +465,67 @@ class SidecarCore:
         return True
 
     def _rescue_applied(self, item: RescueApplied, now: Instant) -> bool:
-        """Our data path is in: our member route may go out; peers it kept are held down."""
+        """Our data path is in: our member route may go out; peers it kept are held down;
+        the start-up gate may open."""
+        self._rescue_member = item.member
+        self._rescue_peers = frozenset(item.peers)
         if self._members is None:
             return False
         self._members.inherit(item.inherited, now.monotonic)
-        return self._members.installed(item.member)
+        announce_member = self._members.installed(item.member)
+        return self._advance_gate(now) or announce_member
+
+    def _end_of_rib(self, item: PeerEndOfRib, now: Instant) -> bool:
+        """A peer sent its whole table: the learnt member set is known (start-up gate).
+
+        Only from a configured peer whose session is established (ExaBGP reported it
+        up), and only for the underlay's family: another family's End-of-RIB says
+        nothing about member routes."""
+        if self._gate is None or self._gate.open:
+            return False
+        record = self._peers.get(item.peer)
+        families = self._underlay_families()
+        if record is None or not record.up or item.family not in families:
+            reason = (
+                "not a configured peer"
+                if record is None
+                else "session not established"
+                if not record.up
+                else "not the underlay's family"
+            )
+            self._log.info("end_of_rib_ignored", peer=item.peer, family=item.family, reason=reason)
+            return False
+        was = self._gate.state
+        self._gate.end_of_rib(item.peer, item.family, now)
+        if self._gate.state is was:
+            return False
+        self._gate_moved()
+        self._advance_gate(now)
+        return True  # the prefixes' reason names the gate's state
+
+    def _underlay_families(self) -> set[str]:
+        """``ipv4 unicast`` / ``ipv6 unicast``: our member's, else the underlay's."""
+        rescue = self._config.rescue
+        if rescue is None or rescue.membership is None:
+            return set()
+        versions = {network.version for network in rescue.membership.underlay_prefixes}
+        if self._rescue_member is not None:
+            versions &= {ipaddress.ip_address(self._rescue_member).version}
+        return {f"ipv{version} unicast" for version in versions}
+
+    def _advance_gate(self, now: Instant) -> bool:
+        """Open the gate if the member set is known and applied; whether it opened."""
+        if self._gate is None or self._gate.open:
+            return False
+        learnt = set(self._learnt()) - {self._rescue_member}
+        if not self._gate.data_path(learnt, self._rescue_peers, now):
+            return False
+        self._gate_moved()
+        return True
+
+    def _gate_moved(self) -> None:
+        if self._gate is not None:
+            self._emit(fx.GateChanged(self._gate.name, self._gate.opened_by))
 
     def _routes_received(self, item: PeerRoutesReceived, now: Instant) -> bool:
         """Member routes in: a changed member set is applied to the data path as a diff."""
@@ -628,6 +707,7 @@ class SidecarCore:
         self._address_present = {
             n: p for n, p in self._address_present.items() if n in self._drains
         }
+        self._adopt_gate(config, now)
         if not LearntMembers.wanted(config):
             self._members = None
         elif self._members is None:
@@ -635,6 +715,18 @@ class SidecarCore:
             self._members = LearntMembers(config, self._log)
             for peer, announced in self._routes_in.replay():
                 self._members.received(peer, announced, (), now.monotonic)
+
+    def _adopt_gate(self, config: Config, now: Instant) -> None:
+        """The gate closes only at start: a reload that turns membership on finds a
+        serving process, and one that turns it off leaves nothing to wait for."""
+        if not LearntMembers.wanted(config):
+            if self._gate is not None and self._gate.unconfigured(now):
+                self._gate_moved()
+        elif self._gate is None:
+            self._gate = StartGate(False, _gate_timeout(config), now, self._log)
+            self._gate_moved()
+        else:
+            self._gate.configure(_gate_timeout(config))
 
     def _reload(self, new: Config, now: Instant) -> ControlResult:
         self._last_reload_error = None
@@ -779,6 +871,11 @@ class SidecarCore:
         suppressed = release is not None and damp.suppressed(now.monotonic)
         dampened_for = max(0.0, release - now.monotonic) if release and suppressed else None
         decision = apply_operations(health, drain.phase, drain.reason, dampened_for)
+        if decision.announce and self._gate is not None and not self._gate.open:
+            # Withdrawn, not a state of its own: to the fabric it is one, and a start-up
+            # of a few seconds needs no series of its own per prefix.
+            gate = self._gate.name.replace("_", " ")
+            decision = PrefixDecision(name, False, f"start-up gate: {gate} (rescue membership)")
         self._record_decision(name, decision, drain.origin)
         self._track_drain(prefix, drain, now)
 
@@ -881,6 +978,11 @@ def _without_bfd(bgp: BgpConfig) -> BgpConfig:
     """The part of ``bgp:`` ExaBGP reads: everything but the BFD settings."""
     peers = [peer.model_copy(update={"bfd": None}) for peer in bgp.peers]
     return bgp.model_copy(update={"peers": peers})
+
+
+def _gate_timeout(config: Config) -> float:
+    membership = config.rescue.membership if config.rescue is not None else None
+    return float(membership.gate_timeout if membership is not None else GATE_TIMEOUT_DEFAULT)
 
 
 def _bfd_peers(config: Config) -> tuple[PeerConfig, ...]:

@@ -53,7 +53,13 @@ from anycast_announcer.exabgp.sync import (
 from anycast_announcer.files import ensure_private_dir, write_private_file_atomic
 from anycast_announcer.routes import Route, RouteKey
 
-__all__ = ["DriverSnapshot", "ExabgpDriver", "RoutesCallback", "SessionCallback"]
+__all__ = [
+    "DriverSnapshot",
+    "EndOfRibCallback",
+    "ExabgpDriver",
+    "RoutesCallback",
+    "SessionCallback",
+]
 
 log = structlog.get_logger("anycast_announcer.exabgp")
 
@@ -65,6 +71,10 @@ SessionCallback = Callable[[str, bool, str], None]
 RoutesCallback = Callable[[str, tuple[tuple[str, tuple[str, ...]], ...], tuple[str, ...]], None]
 """Called with (peer, ((prefix, communities), ...) announced, prefixes withdrawn) for each
 UPDATE a peer sent, when the driver was asked to receive routes."""
+
+EndOfRibCallback = Callable[[str, str], None]
+"""Called with (peer, family such as ``ipv4 unicast``) for each End-of-RIB marker a peer
+sent, when the driver was asked to receive routes."""
 
 _CONNECT_TIMEOUT = 20.0
 _OUTPUT_LINE_KEPT = 4096
@@ -118,10 +128,12 @@ class ExabgpDriver:
         on_connection: Callable[[bool], None] | None = None,
         *,
         on_routes: RoutesCallback | None = None,
+        on_end_of_rib: EndOfRibCallback | None = None,
     ) -> None:
         self._bgp = bgp
         self._settings = settings
         self._on_routes = on_routes
+        self._on_end_of_rib = on_end_of_rib
         self._on_session = on_session
         self._on_restart = on_restart
         self._on_connection = on_connection
@@ -347,7 +359,9 @@ class ExabgpDriver:
                             event.withdrawn,
                         )
                 elif isinstance(event, EndOfRib):
-                    log.debug("bgp_end_of_rib", peer=event.peer, family=event.family)
+                    log.info("bgp_end_of_rib", peer=event.peer, family=event.family)
+                    if self._on_end_of_rib is not None:
+                        self._on_end_of_rib(_normalise(event.peer), event.family)
                 elif isinstance(event, Shutdown):
                     log.info("exabgp_shutting_down")
                     for change in self._sync.on_shutdown():

@@ -99,7 +99,7 @@ class RescueKeeper:
     def __init__(
         self,
         metrics: RescueSink | None = None,
-        on_applied: Callable[[str, tuple[str, ...]], None] | None = None,
+        on_applied: Callable[[str, tuple[str, ...], tuple[str, ...]], None] | None = None,
         *,
         kernel: RescueKernelPort | None = None,
         changes: Callable[[], ChangeFeed] = NftablesWatch,
@@ -107,7 +107,8 @@ class RescueKeeper:
         self._metrics = metrics
         self._on_applied = on_applied
         """Told this server's member address after each successful apply (member route),
-        and the peers a first apply found installed and kept (learnt membership)."""
+        the peers a first apply found installed and kept (learnt membership), and every
+        peer the applied plan holds (the start-up gate)."""
         self._learnt: tuple[str, ...] = ()
         self._kernel: RescueKernelPort = kernel if kernel is not None else AsyncRescueKernel()
         self._changes = changes
@@ -177,7 +178,8 @@ class RescueKeeper:
             adopted=report.adopted,
         )
         if self._on_applied is not None:
-            self._on_applied(str(plan.me.address), inherited)
+            peers = tuple(str(peer.address) for peer in plan.peers)
+            self._on_applied(str(plan.me.address), inherited, peers)
         await self._read_counters()
 
     def sync(self, config: Config, learnt: tuple[str, ...] = ()) -> None:

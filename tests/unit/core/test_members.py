@@ -9,6 +9,7 @@ from structlog.testing import capture_logs
 from anycast_announcer.core import effects as fx
 from anycast_announcer.core.inputs import (
     ConfigLoaded,
+    PeerEndOfRib,
     PeerRoutesReceived,
     RescueApplied,
     SessionChanged,
@@ -37,6 +38,12 @@ def member(address: str) -> tuple[str, tuple[str, ...]]:
     return (f"{address}/32", (GROUP,))
 
 
+def open_gate(harness: Harness, now: float) -> None:
+    """Our data path in, then the End-of-RIB of a group with no one else yet."""
+    harness.feed(RescueApplied(ME), now)
+    harness.feed(PeerEndOfRib(PEER, "ipv4 unicast"), now)
+
+
 def learnt(harness: Harness) -> list[tuple[str, ...]]:
     return [effect.learnt for effect in harness.of_type(fx.SyncRescue)]
 
@@ -62,6 +69,7 @@ class TestMemberRoute:
         harness = Harness(MEMBERSHIP)
         harness.healthy()
         harness.feed(RescueApplied(ME), 0.2)
+        harness.feed(PeerEndOfRib(PEER, "ipv4 unicast"), 0.3)  # the start-up gate opens
         assert RouteKey(PEER, PREFIX) in harness.routes
         harness.probe(False, 1.0)
         assert RouteKey(PEER, PREFIX) not in harness.routes
@@ -78,7 +86,7 @@ class TestMemberRoute:
         """Member routes show in the rescue section, never in the prefix list."""
         harness = Harness(MEMBERSHIP)
         harness.healthy()
-        harness.feed(RescueApplied(ME), 0.2)
+        open_gate(harness, 0.2)
         harness.feed(PeerRoutesReceived(PEER, (member("10.0.2.2"),), ()), 0.3)
         exabgp = ExabgpStatus(
             pid=1,
@@ -120,6 +128,7 @@ class TestLearning:
         """The core's timer ends the hold-down; only then is the member removed."""
         harness = Harness(MEMBERSHIP)
         harness.feed(SessionChanged(PEER, True, "up"), 0.1)
+        open_gate(harness, 0.1)  # the start-up gate has no deadline left
         harness.feed(PeerRoutesReceived(PEER, (member("10.0.2.2"),), ()), 0.2)
         harness.feed(PeerRoutesReceived(PEER, (), ("10.0.2.2/32",)), 1.0)
         assert learnt(harness) == [(), ("10.0.2.2",)]
@@ -131,6 +140,7 @@ class TestLearning:
     def test_a_session_down_holds_its_members(self) -> None:
         harness = Harness(MEMBERSHIP)
         harness.feed(SessionChanged(PEER, True, "up"), 0.1)
+        open_gate(harness, 0.1)  # the start-up gate has no deadline left
         harness.feed(PeerRoutesReceived(PEER, (member("10.0.2.2"),), ()), 0.2)
         harness.feed(SessionChanged(PEER, False, "hold timer expired"), 2.0)
         assert harness.core.get_timer() == 32.0

@@ -24,7 +24,7 @@ from anycast_announcer.checks import ProbeResult
 from anycast_announcer.cli import EXIT_FAILURE, EXIT_OK, main
 from anycast_announcer.config import BgpConfig, Config, ExabgpConfig, HttpConfig, load_config
 from anycast_announcer.core.inputs import AddressChanged
-from anycast_announcer.exabgp.driver import DriverSnapshot, RoutesCallback
+from anycast_announcer.exabgp.driver import DriverSnapshot, EndOfRibCallback, RoutesCallback
 from anycast_announcer.http import serving
 from anycast_announcer.http.token import TokenKeeper
 from anycast_announcer.metrics import Metrics
@@ -59,7 +59,10 @@ class FakeDriver:
     """ExaBGP that acknowledges everything at once and has its one session up."""
 
     def __init__(
-        self, on_session: Callable[[str, bool, str], None], on_routes: RoutesCallback
+        self,
+        on_session: Callable[[str, bool, str], None],
+        on_routes: RoutesCallback,
+        on_end_of_rib: EndOfRibCallback,
     ) -> None:
         self.desired: dict[RouteKey, Route] = {}
         self._on_session = on_session

@@ -193,15 +193,15 @@ async def test_learnt_members_reach_the_plan_and_an_oversized_group_is_an_error(
     RescueError (logged, shown in the status), not a crash of the apply task; a later
     group that fits is applied and clears the error."""
     kernel = FakeKernelPort(FACTS)
-    applied: list[tuple[str, tuple[str, ...]]] = []
+    applied: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = []
     keeper = RescueKeeper(
-        on_applied=lambda member, kept: applied.append((member, kept)),
+        on_applied=lambda member, kept, peers: applied.append((member, kept, peers)),
         kernel=kernel,
         changes=_NoFeed,
     )
     await keeper.apply(config(base=MEMBERSHIP), ("10.2.2.2",))
     assert [str(m.address) for m in kernel.applied[-1].members] == ["10.2.1.2", "10.2.2.2"]
-    assert applied == [("10.2.1.2", ())]
+    assert applied == [("10.2.1.2", (), ("10.2.2.2",))]
     too_many = tuple(f"10.2.{n // 250}.{n % 250 + 2}" for n in range(200))
     with capture_logs() as logs:
         keeper.sync(config(base=MEMBERSHIP), too_many)

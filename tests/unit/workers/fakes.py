@@ -9,7 +9,12 @@ from typing import Any
 
 from anycast_announcer.config import BgpConfig, Config, ExabgpConfig
 from anycast_announcer.core.inputs import AddressChanged
-from anycast_announcer.exabgp.driver import DriverSnapshot, RoutesCallback, SessionCallback
+from anycast_announcer.exabgp.driver import (
+    DriverSnapshot,
+    EndOfRibCallback,
+    RoutesCallback,
+    SessionCallback,
+)
 from anycast_announcer.localaddr import AddressError, IPNetwork
 from anycast_announcer.results import ProbeResult
 from anycast_announcer.routes import Route, RouteKey
@@ -64,10 +69,16 @@ class FakeBook:
 class FakeDriver:
     """ExaBGP acknowledging everything at once, its one session up."""
 
-    def __init__(self, on_session: SessionCallback, on_routes: RoutesCallback) -> None:
+    def __init__(
+        self,
+        on_session: SessionCallback,
+        on_routes: RoutesCallback,
+        on_end_of_rib: EndOfRibCallback,
+    ) -> None:
         self.desired: dict[RouteKey, Route] = {}
         self._on_session = on_session
         self._on_routes = on_routes
+        self._on_end_of_rib = on_end_of_rib
         self._stopped = asyncio.Event()
 
     async def run(self) -> None:
