@@ -43,6 +43,7 @@ __all__ = [
     "DETECTION_SOURCES",
     "DRAIN_PHASES",
     "DROP_REASONS",
+    "GATE_STATES",
     "PREFIX_STATES",
     "REASON_CATEGORIES",
     "RESOURCE_ERROR_KINDS",
@@ -68,6 +69,9 @@ PREFIX_STATES = ("announced", "withdrawn", "draining", "drained", "dampened")
 
 DRAIN_PHASES = ("none", "hook", "waiting_connections", "graceful_shutdown", "withdrawn")
 """The ``phase`` label values of ``anycast_drain_phase`` (drain.DrainPhase values)."""
+
+GATE_STATES = ("waiting_for_eor", "waiting_for_data_path", "open")
+"""The ``state`` label values of ``anycast_rescue_gate_state`` (core.gate)."""
 
 BFD_STATES = ("admin_down", "down", "init", "up")
 """The ``state`` label values of ``anycast_bfd_session_state`` (RFC 5880 states)."""
@@ -267,6 +271,7 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._announced: dict[str, bool] = {}
+        self._gate: tuple[Gauge, Counter] | None = None
         # One series for the whole sidecar: lag is a property of the event loop, not of a
         # service, and per-service buckets would multiply the series by the service count.
         self._schedule_lag = Histogram(
@@ -442,6 +447,8 @@ class Metrics:
                     self.probe_interval(spec.name, spec.interval)
             case fx.Unconfigured(services=names, prefixes=prefixes, peers=peers):
                 self._forget(names, prefixes, peers)
+            case fx.GateChanged(state=state, opened_by=opened_by):
+                self.gate_changed(state, timed_out=opened_by == "timeout")
             case _:
                 pass
 
@@ -455,6 +462,36 @@ class Metrics:
             self.forget_prefix(prefix)
         for peer in peers:
             self.forget_peer(peer)
+
+    def gate_changed(self, state: str, *, timed_out: bool) -> None:
+        """The rescue start-up gate moved to ``state``.
+
+        Registered at the first report, which only a core with rescue.membership makes:
+        like the other rescue series, none exist before rescue reports."""
+        _check(state, GATE_STATES, "gate state")
+        if self._gate is None:
+            self._gate = (
+                Gauge(
+                    "anycast_rescue_gate_state",
+                    "1 for the start-up gate's current state, 0 for the others "
+                    "(waiting_for_eor, waiting_for_data_path, open); anycast prefixes are "
+                    "announced only while it is open.",
+                    ["state"],
+                    registry=self.registry,
+                ),
+                Counter(
+                    "anycast_rescue_gate_timeouts",
+                    "Start-up gates opened by rescue.membership.gate_timeout rather than by "
+                    "an End-of-RIB and an applied data path (announced without knowing the "
+                    "group).",
+                    registry=self.registry,
+                ),
+            )
+        gauge, timeouts = self._gate
+        for name in GATE_STATES:
+            gauge.labels(state=name).set(1 if name == state else 0)
+        if timed_out:
+            timeouts.inc()
 
     def probe_started(self, lag: float) -> None:
         """A probe started ``lag`` seconds after its scheduled time."""

@@ -20,6 +20,7 @@ from typing import Any
 from anycast_announcer.status import (
     PeerStatus,
     PrefixStatus,
+    RescueGateStatus,
     RescueStatus,
     ServiceStatus,
     SidecarStatus,
@@ -240,7 +241,14 @@ def _bfd(peer: PeerStatus) -> str:
     return text + f" remote {bfd.remote_discriminator}, {bfd.state_changes} changes"
 
 
-def _rescue_lines(rescue: RescueStatus) -> list[str]:
+def _gate(gate: RescueGateStatus, now: float) -> str:
+    """``waiting_for_eor since 3s ago, opens anyway in 7s`` / ``open (end_of_rib) ...``."""
+    opened = f" ({_clean(gate.opened_by)})" if gate.opened_by else ""
+    deadline = f", opens anyway in {gate.opens_in:.0f}s" if gate.opens_in is not None else ""
+    return f"{gate.state}{opened} since {_when(gate.since, now)}{deadline}"
+
+
+def _rescue_lines(rescue: RescueStatus, now: float) -> list[str]:
     state = "installed" if rescue.installed else "NOT INSTALLED"
     lines = [
         f"rescue: {state} (member {_clean(rescue.member)}), "
@@ -260,6 +268,8 @@ def _rescue_lines(rescue: RescueStatus) -> list[str]:
             f"{'announced' if membership.announced else 'NOT announced'}): "
             f"{members or 'none'}; {ignored} routes ignored"
         )
+        if (gate := membership.gate) is not None:
+            lines.append(f"rescue start-up gate: {_gate(gate, now)}")
     lines += _table(
         ["RESCUE PEER", "HANDED TO IT", "RESCUED FROM IT", "REFUSED"],
         [
@@ -307,7 +317,7 @@ def format_status(status: SidecarStatus, now: float | None = None) -> str:
         f" {exabgp.routes_acknowledged}/{exabgp.routes_desired} routes acknowledged"
     )
     if status.rescue is not None:
-        lines += ["", *_rescue_lines(status.rescue)]
+        lines += ["", *_rescue_lines(status.rescue, now)]
     if status.sidecar_fault is not None:
         fault = status.sidecar_fault
         lines.append(

@@ -200,6 +200,15 @@ def _rescue_section(rescue: RescueStatus | None, now: float) -> str:
             f"routes: {members or 'none'}; member route "
             f"{'announced' if membership.announced else 'not announced'}</p>"
         )
+        if (gate := membership.gate) is not None:
+            opened = f" ({text(gate.opened_by)})" if gate.opened_by else ""
+            deadline = (
+                f", opens anyway in {gate.opens_in:.0f} s" if gate.opens_in is not None else ""
+            )
+            problem += (
+                f'<p id="rescue-gate">start-up gate: {text(gate.state)}{opened} since '
+                f"{_when(gate.since, now)}{deadline}</p>"
+            )
     rows = "\n".join(
         f'<tr data-rescue-peer="{text(peer.peer)}"><td class="mono">{text(peer.peer)}</td>'
         f"<td>{peer.forwarded.packets} / {peer.forwarded.bytes}</td>"

@@ -6,9 +6,12 @@ integration test ``tests/integration/rescue/test_membership.py`` reads real ones
 
 from __future__ import annotations
 
+import asyncio
+
 from hypothesis import given
 from hypothesis import strategies as st
 
+from anycast_announcer.exabgp.driver import ExabgpDriver
 from anycast_announcer.exabgp.protocol import (
     Ack,
     ApiEvent,
@@ -108,3 +111,49 @@ class TestReceiveConfig:
         rendered = render_config(bgp, ["relay"], receive_routes=True)
         assert "api { processes [ anycast-announcer ]; neighbor-changes; " in rendered
         assert "receive { parsed; update; } }" in rendered
+
+
+class TestDriverPassesEndOfRib:
+    """The driver's reader hands End-of-RIB markers to the supervisor (the start-up gate),
+    beside the UPDATEs, in order, however the bytes arrive."""
+
+    @staticmethod
+    async def _received(chunks: list[bytes]) -> list[tuple[str, ...]]:
+        seen: list[tuple[str, ...]] = []
+        settings = config().exabgp
+        driver = ExabgpDriver(
+            config().bgp,
+            settings,
+            lambda peer, up, reason: seen.append(("session", peer, str(up))),
+            on_routes=lambda peer, announced, withdrawn: seen.append(
+                ("routes", peer, *(prefix for prefix, _ in announced), *withdrawn)
+            ),
+            on_end_of_rib=lambda peer, family: seen.append(("eor", peer, family)),
+        )
+        reader = asyncio.StreamReader()
+        for chunk in chunks:
+            reader.feed_data(chunk)
+        reader.feed_eof()
+        await asyncio.wait_for(driver._receive(reader), 5)  # the reader alone, no process
+        return seen
+
+    EXPECTED = [
+        ("routes", "10.2.1.1", "10.2.2.2/32", "10.2.3.2/32"),
+        ("routes", "10.2.1.1", "10.2.2.2/32"),
+        ("eor", "10.2.1.1", "ipv4 unicast"),
+        ("routes", "10.2.1.1", "10.2.4.2/32", "10.2.9.2/32"),
+    ]
+
+    async def test_whole(self) -> None:
+        assert await self._received([(ANNOUNCE + WITHDRAW + EOR + COMPACT).encode()]) == (
+            self.EXPECTED
+        )
+
+    async def test_byte_by_byte(self) -> None:
+        stream = (ANNOUNCE + WITHDRAW + EOR + COMPACT).encode()
+        assert await self._received([bytes([b]) for b in stream]) == self.EXPECTED
+
+    async def test_an_ipv6_peer_is_normalised(self) -> None:
+        """ExaBGP may spell an address differently from the config; the core compares."""
+        long_form = EOR.replace('"peer": "10.2.1.1"', '"peer": "fd00:0:0::1"')
+        assert await self._received([long_form.encode()]) == [("eor", "fd00::1", "ipv4 unicast")]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from anycast_announcer.http.client import format_status
 from anycast_announcer.http.page import render_page
-from anycast_announcer.status import RescueMembershipStatus, RescueMemberStatus
+from anycast_announcer.status import RescueGateStatus, RescueMembershipStatus, RescueMemberStatus
 from tests.unit.http.fakes import EVIL_SERVICE, NOW, replace, sample_rescue, sample_status
 
 
@@ -69,6 +69,9 @@ def test_learnt_membership_is_shown_in_the_rescue_section() -> None:
             RescueMemberStatus(address="10.0.3.2", present=False, held_for=812.4),
         ),
         ignored={"no_community": 2},
+        gate=RescueGateStatus(
+            state="waiting_for_data_path", since=NOW - 3, opened_by=None, opens_in=6.6
+        ),
     )
     rescue = sample_rescue().model_copy(update={"membership": membership})
     status = replace(sample_status(), rescue=rescue)
@@ -77,3 +80,6 @@ def test_learnt_membership_is_shown_in_the_rescue_section() -> None:
     text = format_status(status, now=NOW)
     assert "rescue members learnt (65000:4242, member route announced): 10.0.2.2, " in text
     assert "10.0.3.2 (held down 812s); 2 routes ignored" in text
+    assert "start-up gate: waiting_for_data_path since <time" in page
+    assert "3 s ago</time>, opens anyway in 7 s</p>" in page
+    assert "rescue start-up gate: waiting_for_data_path since 3s ago, opens anyway in 7s" in text

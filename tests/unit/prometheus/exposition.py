@@ -16,6 +16,7 @@ from anycast_announcer.metrics import (
     BFD_STATES,
     DETECTION_SOURCES,
     DRAIN_PHASES,
+    GATE_STATES,
     PREFIX_STATES,
     REASON_CATEGORIES,
     RESOURCE_ERROR_KINDS,
@@ -59,6 +60,7 @@ FIXED_VALUES: dict[tuple[str, str], tuple[str, ...]] = {
     ("anycast_bfd_session_state", "state"): BFD_STATES,
     ("anycast_rescue_bytes_total", "direction"): ("sent", "received"),
     ("anycast_probe_failures_total", "reason"): REASON_CATEGORIES,
+    ("anycast_rescue_gate_state", "state"): GATE_STATES,
 }
 """Labels whose values come from a fixed list, per sample name."""
 
@@ -78,6 +80,7 @@ def exercised_metrics() -> Metrics:
     metrics.drain_phase(PREFIX, "none", since=1_700_000_000.0)
     metrics.reload_finished(ok=True, at=1_700_000_000.0)
     metrics.exabgp_changed(up=True)
+    metrics.gate_changed("open", timed_out=True)
     metrics.sidecar_resource_error("emfile")
     metrics.probe_interval("web", 0.5)
     metrics.detection_event("listener", withdrew=False)

@@ -12,6 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from anycast_announcer import __version__
+from anycast_announcer.core import effects as fx
 from anycast_announcer.metrics import (
     DETECTION_SOURCES,
     DRAIN_PHASES,
@@ -261,3 +262,28 @@ class TestNaming:
         result = promtool("check", "metrics", stdin=bad)
         assert result.returncode != 0
         assert '"_total" suffix' in result.stdout + result.stderr
+
+
+class TestRescueGate:
+    def test_one_hot_and_timeouts_counted(self) -> None:
+        """No series without a gate; then one-hot over the three states, and a gate
+        opened by its timeout is counted."""
+        metrics = Metrics()
+        assert not _of(_samples(metrics), "anycast_rescue_gate_state")
+        metrics.gate_changed("waiting_for_eor", timed_out=False)
+        samples = _samples(metrics)
+        assert _of(samples, "anycast_rescue_gate_state") == {
+            (("state", "open"),): 0,
+            (("state", "waiting_for_data_path"),): 0,
+            (("state", "waiting_for_eor"),): 1,
+        }
+        assert _value(samples, "anycast_rescue_gate_timeouts_total") == 0
+        metrics.record(fx.GateChanged("open", "timeout"))  # as the supervisor reports it
+        samples = _samples(metrics)
+        assert _value(samples, "anycast_rescue_gate_state", state="open") == 1
+        assert _value(samples, "anycast_rescue_gate_state", state="waiting_for_eor") == 0
+        assert _value(samples, "anycast_rescue_gate_timeouts_total") == 1
+
+    def test_an_unknown_state_is_a_bug(self) -> None:
+        with pytest.raises(ValueError, match="gate state 'closed'"):
+            Metrics().gate_changed("closed", timed_out=False)
