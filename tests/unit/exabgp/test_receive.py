@@ -7,6 +7,7 @@ integration test ``tests/integration/rescue/test_membership.py`` reads real ones
 from __future__ import annotations
 
 import asyncio
+from typing import ClassVar
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -137,7 +138,7 @@ class TestDriverPassesEndOfRib:
         await asyncio.wait_for(driver._receive(reader), 5)  # the reader alone, no process
         return seen
 
-    EXPECTED = [
+    EXPECTED: ClassVar[list[tuple[str, ...]]] = [
         ("routes", "10.2.1.1", "10.2.2.2/32", "10.2.3.2/32"),
         ("routes", "10.2.1.1", "10.2.2.2/32"),
         ("eor", "10.2.1.1", "ipv4 unicast"),
