@@ -25,6 +25,13 @@ def render_config(bgp: BgpConfig, api_argv: Sequence[str], *, receive_routes: bo
     as JSON (rescue membership learns member routes from them).
     """
     receive = " receive { parsed; update; }" if receive_routes else ""
+    # FRR sends an End-of-RIB only to a peer that advertised graceful restart (RFC 4724
+    # capability; FRR 8.4 and later check it), and the start-up gate of learnt membership
+    # waits for that marker. ExaBGP cannot advertise the capability without address
+    # families, so a leaf in helper mode would keep our routes after an unclean loss
+    # for the restart time: 1 s, the least there is; the leaf guide turns helper mode
+    # off for servers (``neighbor X graceful-restart-disable``), which keeps none.
+    capability = ["    capability { graceful-restart 1; }"] if receive_routes else []
     lines = [
         "# Rendered by anycast-announcer at start; edits here are overwritten.",
         f"process {PROCESS_NAME} {{",
@@ -50,6 +57,7 @@ def render_config(bgp: BgpConfig, api_argv: Sequence[str], *, receive_routes: bo
         if peer.md5_password is not None:
             lines += _md5_lines(peer.md5_password)
         lines += [
+            *capability,
             f"    family {{ {family}; }}",
             # Routes only ever come from our API process; a peer flap must not replay a
             # route we withdrew meanwhile, so we re-send on session up ourselves.

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -488,13 +489,53 @@ def _converged(
     return wait_until(seen, timeout=20, message=f"not every member saw {what}")
 
 
+def _assert_gated_start(
+    fabric: Fabric, node: str, started: float, session_up: float
+) -> dict[str, float]:
+    """``node``, started into a live group, announced its anycast prefix only after its
+    data path held every other member: its log shows the apply holding them, then the
+    start-up gate opening on an End-of-RIB (FRR 8.4 sends one without graceful restart,
+    and ExaBGP 5 passes it through the receive API), then the first acknowledged
+    announcement. Seconds from the session coming up to each step are returned."""
+    sidecar = fabric.sidecars[node]
+    peers = {MEMBER[other] for other in SERVERS if other != node}
+    anycast = ANYCAST[4]
+
+    def steps() -> tuple[float, float, float] | None:
+        applied = _first(
+            sidecar, "rescue_applied", started, lambda e: peers <= set(e.get("peers", []))
+        )
+        opened = _first(sidecar, "rescue_gate_opened", started, lambda e: True)
+        announced = _first(
+            sidecar, "route_announced", started, lambda e: e.get("prefix") == anycast
+        )
+        if applied is None or opened is None or announced is None:
+            return None
+        return applied, opened, announced
+
+    applied, opened, announced = wait_until(
+        steps, timeout=30, message=f"{node} never applied its group, opened its gate, announced"
+    )
+    gate = [e for e in sidecar.events("rescue_gate_opened") if _stamp(e) >= started]
+    assert [e["opened_by"] for e in gate] == ["end_of_rib"], gate
+    assert not [e for e in sidecar.events("rescue_gate_timeout") if _stamp(e) >= started]
+    assert applied <= opened <= announced, (applied, opened, announced)
+    return {
+        "data_path_holds_group": round(applied - session_up, 3),
+        "gate_opened": round(opened - session_up, 3),
+        "anycast_announced": round(announced - session_up, 3),
+    }
+
+
 def test_membership_is_learnt_from_the_fabric_on_every_member(
     healthy: Fabric, record_property: RecordProperty
 ) -> None:
     """No server lists the others: each learns the group from member routes. srv2's
     sidecar stops (its route is withdrawn: every member holds it down, its data path
     stays), then starts (every member sees it back); leaf2 originates the member route of
-    a data-path-only member (every member installs it), then withdraws it. The seconds
+    a data-path-only member (every member installs it), then withdraws it. srv2 starts
+    with its data path removed, as a new member would: it must announce its anycast
+    prefix only once its data path holds the group (the start-up gate). The seconds
     from each BGP change to each member's reaction go to results/fabric-membership.json
     (issue 17's target: 2 s); the test asserts only that every member got there."""
     fabric = healthy
@@ -526,6 +567,9 @@ def test_membership_is_learnt_from_the_fabric_on_every_member(
     for node in others:
         assert srv2 in fabric.installed_peers(node), (node, "hold-down must keep srv2")
 
+    # srv2 comes back as a brand-new member: no data path to inherit the group from, so
+    # only its member routes, learnt after its start, can fill it (the start-up gate).
+    fabric.lab.run("srv2", [sys.executable, "-m", "anycast_announcer", "rescue", "remove"])
     before = time.time()
     fabric.start_sidecar("srv2")
     up = wait_until(
@@ -546,6 +590,7 @@ def test_membership_is_learnt_from_the_fabric_on_every_member(
         lambda e: srv2 in e.get("present", []),
         f"{srv2} back",
     )
+    results["srv2_start_up_gate"] = _assert_gated_start(fabric, "srv2", before, up)
 
     namespace = fabric.lab.ns("leaf2")
 

@@ -113,6 +113,16 @@ class TestReceiveConfig:
         assert "api { processes [ anycast-announcer ]; neighbor-changes; " in rendered
         assert "receive { parsed; update; } }" in rendered
 
+    def test_graceful_restart_advertised_only_to_receive_end_of_rib(self) -> None:
+        """FRR sends End-of-RIB only to a peer that advertised graceful restart: with
+        membership (the start-up gate waits for it) the capability goes out, with the
+        least restart time; without, nothing changes (a leaf in helper mode would keep
+        a lost server's routes for that long)."""
+        bgp = config().bgp
+        assert "graceful-restart" not in render_config(bgp, ["relay"])
+        rendered = render_config(bgp, ["relay"], receive_routes=True)
+        assert rendered.count("    capability { graceful-restart 1; }\n") == len(bgp.peers)
+
 
 class TestDriverPassesEndOfRib:
     """The driver's reader hands End-of-RIB markers to the supervisor (the start-up gate),
