@@ -42,6 +42,10 @@ __all__ = ["StartupError", "Supervisor", "run_sidecar"]
 log = structlog.get_logger("anycast_announcer")
 
 
+def _learns_members(config: Config) -> bool:
+    return config.rescue is not None and config.rescue.membership is not None
+
+
 class StartupError(Exception):
     """The sidecar cannot start as configured (the message says why, for the operator)."""
 
@@ -76,7 +80,10 @@ async def _serve(config: Config, config_path: str, http: HttpStarter, metrics: M
             on_restart=metrics.exabgp_restarted,
             on_connection=metrics.exabgp_changed,
             on_routes=on_routes,
-            on_end_of_rib=on_end_of_rib,
+            # Only membership's start-up gate waits for End-of-RIB, which costs advertising
+            # graceful restart. Read at start: a reload that turns membership on opens the
+            # gate at once, so it needs none (docs/rescue.md, "The start-up gate").
+            on_end_of_rib=on_end_of_rib if _learns_members(config) else None,
         )
 
     def detection(submit: Submit) -> Detection:

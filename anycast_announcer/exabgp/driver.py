@@ -134,6 +134,7 @@ class ExabgpDriver:
         self._settings = settings
         self._on_routes = on_routes
         self._on_end_of_rib = on_end_of_rib
+        """Given (rescue membership), ExaBGP also asks the peers for End-of-RIB markers."""
         self._on_session = on_session
         self._on_restart = on_restart
         self._on_connection = on_connection
@@ -315,7 +316,13 @@ class ExabgpDriver:
         conf = run_dir / "exabgp.conf"
         relay = bridge_argv(str(socket_path), self._settings.watchdog)
         write_private_file_atomic(
-            conf, render_config(self._bgp, relay, receive_routes=self._on_routes is not None)
+            conf,
+            render_config(
+                self._bgp,
+                relay,
+                receive_routes=self._on_routes is not None,
+                end_of_rib=self._on_end_of_rib is not None,
+            ),
         )
         user = pwd.getpwuid(os.getuid()).pw_name
         # All settings travel as environment variables; an empty env file stops ExaBGP

@@ -18,11 +18,18 @@ __all__ = ["PROCESS_NAME", "render_config", "render_environment"]
 PROCESS_NAME = "anycast-announcer"
 
 
-def render_config(bgp: BgpConfig, api_argv: Sequence[str], *, receive_routes: bool = False) -> str:
+def render_config(
+    bgp: BgpConfig,
+    api_argv: Sequence[str],
+    *,
+    receive_routes: bool = False,
+    end_of_rib: bool = False,
+) -> str:
     """The ``exabgp.conf`` text: one API process and one neighbor block per peer.
 
     ``receive_routes``: ExaBGP also hands our process every UPDATE the peers send, parsed
-    as JSON (rescue membership learns member routes from them).
+    as JSON (rescue membership learns member routes from them). ``end_of_rib``: ask the
+    peers for End-of-RIB markers (rescue membership's start-up gate waits for one).
     """
     receive = " receive { parsed; update; }" if receive_routes else ""
     # FRR sends an End-of-RIB only to a peer that advertised graceful restart (RFC 4724
@@ -31,7 +38,8 @@ def render_config(bgp: BgpConfig, api_argv: Sequence[str], *, receive_routes: bo
     # families, so a leaf in helper mode would keep our routes after an unclean loss
     # for the restart time: 1 s, the least there is; the leaf guide turns helper mode
     # off for servers (``neighbor X graceful-restart-disable``), which keeps none.
-    capability = ["    capability { graceful-restart 1; }"] if receive_routes else []
+    # Without membership nothing waits for End-of-RIB, so nothing is advertised.
+    capability = ["    capability { graceful-restart 1; }"] if end_of_rib else []
     lines = [
         "# Rendered by anycast-announcer at start; edits here are overwritten.",
         f"process {PROCESS_NAME} {{",

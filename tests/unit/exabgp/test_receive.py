@@ -119,8 +119,8 @@ class TestReceiveConfig:
         least restart time; without, nothing changes (a leaf in helper mode would keep
         a lost server's routes for that long)."""
         bgp = config().bgp
-        assert "graceful-restart" not in render_config(bgp, ["relay"])
-        rendered = render_config(bgp, ["relay"], receive_routes=True)
+        assert "graceful-restart" not in render_config(bgp, ["relay"], receive_routes=True)
+        rendered = render_config(bgp, ["relay"], receive_routes=True, end_of_rib=True)
         assert rendered.count("    capability { graceful-restart 1; }\n") == len(bgp.peers)
 
 
