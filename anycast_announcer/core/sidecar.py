@@ -14,7 +14,8 @@ on, recomputes every prefix from scratch (``policy``): health decision, dampenin
 drain overlaid, routes per established session. What changed comes out as effects:
 the whole desired route set (``SyncRoutes``), drain workers to start or stop, drains to
 persist, replies to operators, and observations for metrics. Logs are written here, as
-stable event names.
+stable event names. With learnt rescue membership, a start-up gate (``core.gate``) holds
+the anycast routes back until the group is known and installed.
 
 The core never runs an event loop, never reads a clock and never touches a file or a
 socket: the shell parses the config file (``ConfigLoaded``), owns every task, and reads
@@ -483,17 +484,9 @@ class SidecarCore:
         nothing about member routes."""
         if self._gate is None or self._gate.open:
             return False
-        record = self._peers.get(item.peer)
-        families = self._underlay_families()
-        if record is None or not record.up or item.family not in families:
-            reason = (
-                "not a configured peer"
-                if record is None
-                else "session not established"
-                if not record.up
-                else "not the underlay's family"
-            )
-            self._log.info("end_of_rib_ignored", peer=item.peer, family=item.family, reason=reason)
+        refused = self._end_of_rib_refused(item)
+        if refused is not None:
+            self._log.info("end_of_rib_ignored", peer=item.peer, family=item.family, reason=refused)
             return False
         was = self._gate.state
         self._gate.end_of_rib(item.peer, item.family, now)
@@ -502,6 +495,17 @@ class SidecarCore:
         self._gate_moved()
         self._advance_gate(now)
         return True  # the prefixes' reason names the gate's state
+
+    def _end_of_rib_refused(self, item: PeerEndOfRib) -> str | None:
+        """Why an End-of-RIB says nothing about our member routes; None if it does."""
+        record = self._peers.get(item.peer)
+        if record is None:
+            return "not a configured peer"
+        if not record.up:
+            return "session not established"
+        if item.family not in self._underlay_families():
+            return "not the underlay's family"
+        return None
 
     def _underlay_families(self) -> set[str]:
         """``ipv4 unicast`` / ``ipv6 unicast``: our member's, else the underlay's."""
