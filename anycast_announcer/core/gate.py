@@ -19,9 +19,10 @@ behind this gate (member routes do not: the others must learn us):
 - *Bounded*: ``gate_timeout`` seconds after the first established session (before one,
   nothing can be announced, so nothing needs bounding) the gate opens anyway, with a
   warning and a counter. Failing open is right here: a leaf that sends no End-of-RIB
-  (``bgp graceful-restart disable-eor``) or a data path that cannot be applied would
-  otherwise keep a healthy server out of service for good, whereas the harm of opening
-  early is a few reset flows in the first seconds, which is today's behaviour.
+  (``bgp graceful-restart disable-eor``, or a system that sends it only to peers it
+  helps restart) or a data path that cannot be applied would otherwise keep a healthy
+  server out of service for good, whereas the harm of opening early is a few reset
+  flows in the first seconds, which is what every start risked before the gate.
 
 Once open, the gate stays open for the life of the process: later session flaps and
 ExaBGP restarts find the member set already learnt and held down (``Membership``), so
