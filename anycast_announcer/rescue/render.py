@@ -27,8 +27,11 @@ Chains, in packet order (``F`` is the flow key ``saddr . sport . daddr . dport``
   ICMP for an anycast address, from a known member MAC (one map lookup); then
   ``from_<peer>``: conntrack must know the flow (else ``bad_<peer>``, dropped), ICMP is
   rate-limited per peer, it is accepted (``rx_<peer>``) and, rate-limited per flow, a
-  feedback copy goes back to the forwarder over the feedback overlay. Nothing arriving
-  here is ever forwarded again.
+  feedback copy goes back to the forwarder over the feedback overlay. When ``fed_<peer>``
+  is full no feedback goes back for a flow it does not hold yet (fail closed): to the
+  forwarder the flow then looks unclaimed, so it stays in probation, copied to every
+  peer within the blind budget, and is an orphan if the set has not drained by the end
+  of its probation. Nothing arriving here is ever forwarded again.
 - ``from_feedback``: the forwarder learns ``F -> peer`` (``owner_<peer>``) and drops it,
   but only for a flow it copied to that peer: one in probation (copied to all) or one
   already learnt from it. Any other claim is refused (``claims_refused``).
@@ -406,9 +409,7 @@ def _from_overlay(plan: RescuePlan, family: Family) -> list[str]:
 
 def _from_peer(plan: RescuePlan, family: Family, peer: Member) -> list[str]:
     flow, timers = _flow(family), plan.timers
-    limit = (
-        f"limit rate over {timers.feedback_per_minute}/minute burst {timers.feedback_burst} packets"
-    )
+    limit = f"limit rate {timers.feedback_per_minute}/minute burst {timers.feedback_burst} packets"
     icmp = timers.icmp_per_second
     return [
         f"ct state != {{ established, related }} counter name bad_{peer.token} drop",
@@ -416,8 +417,12 @@ def _from_peer(plan: RescuePlan, family: Family, peer: Member) -> list[str]:
         "counter name icmp_limited drop",
         f"counter name rx_{peer.token}",
         "meta l4proto != tcp accept",
-        f"update @fed_{peer.token} {{ {flow} {limit} }} accept",
+        # Feedback only while the flow's meter is under its limit. A full fed set makes
+        # the update fail and the rule not match: no feedback (fail closed), where "over
+        # the limit -> accept, else feed back" would send a copy for every packet.
+        f"update @fed_{peer.token} {{ {flow} {limit} }} "
         f"counter name fbtx_{peer.token} {_dup(plan, family, peer, feedback=True)} accept",
+        "accept",
     ]
 
 

@@ -168,6 +168,18 @@ class RescueLab:
         document: dict[str, Any] = json.loads(self.cli(node, "rescue", "status", "--json").stdout)
         return document
 
+    def fill_set(self, node: str, name: str, count: int, timeout: int) -> None:
+        """Fill the flow set ``name`` of ``node``'s ip table with ``count`` flows nobody
+        sends (198.18.0.0/15 clients), each expiring after ``timeout`` seconds: a full set
+        on a real kernel without a flood's timing."""
+        flows = ", ".join(
+            f"198.18.{i // 250}.{i % 250 + 1} . {10000 + i} . {ANYCAST[4]} . {PORT} "
+            f"timeout {timeout}s"
+            for i in range(count)
+        )
+        script = f"add element ip anycast_rescue {name} {{ {flows} }}\n"
+        self.lab.run(node, ["nft", "-f", "-"], input=script)
+
     def counters(self) -> dict[str, dict[str, Any]]:
         """Every server's counters."""
         return {node: self.status(node)["counters"] for node in SERVERS}

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -497,4 +498,72 @@ def test_full_flow_sets_fail_closed(lab: RescueLab, tmp_path: Path) -> None:
     after = lab.counters()
     assert summary["started_on"].get("s3", 0) > 0
     assert total(after, "blind_refused") > total(before, "blind_refused")
+    assert summary["broken"] == 0, summary["broken_by_reason"]
+
+
+def _peer_packets(counters: dict[str, Any], field: str) -> int:
+    return sum(int(peer[field]["packets"]) for peer in counters["peers"])
+
+
+def test_a_full_feedback_set_sends_no_feedback(lab: RescueLab, tmp_path: Path) -> None:
+    """s3's ``fed_<peer>`` sets are full (1,024 flows nobody sends, for 6 s) when its
+    sessions are withdrawn: the copies s1 and s2 hand over still reach s3's sessions,
+    but s3 sends no feedback for them (fail closed: a full meter set used to mean a
+    feedback copy for every packet). Probation outlasts the fill, so once the sets
+    drain the flows are learnt and none breaks."""
+    small = write_config(tmp_path / "fed.yaml", extra="  flow_table_size: 1024\n  probation: 12\n")
+    lab.install_all(small)
+    window: dict[str, Any] = {}
+
+    def withdraw_with_full_feedback_sets() -> None:
+        filled = time.monotonic()
+        for peer in ("10_0_1_2", "10_0_2_2"):
+            lab.fill_set("s3", f"fed_{peer}", 1024, timeout=6)
+        window["before"] = lab.status("s3")["counters"]
+        lab.set_paths(["s1", "s2"])
+        time.sleep(3)
+        window["after"] = lab.status("s3")["counters"]
+        window["elapsed"] = time.monotonic() - filled
+
+    summary = lab.hold(4, 40, withdraw_with_full_feedback_sets, settle=12, timeout=5)
+    final = lab.status("s3")["counters"]
+    before, after = window["before"], window["after"]
+    assert window["elapsed"] < 6, "the window outlasted the fill: nothing was measured"
+    assert summary["started_on"].get("s3", 0) > 0
+    assert _peer_packets(after, "received") > _peer_packets(before, "received")
+    assert _peer_packets(after, "feedback_sent") == _peer_packets(before, "feedback_sent")
+    # Drained: feedback resumes, and every session held on.
+    assert _peer_packets(final, "feedback_sent") > _peer_packets(after, "feedback_sent")
+    assert summary["broken"] == 0, summary["broken_by_reason"]
+
+
+def test_a_moved_flow_meeting_full_flow_sets_is_dropped_not_reset(
+    lab: RescueLab, tmp_path: Path
+) -> None:
+    """s1's and s2's ``probation`` and ``rescuing`` sets are full (1,024 flows nobody
+    sends, for 3 s) when s3 is withdrawn: the packets of s3's sessions that reach them
+    cannot start a probation and are dropped (``blind_refused``), not handed to the
+    local stack. The client sees no reset: it retransmits, and once the sets drain the
+    flows are replicated, claimed by s3 and rescued."""
+    small = write_config(tmp_path / "full.yaml", extra="  flow_table_size: 1024\n")
+    lab.install_all(small)
+    window: dict[str, Any] = {}
+
+    def withdraw_with_full_flow_sets() -> None:
+        for node in ("s1", "s2"):
+            for name in ("probation", "rescuing"):
+                lab.fill_set(node, name, 1024, timeout=3)
+        window["before"] = lab.counters()
+        lab.set_paths(["s1", "s2"])
+        time.sleep(1.5)
+        window["during"] = lab.counters()
+
+    summary = lab.hold(4, 60, withdraw_with_full_flow_sets, settle=10, timeout=10)
+    after = lab.counters()
+    before, during = window["before"], window["during"]
+    assert summary["started_on"].get("s3", 0) > 0
+    assert total(during, "blind_refused") > total(before, "blind_refused")
+    assert total(during, "orphans") == total(before, "orphans")
+    # Drained: the same flows were replicated and claimed.
+    assert total(after, "replicated") > total(during, "replicated")
     assert summary["broken"] == 0, summary["broken_by_reason"]
