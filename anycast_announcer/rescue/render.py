@@ -35,6 +35,9 @@ Chains, in packet order (``F`` is the flow key ``saddr . sport . daddr . dport``
 - ``from_feedback``: the forwarder learns ``F -> peer`` (``owner_<peer>``) and drops it,
   but only for a flow it copied to that peer: one in probation (copied to all) or one
   already learnt from it. Any other claim is refused (``claims_refused``).
+- ``resets`` (postrouting): a TCP reset from an anycast address gets the reset guard's
+  mark bit, the pass the guard (tc, outside nftables: see ``guard``) asks of every reset
+  it lets out; so while this table is missing (a ruleset flush), resets are dropped.
 - ``mss`` (output): SYN-ACKs from anycast addresses advertise an MSS that fits the overlay.
 - ``info``: one rule whose comment carries the digest of everything else, so the
   reconciler can tell whether the installed table is the one it would render.
@@ -243,6 +246,8 @@ def table_shape(plan: RescuePlan, family: Family) -> TableShape:
                 _flow_set(f"fed_{peer.token}", family, timers.feedback_memory, size),
             ]
         chains.append(ChainShape("prerouting", "prerouting", MANGLE_PRIORITY))
+        if plan.reset_guard_mark:
+            chains.append(ChainShape("resets", "postrouting", MANGLE_PRIORITY))
         if plan.clamp_mss:
             chains.append(ChainShape("mss", "output", MANGLE_PRIORITY))
         chains += [
@@ -459,6 +464,15 @@ def _mss(plan: RescuePlan, family: Family) -> list[str]:
     ]
 
 
+def _resets(plan: RescuePlan, family: Family) -> list[str]:
+    # The reset guard (see guard) lets out only the resets that carry this bit: while
+    # this table exists, every one of them.
+    return [
+        f"tcp flags & rst == rst {family.keyword} saddr @anycast "
+        f"meta mark set meta mark | {plan.reset_guard_mark:#x}"
+    ]
+
+
 def _rules(plan: RescuePlan, family: Family, mode: RenderMode) -> dict[str, list[str]]:
     rules: dict[str, list[str]] = {}
     if family is plan.underlay:
@@ -466,6 +480,7 @@ def _rules(plan: RescuePlan, family: Family, mode: RenderMode) -> dict[str, list
     if plan.prefixes_of(family):
         rules["prerouting"] = _prerouting(plan, family)
         rules["mss"] = _mss(plan, family)
+        rules["resets"] = _resets(plan, family)
         rules["fabric_tcp"] = _fabric_tcp(plan, family, mode)
         rules["blind"] = _blind(plan, family)
         rules["fabric_icmp"] = _fabric_icmp(plan, family)
