@@ -269,6 +269,8 @@ def _format_status(document: dict[str, Any]) -> str:
         )
     for family, table in document["tables"].items():
         lines.append(f"table {family} anycast_rescue: {table['mode'] or 'unknown'}")
+    if document["reset_guard"]:
+        lines.append(f"reset guard on: {', '.join(document['reset_guard'])}")
     if document["in_sync"] is not None:
         lines.append(f"matches the config: {'yes' if document['in_sync'] else 'NO'}")
     counters = document["counters"]

@@ -37,14 +37,15 @@ Chains, in packet order (``F`` is the flow key ``saddr . sport . daddr . dport``
   already learnt from it. Any other claim is refused (``claims_refused``).
 - ``resets`` (postrouting): a TCP reset from an anycast address gets the reset guard's
   mark bit, the pass the guard (tc, outside nftables: see ``guard``) asks of every reset
-  it lets out; so while this table is missing (a ruleset flush), resets are dropped.
+  it lets out; so while this table is missing (a ruleset flush), or warm (a reinstall
+  after one), resets are dropped, and the clients retransmit into the full table.
 - ``mss`` (output): SYN-ACKs from anycast addresses advertise an MSS that fits the overlay.
 - ``info``: one rule whose comment carries the digest of everything else, so the
   reconciler can tell whether the installed table is the one it would render.
 
-``RenderMode.WARM`` renders the same table with ``fabric_tcp`` accepting everything: it
-lets conntrack learn the flows that existed before the first install (take-over) before
-any packet is treated as someone else's.
+``RenderMode.WARM`` renders the same table with ``fabric_tcp`` accepting everything and
+``resets`` empty: it lets conntrack learn the flows that existed before the first install
+(take-over) before any packet is treated as someone else's.
 """
 
 from __future__ import annotations
@@ -480,7 +481,9 @@ def _rules(plan: RescuePlan, family: Family, mode: RenderMode) -> dict[str, list
     if plan.prefixes_of(family):
         rules["prerouting"] = _prerouting(plan, family)
         rules["mss"] = _mss(plan, family)
-        rules["resets"] = _resets(plan, family)
+        # Not while warm: the warm table hands every packet to the local stack, and a
+        # moved flow's reset must stay behind the guard until the full table rescues it.
+        rules["resets"] = _resets(plan, family) if mode is RenderMode.FULL else []
         rules["fabric_tcp"] = _fabric_tcp(plan, family, mode)
         rules["blind"] = _blind(plan, family)
         rules["fabric_icmp"] = _fabric_icmp(plan, family)

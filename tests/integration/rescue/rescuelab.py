@@ -190,6 +190,11 @@ class RescueLab:
             total += sum(int(o["counter"]["packets"]) for o in objects if "counter" in o)
         return total
 
+    def guard_drops(self, node: str) -> int:
+        """Packets the clsact qdiscs of ``node`` dropped: the reset guard's drops."""
+        out = self.lab.run(node, ["tc", "-s", "-j", "qdisc", "show"]).stdout
+        return sum(int(q.get("drops", 0)) for q in json.loads(out) if q.get("kind") == "clsact")
+
     def counters(self) -> dict[str, dict[str, Any]]:
         """Every server's counters."""
         return {node: self.status(node)["counters"] for node in SERVERS}

@@ -100,6 +100,17 @@ def test_the_warm_table_rescues_nothing_but_keeps_the_overlays() -> None:
     assert warm["from_10_2_2_2"] == full(plan())["from_10_2_2_2"]
 
 
+def test_only_the_full_table_marks_resets_for_the_guard() -> None:
+    """A warm table hands moved flows to the local stack: their resets stay unmarked,
+    so the guard drops them (a reinstall after a flush resets nobody)."""
+    p = plan()
+    assert full(p)["resets"] == [
+        "tcp flags & rst == rst ip saddr @anycast meta mark set meta mark | 0x100000"
+    ]
+    assert chains(render_table(p, Family.IPV4, mode=RenderMode.WARM).text)["resets"] == []
+    assert "resets" not in full(plan("  reset_guard_mark: 0\n"))
+
+
 def test_nothing_that_arrives_over_an_overlay_is_forwarded_again() -> None:
     """No loops: the overlay chains never jump to the fabric chains, and the only copy
     they make is one feedback packet back over the feedback device."""
