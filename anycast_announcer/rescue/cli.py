@@ -221,12 +221,13 @@ def _remove() -> int:
     except RescueError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILURE
-    if not report.tables and not report.devices:
+    if not report.tables and not report.devices and not report.guard:
         print("rescue: nothing installed")
     else:
+        guard = f"; reset guard on {', '.join(report.guard)}" if report.guard else ""
         print(
             f"rescue: removed tables {', '.join(report.tables) or 'none'}; "
-            f"devices {', '.join(report.devices) or 'none'}"
+            f"devices {', '.join(report.devices) or 'none'}{guard}"
         )
     return EXIT_OK
 

@@ -199,6 +199,8 @@ class RemoveReport:
 
     tables: tuple[str, ...] = ()
     devices: tuple[str, ...] = ()
+    guard: tuple[str, ...] = ()
+    """Interfaces the reset guard was taken off."""
 
 
 # -- host facts --------------------------------------------------------------------------------
@@ -956,7 +958,8 @@ class RescueKernel:
         """Delete our tables and devices: the host is as it was before the first apply."""
         with _reported("removing the rescue data path"):
             # The guard first: without the tables it would drop every reset.
-            for device in self._read_guard():
+            guarded = sorted(self._read_guard())
+            for device in guarded:
                 self._unguard(device)
             tables = list(self._read_tables())
             if tables:
@@ -965,9 +968,11 @@ class RescueKernel:
                 overlays = self._read_overlays(ipr, ())
                 self._run_steps(ipr, link_changes(overlays, None))
         report = RemoveReport(
-            tables=tuple(f.value for f in tables), devices=tuple(sorted(overlays))
+            tables=tuple(f.value for f in tables),
+            devices=tuple(sorted(overlays)),
+            guard=tuple(guarded),
         )
-        log.info("rescue_removed", tables=report.tables, devices=report.devices)
+        log.info("rescue_removed", tables=report.tables, devices=report.devices, guard=report.guard)
         return report
 
     def counters(self) -> RescueCounters:

@@ -216,7 +216,7 @@ class TestResetGuard:
         kernel = host.kernel()
         kernel.apply(plan(self.GUARDED))
         host.nft.changes.clear()
-        kernel.remove()
+        assert kernel.remove().guard == ("eth1", "eth2")
         assert host.nft.guard == {}
         assert host.nft.changes == [
             "tc filter del eth1",
