@@ -467,7 +467,7 @@ def _mss(plan: RescuePlan, family: Family) -> list[str]:
 
 def _resets(plan: RescuePlan, family: Family) -> list[str]:
     # The reset guard (see guard) lets out only the resets that carry this bit: while
-    # this table exists, every one of them.
+    # the full table exists, every one of them.
     return [
         f"tcp flags & rst == rst {family.keyword} saddr @anycast "
         f"meta mark set meta mark | {plan.reset_guard_mark:#x}"
