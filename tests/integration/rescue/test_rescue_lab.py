@@ -458,6 +458,20 @@ def test_the_reset_guard_makes_a_long_flush_gap_harmless(lab: RescueLab) -> None
     assert summary["broken"] == 0, summary["broken_by_reason"]
 
 
+def test_a_missing_guard_is_drift_and_install_puts_it_back(lab: RescueLab) -> None:
+    """tc is not nftables: deleting the filter by hand leaves the tables in place, and
+    status with the config says out of sync until an install puts the filter back."""
+    assert lab.status("s2")["reset_guard"] == ["eth1"]
+    lab.run("s2", "tc", "filter", "del", "dev", "eth1", "egress", "pref", "4242")
+    assert lab.status("s2")["reset_guard"] == []
+    checked = lab.cli("s2", "rescue", "status", "-c", str(lab.config), "--json")
+    assert '"in_sync": false' in checked.stdout
+    lab.install("s2")
+    assert lab.status("s2")["reset_guard"] == ["eth1"]
+    checked = lab.cli("s2", "rescue", "status", "-c", str(lab.config), "--json")
+    assert '"in_sync": true' in checked.stdout
+
+
 def test_without_the_guard_a_long_flush_gap_resets_sessions(lab: RescueLab, tmp_path: Path) -> None:
     """The control: the same gap with ``reset_guard_mark: 0``."""
     lab.install_all(write_config(tmp_path / "unguarded.yaml", extra="  reset_guard_mark: 0\n"))
