@@ -25,6 +25,11 @@ in place when its digest differs. Every table text is checked with ``nft -c`` fi
 first install that fails is rolled back, whatever failed (nft, netlink, the conntrack or
 socket-diag socket, a timeout): each of those reaches the caller as :class:`RescueError`.
 
+The reset guard (``guard``: a tc filter on each fabric interface) goes on after the
+tables (their ``resets`` chain marks what it lets out) and comes off before them at
+removal (without the tables it would drop every reset from an anycast address); it is
+read back with ``tc -j`` and compared like a table, and a clsact qdisc left with no
+filter at all is deleted, so removal still leaves the host as it was.
 The process boundary (the ``nft`` runner, the netlink sockets, the socket list, the
 sysctl tree) is made of fields, so the shell's unit tests can fake it. Nothing here changes a
 host-wide sysctl, so removal (tables and devices deleted) leaves the host as it was,
