@@ -168,16 +168,16 @@ class RescueLab:
         document: dict[str, Any] = json.loads(self.cli(node, "rescue", "status", "--json").stdout)
         return document
 
-    def fill_set(self, node: str, name: str, count: int, timeout: int) -> None:
-        """Fill the flow set ``name`` of ``node``'s ip table with ``count`` flows nobody
-        sends (198.18.0.0/15 clients), each expiring after ``timeout`` seconds: a full set
-        on a real kernel without a flood's timing."""
+    def fill_sets(self, node: str, names: Sequence[str], count: int, timeout: int) -> None:
+        """Fill each flow set of ``names`` in ``node``'s ip table with ``count`` flows nobody
+        sends (198.18.0.0/15 clients), each expiring after ``timeout`` seconds: full sets
+        on a real kernel without a flood's timing (one ``nft`` transaction)."""
         flows = ", ".join(
             f"198.18.{i // 250}.{i % 250 + 1} . {10000 + i} . {ANYCAST[4]} . {PORT} "
             f"timeout {timeout}s"
             for i in range(count)
         )
-        script = f"add element ip anycast_rescue {name} {{ {flows} }}\n"
+        script = "".join(f"add element ip anycast_rescue {name} {{ {flows} }}\n" for name in names)
         self.lab.run(node, ["nft", "-f", "-"], input=script)
 
     def counter(self, node: str, *names: str) -> int:
