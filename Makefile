@@ -32,11 +32,13 @@ system-deps:
 
 # Chromium renders the status page in its test; promtool (Debian's prometheus package)
 # checks and unit-tests configs/prometheus/ and lints a live /metrics scrape; the flow
-# rescue benchmark's smoke test runs iperf3. Only the test suite needs them.
+# rescue benchmark's smoke test runs iperf3; iptables-nft is the host firewall flow
+# rescue's coexistence test runs. Only the test suite needs them.
 test-deps: system-deps
 	@$(call need,chromium,chromium)
 	@$(call need,promtool,prometheus)
 	@$(call need,iperf3,iperf3)
+	@$(call need,iptables-nft,iptables)
 # The unit watch's tests run a real systemd user manager with its D-Bus user bus.
 	@if ! [ -x /lib/systemd/systemd ] || ! [ -e /usr/lib/systemd/user/dbus.socket ]; then \
 		$(APT_INSTALL) systemd dbus-user-session; \

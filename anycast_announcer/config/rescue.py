@@ -216,6 +216,15 @@ class RescueConfig(StrictModel):
         description="ICMP errors per second relayed for one sender (icmp_rate bounds all "
         "of them, and what each peer may relay to this server)",
     )
+    reset_guard_mark: Int = Field(
+        default=0x0010_0000,
+        ge=0,
+        le=0xFFFF_FFFF,
+        description="skb mark bit of the reset guard: on the fabric interfaces, TCP resets "
+        "from anycast addresses leave only with it, and the rescue table sets it, so a "
+        "ruleset flush cannot make the host reset rescued flows (docs/rescue.md); "
+        "0 turns the guard off",
+    )
     fabric_interfaces: list[OverlayDevice] | None = Field(
         default=None,
         min_length=1,
@@ -253,6 +262,12 @@ def rescue_problems(rescue: RescueConfig) -> Iterator[str]:
         yield "rescue.probation: must be longer than feedback_interval"
     if rescue.learn_timeout < 2 * rescue.feedback_interval:
         yield "rescue.learn_timeout: must be at least twice feedback_interval"
+    mark = rescue.reset_guard_mark
+    if mark & (mark - 1):
+        yield (
+            f"rescue.reset_guard_mark: {mark:#x} has more than one bit set; use one bit "
+            "no other mark user on this host sets, or 0 for no guard"
+        )
 
 
 def _membership_problems(rescue: RescueConfig, membership: MembershipConfig) -> Iterator[str]:

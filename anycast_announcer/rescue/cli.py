@@ -221,12 +221,13 @@ def _remove() -> int:
     except RescueError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILURE
-    if not report.tables and not report.devices:
+    if not report.tables and not report.devices and not report.guard:
         print("rescue: nothing installed")
     else:
+        guard = f"; reset guard on {', '.join(report.guard)}" if report.guard else ""
         print(
             f"rescue: removed tables {', '.join(report.tables) or 'none'}; "
-            f"devices {', '.join(report.devices) or 'none'}"
+            f"devices {', '.join(report.devices) or 'none'}{guard}"
         )
     return EXIT_OK
 
@@ -269,6 +270,8 @@ def _format_status(document: dict[str, Any]) -> str:
         )
     for family, table in document["tables"].items():
         lines.append(f"table {family} anycast_rescue: {table['mode'] or 'unknown'}")
+    if document["reset_guard"]:
+        lines.append(f"reset guard on: {', '.join(document['reset_guard'])}")
     if document["in_sync"] is not None:
         lines.append(f"matches the config: {'yes' if document['in_sync'] else 'NO'}")
     counters = document["counters"]

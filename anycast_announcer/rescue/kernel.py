@@ -25,6 +25,11 @@ in place when its digest differs. Every table text is checked with ``nft -c`` fi
 first install that fails is rolled back, whatever failed (nft, netlink, the conntrack or
 socket-diag socket, a timeout): each of those reaches the caller as :class:`RescueError`.
 
+The reset guard (``guard``: a tc filter on each fabric interface) goes on after the
+tables (their ``resets`` chain marks what it lets out) and comes off before them at
+removal (without the tables it would drop every reset from an anycast address); it is
+read back with ``tc -j`` and compared like a table, and a clsact qdisc left with no
+filter at all is deleted, so removal still leaves the host as it was.
 The process boundary (the ``nft`` runner, the netlink sockets, the socket list, the
 sysctl tree) is made of fields, so the shell's unit tests can fake it. Nothing here changes a
 host-wide sysctl, so removal (tables and devices deleted) leaves the host as it was,
@@ -67,6 +72,7 @@ from anycast_announcer.rescue.diff import (
     removal_script,
     table_script,
 )
+from anycast_announcer.rescue.guard import GUARD_PREFERENCE, bytecode, guard_program
 from anycast_announcer.rescue.model import TABLE, Family, Overlay, RescuePlan
 from anycast_announcer.rescue.render import RenderMode, render_table
 from anycast_announcer.rescue.takeover import CtEntry, Flow, TakeOver, plan_take_over
@@ -139,11 +145,13 @@ class Installed:
 
     overlays: Mapping[str, InstalledOverlay]
     tables: Mapping[Family, InstalledTable]
+    guard: Mapping[str, str] = field(default_factory=dict)
+    """The reset guard's program (tc bytecode) on each interface that has it."""
 
     @property
     def empty(self) -> bool:
         """Nothing of ours is installed."""
-        return not self.overlays and not self.tables
+        return not self.overlays and not self.tables and not self.guard
 
     def as_json(self) -> dict[str, Any]:
         """A JSON-ready summary for ``rescue status``."""
@@ -165,6 +173,7 @@ class Installed:
                 family.value: {"mode": table.mode, "marker": table.marker}
                 for family, table in sorted(self.tables.items(), key=lambda i: i[0].value)
             },
+            "reset_guard": sorted(self.guard),
         }
 
 
@@ -195,6 +204,8 @@ class RemoveReport:
 
     tables: tuple[str, ...] = ()
     devices: tuple[str, ...] = ()
+    guard: tuple[str, ...] = ()
+    """Interfaces the reset guard was taken off."""
 
 
 # -- host facts --------------------------------------------------------------------------------
@@ -673,6 +684,72 @@ class RescueKernel:
             return
         raise RescueError(f"{tool} -batch: {result.stderr.strip()}")
 
+    # -- reset guard (tc) -----------------------------------------------------------------
+
+    def _tc(self, args: Sequence[str], *, missing_ok: bool = False) -> str:
+        result = self.run(["tc", *args], capture_output=True, text=True, check=False, timeout=60)
+        if result.returncode != 0:
+            gone = "No such file" in result.stderr or "Cannot find" in result.stderr
+            if missing_ok and gone:
+                return ""
+            raise RescueError(f"tc {' '.join(args)}: {result.stderr.strip()}")
+        return result.stdout
+
+    def _guard_wanted(self, plan: RescuePlan) -> dict[str, str]:
+        """The guard's bytecode on each fabric interface (none without a mark bit)."""
+        if not plan.reset_guard_mark or not plan.prefixes or not plan.fabric_interfaces:
+            return {}
+        try:
+            program = bytecode(guard_program(plan.prefixes, plan.reset_guard_mark))
+        except ValueError as exc:
+            raise RescueError(str(exc)) from exc
+        return dict.fromkeys(plan.fabric_interfaces, program)
+
+    def _read_guard(self) -> dict[str, str]:
+        """Our filter (preference GUARD_PREFERENCE, clsact egress) on every interface."""
+        qdiscs = json.loads(self._tc(["-j", "qdisc", "show"]) or "[]")
+        found = {}
+        for device in sorted({q["dev"] for q in qdiscs if q.get("kind") == "clsact"}):
+            shown = self._tc(
+                ["-j", "filter", "show", "dev", device, "egress", "pref", str(GUARD_PREFERENCE)],
+                missing_ok=True,
+            )
+            for entry in json.loads(shown or "[]"):
+                code = entry.get("options", {}).get("bytecode")
+                if entry.get("kind") == "bpf" and code:
+                    insns = ",".join(
+                        f"{i['code']} {i['jt']} {i['jf']} {i['k']}" for i in code["insns"]
+                    )
+                    found[device] = f"{code['length']},{insns}"
+        return found
+
+    def _apply_guard(self, plan: RescuePlan, installed: Mapping[str, str]) -> list[str]:
+        wanted = self._guard_wanted(plan)
+        steps = []
+        for device, program in sorted(wanted.items()):
+            if installed.get(device) == program:
+                continue
+            self._tc(["qdisc", "replace", "dev", device, "clsact"])
+            where = ["dev", device, "egress", "pref", str(GUARD_PREFERENCE), "handle", "1"]
+            filter_ = ["protocol", "all", "bpf", "da", "bytecode", program]
+            self._tc(["filter", "replace", *where, *filter_])
+            steps.append(f"reset guard on {device}")
+        for device in sorted(set(installed) - set(wanted)):
+            self._unguard(device)
+            steps.append(f"reset guard off {device}")
+        return steps
+
+    def _unguard(self, device: str) -> None:
+        """Delete our filter, and the clsact qdisc if nothing else uses it."""
+        pref = str(GUARD_PREFERENCE)
+        self._tc(["filter", "del", "dev", device, "egress", "pref", pref], missing_ok=True)
+        others = [
+            self._tc(["filter", "show", "dev", device, hook], missing_ok=True).strip()
+            for hook in ("ingress", "egress")
+        ]
+        if not any(others):
+            self._tc(["qdisc", "del", "dev", device, "clsact"], missing_ok=True)
+
     # -- take-over -----------------------------------------------------------------------
 
     def _take_over(self, family: Family, plan: RescuePlan) -> TakeOver:
@@ -732,7 +809,9 @@ class RescueKernel:
         with _reported("reading the rescue state"), self.iproute() as ipr:
             overlays = self._read_overlays(ipr, names)
         with _reported("reading the rescue tables"):
-            return Installed(overlays, self._read_tables())
+            tables = self._read_tables()
+        with _reported("reading the reset guard"):
+            return Installed(overlays, tables, self._read_guard())
 
     def device_indexes(self, plan: RescuePlan) -> dict[str, int]:
         """The interface index of each overlay device (dup rules are bound to them)."""
@@ -748,6 +827,8 @@ class RescueKernel:
         if link_changes(installed.overlays, plan):
             return False
         if set(installed.tables) != set(plan.families):
+            return False
+        if installed.guard != self._guard_wanted(plan):
             return False
         indexes = self.device_indexes(plan)
         return all(
@@ -771,12 +852,14 @@ class RescueKernel:
                 deleted = [f for f in before.tables if f not in plan.families]
                 if deleted:
                     self._nft(["-f", "-"], removal_script(deleted))
+                # After the tables: their resets chain marks what the guard lets out.
+                guarded = self._apply_guard(plan, before.guard)
         except RescueError as error:
             if before.empty:  # a first install that failed leaves nothing behind
                 self._roll_back(error)
             raise
         report = ApplyReport(
-            link_steps=tuple(steps),
+            link_steps=tuple(steps) + tuple(guarded),
             tables_written=tuple(written),
             tables_deleted=tuple(f.value for f in deleted),
             took_over=tuple(took_over),
@@ -879,6 +962,10 @@ class RescueKernel:
     def remove(self) -> RemoveReport:
         """Delete our tables and devices: the host is as it was before the first apply."""
         with _reported("removing the rescue data path"):
+            # The guard first: without the tables it would drop every reset.
+            guarded = sorted(self._read_guard())
+            for device in guarded:
+                self._unguard(device)
             tables = list(self._read_tables())
             if tables:
                 self._nft(["-f", "-"], removal_script(tables))
@@ -886,9 +973,11 @@ class RescueKernel:
                 overlays = self._read_overlays(ipr, ())
                 self._run_steps(ipr, link_changes(overlays, None))
         report = RemoveReport(
-            tables=tuple(f.value for f in tables), devices=tuple(sorted(overlays))
+            tables=tuple(f.value for f in tables),
+            devices=tuple(sorted(overlays)),
+            guard=tuple(guarded),
         )
-        log.info("rescue_removed", tables=report.tables, devices=report.devices)
+        log.info("rescue_removed", tables=report.tables, devices=report.devices, guard=report.guard)
         return report
 
     def counters(self) -> RescueCounters:

@@ -248,6 +248,8 @@ class RescuePlan:
     budget: Budget
     fabric_interfaces: tuple[str, ...] = ()
     """Overlay packets are accepted only on these (empty: on any interface)."""
+    reset_guard_mark: int = 0
+    """The skb mark bit of the reset guard on ``fabric_interfaces`` (0: no guard)."""
 
     def all_label(self, family: Family) -> str:
         """The next hop that reaches every peer at once on the rescue overlay."""
@@ -383,6 +385,7 @@ def plan_from_settings(
             source_prefix_ipv6=settings.blind_source_prefix_ipv6,
         ),
         fabric_interfaces=tuple(sorted(set(settings.fabric_interfaces or fabric_interfaces))),
+        reset_guard_mark=settings.reset_guard_mark,
     )
 
 

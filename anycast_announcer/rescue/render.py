@@ -27,18 +27,25 @@ Chains, in packet order (``F`` is the flow key ``saddr . sport . daddr . dport``
   ICMP for an anycast address, from a known member MAC (one map lookup); then
   ``from_<peer>``: conntrack must know the flow (else ``bad_<peer>``, dropped), ICMP is
   rate-limited per peer, it is accepted (``rx_<peer>``) and, rate-limited per flow, a
-  feedback copy goes back to the forwarder over the feedback overlay. Nothing arriving
-  here is ever forwarded again.
+  feedback copy goes back to the forwarder over the feedback overlay. When ``fed_<peer>``
+  is full no feedback goes back for a flow it does not hold yet (fail closed): to the
+  forwarder the flow then looks unclaimed, so it stays in probation, copied to every
+  peer within the blind budget, and is an orphan if the set has not drained by the end
+  of its probation. Nothing arriving here is ever forwarded again.
 - ``from_feedback``: the forwarder learns ``F -> peer`` (``owner_<peer>``) and drops it,
   but only for a flow it copied to that peer: one in probation (copied to all) or one
   already learnt from it. Any other claim is refused (``claims_refused``).
+- ``resets`` (postrouting): a TCP reset from an anycast address gets the reset guard's
+  mark bit, the pass the guard (tc, outside nftables: see ``guard``) asks of every reset
+  it lets out; so while this table is missing (a ruleset flush), or warm (a reinstall
+  after one), resets are dropped, and the clients retransmit into the full table.
 - ``mss`` (output): SYN-ACKs from anycast addresses advertise an MSS that fits the overlay.
 - ``info``: one rule whose comment carries the digest of everything else, so the
   reconciler can tell whether the installed table is the one it would render.
 
-``RenderMode.WARM`` renders the same table with ``fabric_tcp`` accepting everything: it
-lets conntrack learn the flows that existed before the first install (take-over) before
-any packet is treated as someone else's.
+``RenderMode.WARM`` renders the same table with ``fabric_tcp`` accepting everything and
+``resets`` empty: it lets conntrack learn the flows that existed before the first install
+(take-over) before any packet is treated as someone else's.
 """
 
 from __future__ import annotations
@@ -240,6 +247,8 @@ def table_shape(plan: RescuePlan, family: Family) -> TableShape:
                 _flow_set(f"fed_{peer.token}", family, timers.feedback_memory, size),
             ]
         chains.append(ChainShape("prerouting", "prerouting", MANGLE_PRIORITY))
+        if plan.reset_guard_mark:
+            chains.append(ChainShape("resets", "postrouting", MANGLE_PRIORITY))
         if plan.clamp_mss:
             chains.append(ChainShape("mss", "output", MANGLE_PRIORITY))
         chains += [
@@ -406,9 +415,7 @@ def _from_overlay(plan: RescuePlan, family: Family) -> list[str]:
 
 def _from_peer(plan: RescuePlan, family: Family, peer: Member) -> list[str]:
     flow, timers = _flow(family), plan.timers
-    limit = (
-        f"limit rate over {timers.feedback_per_minute}/minute burst {timers.feedback_burst} packets"
-    )
+    limit = f"limit rate {timers.feedback_per_minute}/minute burst {timers.feedback_burst} packets"
     icmp = timers.icmp_per_second
     return [
         f"ct state != {{ established, related }} counter name bad_{peer.token} drop",
@@ -416,8 +423,12 @@ def _from_peer(plan: RescuePlan, family: Family, peer: Member) -> list[str]:
         "counter name icmp_limited drop",
         f"counter name rx_{peer.token}",
         "meta l4proto != tcp accept",
-        f"update @fed_{peer.token} {{ {flow} {limit} }} accept",
+        # Feedback only while the flow's meter is under its limit. A full fed set makes
+        # the update fail and the rule not match: no feedback (fail closed), where "over
+        # the limit -> accept, else feed back" would send a copy for every packet.
+        f"update @fed_{peer.token} {{ {flow} {limit} }} "
         f"counter name fbtx_{peer.token} {_dup(plan, family, peer, feedback=True)} accept",
+        "accept",
     ]
 
 
@@ -454,6 +465,15 @@ def _mss(plan: RescuePlan, family: Family) -> list[str]:
     ]
 
 
+def _resets(plan: RescuePlan, family: Family) -> list[str]:
+    # The reset guard (see guard) lets out only the resets that carry this bit: while
+    # the full table exists, every one of them.
+    return [
+        f"tcp flags & rst == rst {family.keyword} saddr @anycast "
+        f"meta mark set meta mark | {plan.reset_guard_mark:#x}"
+    ]
+
+
 def _rules(plan: RescuePlan, family: Family, mode: RenderMode) -> dict[str, list[str]]:
     rules: dict[str, list[str]] = {}
     if family is plan.underlay:
@@ -461,6 +481,9 @@ def _rules(plan: RescuePlan, family: Family, mode: RenderMode) -> dict[str, list
     if plan.prefixes_of(family):
         rules["prerouting"] = _prerouting(plan, family)
         rules["mss"] = _mss(plan, family)
+        # Not while warm: the warm table hands every packet to the local stack, and a
+        # moved flow's reset must stay behind the guard until the full table rescues it.
+        rules["resets"] = _resets(plan, family) if mode is RenderMode.FULL else []
         rules["fabric_tcp"] = _fabric_tcp(plan, family, mode)
         rules["blind"] = _blind(plan, family)
         rules["fabric_icmp"] = _fabric_icmp(plan, family)

@@ -3,7 +3,11 @@
     python -m tests.benchmarks.ackflood SOURCE DESTINATION PORT RATE SECONDS
 
 Every packet is a bare ACK (no SYN: SYN cookies do nothing against it) from SOURCE with a
-random source port and random sequence and acknowledgement numbers, to DESTINATION:PORT:
+random source port and random sequence and acknowledgement numbers, to DESTINATION:PORT.
+SOURCE may be a prefix (``100.64.0.0/10``): each packet then comes from a random address
+inside it, so a flood spread over many client /24s meets the aggregate budget rather
+than the per-source one (the sender's network must route the replies elsewhere and
+must not filter by source: true of the rescue lab's routers). In any case
 no server holds its flow, so without a copy budget each would be copied to every other
 member of a rescue group. Sent through a raw IPv4 socket (root), paced in 10 ms slices so
 the rate holds on a shared machine. Prints one JSON line: packets sent, seconds taken,
@@ -13,12 +17,14 @@ its own CPU seconds.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import random
 import socket
 import struct
 import sys
 import time
+from collections.abc import Callable
 
 __all__ = ["ack_packet", "checksum", "main"]
 
@@ -48,10 +54,20 @@ def ack_packet(source: str, destination: str, sport: int, dport: int, seq: int, 
     return header + tcp
 
 
+def _sources(source: str, rng: random.Random) -> Callable[[], str]:
+    """Where each packet comes from: one address, or a random one inside a prefix."""
+    if "/" not in source:
+        return lambda: source
+    network = ipaddress.IPv4Network(source, strict=False)
+    base, size = int(network.network_address), network.num_addresses
+    return lambda: str(ipaddress.IPv4Address(base + rng.randrange(size)))
+
+
 def flood(source: str, destination: str, port: int, rate: int, seconds: float) -> int:
     """Send ``rate`` packets a second for ``seconds``; the number sent."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
     rng = random.Random(0x5EED)
+    pick = _sources(source, rng)
     per_slice = max(1, round(rate * _SLICE))
     sent, start = 0, time.monotonic()
     try:
@@ -59,7 +75,7 @@ def flood(source: str, destination: str, port: int, rate: int, seconds: float) -
             due = int((now - start) * rate) + per_slice
             while sent < due:
                 packet = ack_packet(
-                    source,
+                    pick(),
                     destination,
                     rng.randrange(1024, 65536),
                     port,

@@ -224,8 +224,14 @@ def orphans(lab: RescueLab, sessions: int) -> list[dict[str, Any]]:
     return rows
 
 
-def _flood(lab: RescueLab, rate: int, seconds: float) -> subprocess.Popen[str]:
-    argv = [sys.executable, "-m", "tests.benchmarks.ackflood", CLIENT, ANYCAST[4], "8080"]
+SPREAD = "100.64.0.0/10"
+"""The many-source flood's addresses: 16,384 client /24s (the per-source meter's unit)."""
+
+
+def _flood(
+    lab: RescueLab, rate: int, seconds: float, source: str = CLIENT
+) -> subprocess.Popen[str]:
+    argv = [sys.executable, "-m", "tests.benchmarks.ackflood", source, ANYCAST[4], "8080"]
     return lab.lab.popen(
         "client",
         [*argv, str(rate), str(seconds)],
@@ -242,48 +248,86 @@ def _counted(lab: RescueLab, before: dict[str, Any]) -> dict[str, int]:
     return {name: total(after, name) - total(before, name) for name in (*names, "blind_refused")}
 
 
+def _blind_per_second(
+    before: dict[str, Any], after: dict[str, Any], members: int, seconds: float
+) -> dict[str, float]:
+    """Blind copies (underlay packets: each replicated packet costs N - 1) per second of
+    the busiest server, and what its budget allows over that time (rate, plus the burst
+    spread over the flood, the packet limit rounded down as the renderer does it)."""
+    fanout = members - 1
+    busiest = max(
+        int(after[node]["replicated"]["packets"]) - int(before[node]["replicated"]["packets"])
+        for node in SERVERS
+    )
+    rate = max(1, BLIND_RATE // fanout) * fanout
+    burst = max(1, BLIND_BURST // fanout) * fanout
+    return {
+        "blind_copies_per_second_max": round(busiest * fanout / seconds, 1),
+        "blind_rate": rate,
+        "blind_allowed_per_second": round(rate + burst / seconds, 1),
+    }
+
+
+BLIND_RATE, BLIND_BURST = 1000, 4000
+"""The default ``blind_copy_rate`` / ``blind_copy_burst`` the flood runs with."""
+
+
 def flood(
-    lab: RescueLab, rate: int, seconds: float, sizes: tuple[int, ...], sessions: int
+    lab: RescueLab,
+    rate: int,
+    seconds: float,
+    sizes: tuple[int, ...],
+    sessions: int,
+    many_sizes: tuple[int, ...] = (),
 ) -> list[dict[str, Any]]:
-    """Underlay cost and CPU of an ACK flood, then sessions through a withdrawal under it."""
+    """Underlay cost and CPU of an ACK flood, then sessions through a withdrawal under it:
+    from the client's address at each of ``sizes``, then from random addresses in
+    :data:`SPREAD` at each of ``many_sizes``."""
     rows = []
-    for members in sizes:
-        fake = [f"10.200.{i // 250}.{i % 250 + 1}" for i in range(members - len(MEMBERS))]
-        config = write_config(lab.workdir / f"flood{members}.yaml", members=[*MEMBERS, *fake])
-        lab.install_all(config)
-        before, busy = lab.counters(), _busy_jiffies()
-        sender = _flood(lab, rate, seconds)
-        out, _ = sender.communicate(timeout=seconds + 60)
-        ticks = _busy_jiffies() - busy
-        sent = json.loads(out)
-        counted = _counted(lab, before)
-        host_cpu = ticks / 100 - float(sent["cpu_seconds"])
-        # The same flood while sessions are held and s3 is withdrawn halfway.
-        sender = _flood(lab, rate, seconds)
-        held = lab.hold(
-            4, sessions, lambda: lab.set_paths(["s1", "s2"]), settle=seconds / 2, timeout=15
-        )
-        sender.communicate(timeout=seconds + 60)
-        rows.append(
-            {
-                "members": members,
-                "rate": rate,
-                "flood_sent": int(sent["sent"]),
-                "flood_seconds": float(sent["seconds"]),
-                **counted,
-                "underlay_per_flood_packet": round(
-                    counted["underlay_sent"] / max(1, int(sent["sent"])), 3
-                ),
-                "host_cpu_seconds_per_1000": round(
-                    1000 * max(0.0, host_cpu) / max(1, int(sent["sent"])), 4
-                ),
-                "sessions": held["total"],
-                "broken": held["broken"],
-                "broken_by_reason": held["broken_by_reason"],
-            }
-        )
+    for spread, members in [("one", n) for n in sizes] + [("many", n) for n in many_sizes]:
+        rows.append(_flood_row(lab, rate, seconds, members, sessions, spread))
         lab.reset()
     return rows
+
+
+def _flood_row(
+    lab: RescueLab, rate: int, seconds: float, members: int, sessions: int, spread: str
+) -> dict[str, Any]:
+    source = SPREAD if spread == "many" else CLIENT
+    fake = [f"10.200.{i // 250}.{i % 250 + 1}" for i in range(members - len(MEMBERS))]
+    config = write_config(lab.workdir / f"flood{members}.yaml", members=[*MEMBERS, *fake])
+    lab.install_all(config)
+    before, busy = lab.counters(), _busy_jiffies()
+    sender = _flood(lab, rate, seconds, source)
+    out, _ = sender.communicate(timeout=seconds + 60)
+    ticks = _busy_jiffies() - busy
+    sent = json.loads(out)
+    after = lab.counters()
+    counted = _counted(lab, before)
+    host_cpu = ticks / 100 - float(sent["cpu_seconds"])
+    blind = _blind_per_second(before, after, members, float(sent["seconds"]))
+    # The same flood while sessions are held and s3 is withdrawn halfway.
+    sender = _flood(lab, rate, seconds, source)
+    held = lab.hold(
+        4, sessions, lambda: lab.set_paths(["s1", "s2"]), settle=seconds / 2, timeout=15
+    )
+    sender.communicate(timeout=seconds + 60)
+    return {
+        "sources": spread,
+        "members": members,
+        "rate": rate,
+        "flood_sent": int(sent["sent"]),
+        "flood_seconds": float(sent["seconds"]),
+        **counted,
+        "underlay_per_flood_packet": round(counted["underlay_sent"] / max(1, int(sent["sent"])), 3),
+        "host_cpu_seconds_per_1000": round(
+            1000 * max(0.0, host_cpu) / max(1, int(sent["sent"])), 4
+        ),
+        **blind,
+        "sessions": held["total"],
+        "broken": held["broken"],
+        "broken_by_reason": held["broken_by_reason"],
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,6 +341,7 @@ class RescueSizes:
     flood_rate: int = 20_000
     flood_seconds: float = 10
     flood_sessions: int = 100
+    many_source_sizes: tuple[int, ...] = (4, 16)
 
 
 FULL = RescueSizes(downloads=60, iperf_seconds=10, iperf_repeats=3, orphan_sessions=150)
@@ -313,6 +358,7 @@ TINY = RescueSizes(
     flood_rate=2000,
     flood_seconds=3,
     flood_sessions=12,
+    many_source_sizes=(16,),
 )
 """For the smoke test: the code runs, the numbers mean little."""
 
@@ -335,6 +381,7 @@ def run(workdir: Path, quick: bool, sizes: RescueSizes | None = None) -> dict[st
                 seconds=chosen.flood_seconds,
                 sizes=(4, 16),
                 sessions=chosen.flood_sessions,
+                many_sizes=chosen.many_source_sizes,
             ),
         }
 

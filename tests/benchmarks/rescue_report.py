@@ -81,6 +81,23 @@ def targets(results: Results) -> list[tuple[str, bool | None, str]]:
                 f"{done} of {sum(r['count'] for r in on)}",
             )
         )
+        floods = [r for r in rescue.get("flood", []) if "blind_allowed_per_second" in r]
+        if floods:
+            out.append(
+                (
+                    "under a flood, blind copies never exceed the configured budget",
+                    all(
+                        r["blind_copies_per_second_max"] <= r["blind_allowed_per_second"]
+                        for r in floods
+                    ),
+                    ", ".join(
+                        f"{r.get('sources', 'one')} N={r['members']}: "
+                        f"{r['blind_copies_per_second_max']}/s of "
+                        f"{r['blind_allowed_per_second']}/s"
+                        for r in floods
+                    ),
+                )
+            )
         ratios = _bulk_ratios(rescue["throughput"])
         out.append(
             (
@@ -151,17 +168,30 @@ def _orphans_table(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _blind_rate(row: dict[str, Any]) -> str:
+    """Blind copies a second of the busiest server against what its budget allows."""
+    if "blind_copies_per_second_max" not in row:  # results from before the field
+        return "-"
+    return (
+        f"{number(row['blind_copies_per_second_max'], 1)} "
+        f"(rate {row['blind_rate']}, with burst {number(row['blind_allowed_per_second'], 1)})"
+    )
+
+
 def _flood_table(rows: list[dict[str, Any]]) -> list[str]:
     lines = [
-        "| N | flood packets (rate/s) | underlay packets per flood packet | blind copies "
+        "| sources | N | flood packets (rate/s) | underlay packets per flood packet "
+        "| blind copies | blind copies/s, busiest server (allowed) "
         "| dropped over budget (all / per source) | host CPU s per 1,000 | sessions broken "
         "in a withdrawal under the flood |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        sources = "many /24s" if r.get("sources") == "many" else "one address"
         lines.append(
-            f"| {r['members']} | {r['flood_sent']} ({r['rate']}) "
+            f"| {sources} | {r['members']} | {r['flood_sent']} ({r['rate']}) "
             f"| {number(r['underlay_per_flood_packet'], 3)} | {r['replicated']} "
+            f"| {_blind_rate(r)} "
             f"| {r['blind_limited']} / {r['blind_source_limited']} "
             f"| {number(r['host_cpu_seconds_per_1000'], 4)} | {r['broken']} of {r['sessions']} |"
         )
@@ -242,8 +272,12 @@ def section(results: Results) -> list[str]:
         "address at a bounded rate, the group configured with N members: s1..s3 and "
         "N - 3 addresses with no host (nobody owns a flood packet, so a real member would "
         "not answer either). Every VXLAN packet the servers send counts, each replica of "
-        "a blind copy too. The flood comes from one client address, so the per-source "
-        "budget binds first. Then the same flood while the client holds long-lived "
+        "a blind copy too. From one client address the per-source budget binds first; "
+        "from random addresses in 100.64.0.0/10 (16,384 client /24s) only the aggregate "
+        "budget can, and the blind copies per second of the busiest server (underlay "
+        "packets: each blind packet costs N - 1) are shown against what its budget "
+        "allows over the flood (`blind_copy_rate`, plus `blind_copy_burst` spread over "
+        "the flood's seconds). Then the same flood while the client holds long-lived "
         "sessions and s3 is withdrawn.",
         "",
         *_flood_table(rescue.get("flood", [])),

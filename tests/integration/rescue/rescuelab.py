@@ -168,6 +168,33 @@ class RescueLab:
         document: dict[str, Any] = json.loads(self.cli(node, "rescue", "status", "--json").stdout)
         return document
 
+    def fill_sets(self, node: str, names: Sequence[str], count: int, timeout: int) -> None:
+        """Fill each flow set of ``names`` in ``node``'s ip table with ``count`` flows nobody
+        sends (198.18.0.0/15 clients), each expiring after ``timeout`` seconds: full sets
+        on a real kernel without a flood's timing (one ``nft`` transaction)."""
+        flows = ", ".join(
+            f"198.18.{i // 250}.{i % 250 + 1} . {10000 + i} . {ANYCAST[4]} . {PORT} "
+            f"timeout {timeout}s"
+            for i in range(count)
+        )
+        script = "".join(f"add element ip anycast_rescue {name} {{ {flows} }}\n" for name in names)
+        self.lab.run(node, ["nft", "-f", "-"], input=script)
+
+    def counter(self, node: str, *names: str) -> int:
+        """Packets of named counters of ``node``'s ip table, summed: straight from nft,
+        fast enough to read inside a window of a few seconds on a loaded host."""
+        total = 0
+        for name in names:
+            out = self.lab.run(node, ["nft", "-j", "list", "counter", "ip", "anycast_rescue", name])
+            objects = json.loads(out.stdout)["nftables"]
+            total += sum(int(o["counter"]["packets"]) for o in objects if "counter" in o)
+        return total
+
+    def guard_drops(self, node: str) -> int:
+        """Packets the clsact qdiscs of ``node`` dropped: the reset guard's drops."""
+        out = self.lab.run(node, ["tc", "-s", "-j", "qdisc", "show"]).stdout
+        return sum(int(q.get("drops", 0)) for q in json.loads(out) if q.get("kind") == "clsact")
+
     def counters(self) -> dict[str, dict[str, Any]]:
         """Every server's counters."""
         return {node: self.status(node)["counters"] for node in SERVERS}

@@ -40,8 +40,16 @@ class FakeNft:
     batches: list[tuple[str, str]] = field(default_factory=list)
     """``ip -batch`` / ``bridge -batch`` inputs (neighbour and FDB steps)."""
 
+    guard: dict[str, str] = field(default_factory=dict)
+    """``tc``: the reset guard's bytecode per device (a clsact qdisc with our filter)."""
+
+    changes: list[str] = field(default_factory=list)
+    """Every change, in order: ``nft -f`` and ``tc filter replace|del DEVICE``."""
+
     def __call__(self, argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
         args, script = argv[1:], kwargs.get("input")
+        if argv[0] == "tc":
+            return self._tc(argv)
         if argv[0] in ("ip", "bridge"):
             assert args[-2:] == ["-batch", "-"]
             self.batches.append((argv[0], str(script)))
@@ -54,6 +62,7 @@ class FakeNft:
             if error is not None:
                 raise error
             self._apply(script)
+            self.changes.append("nft -f")
             return self._done(argv)
         if args[:1] == ["-j"] and args[1] == "list":
             family = args[-2]
@@ -65,6 +74,38 @@ class FakeNft:
                 document = {"nftables": []}
             return self._done(argv, stdout=json.dumps(document))
         raise AssertionError(f"unexpected nft call {argv}")
+
+    def _tc(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
+        """Just enough of tc for the guard: one filter per device, nothing else."""
+        args = argv[1:]
+        if args == ["-j", "qdisc", "show"]:
+            qdiscs = [{"kind": "clsact", "dev": dev} for dev in sorted(self.guard)]
+            return self._done(argv, stdout=json.dumps(qdiscs))
+        if args[:3] == ["-j", "filter", "show"]:
+            program = self.guard.get(args[4])
+            if program is None:
+                return self._done(argv, stdout="[]")
+            count, *insns = program.split(",")
+            code = {
+                "length": int(count),
+                "insns": [
+                    dict(zip(("code", "jt", "jf", "k"), map(int, i.split()), strict=True))
+                    for i in insns
+                ],
+            }
+            shown = [{"kind": "bpf", "options": {"bytecode": code}}]
+            return self._done(argv, stdout=json.dumps(shown))
+        if args[:2] == ["filter", "replace"]:
+            self.guard[args[3]] = args[-1]
+            self.changes.append(f"tc filter replace {args[3]}")
+        elif args[:2] == ["filter", "del"]:
+            self.guard.pop(args[3], None)
+            self.changes.append(f"tc filter del {args[3]}")
+        elif args[:2] == ["filter", "show"] or args[0] == "qdisc":
+            pass
+        else:
+            raise AssertionError(f"unexpected tc call {argv}")
+        return self._done(argv)
 
     def _apply(self, script: str) -> None:
         self.scripts.append(script)

@@ -92,6 +92,14 @@ def test_the_schema_documents_the_section() -> None:
         ("  members: [10.2.1.2, 10.2.2.2]\n  mtu: 9000\n", "rescue.mtu: unknown key"),
         ("  members: [10.2.1.2, 10.2.2.2]\n  underlay_mtu: 576\n", "rescue.underlay_mtu:"),
         ("  members: 10.2.1.2\n", "rescue.members: Input should be a valid list"),
+        (
+            "  members: [10.2.1.2, 10.2.2.2]\n  reset_guard_mark: 0x300000\n",
+            "rescue.reset_guard_mark: 0x300000 has more than one bit set",
+        ),
+        (
+            "  members: [10.2.1.2, 10.2.2.2]\n  reset_guard_mark: 0x100000000\n",
+            "rescue.reset_guard_mark: Input should be less than or equal to",
+        ),
     ],
 )
 def test_mistakes_are_named_by_their_path(lines: str, expected: str) -> None:

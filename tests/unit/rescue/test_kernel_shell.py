@@ -15,7 +15,7 @@ from anycast_announcer.rescue.model import Family
 from anycast_announcer.rescue.render import RenderMode, render_table
 from anycast_announcer.rescue.takeover import CtEntry, Flow
 from tests.unit.rescue.fakes import FakeHost
-from tests.unit.rescue.plans import plan
+from tests.unit.rescue.plans import BASE, plan
 
 A = ipaddress.ip_address("10.255.0.1")
 CLIENT = ipaddress.ip_address("10.3.0.2")
@@ -162,3 +162,64 @@ def test_restore_writes_deleted_tables_back_whole_then_takes_over(tmp_path: Path
         "add table ip anycast_rescue\ndelete table ip anycast_rescue\n"
     )
     assert _entry(9) in host.conntrack.entries
+
+
+class TestResetGuard:
+    """The tc filter that drops unmarked resets from anycast addresses (see guard)."""
+
+    GUARDED = "  fabric_interfaces: [eth1, eth2]\n"
+
+    def test_goes_on_every_fabric_interface_after_the_tables(self, tmp_path: Path) -> None:
+        host = FakeHost(tmp_path)
+        kernel = host.kernel()
+        report = kernel.apply(plan(self.GUARDED))
+        assert set(host.nft.guard) == {"eth1", "eth2"}
+        assert host.nft.changes.index("tc filter replace eth1") > max(
+            i for i, change in enumerate(host.nft.changes) if change == "nft -f"
+        )
+        assert "reset guard on eth1" in report.link_steps
+        installed = kernel.read_installed()
+        assert installed.as_json()["reset_guard"] == ["eth1", "eth2"]
+        again = kernel.apply(plan(self.GUARDED))
+        assert not [step for step in again.link_steps if "reset guard" in step]
+
+    def test_a_lost_or_changed_guard_is_drift_and_is_put_back(self, tmp_path: Path) -> None:
+        host = FakeHost(tmp_path)
+        kernel = host.kernel()
+        kernel.apply(plan(self.GUARDED))
+        program = host.nft.guard.pop("eth2")
+        assert "reset guard on eth2" in kernel.apply(plan(self.GUARDED)).link_steps
+        assert host.nft.guard["eth2"] == program
+        host.nft.guard["eth1"] = "1,6 0 0 0"
+        assert "reset guard on eth1" in kernel.apply(plan(self.GUARDED)).link_steps
+        assert host.nft.guard["eth1"] == program
+
+    def test_follows_the_interfaces_and_the_prefixes(self, tmp_path: Path) -> None:
+        host = FakeHost(tmp_path)
+        kernel = host.kernel()
+        kernel.apply(plan(self.GUARDED))
+        before = host.nft.guard["eth1"]
+        kernel.apply(plan("  fabric_interfaces: [eth1]\n"))
+        assert set(host.nft.guard) == {"eth1"}
+        assert host.nft.guard["eth1"] == before
+        wider = BASE.replace("10.255.0.1/32", "10.255.0.0/24")
+        kernel.apply(plan("  fabric_interfaces: [eth1]\n", base=wider))
+        assert host.nft.guard["eth1"] != before
+
+    def test_mark_zero_means_no_guard(self, tmp_path: Path) -> None:
+        host = FakeHost(tmp_path)
+        host.kernel().apply(plan(self.GUARDED + "  reset_guard_mark: 0\n"))
+        assert host.nft.guard == {}
+
+    def test_remove_takes_the_guard_off_before_the_tables(self, tmp_path: Path) -> None:
+        host = FakeHost(tmp_path)
+        kernel = host.kernel()
+        kernel.apply(plan(self.GUARDED))
+        host.nft.changes.clear()
+        assert kernel.remove().guard == ("eth1", "eth2")
+        assert host.nft.guard == {}
+        assert host.nft.changes == [
+            "tc filter del eth1",
+            "tc filter del eth2",
+            "nft -f",
+        ]

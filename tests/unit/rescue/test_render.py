@@ -100,6 +100,17 @@ def test_the_warm_table_rescues_nothing_but_keeps_the_overlays() -> None:
     assert warm["from_10_2_2_2"] == full(plan())["from_10_2_2_2"]
 
 
+def test_only_the_full_table_marks_resets_for_the_guard() -> None:
+    """A warm table hands moved flows to the local stack: their resets stay unmarked,
+    so the guard drops them (a reinstall after a flush resets nobody)."""
+    p = plan()
+    assert full(p)["resets"] == [
+        "tcp flags & rst == rst ip saddr @anycast meta mark set meta mark | 0x100000"
+    ]
+    assert chains(render_table(p, Family.IPV4, mode=RenderMode.WARM).text)["resets"] == []
+    assert "resets" not in full(plan("  reset_guard_mark: 0\n"))
+
+
 def test_nothing_that_arrives_over_an_overlay_is_forwarded_again() -> None:
     """No loops: the overlay chains never jump to the fabric chains, and the only copy
     they make is one feedback packet back over the feedback device."""
@@ -111,7 +122,9 @@ def test_nothing_that_arrives_over_an_overlay_is_forwarded_again() -> None:
             assert 'device "anycast-rsc"' not in rule
     feedback = [r for r in rendered["from_10_2_2_2"] if "dup" in r]
     assert feedback == [
-        'counter name fbtx_10_2_2_2 dup to 169.254.90.130 device "anycast-fb" accept'
+        "update @fed_10_2_2_2 { ip saddr . tcp sport . ip daddr . tcp dport "
+        "limit rate 60/minute burst 3 packets } counter name fbtx_10_2_2_2 "
+        'dup to 169.254.90.130 device "anycast-fb" accept'
     ]
 
 
@@ -193,12 +206,16 @@ def test_mss_clamp_follows_the_overlay_mtu_and_can_be_off() -> None:
     assert "mss" not in full(plan("  clamp_mss: false\n"))
 
 
-def test_feedback_is_rate_limited_per_flow() -> None:
-    rule = full(plan("  feedback_interval: 0.5\n"))["from_10_2_3_2"][4]
-    assert rule == (
+def test_feedback_is_rate_limited_per_flow_and_fails_closed() -> None:
+    """The feedback copy sits in the rule that updates the meter: when the set is full
+    the update fails, that rule does not match, and the next one accepts without a copy."""
+    rules = full(plan("  feedback_interval: 0.5\n"))["from_10_2_3_2"]
+    assert rules[4:] == [
         "update @fed_10_2_3_2 { ip saddr . tcp sport . ip daddr . tcp dport "
-        "limit rate over 120/minute burst 3 packets } accept"
-    )
+        "limit rate 120/minute burst 3 packets } counter name fbtx_10_2_3_2 "
+        'dup to 169.254.90.131 device "anycast-fb" accept',
+        "accept",
+    ]
 
 
 def test_shape_lists_every_object_the_rules_use() -> None:
