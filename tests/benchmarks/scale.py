@@ -362,11 +362,16 @@ def one_event(group: Group, event: str, size: Size) -> dict[str, Any]:
     time.sleep(0.5)
     hold, result_path = _hold(group, size.sessions, f"{shape.members}-{event}")
     before = group.leaf1_hops()
+    read_started = time.monotonic()
     counted_before = group.counters()
+    # The members are read in parallel but not at one instant: the after-read starts
+    # half this early, so that each member's window is ``window`` give or take half.
+    read_spread = time.monotonic() - read_started
     started = time.monotonic()
     try:
         if event == "withdrawal":
-            group.stop_sidecar(affected)
+            # SIGTERM only: the window runs from the FIB change, not from the exit.
+            group.sidecars[affected].send_signal(signal.SIGTERM)
         else:
             group.start_sidecar(affected)
         wait_for(
@@ -375,19 +380,26 @@ def one_event(group: Group, event: str, size: Size) -> dict[str, Any]:
             f"{event}: leaf1's next hops never changed",
             interval=0.05,
         )
-        fib_changed = time.monotonic() - started
+        changed = time.monotonic()
         after = group.leaf1_hops()
-        time.sleep(max(0.0, started + size.window - time.monotonic()))
+        # Nothing moves before the FIB changes (a starting sidecar takes seconds), so the
+        # window is the ``window`` seconds after the change.
+        time.sleep(max(0.0, changed + size.window - read_spread / 2 - time.monotonic()))
+        read_started = time.monotonic()
         counted = group.counters().minus(counted_before)
-        window = time.monotonic() - started
-        time.sleep(max(0.0, started + fib_changed + SETTLE - time.monotonic()))
+        read_spread = max(read_spread, time.monotonic() - read_started)
+        window = (read_started + time.monotonic()) / 2 - changed
+        time.sleep(max(0.0, changed + SETTLE - time.monotonic()))
     finally:
         hold.send_signal(signal.SIGTERM)
         hold.wait(timeout=30)
+        if event == "withdrawal":
+            group.stop_sidecar(affected)
     held = json.loads(result_path.read_text(encoding="utf-8"))["sessions"]
     return _row(event, shape, f"m{affected}", held, before, after) | {
-        "seconds_to_fib_change": round(fib_changed, 2),
+        "seconds_to_fib_change": round(changed - started, 2),
         "window_seconds": round(window, 2),
+        "counter_read_seconds": round(read_spread, 2),
         "counters": counted,
         "underlay_per_rescued": (
             round(counted["underlay_sent"] / counted["rescued"], 2) if counted["rescued"] else None
@@ -520,7 +532,7 @@ def render(results: dict[str, Any]) -> str:
                 f"| {row['broken_own']}/{row['on_affected']} | {row['broken_innocent']} "
                 f"| {c['rescued']} | {c['underlay_sent']} | {c['replicated']} "
                 f"| {_ratio(row['underlay_per_rescued'])} | {c['budget_dropped']} "
-                f"| {row['window_seconds']:g} |"
+                f"| {row['window_seconds']:g} ± {row['counter_read_seconds'] / 2:.1f} |"
             )
     lines += [
         "",
