@@ -502,6 +502,19 @@ def _ratio(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
+def _breakdown(row: dict[str, Any]) -> str:
+    """One row of the per-rescued-packet breakdown of the underlay."""
+    c, rescued = row["counters"], row["counters"]["rescued"] or 1
+    replicas = c["underlay_sent"] - c["forwarded_learnt"] - c["feedback_sent"]
+    one_copy = (c["forwarded_learnt"] + c["feedback_sent"] + c["replicated"]) / rescued
+    moved = row["moved_expected_without_rescue"] or 1
+    return (
+        f"| {row['members']} | {row['event']} | {c['forwarded_learnt'] / rescued:.2f} "
+        f"| {c['feedback_sent'] / rescued:.2f} | {replicas / rescued:.2f} | {one_copy:.2f} "
+        f"| {c['rescued'] / moved / row['window_seconds']:.1f} |"
+    )
+
+
 def render(results: dict[str, Any]) -> str:
     """The section as Markdown."""
     lines = [
@@ -534,6 +547,25 @@ def render(results: dict[str, Any]) -> str:
                 f"| {_ratio(row['underlay_per_rescued'])} | {c['budget_dropped']} "
                 f"| {row['window_seconds']:g} ± {row['counter_read_seconds'] / 2:.1f} |"
             )
+    lines += [
+        "",
+        "Where the underlay packets go, per rescued packet: copies to a learnt owner "
+        "(one each), feedback (an owner's confirmations, one per flow per second after a "
+        "burst of 3) and blind replicas (every peer's copy of a packet nobody here "
+        "knew). *One copy per blind packet* recomputes the ratio from the same counters "
+        "as if each blind packet had gone to one member (a targeted first copy that "
+        "always hits the owner): a model, not a measurement. *Packets per moved session* "
+        "is rescued packets / expected moved sessions / window: how fast the sessions "
+        "sent, which the ratio depends on (blind replicas are paid once per flow, the "
+        "rest per packet).",
+        "",
+        "| N | event | learnt copies | feedback | blind replicas | one copy per blind "
+        "packet (model) | packets per moved session per s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for size in results["sizes"]:
+        for row in size["events"]:
+            lines.append(_breakdown(row))
     lines += [
         "",
         "| N | leaves | sidecars | data-path-only | lab up s | data paths s "
