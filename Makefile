@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .PHONY: help deps system-deps test-deps venv lint unit test integration fabric reliability demo bench \
-	bench-scale \
+	bench-scale bench-price \
 	constraints install clean
 
 help:
@@ -16,6 +16,7 @@ help:
 	@echo "make test   - lint + the whole suite (unit, integration with real FRR, fabric, faults)"
 	@echo "make bench  - benchmarks (writes docs/benchmarks.md)"
 	@echo "make bench-scale - rescue at group sizes 16 and 64 (docs/benchmarks/scale.{json,md})"
+	@echo "make bench-price - rescue's per-packet price with a perf breakdown (quiet host)"
 	@echo "make install - production install: /opt/anycast-announcer, user, /etc, unit (README)"
 
 # Recommended packages stay out: FRR's would bring the exim4 mail server, among others.
@@ -97,6 +98,14 @@ bench: deps
 # six minutes, most of it installing 48 data paths and starting 16 sidecars.
 bench-scale: deps
 	$(BIN)/python -m tests.benchmarks.scale
+
+# The price every packet pays for rescue (issue 17): direct throughput off / on / clamp
+# inert / no clamp, interleaved, and a perf profile per case (docs/benchmarks/price.*).
+# Needs a quiet host: on a shared one, other work swamps both figures.
+bench-price: deps
+	@$(call need,iperf3,iperf3)
+	@$(call need,perf,linux-perf)
+	$(BIN)/python -m tests.benchmarks.price
 
 demo: deps
 	$(BIN)/python -m anycast_announcer.netlab.demo
