@@ -551,15 +551,16 @@ def render(results: dict[str, Any]) -> str:
         "",
         "Where the underlay packets go, per rescued packet: copies to a learnt owner "
         "(one each), feedback (an owner's confirmations, one per flow per second after a "
-        "burst of 3) and blind replicas (every peer's copy of a packet nobody here "
-        "knew). *One copy per blind packet* recomputes the ratio from the same counters "
+        "burst of 3) and the rest: blind replicas (every peer's copy of a packet nobody "
+        "here knew) and any other copy a data path sends (a targeted first copy's, once "
+        "there is one). *One copy per blind packet* recomputes the ratio from the same counters "
         "as if each blind packet had gone to one member (a targeted first copy that "
         "always hits the owner): a model, not a measurement. *Packets per moved session* "
         "is rescued packets / expected moved sessions / window: how fast the sessions "
         "sent, which the ratio depends on (blind replicas are paid once per flow, the "
         "rest per packet).",
         "",
-        "| N | event | learnt copies | feedback | blind replicas | one copy per blind "
+        "| N | event | learnt copies | feedback | blind replicas and other | one copy per blind "
         "packet (model) | packets per moved session per s |",
         "|---|---|---|---|---|---|---|",
     ]
