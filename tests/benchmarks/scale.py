@@ -273,10 +273,10 @@ class Group:
         return 0
 
     def learnt_everywhere(self) -> bool:
-        wanted = self.shape.members
+        """Every sidecar's data path holds the whole group (learnt from the fabric)."""
+        # The set holds every member, this one too.
         counts = self._pool.map(self.member_set, self.shape.sidecars)
-        # The set may or may not hold the member itself: accept either.
-        return all(c >= wanted - 1 for c in counts)
+        return all(c == self.shape.members for c in counts)
 
     def counters(self) -> Totals:
         """Every member's rescue counters, read in parallel straight from nftables."""
