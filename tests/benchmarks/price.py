@@ -170,14 +170,20 @@ def render(results: dict[str, Any]) -> str:
         "from the client to s3 on the rescue lab, cases interleaved run by run; then one "
         "`perf record -a` per case. Target: at most 5% below *off*.",
         "",
-        "| case | runs | median Gbit/s | vs off |",
-        "|---|---|---|---|",
+        "| case | runs | median Gbit/s | vs off | slowest - fastest run |",
+        "|---|---|---|---|---|",
     ]
     for case in CASES:
-        count = sum(1 for r in results["runs"] if r["case"] == case)
+        rates = [r["gbit_per_s"] for r in results["runs"] if r["case"] == case]
         lines.append(
-            f"| {case} | {count} | {medians[case]:.2f} | {100 * (medians[case] / off - 1):+.1f}% |"
+            f"| {case} | {len(rates)} | {medians[case]:.2f} "
+            f"| {100 * (medians[case] / off - 1):+.1f}% | {min(rates):.1f} - {max(rates):.1f} |"
         )
+    lines += [
+        "",
+        "A spread of runs within one case wider than the differences between the "
+        "medians means the host's other work decided them, not rescue.",
+    ]
     names = [name for name, _ in GROUPS] + ["other", "user"]
     lines += [
         "",
