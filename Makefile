@@ -8,12 +8,15 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .PHONY: help deps system-deps test-deps venv lint unit test integration fabric reliability demo bench \
+	bench-scale bench-price \
 	constraints install clean
 
 help:
 	@echo "make demo   - deploy the leaf/spine lab, show weights and traffic split, withdraw a server"
 	@echo "make test   - lint + the whole suite (unit, integration with real FRR, fabric, faults)"
 	@echo "make bench  - benchmarks (writes docs/benchmarks.md)"
+	@echo "make bench-scale - rescue at group sizes 16 and 64 (docs/benchmarks/scale.{json,md})"
+	@echo "make bench-price - rescue's per-packet price with a perf breakdown (quiet host)"
 	@echo "make install - production install: /opt/anycast-announcer, user, /etc, unit (README)"
 
 # Recommended packages stay out: FRR's would bring the exim4 mail server, among others.
@@ -92,6 +95,20 @@ bench: deps
 	@$(call need,iperf3,iperf3)
 	$(BIN)/python -m tests.benchmarks.run
 	$(BIN)/python -m tests.benchmarks.bfd
+	$(MAKE) bench-scale
+
+# Flow rescue at N = 16 and 64 on the generated scale lab (containerlab/rescue64): about
+# six minutes, most of it installing 48 data paths and starting 16 sidecars.
+bench-scale: deps
+	$(BIN)/python -m tests.benchmarks.scale
+
+# The price every packet pays for rescue (issue 17): direct throughput off / on / clamp
+# inert / no clamp, interleaved, and a perf profile per case (docs/benchmarks/price.*).
+# Needs a quiet host: on a shared one, other work swamps both figures.
+bench-price: deps
+	@$(call need,iperf3,iperf3)
+	@$(call need,perf,linux-perf)
+	$(BIN)/python -m tests.benchmarks.price
 
 demo: deps
 	$(BIN)/python -m anycast_announcer.netlab.demo

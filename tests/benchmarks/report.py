@@ -681,6 +681,10 @@ def render(results: Results, notes: list[str]) -> str:
         "srv1..srvN (`anycast-announcer rescue install`, all N servers members) before "
         "their sidecars start; section 5 has what it costs.",
         "",
+        "Groups of 16 and 64 behind several leaves, with membership learnt from the "
+        "fabric and the underlay packets each rescued packet costs: "
+        "[benchmarks/scale.md](benchmarks/scale.md) (`make bench-scale`).",
+        "",
         *_sessions_table(results),
         "",
         "![sessions](benchmarks/sessions.png)",

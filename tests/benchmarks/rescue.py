@@ -87,7 +87,7 @@ def pmtud(lab: RescueLab, count: int, size: int) -> list[dict[str, Any]]:
     return rows
 
 
-def _iperf(
+def iperf_run(
     lab: RescueLab,
     seconds: float,
     reverse: bool,
@@ -162,7 +162,7 @@ def throughput(lab: RescueLab, seconds: float, repeats: int) -> list[dict[str, A
                     lab.remove_all()
                 lab.set_paths(["s3"])
                 switch = 2.0 if path == "rescued" else None
-                runs.append(_iperf(lab, seconds, reverse, switch, rate))
+                runs.append(iperf_run(lab, seconds, reverse, switch, rate))
             best = max(runs, key=lambda r: r["gbit_per_s"])
             rows.append(
                 {

@@ -1,0 +1,607 @@
+"""§4 and §5 at group sizes 16 and 64: one rescue group behind several leaves.
+
+Runs on the scale lab (``tests.benchmarks.scalelab``; ``containerlab/rescue64`` at N = 64,
+4 leaves x 16; N = 16 is 2 leaves x 8). leaf1's members run real sidecars that learn the
+group from the fabric; the other leaves' members are data-path-only (``rescue install``
+with the whole group as static members), their anycast and member routes originated by
+their leaf. Every member serves the lab TCP service on the anycast address.
+
+For each N, two events on the last sidecar of leaf1 (the *affected* member), each with
+its own fresh sessions from the client (one ping every 0.3 s each way, so with ACKs
+several packets a second per session):
+
+- **withdrawal**: its sidecar stops (SIGTERM withdraws its routes; service and data path
+  stay, as they do on a real server being taken out);
+- **addition**: its sidecar starts again while the others are announced.
+
+Per event: sessions broken, on the affected member (*own*) and elsewhere (*innocent*);
+and over the ``window`` seconds after the event, every member's rescue counters read
+straight from its nftables table: ``underlay_sent`` (every VXLAN packet a member sent,
+each replica of a blind copy and every feedback packet counted) summed over all members,
+divided by the rescued packets that owners accepted (the per-peer ``received``). The
+issue's target is at most 2 underlay packets per rescued packet; blind copies go to
+all N - 1 members, so this measures whatever data path is installed (the counters are
+the same whichever rules produce them).
+
+Also per N: how long the lab and the group take to come up, how long the sidecars take
+to learn every member, and one sidecar's idle RSS and CPU (sidecar + ExaBGP), which is
+what decided how many real sidecars this 2-core machine carries.
+
+    sudo .venv/bin/python -m tests.benchmarks.scale [--quick] [--sizes 16,64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from anycast_announcer.netlab import Lab
+from anycast_announcer.rescue.counters import RescueCounters, parse_counters
+from tests.benchmarks.common import (
+    LabService,
+    kernel_nexthops,
+    machine,
+    tree_cpu,
+    tree_rss_bytes,
+    wait_for,
+)
+from tests.benchmarks.hashmath import movement
+from tests.benchmarks.scalelab import (
+    ANYCAST,
+    COMMUNITY,
+    ScaleLab,
+    leaf_address,
+    leaf_as,
+    member_address,
+    member_as,
+    write,
+)
+from tests.lablib import REPO_ROOT, unique_lab_name
+
+SERVICE_PORT = 8080
+EVENTS = ("withdrawal", "addition")
+SETTLE = 3.5
+"""Seconds after the FIB changed for every broken session to notice (pings every 0.3 s)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Size:
+    """One group size and how hard to drive it."""
+
+    leaves: int
+    per_leaf: int
+    sessions: int
+    window: float = 10.0
+    idle_seconds: float = 10.0
+
+    @property
+    def shape(self) -> ScaleLab:
+        return ScaleLab(self.leaves, self.per_leaf)
+
+
+FULL = (Size(2, 8, sessions=320), Size(4, 16, sessions=640))
+QUICK = (Size(2, 8, sessions=160), Size(4, 16, sessions=320))
+TINY = Size(2, 4, sessions=96, window=6.0, idle_seconds=2.0)
+"""For the smoke test: the code runs, the numbers mean little."""
+
+
+def _sidecar_config(member: int) -> dict[str, Any]:
+    """A leaf1 member's sidecar: the anycast prefix, membership learnt from the fabric."""
+    return {
+        "bgp": {
+            "local_as": member_as(member),
+            "router_id": member_address(member),
+            "hold_time": 9,
+            "peers": [{"address": leaf_address(member), "peer_as": leaf_as(1)}],
+        },
+        "services": [
+            {
+                "name": "web",
+                "check": {"type": "tcp", "host": ANYCAST, "port": SERVICE_PORT},
+                "interval": 0.5,
+                "timeout": 0.25,
+                "rise": 2,
+                "fall": 2,
+            }
+        ],
+        "prefixes": [
+            {
+                "prefix": f"{ANYCAST}/32",
+                "services": ["web"],
+                "dampening": {"enabled": False},
+            }
+        ],
+        "allowed_prefixes": ["10.255.0.0/24"],
+        "rescue": {
+            "membership": {
+                "community": COMMUNITY,
+                "underlay_prefixes": ["10.2.0.0/16"],
+                "route_prefixes": ["10.254.0.0/16"],
+            }
+        },
+        "http": {"listen": ""},
+        "logging": {"format": "json", "level": "info"},
+    }
+
+
+def _static_config(shape: ScaleLab, member: int) -> dict[str, Any]:
+    """A data-path-only member: ``rescue install`` reads its prefixes and static members."""
+    config = _sidecar_config(member)
+    del config["rescue"]
+    peer_as = leaf_as(shape.leaf_of(member))
+    config["bgp"]["peers"] = [{"address": leaf_address(member), "peer_as": peer_as}]
+    config["rescue"] = {"members": [member_address(g) for g in range(1, shape.members + 1)]}
+    return config
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """Rescue counters summed over every member."""
+
+    underlay_sent: int
+    rescued: int
+    replicated: int
+    forwarded_learnt: int
+    feedback_sent: int
+    refused: int
+    orphans: int
+    budget_dropped: int
+
+    @classmethod
+    def of(cls, counters: list[RescueCounters]) -> Totals:
+        def peers(field: str) -> int:
+            return sum(getattr(p, field).packets for c in counters for p in c.peers)
+
+        return cls(
+            underlay_sent=sum(c.underlay_sent.packets for c in counters),
+            rescued=peers("received"),
+            replicated=sum(c.replicated.packets for c in counters),
+            forwarded_learnt=peers("forwarded_learnt"),
+            feedback_sent=peers("feedback_sent"),
+            refused=peers("refused"),
+            orphans=sum(c.orphans.packets for c in counters),
+            budget_dropped=sum(
+                c.blind_limited.packets + c.blind_source_limited.packets + c.blind_refused.packets
+                for c in counters
+            ),
+        )
+
+    def minus(self, other: Totals) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) - getattr(other, f.name) for f in fields(self)}
+
+
+class Group:
+    """The members of one scale lab: services, data paths, sidecars."""
+
+    def __init__(self, lab: Lab, shape: ScaleLab, workdir: Path) -> None:
+        self.lab, self.shape, self.workdir = lab, shape, workdir
+        self.services = {g: LabService(lab, f"m{g}", workdir) for g in range(1, shape.members + 1)}
+        self.sidecars: dict[int, subprocess.Popen[Any]] = {}
+        self._sources = iter(range(10, 250))
+        self._pool = ThreadPoolExecutor(max_workers=16)
+
+    def _config_path(self, member: int) -> Path:
+        path = self.workdir / f"m{member}.json"
+        if not path.exists():
+            config = (
+                _sidecar_config(member)
+                if self.shape.has_sidecar(member)
+                else _static_config(self.shape, member)
+            )
+            path.write_text(json.dumps(config), encoding="utf-8")
+        return path
+
+    def _cli(self, member: int, *argv: str) -> str:
+        command = [sys.executable, "-m", "anycast_announcer", *argv]
+        return self.lab.run(f"m{member}", command).stdout
+
+    def start_services(self) -> None:
+        list(self._pool.map(lambda s: s.start(), self.services.values()))
+
+    def install_data_paths(self) -> None:
+        """``rescue install`` on every data-path-only member (before traffic reaches it)."""
+        members = self.shape.data_path_only
+        list(
+            self._pool.map(
+                lambda g: self._cli(g, "rescue", "install", "-c", str(self._config_path(g))),
+                members,
+            )
+        )
+
+    def start_sidecar(self, member: int) -> None:
+        log = (self.workdir / f"m{member}-sidecar.log").open("ab")
+        with log:
+            self.sidecars[member] = self.lab.popen(
+                f"m{member}",
+                [
+                    sys.executable,
+                    "-m",
+                    "anycast_announcer",
+                    "run",
+                    "-c",
+                    str(self._config_path(member)),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+
+    def stop_sidecar(self, member: int) -> None:
+        process = self.sidecars.pop(member)
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+    def leaf1_hops(self) -> list[tuple[str, int]]:
+        """leaf1's next hops for the anycast prefix that are its own members."""
+        return [h for h in kernel_nexthops(self.lab, "leaf1") if h[0].startswith("10.2.")]
+
+    def wait_hops(self, count: int, timeout: float = 60) -> None:
+        wait_for(
+            lambda: len(self.leaf1_hops()) == count,
+            timeout,
+            f"leaf1 never reached {count} member next hops",
+            interval=0.1,
+        )
+
+    def member_set(self, member: int) -> int:
+        """How many members ``member``'s data path holds (its nft ``members`` set)."""
+        out = self.lab.run(
+            f"m{member}",
+            ["nft", "-j", "list", "set", "ip", "anycast_rescue", "members"],
+            check=False,
+        ).stdout
+        for item in json.loads(out or "{}").get("nftables", []):
+            if "set" in item:
+                return len(item["set"].get("elem", []))
+        return 0
+
+    def learnt_everywhere(self) -> bool:
+        """Every sidecar's data path holds the whole group (learnt from the fabric)."""
+        # The set holds every member, this one too.
+        counts = self._pool.map(self.member_set, self.shape.sidecars)
+        return all(c == self.shape.members for c in counts)
+
+    def counters(self) -> Totals:
+        """Every member's rescue counters, read in parallel straight from nftables."""
+
+        def read(member: int) -> RescueCounters:
+            out = self.lab.run(
+                f"m{member}",
+                ["nft", "-j", "list", "counters", "table", "ip", "anycast_rescue"],
+                check=False,
+            ).stdout
+            return parse_counters([json.loads(out)] if out.strip() else [])
+
+        return Totals.of(list(self._pool.map(read, range(1, self.shape.members + 1))))
+
+    def abort_sessions(self) -> None:
+        for service in self.services.values():
+            service.abort_sessions()
+
+    def fresh_source(self) -> str:
+        """A client address no earlier run used: no 4-tuple is ever reused."""
+        address = f"10.3.0.{next(self._sources)}"
+        self.lab.run("client", ["ip", "addr", "add", f"{address}/24", "dev", "eth1"])
+        return address
+
+    def idle_cost(self, seconds: float) -> dict[str, Any]:
+        """RSS and CPU of each running sidecar (with its ExaBGP child) while nothing happens."""
+        pids = {g: p.pid for g, p in self.sidecars.items()}
+        before = {g: sum(tree_cpu(pid).values()) for g, pid in pids.items()}
+        time.sleep(seconds)
+        after = {g: sum(tree_cpu(pid).values()) for g, pid in pids.items()}
+        rss = [tree_rss_bytes(pid) / 2**20 for pid in pids.values()]
+        cpu = [100 * (after[g] - before[g]) / seconds for g in pids]
+        return {
+            "sidecars": len(pids),
+            "rss_mib_median": round(statistics.median(rss), 1),
+            "rss_mib_max": round(max(rss), 1),
+            "cpu_percent_median": round(statistics.median(cpu), 2),
+            "cpu_percent_total": round(sum(cpu), 1),
+            "seconds": seconds,
+        }
+
+    def close(self) -> None:
+        for member in list(self.sidecars):
+            self.stop_sidecar(member)
+        for service in self.services.values():
+            service.kill()
+        self._pool.shutdown()
+
+
+def _hold(group: Group, sessions: int, tag: str) -> tuple[subprocess.Popen[Any], Path]:
+    ready, result = group.workdir / f"hold-{tag}.ready", group.workdir / f"hold-{tag}.json"
+    process = group.lab.popen(
+        "client",
+        [
+            sys.executable,
+            "-m",
+            "tests.benchmarks.labtools",
+            "hold",
+            "--target",
+            f"{ANYCAST}:{SERVICE_PORT}",
+            "--sessions",
+            str(sessions),
+            "--ready-file",
+            str(ready),
+            "--result-file",
+            str(result),
+            "--source",
+            group.fresh_source(),
+        ],
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for(ready.exists, 60, "the client never opened its sessions")
+    return process, result
+
+
+def one_event(group: Group, event: str, size: Size) -> dict[str, Any]:
+    """Hold sessions, withdraw or add the affected member, count over the window."""
+    shape = group.shape
+    affected = shape.per_leaf  # the last member of leaf1: a sidecar
+    group.abort_sessions()
+    time.sleep(0.5)
+    hold, result_path = _hold(group, size.sessions, f"{shape.members}-{event}")
+    before = group.leaf1_hops()
+    read_started = time.monotonic()
+    counted_before = group.counters()
+    # The members are read in parallel but not at one instant: the after-read starts
+    # half this early, so that each member's window is ``window`` give or take half.
+    read_spread = time.monotonic() - read_started
+    started = time.monotonic()
+    try:
+        if event == "withdrawal":
+            # SIGTERM only: the window runs from the FIB change, not from the exit.
+            group.sidecars[affected].send_signal(signal.SIGTERM)
+        else:
+            group.start_sidecar(affected)
+        wait_for(
+            lambda: group.leaf1_hops() != before,
+            60,
+            f"{event}: leaf1's next hops never changed",
+            interval=0.05,
+        )
+        changed = time.monotonic()
+        after = group.leaf1_hops()
+        # Nothing moves before the FIB changes (a starting sidecar takes seconds), so the
+        # window is the ``window`` seconds after the change.
+        time.sleep(max(0.0, changed + size.window - read_spread / 2 - time.monotonic()))
+        read_started = time.monotonic()
+        counted = group.counters().minus(counted_before)
+        read_spread = max(read_spread, time.monotonic() - read_started)
+        window = (read_started + time.monotonic()) / 2 - changed
+        time.sleep(max(0.0, changed + SETTLE - time.monotonic()))
+    finally:
+        hold.send_signal(signal.SIGTERM)
+        hold.wait(timeout=30)
+        if event == "withdrawal":
+            group.stop_sidecar(affected)
+    held = json.loads(result_path.read_text(encoding="utf-8"))["sessions"]
+    return _row(event, shape, f"m{affected}", held, before, after) | {
+        "seconds_to_fib_change": round(changed - started, 2),
+        "window_seconds": round(window, 2),
+        "counter_read_seconds": round(read_spread, 2),
+        "counters": counted,
+        "underlay_per_rescued": (
+            round(counted["underlay_sent"] / counted["rescued"], 2) if counted["rescued"] else None
+        ),
+    }
+
+
+def _row(
+    event: str,
+    shape: ScaleLab,
+    affected: str,
+    held: list[dict[str, Any]],
+    before: list[tuple[str, int]],
+    after: list[tuple[str, int]],
+) -> dict[str, Any]:
+    opened = [s for s in held if s["state"] != "failed"]
+    broken = [s for s in opened if s["state"] == "broken"]
+    leaf1 = {f"m{g}" for g in shape.sidecars}
+    on_leaf1 = sum(1 for s in opened if s["server"] in leaf1)
+    return {
+        "event": event,
+        "members": shape.members,
+        "sidecars": len(shape.sidecars),
+        "sessions": len(opened),
+        "failed_to_open": len(held) - len(opened),
+        "servers_answering": len({s["server"] for s in opened}),
+        "on_affected": sum(1 for s in opened if s["server"] == affected),
+        "on_leaf1": on_leaf1,
+        "broken_own": sum(1 for s in broken if s["server"] == affected),
+        "broken_innocent": sum(1 for s in broken if s["server"] != affected),
+        "broken_by_reason": dict(Counter(str(s["reason"]) for s in broken)),
+        # Without rescue, every leaf1 session whose next hop changes breaks (hash-threshold).
+        "moved_expected_without_rescue": round(movement(before, after).moved * on_leaf1, 1),
+        "next_hops_before": len(before),
+        "next_hops_after": len(after),
+    }
+
+
+@contextmanager
+def scale_lab(shape: ScaleLab, workdir: Path) -> Iterator[tuple[Lab, dict[str, float]]]:
+    """The generated lab, deployed under a unique name, destroyed on the way out."""
+    folder = workdir / shape.name
+    topology = write(shape, folder)
+    folder.chmod(0o755)
+    lab = Lab.from_file(topology, name=unique_lab_name("sc"))
+    started = time.monotonic()
+    try:
+        lab.deploy(wait_timeout=120)
+        yield lab, {"lab_seconds": round(time.monotonic() - started, 1)}
+    finally:
+        lab.destroy()
+
+
+def run_size(size: Size, workdir: Path) -> dict[str, Any]:
+    """Every measurement at one group size."""
+    shape = size.shape
+    sizedir = workdir / shape.name
+    sizedir.mkdir(parents=True)
+    sizedir.chmod(0o755)
+    with scale_lab(shape, sizedir) as (lab, timing):
+        group = Group(lab, shape, sizedir)
+        try:
+            started = time.monotonic()
+            group.start_services()
+            group.install_data_paths()
+            timing["data_paths_seconds"] = round(time.monotonic() - started, 1)
+            started = time.monotonic()
+            for member in shape.sidecars:
+                group.start_sidecar(member)
+            group.wait_hops(len(shape.sidecars), timeout=180)
+            timing["sidecars_announced_seconds"] = round(time.monotonic() - started, 1)
+            wait_for(group.learnt_everywhere, 120, "the sidecars never learnt every member", 0.5)
+            timing["membership_learnt_seconds"] = round(time.monotonic() - started, 1)
+            idle = group.idle_cost(size.idle_seconds)
+            rows = []
+            for event in EVENTS:
+                rows.append(one_event(group, event, size))
+                if event == "withdrawal":
+                    group.wait_hops(len(shape.sidecars) - 1)
+        finally:
+            group.close()
+    return {
+        "members": shape.members,
+        "leaves": shape.leaves,
+        "sidecars": len(shape.sidecars),
+        "data_path_only": len(shape.data_path_only),
+        "sessions": size.sessions,
+        "timing": timing,
+        "idle_sidecar": idle,
+        "events": rows,
+    }
+
+
+def run(sizes: tuple[Size, ...], workdir: Path) -> dict[str, Any]:
+    workdir.chmod(0o755)
+    return {"machine": machine(), "sizes": [run_size(size, workdir) for size in sizes]}
+
+
+def _ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _breakdown(row: dict[str, Any]) -> str:
+    """One row of the per-rescued-packet breakdown of the underlay."""
+    c, rescued = row["counters"], row["counters"]["rescued"] or 1
+    replicas = c["underlay_sent"] - c["forwarded_learnt"] - c["feedback_sent"]
+    one_copy = (c["forwarded_learnt"] + c["feedback_sent"] + c["replicated"]) / rescued
+    moved = row["moved_expected_without_rescue"] or 1
+    return (
+        f"| {row['members']} | {row['event']} | {c['forwarded_learnt'] / rescued:.2f} "
+        f"| {c['feedback_sent'] / rescued:.2f} | {replicas / rescued:.2f} | {one_copy:.2f} "
+        f"| {c['rescued'] / moved / row['window_seconds']:.1f} |"
+    )
+
+
+def render(results: dict[str, Any]) -> str:
+    """The section as Markdown."""
+    lines = [
+        "## Rescue at group sizes 16 and 64",
+        "",
+        "Generated by `python -m tests.benchmarks.scale` (`make bench-scale`) from "
+        "`scale.json`. One rescue group behind several leaves of one spine "
+        "(`containerlab/rescue64`, read `tests/benchmarks/scalelab.py`): leaf1's members "
+        "run sidecars that learn the group from the fabric, the other leaves' members are "
+        "data-path-only (`rescue install`, routes originated by their leaf). The event "
+        "hits leaf1's last sidecar: its sidecar stops (withdrawal), then starts again "
+        "(addition), each with fresh sessions pinging every 0.3 s. Underlay per rescued: "
+        "every VXLAN packet all members sent in the window after the event (blind copies "
+        "count once per replica, feedback included) / rescued packets owners accepted. "
+        "Target: 0 broken, at most 2 underlay packets per rescued packet.",
+        "",
+        "| N | event | sessions (on leaf1) | moved w/o rescue (expected) | broken own "
+        "| broken innocent | rescued | underlay sent | blind copies | underlay per rescued "
+        "| budget drops | window s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for size in results["sizes"]:
+        for row in size["events"]:
+            c = row["counters"]
+            lines.append(
+                f"| {row['members']} | {row['event']} | {row['sessions']} ({row['on_leaf1']}) "
+                f"| {row['moved_expected_without_rescue']:g} "
+                f"| {row['broken_own']}/{row['on_affected']} | {row['broken_innocent']} "
+                f"| {c['rescued']} | {c['underlay_sent']} | {c['replicated']} "
+                f"| {_ratio(row['underlay_per_rescued'])} | {c['budget_dropped']} "
+                f"| {row['window_seconds']:g} ± {row['counter_read_seconds'] / 2:.1f} |"
+            )
+    lines += [
+        "",
+        "Where the underlay packets go, per rescued packet: copies to a learnt owner "
+        "(one each), feedback (an owner's confirmations, one per flow per second after a "
+        "burst of 3) and the rest: blind replicas (every peer's copy of a packet nobody "
+        "here knew) and any other copy a data path sends (a targeted first copy's, once "
+        "there is one). *One copy per blind packet* recomputes the ratio from the same counters "
+        "as if each blind packet had gone to one member (a targeted first copy that "
+        "always hits the owner): a model, not a measurement. *Packets per moved session* "
+        "is rescued packets / expected moved sessions / window: how fast the sessions "
+        "sent, which the ratio depends on (blind replicas are paid once per flow, the "
+        "rest per packet).",
+        "",
+        "| N | event | learnt copies | feedback | blind replicas and other | one copy per blind "
+        "packet (model) | packets per moved session per s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for size in results["sizes"]:
+        for row in size["events"]:
+            lines.append(_breakdown(row))
+    lines += [
+        "",
+        "| N | leaves | sidecars | data-path-only | lab up s | data paths s "
+        "| sidecars announced s | every member learnt s | sidecar idle RSS MiB (median) "
+        "| sidecar idle CPU % (median; all) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for size in results["sizes"]:
+        t, idle = size["timing"], size["idle_sidecar"]
+        lines.append(
+            f"| {size['members']} | {size['leaves']} | {size['sidecars']} "
+            f"| {size['data_path_only']} | {t['lab_seconds']:g} | {t['data_paths_seconds']:g} "
+            f"| {t['sidecars_announced_seconds']:g} | {t['membership_learnt_seconds']:g} "
+            f"| {idle['rss_mib_median']:g} | {idle['cpu_percent_median']:g}; "
+            f"{idle['cpu_percent_total']:g} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--sizes", default="16,64", help="group sizes to run: 16, 64")
+    parser.add_argument("--docs", type=Path, default=REPO_ROOT / "docs" / "benchmarks")
+    args = parser.parse_args(argv)
+    wanted = {int(n) for n in args.sizes.split(",")}
+    sizes = tuple(s for s in (QUICK if args.quick else FULL) if s.shape.members in wanted)
+    with tempfile.TemporaryDirectory(prefix="anycast-scale-") as tmp:
+        results = run(sizes, Path(tmp))
+    args.docs.mkdir(parents=True, exist_ok=True)
+    (args.docs / "scale.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    (args.docs / "scale.md").write_text(render(results), encoding="utf-8")
+    print(render(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
