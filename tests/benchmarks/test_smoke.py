@@ -69,8 +69,8 @@ def results(lab: Lab, workdir: Path) -> dict[str, Any]:
     }
 
 
-def _sane(value: float) -> bool:
-    return not math.isnan(value) and value >= 0
+def _sane(value: float, floor: float = 0.0) -> bool:
+    return not math.isnan(value) and value >= floor
 
 
 def test_withdraw_latencies_are_measured_for_both_systems(results: dict[str, Any]) -> None:
@@ -81,7 +81,12 @@ def test_withdraw_latencies_are_measured_for_both_systems(results: dict[str, Any
     for row in rows.values():
         assert row["missed"] == 0
         assert len(row["samples"]["withdraw_leaf"]) == row["trials"]
-        assert all(_sane(v) for values in row["samples"].values() for v in values)
+        for name, values in row["samples"].items():
+            # The leaf may drop the route before ExaBGP's "done" reaches the sidecar (it
+            # sends the UPDATE, then answers): on a loaded host ack_to_leaf_fib, the
+            # difference of two observers, can be slightly negative. The rest cannot.
+            floor = -1.0 if name == "ack_to_leaf_fib" else 0.0
+            assert all(_sane(v, floor) for v in values), (name, values)
         assert row["summary"]["withdraw_spine"]["p50"] >= row["summary"]["withdraw_leaf"]["p50"]
     for stop in withdraw.STOPS:
         mine = rows[("sidecar", stop)]
