@@ -207,11 +207,20 @@ class RescueKeeper:
             try:
                 await self.apply(config, learnt, repair=repair)
             except RescueError as error:
-                self._error = str(error)
-                log.error("rescue_not_applied", error=str(error))
-                if self._metrics is not None:
-                    counters = self._counters or RescueCounters()
-                    self._metrics.rescue_counters(_for_metrics(counters, installed=False))
+                self._not_applied(str(error))
+            except Exception as error:  # a bug in the shell: see below
+                # Nobody awaits this task: without this, a defect in the shell would end
+                # it silently and leave the data path unapplied with no error shown.
+                log.exception("rescue_apply_crashed")
+                self._not_applied(f"{type(error).__name__}: {error}")
+
+    def _not_applied(self, error: str) -> None:
+        """Shown, logged and retried at the next counter reading."""
+        self._error = error
+        log.error("rescue_not_applied", error=error)
+        if self._metrics is not None:
+            counters = self._counters or RescueCounters()
+            self._metrics.rescue_counters(_for_metrics(counters, installed=False))
 
     def forget(self) -> None:
         """The config no longer names a group: stop reporting (the data path stays)."""

@@ -147,6 +147,27 @@ async def test_a_failed_apply_is_shown_and_not_retried_on_every_notification() -
     assert len(kernel.applied) == 2
 
 
+async def test_a_defect_in_the_shell_is_logged_shown_and_retried() -> None:
+    """An exception other than RescueError (a bug) used to end the apply task silently:
+    nothing logged, nothing shown, the data path never applied."""
+    kernel = FakeKernelPort(FACTS)
+    keeper = _keeper(kernel)
+    kernel.apply_error = KeyError("dev")
+    with capture_logs() as logs:
+        keeper.sync(config())
+        await keeper.close()
+    events = [e["event"] for e in logs if e["event"] != "rescue_mtu"]
+    assert events == ["rescue_apply_crashed", "rescue_not_applied"]
+    status = keeper.status()
+    assert status is not None
+    assert status.last_error == "KeyError: 'dev'"
+    assert not status.installed
+    kernel.apply_error = None
+    keeper.sync(config())
+    await keeper.close()
+    assert len(kernel.applied) == 1
+
+
 async def test_an_unavailable_watch_leaves_the_periodic_check() -> None:
     class Refused(_NoFeed):
         def open(self) -> None:
