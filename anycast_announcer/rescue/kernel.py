@@ -881,7 +881,7 @@ class RescueKernel:
         with _reported("removing the rescue data path"):
             tables = list(self._read_tables())
             if tables:
-                self._nft(["-f", "-"], removal_script(tables))
+                self._nft(["-f", "-"], removal_script(tables, egress=True))
             with self.iproute() as ipr:
                 overlays = self._read_overlays(ipr, ())
                 self._run_steps(ipr, link_changes(overlays, None))
