@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -106,6 +107,59 @@ def test_learning_cuts_copies_to_about_one_per_rescued_packet(lab: RescueLab) ->
     assert rescued > 0
     assert learnt > replicated
     assert copies / rescued < 1.5, (copies, rescued)
+
+
+@pytest.mark.parametrize("event", ["withdrawal", "addition"])
+def test_a_moved_flow_goes_to_its_directory_member_not_to_every_member(
+    lab: RescueLab, event: str
+) -> None:
+    """Owners registered their sessions with each flow's directory member when they
+    opened; after the set change, the packets of a moved flow go to that one member
+    (which sends them on to the owner), never to every member, and the owner's feedback
+    reaches the server that asked. Counted from just before the change."""
+    if event == "addition":
+        lab.set_paths(["s1", "s2"])
+    before: dict[str, dict[str, Any]] = {}
+
+    def change() -> None:
+        before.update(lab.counters())
+        lab.set_paths(["s1", "s2"] if event == "withdrawal" else SERVERS)
+
+    summary = lab.hold(4, SESSIONS, change, settle=5)
+    after = lab.counters()
+
+    def delta(name: str) -> int:
+        return total(after, name) - total(before, name)
+
+    rescued = peer_total(after, "received") - peer_total(before, "received")
+    figures: dict[str, float] = {
+        name: delta(name)
+        for name in (
+            "dir_queries",
+            "dir_forwarded",
+            "dir_unknown",
+            "dir_limited",
+            "dir_registered",
+            "dir_recorded",
+            "replicated",
+            "underlay_sent",
+        )
+    }
+    figures["rescued"] = rescued
+    learnt = peer_total(after, "forwarded_learnt") - peer_total(before, "forwarded_learnt")
+    figures["learnt_forwards"] = learnt
+    figures["underlay_per_rescued"] = round(figures["underlay_sent"] / max(1, rescued), 3)
+    (lab.workdir / f"directory-{event}.json").write_text(json.dumps(figures), encoding="utf-8")
+    print(f"directory, {event}: {figures}")
+    assert summary["broken"] == 0, summary["broken_by_reason"]
+    assert rescued > 0
+    # Targeted: every moved flow's first copy went to its directory member, none to all.
+    assert figures["dir_queries"] + figures["dir_forwarded"] > 0, figures
+    assert figures["replicated"] == 0, figures
+    assert figures["dir_unknown"] == 0, figures
+    # The owner's feedback reached the asker (the forwarded copy bore its MAC): learnt.
+    assert figures["learnt_forwards"] > 0, figures
+    assert figures["underlay_per_rescued"] <= 2.0, figures
 
 
 def test_an_orphan_is_reset(lab: RescueLab) -> None:
