@@ -527,7 +527,7 @@ def _directory_sets(plan: RescuePlan, family: Family, directory: Directory) -> l
             directory.answer_timeout + timers.probation + timers.orphan_window,
             size,
         ),
-        # The per-flow registration limiter (refreshed by every packet of the flow).
+        # Registered within the last register_interval (added, never refreshed).
         _flow_set("registered", family, directory.register_interval, size),
     ]
     sets += [
@@ -566,32 +566,28 @@ def _mark(peer: Member) -> int:
     return int(peer.rescue_mac.replace(":", "")[-8:], 16)
 
 
-def _interval_rate(seconds: int) -> str:
-    """One per ``seconds``, as an nft rate."""
-    for unit, length in (("minute", 60), ("hour", 3600)):
-        if length % seconds == 0:
-            return f"{length // seconds}/{unit}"
-    return f"{max(1, round(86400 / seconds))}/day"
-
-
 def _registration(plan: RescuePlan, family: Family, directory: Directory) -> list[str]:
     """Local established packets: register the flow with its directory member, at most
     once per ``register_interval`` (never on a SYN: a SYN flood must not become
-    registrations; established means the handshake completed)."""
+    registrations; established means the handshake completed).
+
+    ``registered`` holds a flow from its registration for ``register_interval`` (added,
+    never refreshed), so most packets pay one set lookup; a full set sends nothing.
+    """
     remote = directory.remote(plan.me)
     if not remote:
         return []
     flow, bucket, mine = _flow(family), _bucket(family, directory), directory.mine(plan.me)
     rate = directory.register_rate
-    rules = [f"ct state established {bucket} {_buckets(mine)} accept"] if mine else []
+    own = [f"ct state established {bucket} {_buckets(mine)} accept"] if mine else []
     return [
-        *rules,
-        f"ct state established update @registered {{ {flow} limit rate over "
-        f"{_interval_rate(directory.register_interval)} burst 1 packets }} accept",
+        f"ct state established {flow} @registered accept",
+        *own,
         f"ct state established limit rate over {rate}/second burst {rate} packets "
         "counter name dir_register_limited accept",
-        f"ct state established counter name dir_registered dup to {bucket} "
-        f'{_label_map(remote, family, feedback=True)} device "{plan.feedback.name}" accept',
+        f"ct state established add @registered {{ {flow} }} counter name dir_registered "
+        f"dup to {bucket} {_label_map(remote, family, feedback=True)} "
+        f'device "{plan.feedback.name}" accept',
     ]
 
 

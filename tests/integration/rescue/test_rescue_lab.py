@@ -119,6 +119,7 @@ def test_a_moved_flow_goes_to_its_directory_member_not_to_every_member(
     reaches the server that asked. Counted from just before the change."""
     if event == "addition":
         lab.set_paths(["s1", "s2"])
+    start = lab.counters()
     before: dict[str, dict[str, Any]] = {}
 
     def change() -> None:
@@ -149,6 +150,14 @@ def test_a_moved_flow_goes_to_its_directory_member_not_to_every_member(
     learnt = peer_total(after, "forwarded_learnt") - peer_total(before, "forwarded_learnt")
     figures["learnt_forwards"] = learnt
     figures["underlay_per_rescued"] = round(figures["underlay_sent"] / max(1, rescued), 3)
+    # What opening the sessions cost: registrations (each a copy of one packet).
+    registered = total(before, "dir_registered") - total(start, "dir_registered")
+    registered_bytes = sum(
+        int(before[node]["dir_registered"]["bytes"]) - int(start[node]["dir_registered"]["bytes"])
+        for node in before
+    )
+    figures["registrations_per_session"] = round(registered / SESSIONS, 3)
+    figures["inner_bytes_per_registration"] = round(registered_bytes / max(1, registered), 1)
     (lab.workdir / f"directory-{event}.json").write_text(json.dumps(figures), encoding="utf-8")
     print(f"directory, {event}: {figures}")
     assert summary["broken"] == 0, summary["broken_by_reason"]
@@ -160,6 +169,9 @@ def test_a_moved_flow_goes_to_its_directory_member_not_to_every_member(
     # The owner's feedback reached the asker (the forwarded copy bore its MAC): learnt.
     assert figures["learnt_forwards"] > 0, figures
     assert figures["underlay_per_rescued"] <= 2.0, figures
+    # At most one registration per session in a window shorter than register_interval;
+    # none for the flows of the owner's own buckets (about a third here).
+    assert 0 < figures["registrations_per_session"] <= 1.0, figures
 
 
 def test_an_orphan_is_reset(lab: RescueLab) -> None:

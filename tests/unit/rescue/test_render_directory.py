@@ -28,7 +28,7 @@ def mine_and_remote(p: RescuePlan) -> tuple[set[int], set[int]]:
     return set(p.directory.mine(p.me)), {b for b, _ in p.directory.remote(p.me)}
 
 
-def test_owners_register_established_flows_once_a_minute_but_never_syns() -> None:
+def test_owners_register_established_flows_once_an_interval_but_never_syns() -> None:
     p = plan()
     rules = full(p)["fabric_tcp"]
     assert rules[0] == "tcp flags & (fin|syn|rst|ack) == syn accept"
@@ -36,28 +36,23 @@ def test_owners_register_established_flows_once_a_minute_but_never_syns() -> Non
     register = rules[1:local]
     assert all(rule.startswith("ct state established ") for rule in register)
     mine, remote = mine_and_remote(p)
+    # Registered within the interval: one lookup, accepted.
+    assert register[0] == f"ct state established {FLOW} @registered accept"
     # Flows of this server's own buckets need no registration.
-    assert (
-        register[0]
-        == f"ct state established {BUCKET} {{ {', '.join(map(str, sorted(mine)))} }} accept"
-    )
     assert register[1] == (
-        f"ct state established update @registered {{ {FLOW} limit rate over 1/minute "
-        "burst 1 packets } accept"
+        f"ct state established {BUCKET} {{ {', '.join(map(str, sorted(mine)))} }} accept"
     )
     assert "limit rate over 10000/second" in register[2]
     assert "counter name dir_register_limited accept" in register[2]
     sent = register[3]
-    assert sent.startswith(f"ct state established counter name dir_registered dup to {BUCKET} map")
+    # Added (never refreshed) before the copy: a full set sends nothing.
+    assert sent.startswith(
+        f"ct state established add @registered {{ {FLOW} }} counter name dir_registered "
+        f"dup to {BUCKET} map"
+    )
     assert sent.endswith('device "anycast-fb" accept')
     assert buckets_in(sent, "map") == remote
     assert sent.count("dup to") == 1
-
-
-def test_the_registration_interval_becomes_a_rate() -> None:
-    for interval, rate in ((30, "2/minute"), (120, "30/hour"), (7, "12343/day")):
-        p = plan(f"  directory: {{register_interval: {interval}, entry_timeout: 600}}\n")
-        assert f"limit rate over {rate} burst 1 packets" in "\n".join(full(p)["fabric_tcp"])
 
 
 def test_an_unclaimed_flow_asks_its_directory_member_before_the_blind_path() -> None:
