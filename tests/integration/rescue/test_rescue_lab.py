@@ -109,9 +109,9 @@ def test_learning_cuts_copies_to_about_one_per_rescued_packet(lab: RescueLab) ->
     assert copies / rescued < 1.5, (copies, rescued)
 
 
-@pytest.mark.parametrize("event", ["withdrawal", "addition"])
+@pytest.mark.parametrize(("event", "family"), [("withdrawal", 4), ("addition", 6)])
 def test_a_moved_flow_goes_to_its_directory_member_not_to_every_member(
-    lab: RescueLab, event: str
+    lab: RescueLab, event: str, family: int
 ) -> None:
     """Owners registered their sessions with each flow's directory member when they
     opened; after the set change, the packets of a moved flow go to that one member
@@ -126,7 +126,7 @@ def test_a_moved_flow_goes_to_its_directory_member_not_to_every_member(
         before.update(lab.counters())
         lab.set_paths(["s1", "s2"] if event == "withdrawal" else SERVERS)
 
-    summary = lab.hold(4, SESSIONS, change, settle=5)
+    summary = lab.hold(family, SESSIONS, change, settle=5)
     after = lab.counters()
 
     def delta(name: str) -> int:
@@ -158,8 +158,9 @@ def test_a_moved_flow_goes_to_its_directory_member_not_to_every_member(
     )
     figures["registrations_per_session"] = round(registered / SESSIONS, 3)
     figures["inner_bytes_per_registration"] = round(registered_bytes / max(1, registered), 1)
-    (lab.workdir / f"directory-{event}.json").write_text(json.dumps(figures), encoding="utf-8")
-    print(f"directory, {event}: {figures}")
+    name = f"directory-{event}-ipv{family}"
+    (lab.workdir / f"{name}.json").write_text(json.dumps(figures), encoding="utf-8")
+    print(f"{name}: {figures}")
     assert summary["broken"] == 0, summary["broken_by_reason"]
     assert rescued > 0
     # Targeted: every moved flow's first copy went to its directory member, none to all.
