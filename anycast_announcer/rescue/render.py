@@ -32,6 +32,16 @@ Chains, in packet order (``F`` is the flow key ``saddr . sport . daddr . dport``
 - ``from_feedback``: the forwarder learns ``F -> peer`` (``owner_<peer>``) and drops it,
   but only for a flow it copied to that peer: one in probation (copied to all) or one
   already learnt from it. Any other claim is refused (``claims_refused``).
+- With the flow directory (``plan.directory``; see the section below and docs/rescue.md):
+  ``fabric_tcp`` first registers a local established flow with its directory member
+  (``registered``, over the feedback overlay), and sends an unclaimed flow's packets to
+  its directory member (``targeted`` / ``dir_send``: ``asked`` then ``queried``, its own
+  budget) before the blind path; ``from_overlay`` sends broadcast frames straight to the
+  peer chains and turns a unicast copy of an unknown flow of its own buckets into a
+  query (``dir_query``: on to the registered owner with TTL 1 and the asker's MAC, set by
+  the ``netdev`` table's ``egress`` chain from the mark; nothing with TTL 1 is sent on
+  again); ``from_feedback`` accepts claims for asked flows and records registrations
+  (``reg_<peer>`` -> ``dir_<peer>``).
 - ``mss`` (output): SYN-ACKs from anycast addresses advertise an MSS that fits the overlay.
 - ``info``: one rule whose comment carries the digest of everything else, so the
   reconciler can tell whether the installed table is the one it would render.
