@@ -387,6 +387,7 @@ def _fabric_tcp(plan: RescuePlan, family: Family, mode: RenderMode) -> list[str]
         # path below is the fallback, for flows the directory cannot answer for.
         *(["jump targeted"] if directory is not None else []),
         "jump blind",
+        *(_blind_after_query(plan, family, directory) if directory is not None else []),
         f"add @probation {{ {flow} }} add @rescuing {{ {flow} }} "
         f"counter name replicated {_dup_all(plan, family)} drop",
         # A full set made the add fail: drop (fail closed) rather than let the local
@@ -598,6 +599,19 @@ def _registration(plan: RescuePlan, family: Family, directory: Directory) -> lis
         f"ct state established add @registered {{ {flow} }} counter name dir_registered "
         f"dup to {bucket} {_label_map(remote, family, feedback=True)} "
         f'device "{plan.feedback.name}" accept',
+    ]
+
+
+def _blind_after_query(plan: RescuePlan, family: Family, directory: Directory) -> list[str]:
+    """A flow its directory member did not answer for: a probation shortened by the time
+    it was asked, so that it is reset, if nobody claims it, when it would have been
+    without the directory (TCP's backoff would otherwise double the client's wait)."""
+    flow, timers = _flow(family), plan.timers
+    probation = max(1, timers.probation - directory.answer_timeout)
+    return [
+        f"{flow} @queried add @probation {{ {flow} timeout {probation}s }} "
+        f"add @rescuing {{ {flow} timeout {probation + timers.orphan_window}s }} "
+        f"counter name replicated {_dup_all(plan, family)} drop"
     ]
 
 

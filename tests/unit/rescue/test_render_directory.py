@@ -60,6 +60,14 @@ def test_an_unclaimed_flow_asks_its_directory_member_before_the_blind_path() -> 
     orphan = next(i for i, r in enumerate(rules) if "counter name orphans" in r)
     assert rules[orphan + 1] == "jump targeted"
     assert rules[orphan + 2] == "jump blind"
+    # Unanswered by its directory member: a probation shortened by the answer timeout
+    # (3 - 1 s), so an orphan is reset when it would have been without the directory.
+    assert rules[orphan + 3] == (
+        f"{FLOW} @queried add @probation {{ {FLOW} timeout 2s }} "
+        f"add @rescuing {{ {FLOW} timeout 12s }} counter name replicated "
+        'dup to 169.254.90.126 device "anycast-rsc" drop'
+    )
+    assert rules[orphan + 4].startswith(f"add @probation {{ {FLOW} }} add @rescuing")
     owners = max(i for i, r in enumerate(rules) if "@owner_" in r)
     assert owners < orphan
 
