@@ -382,12 +382,11 @@ def _fabric_tcp(plan: RescuePlan, family: Family, mode: RenderMode) -> list[str]
         # Once: the local stack resets the flow now. A later packet of it (the reset was
         # lost) starts a new probation, and no stale window can claim the 4-tuple for a
         # new connection that reuses it.
-        f"{flow} @rescuing delete @rescuing {{ {flow} }} counter name orphans accept",
         # A flow nobody claimed yet: first ask its directory member (one copy); the blind
         # path below is the fallback, for flows the directory cannot answer for.
         *(["jump targeted"] if directory is not None else []),
+        f"{flow} @rescuing delete @rescuing {{ {flow} }} counter name orphans accept",
         "jump blind",
-        *(_blind_after_query(plan, family, directory) if directory is not None else []),
         f"add @probation {{ {flow} }} add @rescuing {{ {flow} }} "
         f"counter name replicated {_dup_all(plan, family)} drop",
         # A full set made the add fail: drop (fail closed) rather than let the local
@@ -531,13 +530,9 @@ def _directory_sets(plan: RescuePlan, family: Family, directory: Directory) -> l
     sets = [
         # Asked, and waiting for an answer: its packets go to the directory member only.
         _flow_set("asked", family, directory.answer_timeout, size),
-        # Asked once: after the answer timeout, the blind path (then the orphan window).
-        _flow_set(
-            "queried",
-            family,
-            directory.answer_timeout + timers.probation + timers.orphan_window,
-            size,
-        ),
+        # Asked, and within its probation: after the answer timeout, blind copies; after
+        # it, the orphan window of ``rescuing`` (added with it).
+        _flow_set("queried", family, timers.probation, size),
         # Registered within the last register_interval (added, never refreshed).
         _flow_set("registered", family, directory.register_interval, size),
     ]
@@ -550,7 +545,8 @@ def _directory_sets(plan: RescuePlan, family: Family, directory: Directory) -> l
 def _directory_chains(plan: RescuePlan) -> list[ChainShape]:
     return [
         ChainShape("targeted"),
-        ChainShape("dir_send"),
+        ChainShape("dir_ask"),
+        ChainShape("dir_blind"),
         ChainShape("dir_local"),
         ChainShape("dir_query"),
         *(ChainShape(f"reg_{peer.token}") for peer in plan.peers),
@@ -602,56 +598,53 @@ def _registration(plan: RescuePlan, family: Family, directory: Directory) -> lis
     ]
 
 
-def _blind_after_query(plan: RescuePlan, family: Family, directory: Directory) -> list[str]:
-    """A flow its directory member did not answer for: a probation shortened by the time
-    it was asked, so that it is reset, if nobody claims it, when it would have been
-    without the directory (TCP's backoff would otherwise double the client's wait)."""
-    flow, timers = _flow(family), plan.timers
-    probation = max(1, timers.probation - directory.answer_timeout)
-    return [
-        f"{flow} @queried add @probation {{ {flow} timeout {probation}s }} "
-        f"add @rescuing {{ {flow} timeout {probation + timers.orphan_window}s }} "
-        f"counter name replicated {_dup_all(plan, family)} drop"
-    ]
-
-
 def _targeted(plan: RescuePlan, family: Family, directory: Directory) -> dict[str, list[str]]:
+    """A flow nobody claimed: asked (its packets to the directory member), then, still
+    unclaimed after ``answer_timeout``, blind copies until ``probation`` ends, then the
+    orphan window; the same timeline as without the directory, with a targeted start."""
     flow, bucket = _flow(family), _bucket(family, directory)
     mine, remote = directory.mine(plan.me), directory.remote(plan.me)
     ttl = "ip ttl" if family is Family.IPV4 else "ip6 hoplimit"
-    send = [
-        f"limit rate over {directory.query_rate}/second burst {directory.query_burst} "
-        "packets counter name dir_limited return",
-        *([f"{bucket} {_buckets(mine)} goto dir_local"] if mine else []),
-        *(
-            [
-                f"counter name dir_queries dup to {bucket} "
-                f'{_label_map(remote, family, feedback=False)} device "{plan.rescue.name}" drop'
-            ]
-            if remote
-            else []
-        ),
-    ]
+    start = f"add @asked {{ {flow} }} add @queried {{ {flow} }} add @rescuing {{ {flow} }}"
+    query = (
+        f"counter name dir_queries dup to {bucket} "
+        f'{_label_map(remote, family, feedback=False)} device "{plan.rescue.name}" drop'
+    )
+    local = f"{bucket} {_buckets(mine)}"
+
     # A copy sent on by a directory member carries TTL 1, and no directory member sends
     # on a packet with TTL 1: a loop between members whose tables disagree cannot form.
-    local = [
-        f"{flow} @dir_{peer.token} {ttl} set 1 counter name dir_forwarded "
-        f"{_dup(plan, family, peer, feedback=False)} drop"
-        for peer in plan.peers
-    ]
+    def forward(peer: Member, first: str = "") -> str:
+        return (
+            f"{flow} @dir_{peer.token} {first}{ttl} set 1 counter name dir_forwarded "
+            f"{_dup(plan, family, peer, feedback=False)} drop"
+        )
+
     return {
         "targeted": [
-            f"{flow} @asked goto dir_send",
-            # Asked before and unanswered: the blind path (the caller's next rules).
-            f"{flow} @queried return",
-            f"add @asked {{ {flow} }} add @queried {{ {flow} }} goto dir_send",
+            f"{flow} @asked goto dir_ask",
+            f"{flow} @queried goto dir_blind",
+            # Past its probation: the caller's orphan window.
+            f"{flow} @rescuing return",
+            # A new query (its repeats within answer_timeout are not budgeted again).
+            f"limit rate over {directory.query_rate}/second burst {directory.query_burst} "
+            "packets counter name dir_limited return",
+            *([f"{local} jump dir_local", f"{local} return"] if mine else []),
+            *([f"{start} {query}"] if remote else []),
         ],
-        "dir_send": send,
+        "dir_ask": [
+            *([f"{local} jump dir_local", f"{local} goto dir_blind"] if mine else []),
+            *([query] if remote else []),
+        ],
+        "dir_blind": [
+            "jump blind",
+            f"counter name replicated {_dup_all(plan, family)} drop",
+        ],
         # This server is the flow's directory member: straight to the registered owner.
-        "dir_local": local,
+        "dir_local": [forward(peer, f"{start} ") for peer in plan.peers],
         # A query from a peer (marked with its name): to the registered owner, with the
         # asker's MAC (netdev egress), so the owner's feedback goes to the asker.
-        "dir_query": [*local, "counter name dir_unknown drop"],
+        "dir_query": [*(forward(peer) for peer in plan.peers), "counter name dir_unknown drop"],
     }
 
 
@@ -694,10 +687,10 @@ def _directory_feedback(plan: RescuePlan, family: Family, directory: Directory) 
     flow, rules = _flow(family), []
     for peer in plan.peers:
         rules.append(
-            f"ether saddr {peer.feedback_mac} {flow} @asked "
+            f"ether saddr {peer.feedback_mac} {flow} @queried "
             f"update @owner_{peer.token} {{ {flow} }} "
             f"delete @asked {{ {flow} }} delete @queried {{ {flow} }} "
-            f"counter name fbrx_{peer.token} drop"
+            f"delete @rescuing {{ {flow} }} counter name fbrx_{peer.token} drop"
         )
     mine = directory.mine(plan.me)
     if mine:

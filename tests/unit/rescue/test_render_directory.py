@@ -57,55 +57,69 @@ def test_owners_register_established_flows_once_an_interval_but_never_syns() -> 
 
 def test_an_unclaimed_flow_asks_its_directory_member_before_the_blind_path() -> None:
     rules = full(plan())["fabric_tcp"]
-    orphan = next(i for i, r in enumerate(rules) if "counter name orphans" in r)
-    assert rules[orphan + 1] == "jump targeted"
-    assert rules[orphan + 2] == "jump blind"
-    # Unanswered by its directory member: a probation shortened by the answer timeout
-    # (3 - 1 s), so an orphan is reset when it would have been without the directory.
-    assert rules[orphan + 3] == (
-        f"{FLOW} @queried add @probation {{ {FLOW} timeout 2s }} "
-        f"add @rescuing {{ {FLOW} timeout 12s }} counter name replicated "
-        'dup to 169.254.90.126 device "anycast-rsc" drop'
-    )
-    assert rules[orphan + 4].startswith(f"add @probation {{ {FLOW} }} add @rescuing")
+    targeted = rules.index("jump targeted")
+    # Before the orphan window and the blind path: an asked flow is in rescuing from its
+    # first query, and targeted hands it to the orphan rule only past its probation.
+    assert rules[targeted + 1].startswith(f"{FLOW} @rescuing delete @rescuing")
+    assert rules[targeted + 2] == "jump blind"
+    assert rules[targeted + 3].startswith(f"add @probation {{ {FLOW} }} add @rescuing")
     owners = max(i for i, r in enumerate(rules) if "@owner_" in r)
-    assert owners < orphan
+    probation = max(i for i, r in enumerate(rules) if r.startswith(f"{FLOW} @probation"))
+    assert owners < probation < targeted
 
 
 def test_a_query_is_one_copy_to_one_member_within_its_budget() -> None:
     p = plan("  directory: {query_rate: 300, query_burst: 900}\n")
     rendered = full(p)
-    assert rendered["targeted"] == [
-        f"{FLOW} @asked goto dir_send",
-        f"{FLOW} @queried return",
-        f"add @asked {{ {FLOW} }} add @queried {{ {FLOW} }} goto dir_send",
-    ]
-    send = rendered["dir_send"]
-    assert send[0] == "limit rate over 300/second burst 900 packets counter name dir_limited return"
     mine, remote = mine_and_remote(p)
-    assert send[1].startswith(f"{BUCKET} {{ ")
-    assert send[1].endswith(" goto dir_local")
-    assert buckets_in(send[1], BUCKET) == mine
-    assert send[2].startswith(f"counter name dir_queries dup to {BUCKET} map")
-    assert buckets_in(send[2], "map") == remote
-    assert send[2].count("dup to") == 1
-    assert send[2].endswith('device "anycast-rsc" drop')
+    targeted = rendered["targeted"]
+    assert targeted[:4] == [
+        f"{FLOW} @asked goto dir_ask",
+        f"{FLOW} @queried goto dir_blind",
+        f"{FLOW} @rescuing return",
+        "limit rate over 300/second burst 900 packets counter name dir_limited return",
+    ]
+    assert targeted[4].startswith(f"{BUCKET} {{ ")
+    assert targeted[4].endswith(" jump dir_local")
+    assert buckets_in(targeted[4], BUCKET) == mine
+    # This server's bucket and no entry: the caller's blind path, at once.
+    assert targeted[5].endswith(" return")
+    start = f"add @asked {{ {FLOW} }} add @queried {{ {FLOW} }} add @rescuing {{ {FLOW} }}"
+    query = targeted[6]
+    assert query.startswith(f"{start} counter name dir_queries dup to {BUCKET} map")
+    assert buckets_in(query, "map") == remote
+    assert query.count("dup to") == 1
+    assert query.endswith('device "anycast-rsc" drop')
     assert p.directory is not None
     # Each bucket's label is its directory member's rescue label.
     for bucket, owner in p.directory.remote(p.me):
         label = owner.label(Family.IPV4, feedback=False)
-        assert re.search(rf"[{{,] {bucket} : {re.escape(label)}[ ,]", send[2])
+        assert re.search(rf"[{{,] {bucket} : {re.escape(label)}[ ,]", query)
+    # Repeats within the answer timeout: the same copy, not budgeted again; an entry
+    # gone from this server's own directory meanwhile: blind copies, never a reset.
+    ask = rendered["dir_ask"]
+    assert ask[1].endswith(" goto dir_blind")
+    assert ask[2] == query.removeprefix(f"{start} ")
+    assert rendered["dir_blind"] == [
+        "jump blind",
+        'counter name replicated dup to 169.254.90.126 device "anycast-rsc" drop',
+    ]
 
 
 def test_the_directory_member_forwards_with_ttl_one_and_drops_the_unknown() -> None:
     rendered = full(plan())
-    for chain in ("dir_local", "dir_query"):
-        forward = [r for r in rendered[chain] if "@dir_10_2_2_2" in r]
-        assert forward == [
-            f"{FLOW} @dir_10_2_2_2 ip ttl set 1 counter name dir_forwarded "
-            'dup to 169.254.90.2 device "anycast-rsc" drop'
-        ]
+    forward = (
+        'ip ttl set 1 counter name dir_forwarded dup to 169.254.90.2 device "anycast-rsc" drop'
+    )
+    assert [r for r in rendered["dir_query"] if "@dir_10_2_2_2" in r] == [
+        f"{FLOW} @dir_10_2_2_2 {forward}"
+    ]
     assert rendered["dir_query"][-1] == "counter name dir_unknown drop"
+    # As the flow's own directory member, this server asks nobody: the flow is asked.
+    assert [r for r in rendered["dir_local"] if "@dir_10_2_2_2" in r] == [
+        f"{FLOW} @dir_10_2_2_2 add @asked {{ {FLOW} }} add @queried {{ {FLOW} }} "
+        f"add @rescuing {{ {FLOW} }} {forward}"
+    ]
     v6 = full(plan(), Family.IPV6)["dir_query"]
     assert "ip6 hoplimit set 1" in v6[0]
 
@@ -147,9 +161,9 @@ def test_answers_are_claims_for_asked_flows_and_registrations_are_recorded() -> 
     p = plan()
     feedback = full(p)["from_feedback"]
     assert (
-        f"ether saddr 02:46:0a:02:02:02 {FLOW} @asked update @owner_10_2_2_2 {{ {FLOW} }} "
+        f"ether saddr 02:46:0a:02:02:02 {FLOW} @queried update @owner_10_2_2_2 {{ {FLOW} }} "
         f"delete @asked {{ {FLOW} }} delete @queried {{ {FLOW} }} "
-        "counter name fbrx_10_2_2_2 drop"
+        f"delete @rescuing {{ {FLOW} }} counter name fbrx_10_2_2_2 drop"
     ) in feedback
     register = feedback[-2]
     assert buckets_in(register, BUCKET) == mine_and_remote(p)[0]
@@ -170,7 +184,8 @@ def test_timeouts_follow_the_config() -> None:
     )
     sets = {s.name: s for s in table_shape(p, Family.IPV4).sets}
     assert sets["asked"].timeout == 2
-    assert sets["queried"].timeout == 2 + 4 + 7
+    assert sets["queried"].timeout == 4  # probation, from the first query
+    assert sets["rescuing"].timeout == 4 + 7
     assert sets["registered"].timeout == 30
     assert sets["dir_10_2_3_2"].timeout == 90
     assert set(DIRECTORY_COUNTERS) <= set(table_shape(p, Family.IPV4).counters)
@@ -204,5 +219,5 @@ def test_a_large_group_keeps_one_dup_per_rule() -> None:
     )
     for rule in render_table(big, Family.IPV4).text.splitlines():
         assert rule.count("dup to") <= 1
-    send = full(big)["dir_send"]
-    assert len(send) == 3  # budget, own buckets, everyone else's: whatever the group size
+    targeted = full(big)["targeted"]
+    assert len(targeted) == 7  # whatever the group size
