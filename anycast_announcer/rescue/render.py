@@ -530,9 +530,9 @@ def _directory_sets(plan: RescuePlan, family: Family, directory: Directory) -> l
     sets = [
         # Asked, and waiting for an answer: its packets go to the directory member only.
         _flow_set("asked", family, directory.answer_timeout, size),
-        # Asked, and within its probation: after the answer timeout, blind copies; after
-        # it, the orphan window of ``rescuing`` (added with it).
-        _flow_set("queried", family, timers.probation, size),
+        # Asked, or in the probation that follows the answer timeout (blind copies);
+        # then the orphan window of ``rescuing`` (added with it).
+        _flow_set("queried", family, directory.answer_timeout + timers.probation, size),
         # Registered within the last register_interval (added, never refreshed).
         _flow_set("registered", family, directory.register_interval, size),
     ]
@@ -605,7 +605,13 @@ def _targeted(plan: RescuePlan, family: Family, directory: Directory) -> dict[st
     flow, bucket = _flow(family), _bucket(family, directory)
     mine, remote = directory.mine(plan.me), directory.remote(plan.me)
     ttl = "ip ttl" if family is Family.IPV4 else "ip6 hoplimit"
-    start = f"add @asked {{ {flow} }} add @queried {{ {flow} }} add @rescuing {{ {flow} }}"
+    # Probation and orphan window start after the answer timeout: the blind copies get
+    # the whole probation (as many retransmissions as without the directory).
+    window = directory.answer_timeout + plan.timers.probation + plan.timers.orphan_window
+    start = (
+        f"add @asked {{ {flow} }} add @queried {{ {flow} }} "
+        f"add @rescuing {{ {flow} timeout {window}s }}"
+    )
     query = (
         f"counter name dir_queries dup to {bucket} "
         f'{_label_map(remote, family, feedback=False)} device "{plan.rescue.name}" drop'

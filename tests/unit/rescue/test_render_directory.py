@@ -84,7 +84,9 @@ def test_a_query_is_one_copy_to_one_member_within_its_budget() -> None:
     assert buckets_in(targeted[4], BUCKET) == mine
     # This server's bucket and no entry: the caller's blind path, at once.
     assert targeted[5].endswith(" return")
-    start = f"add @asked {{ {FLOW} }} add @queried {{ {FLOW} }} add @rescuing {{ {FLOW} }}"
+    start = (
+        f"add @asked {{ {FLOW} }} add @queried {{ {FLOW} }} add @rescuing {{ {FLOW} timeout 14s }}"
+    )
     query = targeted[6]
     assert query.startswith(f"{start} counter name dir_queries dup to {BUCKET} map")
     assert buckets_in(query, "map") == remote
@@ -118,7 +120,7 @@ def test_the_directory_member_forwards_with_ttl_one_and_drops_the_unknown() -> N
     # As the flow's own directory member, this server asks nobody: the flow is asked.
     assert [r for r in rendered["dir_local"] if "@dir_10_2_2_2" in r] == [
         f"{FLOW} @dir_10_2_2_2 add @asked {{ {FLOW} }} add @queried {{ {FLOW} }} "
-        f"add @rescuing {{ {FLOW} }} {forward}"
+        f"add @rescuing {{ {FLOW} timeout 14s }} {forward}"
     ]
     v6 = full(plan(), Family.IPV6)["dir_query"]
     assert "ip6 hoplimit set 1" in v6[0]
@@ -184,8 +186,10 @@ def test_timeouts_follow_the_config() -> None:
     )
     sets = {s.name: s for s in table_shape(p, Family.IPV4).sets}
     assert sets["asked"].timeout == 2
-    assert sets["queried"].timeout == 4  # probation, from the first query
+    assert sets["queried"].timeout == 2 + 4  # answer timeout, then a whole probation
     assert sets["rescuing"].timeout == 4 + 7
+    start = full(p)["targeted"][-1]
+    assert f"add @rescuing {{ {FLOW} timeout 13s }}" in start  # + the answer timeout
     assert sets["registered"].timeout == 30
     assert sets["dir_10_2_3_2"].timeout == 90
     assert set(DIRECTORY_COUNTERS) <= set(table_shape(p, Family.IPV4).counters)
