@@ -310,10 +310,6 @@ def rescue_problems(rescue: RescueConfig) -> Iterator[str]:
     if directory.entry_timeout <= directory.register_interval:
         # An entry must outlive the gap between two registrations of a live flow.
         yield "rescue.directory.entry_timeout: must be longer than register_interval"
-    if directory.answer_timeout >= rescue.probation:
-        # The blind probation after an unanswered query is shortened by the answer
-        # timeout, so that an orphan's reset comes no later than without the directory.
-        yield "rescue.directory.answer_timeout: must be shorter than probation"
 
 
 def _membership_problems(rescue: RescueConfig, membership: MembershipConfig) -> Iterator[str]:

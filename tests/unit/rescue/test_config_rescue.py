@@ -97,10 +97,6 @@ def test_the_schema_documents_the_section() -> None:
             "rescue.directory.entry_timeout: must be longer than register_interval",
         ),
         (
-            "  members: [10.2.1.2, 10.2.2.2]\n  probation: 2\n  directory: {answer_timeout: 2}\n",
-            "rescue.directory.answer_timeout: must be shorter than probation",
-        ),
-        (
             "  members: [10.2.1.2, 10.2.2.2]\n  directory: {buckets: 5000}\n",
             "rescue.directory.buckets: Input should be less than or equal to 4096",
         ),
