@@ -29,6 +29,7 @@ from anycast_announcer.overlay import member_mac, overlay_capacity, overlay_pref
 __all__ = [
     "GATE_TIMEOUT_DEFAULT",
     "HOLD_DOWN_DEFAULT",
+    "DirectoryConfig",
     "MembershipConfig",
     "RescueConfig",
     "rescue_problems",
@@ -89,6 +90,67 @@ class MembershipConfig(StrictModel):
         "group's member routes are all in and the data path holds those members; if that "
         "takes longer than this many seconds after the first BGP session came up, they are "
         "announced anyway (with a warning)",
+    )
+
+
+class DirectoryConfig(StrictModel):
+    """The flow directory: a moved flow's first copy goes to one member (docs/rescue.md).
+
+    Every member hashes a flow's 4-tuple to one of ``buckets`` buckets, and every bucket
+    has one *directory member*, chosen by rendezvous hashing over the member list. Owners
+    register their established flows with the flow's directory member; a server that
+    receives a flow it does not hold asks that member, which forwards the packet to the
+    owner. Blind replication remains the fallback. ``buckets`` must be the same on every
+    member (a mismatch only costs the fallback, never a session).
+    """
+
+    enabled: Bool = Field(
+        default=True,
+        description="send a moved flow's first packets to its directory member instead of "
+        "to every member",
+    )
+    buckets: Int = Field(
+        default=1024,
+        ge=1,
+        le=4096,
+        description="hash buckets the flows are split into; the same on every member",
+    )
+    register_interval: WholeSeconds = Field(
+        default=60,
+        ge=1,
+        le=3600,
+        description="an owner registers an established flow with its directory member "
+        "at most once per this many seconds",
+    )
+    entry_timeout: WholeSeconds = Field(
+        default=180,
+        ge=2,
+        le=86_400,
+        description="seconds a directory member remembers a flow after its last "
+        "registration; longer than register_interval",
+    )
+    answer_timeout: WholeSeconds = Field(
+        default=1,
+        ge=1,
+        le=60,
+        description="seconds a flow's packets go to its directory member only; unclaimed "
+        "after that, the flow starts a blind probation",
+    )
+    query_rate: Int = Field(
+        default=1000,
+        ge=1,
+        le=10_000_000,
+        description="packets per second this server may send to directory members "
+        "(beyond it, such packets take the blind path and its budget)",
+    )
+    query_burst: Int = Field(
+        default=4000, ge=1, le=10_000_000, description="burst of query_rate (packets)"
+    )
+    register_rate: Int = Field(
+        default=10_000,
+        ge=1,
+        le=10_000_000,
+        description="registrations per second this server may send in all",
     )
 
 
@@ -231,6 +293,10 @@ class RescueConfig(StrictModel):
         description="interfaces toward the fabric, the only ones overlay packets are "
         "accepted on; default: the interfaces this host routes the other members through",
     )
+    directory: DirectoryConfig = Field(
+        default_factory=DirectoryConfig,
+        description="the flow directory (targeted first copies)",
+    )
 
 
 def rescue_problems(rescue: RescueConfig) -> Iterator[str]:
@@ -268,6 +334,10 @@ def rescue_problems(rescue: RescueConfig) -> Iterator[str]:
             f"rescue.reset_guard_mark: {mark:#x} has more than one bit set; use one bit "
             "no other mark user on this host sets, or 0 for no guard"
         )
+    directory = rescue.directory
+    if directory.entry_timeout <= directory.register_interval:
+        # An entry must outlive the gap between two registrations of a live flow.
+        yield "rescue.directory.entry_timeout: must be longer than register_interval"
 
 
 def _membership_problems(rescue: RescueConfig, membership: MembershipConfig) -> Iterator[str]:

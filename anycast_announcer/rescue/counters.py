@@ -18,6 +18,13 @@ because a flow set was full (``blind_refused``); feedback claiming a flow this s
 never copied to that peer (``claims_refused``); ICMP errors not relayed or accepted for
 being over a per-sender or per-peer budget (``icmp_limited``); and every VXLAN packet
 this server sent to the group (``underlay_sent``, each replica counted).
+
+The flow directory (docs/rescue.md): packets sent to a flow's directory member
+(``dir_queries``) or left to the blind path by the query budget (``dir_limited``);
+packets this server, as a flow's directory member, sent on to the registered owner
+(``dir_forwarded``) or dropped for want of an entry (``dir_unknown``); registrations sent
+(``dir_registered``), held back by the aggregate limit (``dir_register_limited``) and
+recorded here (``dir_recorded``).
 """
 
 from __future__ import annotations
@@ -41,6 +48,13 @@ _GLOBALS = (
     "claims_refused",
     "icmp_limited",
     "underlay_sent",
+    "dir_queries",
+    "dir_limited",
+    "dir_forwarded",
+    "dir_unknown",
+    "dir_registered",
+    "dir_register_limited",
+    "dir_recorded",
 )
 
 
@@ -100,6 +114,13 @@ class RescueCounters:
     claims_refused: Traffic = field(default_factory=Traffic)
     icmp_limited: Traffic = field(default_factory=Traffic)
     underlay_sent: Traffic = field(default_factory=Traffic)
+    dir_queries: Traffic = field(default_factory=Traffic)
+    dir_limited: Traffic = field(default_factory=Traffic)
+    dir_forwarded: Traffic = field(default_factory=Traffic)
+    dir_unknown: Traffic = field(default_factory=Traffic)
+    dir_registered: Traffic = field(default_factory=Traffic)
+    dir_register_limited: Traffic = field(default_factory=Traffic)
+    dir_recorded: Traffic = field(default_factory=Traffic)
 
     def as_json(self) -> dict[str, Any]:
         """A JSON-ready mapping (what ``rescue status --json`` prints)."""

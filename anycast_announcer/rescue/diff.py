@@ -308,6 +308,10 @@ def table_script(desired: RenderedTable, installed: InstalledTable | None) -> st
     return "\n".join(lines) + "\n" + desired.text
 
 
-def removal_script(families: Iterable[Family]) -> str:
-    """Delete the tables of ``families`` (one transaction)."""
-    return "".join(f"delete table {family.value} {TABLE}\n" for family in families)
+def removal_script(families: Iterable[Family], *, egress: bool = False) -> str:
+    """Delete the tables of ``families`` (one transaction); ``egress``: the flow
+    directory's netdev table too, whether or not it exists (declared, then deleted)."""
+    script = "".join(f"delete table {family.value} {TABLE}\n" for family in families)
+    if egress:
+        script += f"table netdev {TABLE} {{ }}\ndelete table netdev {TABLE}\n"
+    return script

@@ -846,9 +846,16 @@ class RescueKernel:
         before = self.read_installed(names)
         try:
             with _reported("applying the rescue plan"):
+                ops = link_changes(before.overlays, plan)
+                # A device goes up only once its rules are loaded: up without them, a
+                # packet arriving over it (a peer's copy, feedback or registration)
+                # reaches the local stack, which resets the connection it belongs to.
+                later = [op for op in ops if op.kind is LinkOpKind.LINK_UP]
                 with self.iproute() as ipr:
-                    steps = self._run_steps(ipr, link_changes(before.overlays, plan))
+                    steps = self._run_steps(ipr, [op for op in ops if op not in later])
                 written, took_over, conntrack = self._apply_tables(plan, before, warm=warm)
+                with self.iproute() as ipr:
+                    steps += self._run_steps(ipr, later)
                 deleted = [f for f in before.tables if f not in plan.families]
                 if deleted:
                     self._nft(["-f", "-"], removal_script(deleted))
@@ -968,7 +975,7 @@ class RescueKernel:
                 self._unguard(device)
             tables = list(self._read_tables())
             if tables:
-                self._nft(["-f", "-"], removal_script(tables))
+                self._nft(["-f", "-"], removal_script(tables, egress=True))
             with self.iproute() as ipr:
                 overlays = self._read_overlays(ipr, ())
                 self._run_steps(ipr, link_changes(overlays, None))

@@ -52,12 +52,14 @@ from anycast_announcer.overlay import (
     overlay_ipv6_all,
     overlay_prefix_for,
 )
+from anycast_announcer.rescue.directory import SEED, bucket_owners
 
 __all__ = [
     "OVERHEAD",
     "TABLE",
     "ZERO_MAC",
     "Budget",
+    "Directory",
     "Family",
     "FdbEntry",
     "Member",
@@ -232,6 +234,34 @@ class Budget:
 
 
 @dataclass(frozen=True, slots=True)
+class Directory:
+    """The flow directory (see ``directory``): the bucket table and its limits."""
+
+    owners: tuple[Member, ...]
+    """The directory member of each bucket (one entry per bucket)."""
+    register_interval: int
+    entry_timeout: int
+    answer_timeout: int
+    query_rate: int
+    query_burst: int
+    register_rate: int
+    seed: int = SEED
+
+    @property
+    def buckets(self) -> int:
+        """How many buckets the flows are hashed into."""
+        return len(self.owners)
+
+    def mine(self, me: Member) -> tuple[int, ...]:
+        """The buckets ``me`` answers for."""
+        return tuple(bucket for bucket, owner in enumerate(self.owners) if owner == me)
+
+    def remote(self, me: Member) -> tuple[tuple[int, Member], ...]:
+        """(bucket, directory member) for every bucket another member answers for."""
+        return tuple((bucket, owner) for bucket, owner in enumerate(self.owners) if owner != me)
+
+
+@dataclass(frozen=True, slots=True)
 class RescuePlan:
     """Everything the kernel data path of one server should be."""
 
@@ -250,6 +280,8 @@ class RescuePlan:
     """Overlay packets are accepted only on these (empty: on any interface)."""
     reset_guard_mark: int = 0
     """The skb mark bit of the reset guard on ``fabric_interfaces`` (0: no guard)."""
+    directory: Directory | None = None
+    """The flow directory, when enabled and there is a peer to ask."""
 
     def all_label(self, family: Family) -> str:
         """The next hop that reaches every peer at once on the rescue overlay."""
@@ -386,6 +418,23 @@ def plan_from_settings(
         ),
         fabric_interfaces=tuple(sorted(set(settings.fabric_interfaces or fabric_interfaces))),
         reset_guard_mark=settings.reset_guard_mark,
+        directory=_directory(settings, members) if peers else None,
+    )
+
+
+def _directory(settings: RescueConfig, members: tuple[Member, ...]) -> Directory | None:
+    config = settings.directory
+    if not config.enabled:
+        return None
+    owners = bucket_owners([m.address for m in members], config.buckets)
+    return Directory(
+        owners=tuple(members[index] for index in owners),
+        register_interval=config.register_interval,
+        entry_timeout=config.entry_timeout,
+        answer_timeout=config.answer_timeout,
+        query_rate=config.query_rate,
+        query_burst=config.query_burst,
+        register_rate=config.register_rate,
     )
 
 

@@ -39,6 +39,16 @@ Chains, in packet order (``F`` is the flow key ``saddr . sport . daddr . dport``
   mark bit, the pass the guard (tc, outside nftables: see ``guard``) asks of every reset
   it lets out; so while this table is missing (a ruleset flush), or warm (a reinstall
   after one), resets are dropped, and the clients retransmit into the full table.
+- With the flow directory (``plan.directory``; see the section below and docs/rescue.md):
+  ``fabric_tcp`` first registers a local established flow with its directory member
+  (``registered``, over the feedback overlay), and sends an unclaimed flow's packets to
+  its directory member (``targeted`` / ``dir_send``: ``asked`` then ``queried``, its own
+  budget) before the blind path; ``from_overlay`` sends broadcast frames straight to the
+  peer chains and turns a unicast copy of an unknown flow of its own buckets into a
+  query (``dir_query``: on to the registered owner with TTL 1 and the asker's MAC, set by
+  the ``netdev`` table's ``egress`` chain from the mark; nothing with TTL 1 is sent on
+  again); ``from_feedback`` accepts claims for asked flows and records registrations
+  (``reg_<peer>`` -> ``dir_<peer>``).
 - ``mss`` (output): SYN-ACKs from anycast addresses advertise an MSS that fits the overlay.
 - ``info``: one rule whose comment carries the digest of everything else, so the
   reconciler can tell whether the installed table is the one it would render.
@@ -56,9 +66,10 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from anycast_announcer.rescue.model import TABLE, Family, Member, RescuePlan
+from anycast_announcer.rescue.model import TABLE, Directory, Family, Member, RescuePlan
 
 __all__ = [
+    "DIRECTORY_COUNTERS",
     "MARKER_PREFIX",
     "ChainShape",
     "RenderMode",
@@ -77,6 +88,19 @@ _ICMP_SOURCES = 4096
 RAW_PRIORITY = -300
 MANGLE_PRIORITY = -150
 TABLE_COMMENT = "anycast-announcer flow rescue; remove with: anycast-announcer rescue remove"
+
+
+DIRECTORY_COUNTERS = (
+    "dir_queries",
+    "dir_limited",
+    "dir_forwarded",
+    "dir_unknown",
+    "dir_registered",
+    "dir_register_limited",
+    "dir_recorded",
+)
+"""The flow directory's counters (docs/rescue.md, *The flow directory*)."""
+EGRESS_PRIORITY = 0
 
 
 class RenderMode(enum.Enum):
@@ -246,6 +270,8 @@ def table_shape(plan: RescuePlan, family: Family) -> TableShape:
                 _flow_set(f"owner_{peer.token}", family, timers.learn, size),
                 _flow_set(f"fed_{peer.token}", family, timers.feedback_memory, size),
             ]
+        if (directory := _directory(plan)) is not None:
+            sets += _directory_sets(plan, family, directory)
         chains.append(ChainShape("prerouting", "prerouting", MANGLE_PRIORITY))
         if plan.reset_guard_mark:
             chains.append(ChainShape("resets", "postrouting", MANGLE_PRIORITY))
@@ -259,6 +285,8 @@ def table_shape(plan: RescuePlan, family: Family) -> TableShape:
             ChainShape("from_feedback"),
             *(ChainShape(f"from_{peer.token}") for peer in plan.peers),
         ]
+        if _directory(plan) is not None:
+            chains += _directory_chains(plan)
         counters += [
             "replicated",
             "orphans",
@@ -272,6 +300,8 @@ def table_shape(plan: RescuePlan, family: Family) -> TableShape:
         ]
         for peer in plan.peers:
             counters += _peer_counters(peer)
+        if _directory(plan) is not None:
+            counters += list(DIRECTORY_COUNTERS)
     chains.append(ChainShape("info"))
     return TableShape(family, tuple(sets), tuple(chains), tuple(counters))
 
@@ -343,9 +373,10 @@ def _prerouting(plan: RescuePlan, family: Family) -> list[str]:
 def _fabric_tcp(plan: RescuePlan, family: Family, mode: RenderMode) -> list[str]:
     if mode is RenderMode.WARM:
         return ["ct state established,related accept", "accept"]
-    flow = _flow(family)
+    flow, directory = _flow(family), _directory(plan)
     rules = [
         "tcp flags & (fin|syn|rst|ack) == syn accept",
+        *(_registration(plan, family, directory) if directory is not None else []),
         "ct state established,related accept",
         "ct state untracked accept",
     ]
@@ -360,6 +391,9 @@ def _fabric_tcp(plan: RescuePlan, family: Family, mode: RenderMode) -> list[str]
         # Once: the local stack resets the flow now. A later packet of it (the reset was
         # lost) starts a new probation, and no stale window can claim the 4-tuple for a
         # new connection that reuses it.
+        # A flow nobody claimed yet: first ask its directory member (one copy); the blind
+        # path below is the fallback, for flows the directory cannot answer for.
+        *(["jump targeted"] if directory is not None else []),
         f"{flow} @rescuing delete @rescuing {{ {flow} }} counter name orphans accept",
         "jump blind",
         f"add @probation {{ {flow} }} add @rescuing {{ {flow} }} "
@@ -403,6 +437,8 @@ def _from_overlay(plan: RescuePlan, family: Family) -> list[str]:
     # empty, and nft rejects "vmap {  }" as a syntax error (1.0.6 and 1.1.3 alike).
     # Without the rule every packet reaches the drop below, as with an empty map.
     by_peer = [f"ether saddr vmap {{ {peers} }}"] if plan.peers else []
+    if (directory := _directory(plan)) is not None:
+        return _from_overlay_directory(plan, family, directory, by_peer)
     return [
         # Sent to the broadcast label (replicated): TCP takes only the host's packets.
         "meta pkttype broadcast meta pkttype set host",
@@ -452,6 +488,8 @@ def _from_feedback(plan: RescuePlan, family: Family) -> list[str]:
             f"ether saddr {peer.feedback_mac} {flow} @owner_{peer.token} "
             f"update @owner_{peer.token} {{ {flow} }} counter name fbrx_{peer.token} drop",
         ]
+    if (directory := _directory(plan)) is not None:
+        rules += _directory_feedback(plan, family, directory)
     # A claim for a flow never copied to that peer (forged, or too late): not learnt.
     rules.append("counter name claims_refused drop")
     return rules
@@ -491,7 +529,242 @@ def _rules(plan: RescuePlan, family: Family, mode: RenderMode) -> dict[str, list
         rules["from_feedback"] = _from_feedback(plan, family)
         for peer in plan.peers:
             rules[f"from_{peer.token}"] = _from_peer(plan, family, peer)
+        if (directory := _directory(plan)) is not None:
+            rules.update(_directory_rules(plan, family, directory))
     return rules
+
+
+# -- the flow directory ---------------------------------------------------------------------
+# Owners register their established flows with the flow's directory member over the
+# feedback overlay (a registration means "I own this flow", like feedback); a server that
+# gets a packet of a flow nobody claimed yet sends it to the flow's directory member,
+# which forwards it to the registered owner with the asker's source MAC (netdev egress,
+# keyed by the packet mark), so the owner's feedback goes straight to the asker. See
+# docs/rescue.md, *The flow directory*.
+
+
+def _directory(plan: RescuePlan) -> Directory | None:
+    """The plan's directory, if there is a peer to ask (an empty map is a syntax error)."""
+    return plan.directory if plan.peers else None
+
+
+def _directory_sets(plan: RescuePlan, family: Family, directory: Directory) -> list[SetShape]:
+    size, timers = plan.timers.flow_table_size, plan.timers
+    sets = [
+        # Asked, and waiting for an answer: its packets go to the directory member only.
+        _flow_set("asked", family, directory.answer_timeout, size),
+        # Asked, or in the probation that follows the answer timeout (blind copies);
+        # then the orphan window of ``rescuing`` (added with it).
+        _flow_set("queried", family, directory.answer_timeout + timers.probation, size),
+        # Registered within the last register_interval (added, never refreshed).
+        _flow_set("registered", family, directory.register_interval, size),
+    ]
+    sets += [
+        _flow_set(f"dir_{peer.token}", family, directory.entry_timeout, size) for peer in plan.peers
+    ]
+    return sets
+
+
+def _directory_chains(plan: RescuePlan) -> list[ChainShape]:
+    return [
+        ChainShape("targeted"),
+        ChainShape("dir_ask"),
+        ChainShape("dir_blind"),
+        ChainShape("dir_local"),
+        ChainShape("dir_query"),
+        *(ChainShape(f"reg_{peer.token}") for peer in plan.peers),
+    ]
+
+
+def _bucket(family: Family, directory: Directory) -> str:
+    """The flow's bucket, computed alike by every member's kernel."""
+    return f"jhash {_flow(family)} mod {directory.buckets} seed {directory.seed:#x}"
+
+
+def _buckets(buckets: tuple[int, ...]) -> str:
+    return "{ " + ", ".join(str(bucket) for bucket in buckets) + " }"
+
+
+def _label_map(pairs: tuple[tuple[int, Member], ...], family: Family, *, feedback: bool) -> str:
+    items = ", ".join(f"{b} : {m.label(family, feedback=feedback)}" for b, m in pairs)
+    return "map { " + items + " }"
+
+
+def _mark(peer: Member) -> int:
+    """The packet mark that names ``peer`` as the asker of a forwarded query: the low 32
+    bits of its rescue MAC, unique per member as the MACs are."""
+    return int(peer.rescue_mac.replace(":", "")[-8:], 16)
+
+
+def _registration(plan: RescuePlan, family: Family, directory: Directory) -> list[str]:
+    """Local established packets: register the flow with its directory member, at most
+    once per ``register_interval`` (never on a SYN: a SYN flood must not become
+    registrations; established means the handshake completed).
+
+    ``registered`` holds a flow from its registration for ``register_interval`` (added,
+    never refreshed), so most packets pay one set lookup; a full set sends nothing.
+    """
+    remote = directory.remote(plan.me)
+    if not remote:
+        return []
+    flow, bucket, mine = _flow(family), _bucket(family, directory), directory.mine(plan.me)
+    rate = directory.register_rate
+    own = [f"ct state established {bucket} {_buckets(mine)} accept"] if mine else []
+    return [
+        f"ct state established {flow} @registered accept",
+        *own,
+        f"ct state established limit rate over {rate}/second burst {rate} packets "
+        "counter name dir_register_limited accept",
+        f"ct state established add @registered {{ {flow} }} counter name dir_registered "
+        f"dup to {bucket} {_label_map(remote, family, feedback=True)} "
+        f'device "{plan.feedback.name}" accept',
+    ]
+
+
+def _targeted(plan: RescuePlan, family: Family, directory: Directory) -> dict[str, list[str]]:
+    """A flow nobody claimed: asked (its packets to the directory member), then, still
+    unclaimed after ``answer_timeout``, blind copies until ``probation`` ends, then the
+    orphan window; the same timeline as without the directory, with a targeted start."""
+    flow, bucket = _flow(family), _bucket(family, directory)
+    mine, remote = directory.mine(plan.me), directory.remote(plan.me)
+    ttl = "ip ttl" if family is Family.IPV4 else "ip6 hoplimit"
+    # Probation and orphan window start after the answer timeout: the blind copies get
+    # the whole probation (as many retransmissions as without the directory).
+    window = directory.answer_timeout + plan.timers.probation + plan.timers.orphan_window
+    start = (
+        f"add @asked {{ {flow} }} add @queried {{ {flow} }} "
+        f"add @rescuing {{ {flow} timeout {window}s }}"
+    )
+    query = (
+        f"counter name dir_queries dup to {bucket} "
+        f'{_label_map(remote, family, feedback=False)} device "{plan.rescue.name}" drop'
+    )
+    local = f"{bucket} {_buckets(mine)}"
+
+    # A copy sent on by a directory member carries TTL 1, and no directory member sends
+    # on a packet with TTL 1: a loop between members whose tables disagree cannot form.
+    def forward(peer: Member, first: str = "") -> str:
+        return (
+            f"{flow} @dir_{peer.token} {first}{ttl} set 1 counter name dir_forwarded "
+            f"{_dup(plan, family, peer, feedback=False)} drop"
+        )
+
+    return {
+        "targeted": [
+            f"{flow} @asked goto dir_ask",
+            f"{flow} @queried goto dir_blind",
+            # Past its probation: the caller's orphan window.
+            f"{flow} @rescuing return",
+            # A new query (its repeats within answer_timeout are not budgeted again).
+            f"limit rate over {directory.query_rate}/second burst {directory.query_burst} "
+            "packets counter name dir_limited return",
+            *([f"{local} jump dir_local", f"{local} return"] if mine else []),
+            *([f"{start} {query}"] if remote else []),
+        ],
+        "dir_ask": [
+            *([f"{local} jump dir_local", f"{local} goto dir_blind"] if mine else []),
+            *([query] if remote else []),
+        ],
+        "dir_blind": [
+            "jump blind",
+            f"counter name replicated {_dup_all(plan, family)} drop",
+        ],
+        # This server is the flow's directory member: straight to the registered owner.
+        "dir_local": [forward(peer, f"{start} ") for peer in plan.peers],
+        # A query from a peer (marked with its name): to the registered owner, with the
+        # asker's MAC (netdev egress), so the owner's feedback goes to the asker.
+        "dir_query": [*(forward(peer) for peer in plan.peers), "counter name dir_unknown drop"],
+    }
+
+
+def _from_overlay_directory(
+    plan: RescuePlan, family: Family, directory: Directory, by_peer: list[str]
+) -> list[str]:
+    """``from_overlay`` with the directory: broadcast frames (blind copies) go straight
+    to the peer chains and are never sent on; a unicast copy of a flow conntrack does not
+    know, in one of this server's buckets, is a query."""
+    kw = family.keyword
+    icmp = "icmp" if family is Family.IPV4 else "ipv6-icmp"
+    ttl = "ip ttl" if family is Family.IPV4 else "ip6 hoplimit"
+    mine = directory.mine(plan.me)
+    marks = ", ".join(f"{peer.rescue_mac} : {_mark(peer):#x}" for peer in plan.peers)
+    query = (
+        [
+            f"meta l4proto tcp {ttl} != 1 ct state != {{ established, related }} "
+            f"{_bucket(family, directory)} {_buckets(mine)} "
+            f"meta mark set ether saddr map {{ {marks} }} goto dir_query"
+        ]
+        if mine
+        else []
+    )
+    broadcast = [f"meta pkttype broadcast meta pkttype set host {rule}" for rule in by_peer]
+    return [
+        f"{kw} daddr != @anycast counter name overlay_refused drop",
+        f"meta l4proto != {{ tcp, {icmp} }} counter name overlay_refused drop",
+        # Sent to the broadcast label (replicated): TCP takes only the host's packets.
+        *broadcast,
+        *query,
+        *by_peer,
+        "counter name overlay_refused drop",
+    ]
+
+
+def _directory_feedback(plan: RescuePlan, family: Family, directory: Directory) -> list[str]:
+    """``from_feedback``: an answer to a query is a claim like any other, accepted for a
+    flow this server asked about; a registration is recorded when the flow is in one of
+    this server's buckets."""
+    flow, rules = _flow(family), []
+    for peer in plan.peers:
+        rules.append(
+            f"ether saddr {peer.feedback_mac} {flow} @queried "
+            f"update @owner_{peer.token} {{ {flow} }} "
+            f"delete @asked {{ {flow} }} delete @queried {{ {flow} }} "
+            f"delete @rescuing {{ {flow} }} counter name fbrx_{peer.token} drop"
+        )
+    mine = directory.mine(plan.me)
+    if mine:
+        peers = ", ".join(f"{peer.feedback_mac} : goto reg_{peer.token}" for peer in plan.peers)
+        rules.append(
+            f"{_bucket(family, directory)} {_buckets(mine)} ether saddr vmap {{ {peers} }}"
+        )
+    return rules
+
+
+def _directory_rules(
+    plan: RescuePlan, family: Family, directory: Directory
+) -> dict[str, list[str]]:
+    rules = _targeted(plan, family, directory)
+    flow = _flow(family)
+    for peer in plan.peers:
+        rules[f"reg_{peer.token}"] = [
+            f"update @dir_{peer.token} {{ {flow} }} counter name dir_recorded drop"
+        ]
+    return rules
+
+
+def _egress_table(plan: RescuePlan) -> list[str]:
+    """The netdev table that gives a forwarded query its asker's source MAC.
+
+    Declared, deleted and declared again: one transaction replaces it whole whether it
+    existed or not (nft 1.0.6 has no ``destroy``).
+    """
+    if _directory(plan) is None:
+        return []
+    macs = ", ".join(f"{_mark(peer):#x} : {peer.rescue_mac}" for peer in plan.peers)
+    return [
+        f"table netdev {TABLE} {{ }}",
+        f"delete table netdev {TABLE}",
+        f"table netdev {TABLE} {{",
+        f'\tcomment "{TABLE_COMMENT}"',
+        "\tcounter dir_relayed { }",
+        "\tchain egress {",
+        f'\t\ttype filter hook egress device "{plan.rescue.name}" '
+        f"priority {EGRESS_PRIORITY}; policy accept;",
+        # Only marks set by dir_query name a peer; any other mark misses the map.
+        f"\t\tether saddr set meta mark map {{ {macs} }} counter name dir_relayed",
+        "\t}",
+        "}",
+    ]
 
 
 # -- text -----------------------------------------------------------------------------------
@@ -529,8 +802,9 @@ def render_table(
     for chain in shape.chains:
         if chain.name != "info":
             body += _chain_text(chain, rules.get(chain.name, []))
-    digest = _digest("\n".join(body), device_indexes or {})
+    egress = _egress_table(plan) if family is plan.underlay else []
+    digest = _digest("\n".join(body + egress), device_indexes or {})
     rendered = RenderedTable(family, "", shape, digest, mode)
     body += _chain_text(ChainShape("info"), [f'return comment "{rendered.marker}"'])
     body.append("}")
-    return RenderedTable(family, "\n".join(body) + "\n", shape, digest, mode)
+    return RenderedTable(family, "\n".join(body + egress) + "\n", shape, digest, mode)

@@ -133,6 +133,11 @@ def iperf_run(
     moved = report["end"]["sum_received"]["bytes"]
     rescued = peer_total(counters_after, "received") - peer_total(counters_before, "received")
     copies = peer_total(counters_after, "forwarded") - peer_total(counters_before, "forwarded")
+    # The flow directory's copies to one member (queries, forwards) count too.
+    copies += sum(
+        total(counters_after, name) - total(counters_before, name)
+        for name in ("dir_queries", "dir_forwarded")
+    )
     return {
         "gbit_per_s": statistics.median(rates) / 1e9,
         "intervals": len(rates),

@@ -254,11 +254,20 @@ def _rescue_counts(
     def glob(counters: list[dict[str, Any]], field: str) -> int:
         return sum(int(c[field]["packets"]) for c in counters)
 
-    copies = peers(after, "forwarded") - peers(before, "forwarded")
+    # Copies to one member by the flow directory (queries, and forwards by directory
+    # members) are copies too; every VXLAN packet (feedback, registrations) is underlay.
+    directory = sum(
+        glob(after, name) - glob(before, name) for name in ("dir_queries", "dir_forwarded")
+    )
+    copies = peers(after, "forwarded") - peers(before, "forwarded") + directory
     rescued = peers(after, "received") - peers(before, "received")
     feedback = peers(after, "feedback_sent") - peers(before, "feedback_sent")
+    underlay = glob(after, "underlay_sent") - glob(before, "underlay_sent")
     return {
         "copies": copies,
+        "directory_copies": directory,
+        "underlay_sent": underlay,
+        "underlay_per_rescued": underlay / rescued if rescued else None,
         "rescued": rescued,
         "refused": peers(after, "refused") - peers(before, "refused"),
         "feedback": feedback,

@@ -6,6 +6,7 @@ namespace gets two VXLAN devices under the overlay names first.
 
 from __future__ import annotations
 
+import ipaddress
 import subprocess
 from collections.abc import Iterator
 
@@ -36,6 +37,16 @@ PLANS = {
     "no-clamp-jumbo": lambda: plan("  clamp_mss: false\n", mtu=9000),
     "ipv4-only": lambda: plan(
         base=BASE.replace('  - {prefix: "fd00:255::1/128", services: [web]}\n', "")
+    ),
+    # 1,000 members: the flow directory's per-peer sets, chains and maps load too.
+    "thousand": lambda: plan(
+        "  overlay_ipv4: 169.254.80.0/21\n",
+        base=BASE.replace(
+            "members: [10.2.3.2, 10.2.1.2, 10.2.2.2]",
+            "members: [10.2.1.2, "
+            + ", ".join(str(ipaddress.ip_address("10.200.0.1") + i) for i in range(999))
+            + "]",
+        ),
     ),
     # Membership learnt from the fabric starts with this server alone: no peers yet.
     "alone": lambda: plan(

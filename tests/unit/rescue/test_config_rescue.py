@@ -100,6 +100,18 @@ def test_the_schema_documents_the_section() -> None:
             "  members: [10.2.1.2, 10.2.2.2]\n  reset_guard_mark: 0x100000000\n",
             "rescue.reset_guard_mark: Input should be less than or equal to",
         ),
+        (
+            "  members: [10.2.1.2, 10.2.2.2]\n  directory: {register_interval: 300}\n",
+            "rescue.directory.entry_timeout: must be longer than register_interval",
+        ),
+        (
+            "  members: [10.2.1.2, 10.2.2.2]\n  directory: {buckets: 5000}\n",
+            "rescue.directory.buckets: Input should be less than or equal to 4096",
+        ),
+        (
+            "  members: [10.2.1.2, 10.2.2.2]\n  directory: {bucket: 16}\n",
+            "rescue.directory.bucket: unknown key",
+        ),
     ],
 )
 def test_mistakes_are_named_by_their_path(lines: str, expected: str) -> None:

@@ -67,3 +67,16 @@ def test_tokens_map_back_to_addresses() -> None:
     assert token_address("10_2_1_2") == "10.2.1.2"
     assert token_address("fd00_2_1__2") == "fd00:2:1::2"
     assert token_address("2001_db8__1_2_3") == "2001:db8::1:2:3"
+
+
+def test_the_directory_counters_are_summed_and_reported() -> None:
+    v4 = document(dir_queries=(5, 500), dir_forwarded=(2, 200), dir_recorded=(7, 420))
+    v6 = document(dir_queries=(1, 90), dir_unknown=(3, 270))
+    counters = parse_counters([v4, v6])
+    assert counters.dir_queries == Traffic(6, 590)
+    assert counters.dir_unknown == Traffic(3, 270)
+    assert counters.peers == ()  # "dir_" names no peer
+    report = counters.as_json()
+    assert report["dir_forwarded"] == {"packets": 2, "bytes": 200}
+    assert report["dir_recorded"] == {"packets": 7, "bytes": 420}
+    assert report["dir_registered"] == {"packets": 0, "bytes": 0}

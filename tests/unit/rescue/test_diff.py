@@ -233,6 +233,11 @@ def test_removal_script_deletes_the_tables() -> None:
     assert removal_script([Family.IPV4, Family.IPV6]) == (
         "delete table ip anycast_rescue\ndelete table ip6 anycast_rescue\n"
     )
+    # Removing everything also removes the directory's netdev table, present or not.
+    assert removal_script([Family.IPV4], egress=True) == (
+        "delete table ip anycast_rescue\n"
+        "table netdev anycast_rescue { }\ndelete table netdev anycast_rescue\n"
+    )
 
 
 def before_base_with(member: str) -> str:

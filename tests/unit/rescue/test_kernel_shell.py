@@ -38,6 +38,25 @@ class TestFirstInstall:
         assert report.adopted == 1
         assert {m.split()[3] for m in host.nft.tables.values()} == {"full"}
 
+    def test_devices_go_up_only_once_their_rules_are_loaded(self, tmp_path: Path) -> None:
+        """Up without rules, a device would hand a peer's copy to the local stack, which
+        resets the connection (seen in the lab when peers registered flows with a member
+        in the middle of its install)."""
+        host = FakeHost(tmp_path)
+        links_at_first_write: list[int] = []
+
+        def note(script: str) -> None:
+            if not links_at_first_write:
+                links_at_first_write.append(host.ipr.calls.count(("link", "set")))
+
+        host.nft.fail = lambda script: note(script)
+        host.kernel().apply(plan())
+        # Two devices: created and given their MAC and MTU (one "set" each) before the
+        # first table; brought up (one more "set" each) after it.
+        assert links_at_first_write == [2]
+        assert host.ipr.calls.count(("link", "set")) == 4
+        assert host.ipr.calls[-2:] == [("link", "set"), ("link", "set")]
+
     @pytest.mark.parametrize(
         "error",
         [
