@@ -33,7 +33,25 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["PeerCounters", "RescueCounters", "Traffic", "parse_counters", "token_address"]
+__all__ = [
+    "DIRECTORY_COUNTERS",
+    "PeerCounters",
+    "RescueCounters",
+    "Traffic",
+    "parse_counters",
+    "token_address",
+]
+
+DIRECTORY_COUNTERS = (
+    "dir_queries",
+    "dir_limited",
+    "dir_forwarded",
+    "dir_unknown",
+    "dir_registered",
+    "dir_register_limited",
+    "dir_recorded",
+)
+"""The flow directory's counters (docs/rescue.md, *The flow directory*)."""
 
 _PEER_KINDS = ("fwd", "rx", "bad", "fbtx", "fbrx")
 _GLOBALS = (
@@ -48,13 +66,7 @@ _GLOBALS = (
     "claims_refused",
     "icmp_limited",
     "underlay_sent",
-    "dir_queries",
-    "dir_limited",
-    "dir_forwarded",
-    "dir_unknown",
-    "dir_registered",
-    "dir_register_limited",
-    "dir_recorded",
+    *DIRECTORY_COUNTERS,
 )
 
 

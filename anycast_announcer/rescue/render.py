@@ -66,6 +66,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from anycast_announcer.rescue.counters import DIRECTORY_COUNTERS
 from anycast_announcer.rescue.model import TABLE, Directory, Family, Member, RescuePlan
 
 __all__ = [
@@ -90,16 +91,6 @@ MANGLE_PRIORITY = -150
 TABLE_COMMENT = "anycast-announcer flow rescue; remove with: anycast-announcer rescue remove"
 
 
-DIRECTORY_COUNTERS = (
-    "dir_queries",
-    "dir_limited",
-    "dir_forwarded",
-    "dir_unknown",
-    "dir_registered",
-    "dir_register_limited",
-    "dir_recorded",
-)
-"""The flow directory's counters (docs/rescue.md, *The flow directory*)."""
 EGRESS_PRIORITY = 0
 
 
