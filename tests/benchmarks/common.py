@@ -457,6 +457,29 @@ def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.05) 
     raise TimeoutError(f"{what} (after {timeout:g}s)")
 
 
+def start_hold(
+    lab: Lab, target: str, sessions: int, source: str, workdir: Path, tag: str
+) -> tuple[subprocess.Popen[Any], Path]:
+    """The client holds ``sessions`` long-lived sessions to ``target`` from ``source``
+    (``labtools hold``); returns once they are open, with the file its result goes to."""
+    ready, result = workdir / f"hold-{tag}.ready", workdir / f"hold-{tag}.json"
+    for path in (ready, result):
+        path.unlink(missing_ok=True)
+    process = lab.popen(
+        "client",
+        [
+            *(sys.executable, "-m", "tests.benchmarks.labtools", "hold", "--target", target),
+            *("--sessions", str(sessions), "--ready-file", str(ready)),
+            *("--result-file", str(result), "--source", source),
+        ],
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for(ready.exists, 60, "the client never opened its sessions")
+    return process, result
+
+
 # -- process costs ---------------------------------------------------------------------------
 
 _TICK = os.sysconf("SC_CLK_TCK")

@@ -54,6 +54,7 @@ from tests.benchmarks.common import (
     LabService,
     kernel_nexthops,
     machine,
+    start_hold,
     tree_cpu,
     tree_rss_bytes,
     wait_for,
@@ -326,41 +327,20 @@ class Group:
         self._pool.shutdown()
 
 
-def _hold(group: Group, sessions: int, tag: str) -> tuple[subprocess.Popen[Any], Path]:
-    ready, result = group.workdir / f"hold-{tag}.ready", group.workdir / f"hold-{tag}.json"
-    process = group.lab.popen(
-        "client",
-        [
-            sys.executable,
-            "-m",
-            "tests.benchmarks.labtools",
-            "hold",
-            "--target",
-            f"{ANYCAST}:{SERVICE_PORT}",
-            "--sessions",
-            str(sessions),
-            "--ready-file",
-            str(ready),
-            "--result-file",
-            str(result),
-            "--source",
-            group.fresh_source(),
-        ],
-        cwd=REPO_ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_for(ready.exists, 60, "the client never opened its sessions")
-    return process, result
-
-
 def one_event(group: Group, event: str, size: Size) -> dict[str, Any]:
     """Hold sessions, withdraw or add the affected member, count over the window."""
     shape = group.shape
     affected = shape.per_leaf  # the last member of leaf1: a sidecar
     group.abort_sessions()
     time.sleep(0.5)
-    hold, result_path = _hold(group, size.sessions, f"{shape.members}-{event}")
+    hold, result_path = start_hold(
+        group.lab,
+        f"{ANYCAST}:{SERVICE_PORT}",
+        size.sessions,
+        group.fresh_source(),
+        group.workdir,
+        f"{shape.members}-{event}",
+    )
     before = group.leaf1_hops()
     read_started = time.monotonic()
     counted_before = group.counters()

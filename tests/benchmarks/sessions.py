@@ -34,7 +34,6 @@ from __future__ import annotations
 import json
 import secrets
 import signal
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -50,11 +49,11 @@ from tests.benchmarks.common import (
     SidecarRunner,
     kernel_nexthops,
     server_address,
+    start_hold,
     tcp_services,
     wait_for,
 )
 from tests.benchmarks.hashmath import movement
-from tests.lablib import REPO_ROOT
 
 EVENTS = ("failure", "withdrawal", "drain", "weight_change", "addition")
 SETTINGS = CheckSettings(interval=0.2, fall=2, rise=2, timeout=0.1)
@@ -166,37 +165,6 @@ def _fresh_source(lab: Lab) -> str:
     return address
 
 
-def _hold(lab: Lab, sessions: int, workdir: Path, tag: str) -> tuple[subprocess.Popen[Any], Path]:
-    ready, result = workdir / f"hold-{tag}.ready", workdir / f"hold-{tag}.json"
-    for path in (ready, result):
-        path.unlink(missing_ok=True)
-    source = _fresh_source(lab)
-    process = lab.popen(
-        "client",
-        [
-            sys.executable,
-            "-m",
-            "tests.benchmarks.labtools",
-            "hold",
-            "--target",
-            f"{ANYCAST}:{SERVICE_PORT}",
-            "--sessions",
-            str(sessions),
-            "--ready-file",
-            str(ready),
-            "--result-file",
-            str(result),
-            "--source",
-            source,
-        ],
-        cwd=REPO_ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_for(ready.exists, 60, "the client never opened its sessions")
-    return process, result
-
-
 def one_event(fleet: Fleet, event: str, sessions: int) -> dict[str, Any]:
     """Hold sessions, apply ``event`` to srvN, count, restore the fleet."""
     lab, n = fleet.lab, fleet.n
@@ -210,7 +178,8 @@ def one_event(fleet: Fleet, event: str, sessions: int) -> dict[str, Any]:
         fleet.stop_sidecar(n)
         fleet.wait_hops(n - 1)
     tag = f"{n}-{event}-{'rescue' if fleet.rescue else 'plain'}"
-    hold, result_path = _hold(lab, sessions, fleet.workdir, tag)
+    target = f"{ANYCAST}:{SERVICE_PORT}"
+    hold, result_path = start_hold(lab, target, sessions, _fresh_source(lab), fleet.workdir, tag)
     before = kernel_nexthops(lab, "leaf1")
     counters_before = fleet.counters() if fleet.rescue else []
     try:
