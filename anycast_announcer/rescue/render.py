@@ -41,7 +41,8 @@ Chains, in packet order (``F`` is the flow key ``saddr . sport . daddr . dport``
   after one), resets are dropped, and the clients retransmit into the full table.
 - With the flow directory (``plan.directory``; see the section below and docs/rescue.md):
   ``fabric_tcp`` first registers a local established flow with its directory member
-  (``registered``, over the feedback overlay), and sends an unclaimed flow's packets to
+  (``registered``, over the feedback overlay; the set's comment names the bucket map,
+  so a map change empties it and owners register again), and sends an unclaimed flow's packets to
   its directory member (``targeted`` / ``dir_send``: ``asked`` then ``queried``, its own
   budget) before the blind path; ``from_overlay`` sends broadcast frames straight to the
   peer chains and turns a unicast copy of an unknown flow of its own buckets into a
