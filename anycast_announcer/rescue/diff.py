@@ -13,7 +13,13 @@ computes. Nothing here touches the kernel, so every decision is unit-tested:
   counters the plan no longer has (or whose definition changed), empties the static sets
   (members, anycast prefixes) and declares the rest again: the flow sets a reconcile
   keeps (owners learnt, probation, orphans) keep their elements and the counters keep
-  counting. Tables of families the plan no longer has are deleted.
+  counting. Tables of families the plan no longer has are deleted. A set whose
+  declaration changed is deleted and declared again, empty: that is how ``registered``
+  (whose comment names the directory's bucket map) forgets registrations sent to a
+  bucket's old directory member when the membership moves the bucket.
+- **the netdev table** of the flow directory is written with the underlay family's
+  table; its rule carries that table's marker, so one that was deleted or altered on its
+  own is found and written back alone (or deleted, when the plan has no directory).
 """
 
 from __future__ import annotations
@@ -33,11 +39,15 @@ from anycast_announcer.rescue.render import (
 
 __all__ = [
     "DEVICE_SYSCTLS",
+    "EGRESS_FAMILY",
     "InstalledOverlay",
     "InstalledTable",
     "LinkOp",
     "LinkOpKind",
+    "egress_script",
     "link_changes",
+    "marker_mode",
+    "parse_egress",
     "parse_table",
     "removal_script",
     "table_script",
@@ -230,10 +240,15 @@ class InstalledTable:
     @property
     def mode(self) -> str | None:
         """``full`` or ``warm`` from the marker, None without one."""
-        if self.marker is None or not self.marker.startswith(MARKER_PREFIX):
-            return None
-        parts = self.marker[len(MARKER_PREFIX) :].split()
-        return parts[0] if parts else None
+        return marker_mode(self.marker)
+
+
+def marker_mode(marker: str | None) -> str | None:
+    """``full`` or ``warm`` from a table's marker, None without one."""
+    if marker is None or not marker.startswith(MARKER_PREFIX):
+        return None
+    parts = marker[len(MARKER_PREFIX) :].split()
+    return parts[0] if parts else None
 
 
 def _as_tuple(value: Any) -> tuple[str, ...]:
@@ -244,12 +259,14 @@ def _parse_set(body: Mapping[str, Any]) -> SetShape:
     flags = frozenset(str(f) for f in body.get("flags", [])) - {"dynamic"}
     timeout = body.get("timeout")
     size = body.get("size")
+    comment = body.get("comment")
     return SetShape(
         name=str(body["name"]),
         key=_as_tuple(body["type"]),
         flags=flags,
         timeout=int(timeout) if timeout is not None else None,
         size=int(size) if size is not None else None,
+        comment=str(comment) if comment is not None else None,
     )
 
 
@@ -308,10 +325,37 @@ def table_script(desired: RenderedTable, installed: InstalledTable | None) -> st
     return "\n".join(lines) + "\n" + desired.text
 
 
+EGRESS_FAMILY = "netdev"
+"""The family of the flow directory's egress table (``table netdev anycast_rescue``)."""
+
+
+def parse_egress(document: Mapping[str, Any]) -> str:
+    """The marker of an ``nft -j list table netdev anycast_rescue`` document: the comment
+    of its ``egress`` rule; '' when it has none (altered, or written by an older
+    version), which matches no plan."""
+    for item in document.get("nftables", []):
+        rule = item.get("rule")
+        if rule is not None and rule.get("chain") == "egress" and "comment" in rule:
+            return str(rule["comment"])
+    return ""
+
+
+def egress_script(desired: RenderedTable, installed: str | None) -> str | None:
+    """The ``nft -f`` text that makes the netdev table what the underlay family's
+    ``desired`` table wants, given the installed one's marker (None: absent); None when
+    it already is. Only for when the underlay table itself is not being written (its
+    text replaces the netdev table anyway)."""
+    if desired.egress:
+        return None if installed == desired.marker else desired.egress
+    if installed is None:
+        return None
+    return f"delete table {EGRESS_FAMILY} {TABLE}\n"
+
+
 def removal_script(families: Iterable[Family], *, egress: bool = False) -> str:
     """Delete the tables of ``families`` (one transaction); ``egress``: the flow
     directory's netdev table too, whether or not it exists (declared, then deleted)."""
     script = "".join(f"delete table {family.value} {TABLE}\n" for family in families)
     if egress:
-        script += f"table netdev {TABLE} {{ }}\ndelete table netdev {TABLE}\n"
+        script += f"table {EGRESS_FAMILY} {TABLE} {{ }}\ndelete table {EGRESS_FAMILY} {TABLE}\n"
     return script

@@ -7,8 +7,10 @@ member scores every bucket, the highest score wins. Every member derives the sam
 from the same member list, with no coordination, and a membership change moves only the
 buckets it must: a departed member's buckets spread over the others, a new member takes
 about ``1/N`` of the buckets from the others and nothing else moves. A moved bucket's
-directory entries are lost (owners re-register within ``register_interval``); flows of
-buckets that did not move keep theirs.
+new directory member has no entries for it: the owners' ``registered`` set is tied to
+the bucket map (see ``render``), so it is emptied when the map changes and owners
+register again at each flow's next packet; flows of buckets that did not move keep
+their entries.
 
 The score is a 64-bit mix of a per-member key (from the member's address, not its index
 in the list, so a member's scores do not change when others join or leave) and the

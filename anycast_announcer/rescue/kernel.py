@@ -7,7 +7,9 @@ asyncio, call them through ``asyncio.to_thread`` (or use :class:`AsyncRescueKern
 
 Ownership: our devices carry the interface alias ``anycast-announcer rescue``, so
 ``remove`` finds them without a config, and a device that merely has our name is never
-touched. The tables are ``ip anycast_rescue`` and ``ip6 anycast_rescue``.
+touched. The tables are ``ip anycast_rescue`` and ``ip6 anycast_rescue``, and, with the
+flow directory, ``netdev anycast_rescue`` (written with the underlay family's table,
+carrying its marker, and checked and repaired on its own as well).
 
 Apply, in order: the overlay devices (diffed step by step), then per family: a family
 without a table gets a *warm* table first (conntrack on, nothing rescued), the sockets
@@ -63,11 +65,15 @@ from anycast_announcer.overlay import IPAddress
 from anycast_announcer.rescue.counters import RescueCounters, parse_counters
 from anycast_announcer.rescue.diff import (
     DEVICE_SYSCTLS,
+    EGRESS_FAMILY,
     InstalledOverlay,
     InstalledTable,
     LinkOp,
     LinkOpKind,
+    egress_script,
     link_changes,
+    marker_mode,
+    parse_egress,
     parse_table,
     removal_script,
     table_script,
@@ -147,11 +153,13 @@ class Installed:
     tables: Mapping[Family, InstalledTable]
     guard: Mapping[str, str] = field(default_factory=dict)
     """The reset guard's program (tc bytecode) on each interface that has it."""
+    egress: str | None = None
+    """The flow directory's netdev table: its marker ('' unmarked), None when absent."""
 
     @property
     def empty(self) -> bool:
         """Nothing of ours is installed."""
-        return not self.overlays and not self.tables and not self.guard
+        return not self.overlays and not self.tables and not self.guard and self.egress is None
 
     def as_json(self) -> dict[str, Any]:
         """A JSON-ready summary for ``rescue status``."""
@@ -170,8 +178,15 @@ class Installed:
                 for name, o in sorted(self.overlays.items())
             },
             "tables": {
-                family.value: {"mode": table.mode, "marker": table.marker}
-                for family, table in sorted(self.tables.items(), key=lambda i: i[0].value)
+                **{
+                    family.value: {"mode": table.mode, "marker": table.marker}
+                    for family, table in sorted(self.tables.items(), key=lambda i: i[0].value)
+                },
+                **(
+                    {EGRESS_FAMILY: {"mode": marker_mode(self.egress), "marker": self.egress}}
+                    if self.egress is not None
+                    else {}
+                ),
             },
             "reset_guard": sorted(self.guard),
         }
@@ -548,6 +563,10 @@ class RescueKernel:
                 tables[family] = parse_table(family, document)
         return tables
 
+    def _read_egress(self) -> str | None:
+        document = self._nft_json(["list", "table", EGRESS_FAMILY, TABLE])
+        return parse_egress(document) if document is not None else None
+
     def _write(self, script: str) -> None:
         # Check the whole transaction first, so a rejected one leaves no trace.
         self._nft(["-c", "-f", "-"], script)
@@ -809,9 +828,9 @@ class RescueKernel:
         with _reported("reading the rescue state"), self.iproute() as ipr:
             overlays = self._read_overlays(ipr, names)
         with _reported("reading the rescue tables"):
-            tables = self._read_tables()
+            tables, egress = self._read_tables(), self._read_egress()
         with _reported("reading the reset guard"):
-            return Installed(overlays, tables, self._read_guard())
+            return Installed(overlays, tables, self._read_guard(), egress)
 
     def device_indexes(self, plan: RescuePlan) -> dict[str, int]:
         """The interface index of each overlay device (dup rules are bound to them)."""
@@ -831,6 +850,9 @@ class RescueKernel:
         if installed.guard != self._guard_wanted(plan):
             return False
         indexes = self.device_indexes(plan)
+        underlay = render_table(plan, plan.underlay, device_indexes=indexes)
+        if egress_script(underlay, installed.egress) is not None:
+            return False
         return all(
             installed.tables[family].marker
             == render_table(plan, family, device_indexes=indexes).marker
@@ -902,17 +924,26 @@ class RescueKernel:
         the take-over, which takes longer: one netlink message per connection).
         """
         wanted = [f for f in plan.families if f.value in set(families)]
+        # The netdev table alone (``nft delete table netdev ...``, ``flush ruleset
+        # netdev``); with the underlay family's table it comes back in that table's text.
+        egress = EGRESS_FAMILY in set(families) and plan.underlay not in wanted
         with _reported("restoring the rescue tables"):
             indexes = self.device_indexes(plan)
             for family in wanted:
                 table = render_table(plan, family, device_indexes=indexes)
                 replace = f"add table {family.value} {TABLE}\ndelete table {family.value} {TABLE}\n"
                 self._nft(["-f", "-"], replace + table.text)
+            restored = [f.value for f in wanted]
+            if egress and (
+                text := render_table(plan, plan.underlay, device_indexes=indexes).egress
+            ):
+                self._nft(["-f", "-"], text)  # replaces itself whole, as the tables above
+                restored.append(EGRESS_FAMILY)
             if written is not None:
                 written()
             took_over = [self._take_over(f, plan) for f in wanted if plan.prefixes_of(f)]
         return ApplyReport(
-            tables_written=tuple(f.value for f in wanted),
+            tables_written=tuple(restored),
             took_over=tuple(f.value for f in wanted if plan.prefixes_of(f)),
             adopted=sum(len(t.adopt) for t in took_over),
             liberalized=sum(len(t.liberalize) for t in took_over),
@@ -957,13 +988,20 @@ class RescueKernel:
                         changes.liberalize + done.liberalize,
                         changes.forget + done.forget,
                     )
-        installed = self._read_tables()
+        installed, egress = self._read_tables(), self._read_egress()
         for family in plan.families:
             desired = render_table(plan, family, device_indexes=indexes)
             script = table_script(desired, installed.get(family))
             if script is not None:
                 self._write(script)
                 written.append(family.value)
+            if family is plan.underlay and not (script is not None and desired.egress):
+                # Not replaced by the table's own text: the netdev table may be gone or
+                # stale (deleted or altered alone), or left from a plan with a directory.
+                extra = egress_script(desired, egress)
+                if extra is not None:
+                    self._write(extra)
+                    written.append(EGRESS_FAMILY)
         return written, [f.value for f in fresh], changes
 
     def remove(self) -> RemoveReport:

@@ -41,7 +41,8 @@ Chains, in packet order (``F`` is the flow key ``saddr . sport . daddr . dport``
   after one), resets are dropped, and the clients retransmit into the full table.
 - With the flow directory (``plan.directory``; see the section below and docs/rescue.md):
   ``fabric_tcp`` first registers a local established flow with its directory member
-  (``registered``, over the feedback overlay), and sends an unclaimed flow's packets to
+  (``registered``, over the feedback overlay; the set's comment names the bucket map,
+  so a map change empties it and owners register again), and sends an unclaimed flow's packets to
   its directory member (``targeted`` / ``dir_send``: ``asked`` then ``queried``, its own
   budget) before the blind path; ``from_overlay`` sends broadcast frames straight to the
   peer chains and turns a unicast copy of an unknown flow of its own buckets into a
@@ -64,7 +65,7 @@ import enum
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from anycast_announcer.rescue.counters import DIRECTORY_COUNTERS
 from anycast_announcer.rescue.model import TABLE, Directory, Family, Member, RescuePlan
@@ -113,10 +114,14 @@ class SetShape:
     dynamic: bool = False
     """Filled from the packet path; its elements survive a reconcile."""
     elements: tuple[str, ...] = ()
+    comment: str | None = None
+    """Part of the set's identity: a set whose elements are only valid for something
+    else in the plan names it here (``registered``: the bucket map), so a plan where
+    that changed declares a different set, and the reconcile replaces it empty."""
 
     def comparable(self) -> tuple[object, ...]:
         """What must match for an installed set to be kept (``nft -j`` omits 'dynamic')."""
-        return (self.key, self.flags, self.timeout, self.size)
+        return (self.key, self.flags, self.timeout, self.size, self.comment)
 
     def declaration(self) -> str:
         """The ``set NAME { ... }`` line."""
@@ -128,6 +133,8 @@ class SetShape:
             parts.append(f"timeout {self.timeout}s;")
         if self.size is not None:
             parts.append(f"size {self.size};")
+        if self.comment is not None:
+            parts.append(f'comment "{self.comment}";')
         if self.elements:
             parts.append(f"elements = {{ {', '.join(self.elements)} }};")
         return f"set {self.name} {{ {' '.join(parts)} }}"
@@ -167,10 +174,14 @@ class RenderedTable:
     shape: TableShape
     digest: str
     mode: RenderMode
+    egress: str = ""
+    """The flow directory's ``netdev`` table alone (replaced whole; also part of
+    ``text``), for when only it must be written back; '' when the plan has none here."""
 
     @property
     def marker(self) -> str:
-        """The comment of the ``info`` rule, compared with the installed one."""
+        """The comment of the ``info`` rule, compared with the installed one; the netdev
+        table's rule carries the same one (it is written with this table)."""
         return f"{MARKER_PREFIX} {self.mode.value} {self.digest}"
 
 
@@ -547,13 +558,28 @@ def _directory_sets(plan: RescuePlan, family: Family, directory: Directory) -> l
         # Asked, or in the probation that follows the answer timeout (blind copies);
         # then the orphan window of ``rescuing`` (added with it).
         _flow_set("queried", family, directory.answer_timeout + timers.probation, size),
-        # Registered within the last register_interval (added, never refreshed).
-        _flow_set("registered", family, directory.register_interval, size),
+        # Registered within the last register_interval (added, never refreshed), with
+        # the directory member of the flow's bucket *in this bucket map*: the comment
+        # names the map, so a membership change that moves buckets replaces the set
+        # empty and owners register again at their next packet (to the new directory
+        # member), instead of being held back by registrations sent to the old one.
+        replace(
+            _flow_set("registered", family, directory.register_interval, size),
+            comment=f"bucket map {_bucket_map_digest(directory)}",
+        ),
     ]
     sets += [
         _flow_set(f"dir_{peer.token}", family, directory.entry_timeout, size) for peer in plan.peers
     ]
     return sets
+
+
+def _bucket_map_digest(directory: Directory) -> str:
+    """Names the bucket -> directory member map (by address, so a member whose overlay
+    position moved is the same member) and the bucket function."""
+    owners = ",".join(str(owner.address) for owner in directory.owners)
+    material = f"{directory.buckets} {directory.seed:#x} {owners}"
+    return hashlib.sha256(material.encode()).hexdigest()[:16]
 
 
 def _directory_chains(plan: RescuePlan) -> list[ChainShape]:
@@ -733,11 +759,12 @@ def _directory_rules(
     return rules
 
 
-def _egress_table(plan: RescuePlan) -> list[str]:
+def _egress_table(plan: RescuePlan, marker: str = "") -> list[str]:
     """The netdev table that gives a forwarded query its asker's source MAC.
 
     Declared, deleted and declared again: one transaction replaces it whole whether it
-    existed or not (nft 1.0.6 has no ``destroy``).
+    existed or not (nft 1.0.6 has no ``destroy``). Its rule carries ``marker`` (the
+    underlay table's), so the reconciler can tell it is there and current.
     """
     if _directory(plan) is None:
         return []
@@ -752,7 +779,8 @@ def _egress_table(plan: RescuePlan) -> list[str]:
         f'\t\ttype filter hook egress device "{plan.rescue.name}" '
         f"priority {EGRESS_PRIORITY}; policy accept;",
         # Only marks set by dir_query name a peer; any other mark misses the map.
-        f"\t\tether saddr set meta mark map {{ {macs} }} counter name dir_relayed",
+        f"\t\tether saddr set meta mark map {{ {macs} }} counter name dir_relayed"
+        + (f' comment "{marker}"' if marker else ""),
         "\t}",
         "}",
     ]
@@ -793,9 +821,14 @@ def render_table(
     for chain in shape.chains:
         if chain.name != "info":
             body += _chain_text(chain, rules.get(chain.name, []))
-    egress = _egress_table(plan) if family is plan.underlay else []
+    underlay = family is plan.underlay
+    # The digest covers the netdev table too (without the marker it will carry).
+    egress = _egress_table(plan) if underlay else []
     digest = _digest("\n".join(body + egress), device_indexes or {})
-    rendered = RenderedTable(family, "", shape, digest, mode)
-    body += _chain_text(ChainShape("info"), [f'return comment "{rendered.marker}"'])
+    marker = RenderedTable(family, "", shape, digest, mode).marker
+    egress = _egress_table(plan, marker) if underlay else []
+    body += _chain_text(ChainShape("info"), [f'return comment "{marker}"'])
     body.append("}")
-    return RenderedTable(family, "\n".join(body + egress) + "\n", shape, digest, mode)
+    egress_text = "\n".join(egress) + "\n" if egress else ""
+    text = "\n".join(body) + "\n" + egress_text
+    return RenderedTable(family, text, shape, digest, mode, egress_text)

@@ -11,6 +11,8 @@ management) deletes our tables with everything else, and announces it the same w
 ``anycast_rescue`` table arrives, or when the socket overflowed (some change may have been
 lost, so the caller must look). It says which families' tables were deleted outright
 (``flush ruleset``): those can be written back at once, without reading anything first.
+That includes the flow directory's ``netdev`` table, which ``flush ruleset`` deletes
+too, and which can also be deleted alone (``flush ruleset netdev``).
 Elements added from the packet path (``add @probation``, ``update @owner_*``) are not
 announced by the kernel, so a busy data path does not wake the watcher; element messages
 are ignored anyway.
@@ -51,13 +53,14 @@ _TABLE_ATTRIBUTE = 1  # NFTA_TABLE_NAME, NFTA_CHAIN_TABLE, NFTA_RULE_TABLE, NFTA
 _NAME = TABLE.encode() + b"\0"
 _NEWTABLE = 0
 _DELTABLE = 2
-_FAMILIES = {2: "ip", 10: "ip6"}  # NFPROTO_IPV4, NFPROTO_IPV6
+# NFPROTO_IPV4, NFPROTO_IPV6, NFPROTO_NETDEV (the flow directory's egress table).
+_FAMILIES = {2: "ip", 10: "ip6", 5: "netdev"}
 
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """What one wake-up saw: our tables changed; ``deleted``: families ("ip", "ip6")
-    whose table was deleted outright."""
+    """What one wake-up saw: our tables changed; ``deleted``: families ("ip", "ip6",
+    "netdev") whose table was deleted outright."""
 
     deleted: frozenset[str] = frozenset()
 

@@ -190,6 +190,12 @@ class RescueLab:
             total += sum(int(o["counter"]["packets"]) for o in objects if "counter" in o)
         return total
 
+    def set_size(self, node: str, name: str) -> int:
+        """Elements of a set of ``node``'s ip table, straight from nft."""
+        out = self.lab.run(node, ["nft", "-j", "list", "set", "ip", "anycast_rescue", name])
+        objects = json.loads(out.stdout)["nftables"]
+        return sum(len(o["set"].get("elem", [])) for o in objects if "set" in o)
+
     def guard_drops(self, node: str) -> int:
         """Packets the clsact qdiscs of ``node`` dropped: the reset guard's drops."""
         out = self.lab.run(node, ["tc", "-s", "-j", "qdisc", "show"]).stdout

@@ -25,12 +25,14 @@ from anycast_announcer.rescue.kernel import ApplyReport, HostFacts, Installed, R
 from anycast_announcer.rescue.model import TABLE, Family, RescuePlan
 from anycast_announcer.rescue.takeover import CtEntry, Flow
 
-_MARKER = re.compile(r'return comment "([^"]*)"')
+# The info rule of an ip/ip6 table, the egress rule of the netdev table.
+_MARKER = re.compile(r'(?:return|dir_relayed) comment "([^"]*)"')
 
 
 @dataclass
 class FakeNft:
-    """``subprocess.run`` for the ``nft`` command, over tables kept as their markers."""
+    """``subprocess.run`` for the ``nft`` command, over tables kept as their markers
+    (by family: ``ip``, ``ip6``, and ``netdev`` for the flow directory's egress table)."""
 
     tables: dict[str, str] = field(default_factory=dict)
     scripts: list[str] = field(default_factory=list)
@@ -68,7 +70,8 @@ class FakeNft:
             family = args[-2]
             if family not in self.tables:
                 return self._done(argv, 1, stderr="Error: No such file or directory")
-            rules = [{"rule": {"chain": "info", "comment": self.tables[family]}}]
+            chain = "egress" if family == "netdev" else "info"
+            rules = [{"rule": {"chain": chain, "comment": self.tables[family]}}]
             document = {"nftables": [{"table": {"family": family, "name": TABLE}}, *rules]}
             if args[2] == "counters":
                 document = {"nftables": []}
@@ -148,7 +151,9 @@ class FakeIPRoute:
     def link(self, command: str, **attrs: Any) -> None:
         self.calls.append(("link", command))
         if command == "add":
-            self.indexes[attrs["ifname"]] = 100 + len(self.indexes)
+            # No link is ever found (get_links), so every apply adds them again: keep
+            # their indexes, or every apply would see new ones and rewrite the tables.
+            self.indexes.setdefault(attrs["ifname"], 100 + len(self.indexes))
 
     def addr(self, command: str, **attrs: Any) -> None:
         self.calls.append(("addr", command))

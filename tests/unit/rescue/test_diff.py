@@ -6,7 +6,9 @@ learnt flow added), so the parser is tested against what the kernel really repor
 When the renderer changes, regenerate it: load ``render_table(plan(), Family.IPV4,
 device_indexes={"anycast-rsc": 7}).text`` with ``nft -f`` in a namespace that has the two
 overlay devices, add ``{ 10.3.0.2 . 40000 . 10.255.0.1 . 8080 }`` to ``owner_10_2_2_2``,
-and keep ``nft -j list table ip anycast_rescue`` without the rules of other chains.
+and keep ``nft -j list table ip anycast_rescue`` without the rules of other chains;
+``nft-list-table-netdev.json`` is ``nft -j list table netdev anycast_rescue`` of the same
+load, whole.
 """
 
 from __future__ import annotations
@@ -20,16 +22,21 @@ from anycast_announcer.rescue.diff import (
     DEVICE_SYSCTLS,
     InstalledOverlay,
     LinkOpKind,
+    egress_script,
     link_changes,
+    parse_egress,
     parse_table,
     removal_script,
     table_script,
 )
 from anycast_announcer.rescue.model import Family, Overlay, RescuePlan
-from anycast_announcer.rescue.render import SetShape, render_table
+from anycast_announcer.rescue.render import RenderMode, SetShape, render_table
 from tests.unit.rescue.plans import plan
 
 FIXTURE = Path(__file__).with_name("nft-list-table-ip.json")
+EGRESS_FIXTURE = Path(__file__).with_name("nft-list-table-netdev.json")
+"""``nft -j list table netdev anycast_rescue`` of the same load (the flow directory's
+egress table, written with the ip table's text)."""
 
 
 def installed_as(overlay: Overlay, index: int = 5, **changes: Any) -> InstalledOverlay:
@@ -238,6 +245,96 @@ def test_removal_script_deletes_the_tables() -> None:
         "delete table ip anycast_rescue\n"
         "table netdev anycast_rescue { }\ndelete table netdev anycast_rescue\n"
     )
+
+
+class TestRegistrationsFollowTheBucketMap:
+    """``registered`` is only valid for the directory member each flow was registered
+    with: a bucket map change must empty it (issue 17: moved buckets lost registrations
+    for up to register_interval), and nothing else may lose its flows."""
+
+    KEPT = (
+        "owner_10_2_2_2",
+        "owner_10_2_3_2",
+        "fed_10_2_2_2",
+        "probation",
+        "rescuing",
+        "asked",
+        "queried",
+        "dir_10_2_2_2",
+        "dir_10_2_3_2",
+        "blind_src",
+        "icmp_src",
+    )
+
+    def test_a_member_that_moves_buckets_empties_registered_in_the_same_transaction(
+        self,
+    ) -> None:
+        table = parse_table(Family.IPV4, json.loads(FIXTURE.read_text()))
+        desired = render_table(plan(base=before_base_with("10.2.4.2")), Family.IPV4)
+        script = table_script(desired, table)
+        assert script is not None
+        deleted = [line for line in script.splitlines() if line.startswith("delete set")]
+        assert deleted == ["delete set ip anycast_rescue registered"]
+        # Declared again in the same ``nft -f``, after the flush of every rule.
+        assert script.index("flush table") < script.index("delete set")
+        assert "set registered {" in script[script.index("delete set") :]
+        for name in self.KEPT:
+            assert f"delete set ip anycast_rescue {name}\n" not in script
+            assert f"flush set ip anycast_rescue {name}\n" not in script
+
+    def test_a_departed_member_moves_its_buckets_too(self) -> None:
+        table = parse_table(Family.IPV4, json.loads(FIXTURE.read_text()))
+        desired = render_table(plan(base=before_base_without("10.2.3.2")), Family.IPV4)
+        assert "delete set ip anycast_rescue registered\n" in (table_script(desired, table) or "")
+
+    def test_a_change_that_keeps_the_bucket_map_keeps_the_registrations(self) -> None:
+        table = parse_table(Family.IPV4, json.loads(FIXTURE.read_text()))
+        for extra in ("  learn_timeout: 9\n", "  directory: {answer_timeout: 2}\n"):
+            script = table_script(render_table(plan(extra), Family.IPV4), table) or ""
+            assert "registered" not in script.split("table ip anycast_rescue {")[0], extra
+
+    def test_both_families_name_the_same_map_and_every_member_derives_it(self) -> None:
+        """Every owner's ``registered`` is emptied by the same membership change."""
+
+        def comment(p: RescuePlan, family: Family) -> str | None:
+            sets = {s.name: s for s in render_table(p, family).shape.sets}
+            return sets["registered"].comment
+
+        mine = comment(plan(), Family.IPV4)
+        assert mine is not None
+        assert mine.startswith("bucket map ")
+        assert comment(plan(), Family.IPV6) == mine
+        assert comment(plan(local="10.2.2.2"), Family.IPV4) == mine
+        assert comment(plan(base=before_base_with("10.2.4.2")), Family.IPV4) != mine
+        buckets = plan("  directory: {buckets: 512}\n")
+        assert comment(buckets, Family.IPV4) != mine
+
+
+class TestEgressTable:
+    """The flow directory's netdev table is checked and repaired on its own."""
+
+    def test_its_rule_carries_the_underlay_tables_marker(self) -> None:
+        desired = render_table(plan(), Family.IPV4, device_indexes={"anycast-rsc": 7})
+        assert parse_egress(json.loads(EGRESS_FIXTURE.read_text())) == desired.marker
+        assert desired.egress.startswith("table netdev anycast_rescue { }\n")
+        assert desired.text.endswith(desired.egress)
+        assert render_table(plan(), Family.IPV6).egress == ""
+
+    def test_a_current_table_is_left_alone(self) -> None:
+        desired = render_table(plan(), Family.IPV4, device_indexes={"anycast-rsc": 7})
+        assert egress_script(desired, desired.marker) is None
+
+    def test_a_missing_stale_or_unmarked_table_is_written_back_whole(self) -> None:
+        desired = render_table(plan(), Family.IPV4)
+        warm = render_table(plan(), Family.IPV4, mode=RenderMode.WARM)
+        for installed in (None, "", warm.marker):
+            assert egress_script(desired, installed) == desired.egress
+
+    def test_a_plan_without_the_directory_deletes_a_leftover_table(self) -> None:
+        off = render_table(plan("  directory: {enabled: false}\n"), Family.IPV4)
+        assert off.egress == ""
+        assert egress_script(off, "anything") == "delete table netdev anycast_rescue\n"
+        assert egress_script(off, None) is None
 
 
 def before_base_with(member: str) -> str:

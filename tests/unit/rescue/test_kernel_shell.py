@@ -183,6 +183,67 @@ def test_restore_writes_deleted_tables_back_whole_then_takes_over(tmp_path: Path
     assert _entry(9) in host.conntrack.entries
 
 
+class TestEgressTable:
+    """The flow directory's netdev table: deleted or altered alone, it is drift, and
+    the repair (or a restore after the watch saw it deleted) writes it back alone.
+    (The fake finds no overlay device, so ``in_sync`` is never true here: what makes
+    the netdev table drift is ``diff.egress_script``'s, tested in test_diff.)"""
+
+    def test_deleted_alone_a_repair_writes_only_it(self, tmp_path: Path) -> None:
+        host = FakeHost(tmp_path)
+        kernel = host.kernel()
+        kernel.apply(plan())
+        marker = host.nft.tables["netdev"]
+        assert marker == host.nft.tables["ip"]
+        host.nft.tables.pop("netdev")  # nft delete table netdev anycast_rescue
+        host.nft.scripts.clear()
+        report = kernel.apply(plan(), warm=False)
+        assert report.tables_written == ("netdev",)
+        assert host.nft.tables["netdev"] == marker
+        assert [s.splitlines()[0] for s in host.nft.scripts] == ["table netdev anycast_rescue { }"]
+
+    def test_an_altered_table_is_written_back(self, tmp_path: Path) -> None:
+        host = FakeHost(tmp_path)
+        kernel = host.kernel()
+        kernel.apply(plan())
+        host.nft.tables["netdev"] = ""  # its rule replaced by someone else's
+        assert kernel.apply(plan()).tables_written == ("netdev",)
+        assert host.nft.tables["netdev"] == host.nft.tables["ip"]
+
+    def test_restore_writes_it_alone_when_only_it_was_deleted(self, tmp_path: Path) -> None:
+        host = FakeHost(tmp_path)
+        kernel = host.kernel()
+        kernel.apply(plan())
+        host.nft.tables.pop("netdev")
+        host.nft.scripts.clear()
+        report = kernel.restore(plan(), {"netdev"})
+        assert report.tables_written == ("netdev",)
+        assert host.nft.tables["netdev"] == host.nft.tables["ip"]
+        assert len(host.nft.scripts) == 1
+
+    def test_after_a_flushed_ruleset_it_comes_back_with_the_underlay_table(
+        self, tmp_path: Path
+    ) -> None:
+        host = FakeHost(tmp_path)
+        kernel = host.kernel()
+        kernel.apply(plan())
+        host.nft.tables.clear()
+        host.nft.scripts.clear()
+        report = kernel.restore(plan(), {"ip", "ip6", "netdev"})
+        assert report.tables_written == ("ip", "ip6")
+        assert len(host.nft.scripts) == 2  # no third write: ip's text carries it
+        assert host.nft.tables["netdev"] == host.nft.tables["ip"]
+        assert kernel.apply(plan(), warm=False).tables_written == ()
+
+    def test_turning_the_directory_off_deletes_it(self, tmp_path: Path) -> None:
+        host = FakeHost(tmp_path)
+        kernel = host.kernel()
+        kernel.apply(plan())
+        kernel.apply(plan("  directory: {enabled: false}\n"))
+        assert "netdev" not in host.nft.tables
+        assert kernel.read_installed().egress is None
+
+
 class TestResetGuard:
     """The tc filter that drops unmarked resets from anycast addresses (see guard)."""
 

@@ -64,3 +64,40 @@ def test_a_table_deleted_and_created_again_is_not_deleted() -> None:
     rescue_changes(_message(2, b"anycast_rescue"), deleted)
     rescue_changes(_message(0, b"anycast_rescue"), deleted)  # a later datagram
     assert deleted == set()
+
+
+def _in_family(message: bytes, family: int) -> bytes:
+    raw = bytearray(message)
+    raw[16] = family  # nfgenmsg's first byte
+    return bytes(raw)
+
+
+def test_the_directory_netdev_table_deleted_alone_is_named() -> None:
+    """NFPROTO_NETDEV (5): ``nft delete table netdev anycast_rescue`` or ``flush ruleset
+    netdev`` must be written back like a flushed ip table, not wait for a rewrite."""
+    change = rescue_changes(_in_family(_message(2, b"anycast_rescue"), 5))
+    assert change is not None
+    assert change.deleted == {"netdev"}
+
+
+def test_a_flushed_ruleset_names_all_three_tables() -> None:
+    datagram = b"".join(_in_family(_message(2, b"anycast_rescue"), family) for family in (2, 10, 5))
+    change = rescue_changes(datagram)
+    assert change is not None
+    assert change.deleted == {"ip", "ip6", "netdev"}
+
+
+def test_a_netdev_table_replaced_whole_is_not_deleted() -> None:
+    """The egress table is written as declare, delete, declare: not a deletion."""
+    replaced = b"".join(_in_family(_message(m, b"anycast_rescue"), 5) for m in (0, 2, 0))
+    change = rescue_changes(replaced)
+    assert change is not None
+    assert change.deleted == frozenset()
+
+
+def test_tables_of_other_families_are_changes_but_never_deleted_families() -> None:
+    """inet (1), arp (3), bridge (7): not ours to write back, but still worth a look."""
+    for family in (1, 3, 7):
+        change = rescue_changes(_in_family(_message(2, b"anycast_rescue"), family))
+        assert change is not None
+        assert change.deleted == frozenset()
