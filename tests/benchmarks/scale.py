@@ -451,10 +451,11 @@ def one_event(group: Group, kind: str, event: str, size: Size) -> dict[str, Any]
         counted = group.counters().minus(counted_before)
         read_spread = max(read_spread, time.monotonic() - read_started)
         measured = (read_started + time.monotonic()) / 2 - changed
-        # What the sidecars make of the event (the hold-down keeps a withdrawn member).
+        time.sleep(max(0.0, changed + SETTLE - time.monotonic()))
+        # What the sidecars make of the event (the hold-down keeps a withdrawn member),
+        # once a data-path-only member's route change crossed the spine, in both modes.
         holding = group.holding_group()
         member_route = group.member_route_at_leaf1(affected)
-        time.sleep(max(0.0, changed + SETTLE - time.monotonic()))
     finally:
         hold.send_signal(signal.SIGTERM)
         hold.wait(timeout=30)
@@ -594,11 +595,11 @@ def _ratio(value: float | None) -> str:
 
 
 def _median_worst(values: list[float | None]) -> str:
-    """One run's value, or the median and the worst (highest) over the repeats."""
+    """The value all runs had, or the median and the worst (highest) over the repeats."""
     known = [v for v in values if v is not None]
     if not known:
         return "n/a"
-    if len(known) == 1:
+    if min(known) == max(known):
         return f"{known[0]:g}"
     return f"{statistics.median(known):g} (worst {max(known):g})"
 
@@ -677,12 +678,13 @@ def render(results: dict[str, Any]) -> str:
         "copies count once per replica, feedback included) / rescued packets owners "
         "accepted. Target: 0 broken, at most 2 underlay packets per rescued packet.",
         "",
-        "With more than one run per line, counts of broken sessions, the ratio and budget "
+        "Where the runs of a line differ, counts of broken sessions, the ratio and budget "
         "drops show the median and the worst run; sessions, rescued packets and the rest "
-        "show the lowest-highest. *Sidecars holding the group*: sidecars whose data path "
-        "held every member at the end of the window (a withdrawn member is held down); "
-        "*member route at leaf1*: whether the affected member's member route was there "
-        "then.",
+        "show the lowest-highest. A control (rescue off) event has no window: its sessions "
+        f"are held {SETTLE:g} s after the FIB change. *Sidecars holding the group*: sidecars whose "
+        "data path held every member at the end of the event (a withdrawn member is held "
+        "down); *member route at leaf1*: whether the affected member's member route was "
+        "there then.",
         "",
         "| N | rescue | affected | event | runs | sessions (on its leaf) "
         "| moved w/o rescue (expected) | broken own of on affected | broken innocent "

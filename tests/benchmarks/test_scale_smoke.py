@@ -95,6 +95,7 @@ def test_without_rescue_the_same_events_break_sessions(results: dict[str, Any]) 
     for row in (withdrawal, addition):
         assert row["counters"]["underlay_sent"] == 0, row
         assert row["sidecars_holding_group"] == 0, row
+        assert row["member_route_at_leaf1"] is False, row  # no rescue, no member route
     assert not _rows(results, "control", "data_path_only")
 
 
@@ -106,5 +107,8 @@ def test_the_section_renders(results: dict[str, Any]) -> None:
     assert "| 8 | **off** | m4 (sidecar, leaf1) | addition | 1 |" in text
     # Repeats: one line per event, the median and the worst over the runs.
     (size,) = results["sizes"]
-    twice = {"sizes": [size | {"events": size["events"] + size["events"]}]}
-    assert "| 8 | on | m4 (sidecar, leaf1) | withdrawal | 2 |" in scale.render(twice)
+    worse = [r | {"repeat": 1, "broken_innocent": 3} for r in size["events"]]
+    twice = scale.render({"sizes": [size | {"events": size["events"] + worse}]})
+    line = next(x for x in twice.splitlines() if x.startswith("| 8 | on | m4 (sidecar, leaf1) "))
+    assert "| withdrawal | 2 |" in line, line
+    assert "| 1.5 (worst 3) |" in line, line
