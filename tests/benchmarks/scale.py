@@ -93,6 +93,9 @@ EVENTS = ("withdrawal", "addition")
 KINDS = ("sidecar", "data_path_only")
 """Which member an event hits: leaf1's last sidecar, or leaf2's last data-path-only member."""
 MODES = ("rescue", "control")
+SOURCES = 240
+"""Client addresses per group size, one per event (no 4-tuple is ever reused)."""
+MAX_REPEATS = SOURCES // (len(MODES) * len(KINDS) * len(EVENTS))
 SETTLE = 3.5
 """Seconds after the FIB changed for every broken session to notice (pings every 0.3 s)."""
 
@@ -216,7 +219,7 @@ class Group:
         self.sidecars: dict[int, subprocess.Popen[Any]] = {}
         self.rescue = True
         """False once :meth:`turn_rescue_off` ran: the control's sidecars have no rescue."""
-        self._sources = iter(range(10, 250))
+        self._sources = iter(range(10, 10 + SOURCES))
         self.events = iter(range(1_000_000))
         """Numbers each event's files: no two events share one."""
         self._pool = ThreadPoolExecutor(max_workers=16)
@@ -299,7 +302,7 @@ class Group:
         member route (both, as a sidecar's start or SIGTERM does); its data path stays."""
         leaf = self.shape.leaf_of(member)
         no = "" if on else "no "
-        subprocess.run(
+        done = subprocess.run(
             [
                 *("vtysh", "-N", self.lab.ns(f"leaf{leaf}")),
                 *("-c", "configure terminal"),
@@ -308,10 +311,13 @@ class Group:
                 *("-c", "address-family ipv4 unicast"),
                 *("-c", f"{no}network {member_route(member)} route-map RESCUE-ORIGINATE"),
             ],
-            check=True,
+            check=False,
             capture_output=True,
+            text=True,
             timeout=30,
         )
+        if done.returncode != 0:
+            raise RuntimeError(f"leaf{leaf}: vtysh failed: {(done.stdout + done.stderr).strip()}")
 
     def member_route_at_leaf1(self, member: int) -> bool:
         """Whether leaf1, and so its sidecars, has the member's member route."""
@@ -747,12 +753,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--docs", type=Path, default=REPO_ROOT / "docs" / "benchmarks")
     args = parser.parse_args(argv)
-    if args.repeats < 1:
-        parser.error(f"--repeats must be at least 1, not {args.repeats}")
+    # Every event's sessions come from a client address of their own (240 of them).
+    if not 1 <= args.repeats <= MAX_REPEATS:
+        parser.error(f"--repeats must be 1 to {MAX_REPEATS}, not {args.repeats}")
     try:
         wanted = {int(n) for n in args.sizes.split(",")}
     except ValueError:
-        parser.error(f"--sizes takes group sizes separated by commas (16,64), not {args.sizes!r}")
+        wanted = set()
+    if not wanted or not wanted <= {s.shape.members for s in FULL}:
+        parser.error(f"--sizes takes 16, 64 or 16,64, not {args.sizes!r}")
     sizes = tuple(
         replace(s, repeats=args.repeats)
         for s in (QUICK if args.quick else FULL)
