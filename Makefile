@@ -97,10 +97,12 @@ bench: deps
 	$(BIN)/python -m tests.benchmarks.bfd
 	$(MAKE) bench-scale
 
-# Flow rescue at N = 16 and 64 on the generated scale lab (containerlab/rescue64): about
-# six minutes, most of it installing 48 data paths and starting 16 sidecars.
+# Flow rescue at N = 16 and 64 on the generated scale lab (containerlab/rescue64), with
+# rescue on, then off (the control). SCALE_ARGS passes options on, e.g.
+# SCALE_ARGS="--sizes 64 --repeats 3" (python -m tests.benchmarks.scale --help).
+SCALE_ARGS ?=
 bench-scale: deps
-	$(BIN)/python -m tests.benchmarks.scale
+	$(BIN)/python -m tests.benchmarks.scale $(SCALE_ARGS)
 
 # The price every packet pays for rescue (issue 17): direct throughput off / on / clamp
 # inert / no clamp, interleaved, and a perf profile per case (docs/benchmarks/price.*).

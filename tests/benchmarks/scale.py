@@ -6,13 +6,27 @@ group from the fabric; the other leaves' members are data-path-only (``rescue in
 with the whole group as static members), their anycast and member routes originated by
 their leaf. Every member serves the lab TCP service on the anycast address.
 
-For each N, two events on the last sidecar of leaf1 (the *affected* member), each with
-its own fresh sessions from the client (one ping every 0.3 s each way, so with ACKs
-several packets a second per session):
+For each N, events on two *affected* members, each event with its own fresh sessions
+from the client (one ping every 0.3 s each way, so with ACKs several packets a second per
+session):
 
-- **withdrawal**: its sidecar stops (SIGTERM withdraws its routes; service and data path
-  stay, as they do on a real server being taken out);
-- **addition**: its sidecar starts again while the others are announced.
+- **sidecar** (the last member of leaf1): **withdrawal**, its sidecar stops (SIGTERM
+  withdraws its anycast and member routes; service and data path stay, as they do on a
+  real server being taken out); **addition**, its sidecar starts again.
+- **data_path_only** (the last member of leaf2): **withdrawal**, leaf2 stops originating
+  it: its static anycast next hop goes and so does its member route, as a sidecar's
+  SIGTERM takes both (its service and data path stay); **addition**, leaf2 routes to it
+  and originates its member route again. The sidecars must keep it in their data paths
+  through the withdrawal (hold-down), which each row records.
+
+Each mode runs every event ``--repeats`` times, in this order, on the same lab:
+
+- **rescue**: data paths everywhere, as described above;
+- **control**: then rescue off everywhere on the same lab: every sidecar stopped, every
+  member's data path removed (``rescue remove``), the sidecars restarted without a
+  ``rescue`` section (no data path, no member route, nothing learnt), and the same events
+  again. Its broken sessions are what the fabric's rehashing does without rescue, measured
+  rather than computed from the hash math.
 
 Per event: sessions broken, on the affected member (*own*) and elsewhere (*innocent*);
 and over the ``window`` seconds after the event, every member's rescue counters read
@@ -21,13 +35,14 @@ each replica of a blind copy and every feedback packet counted) summed over all 
 divided by the rescued packets that owners accepted (the per-peer ``received``). The
 issue's target is at most 2 underlay packets per rescued packet; blind copies go to
 all N - 1 members, so this measures whatever data path is installed (the counters are
-the same whichever rules produce them).
+the same whichever rules produce them). A control event has no window (there are no
+counters): its sessions are held ``SETTLE`` seconds after the FIB change.
 
 Also per N: how long the lab and the group take to come up, how long the sidecars take
 to learn every member, and one sidecar's idle RSS and CPU (sidecar + ExaBGP), which is
 what decided how many real sidecars this 2-core machine carries.
 
-    sudo .venv/bin/python -m tests.benchmarks.scale [--quick] [--sizes 16,64]
+    sudo .venv/bin/python -m tests.benchmarks.scale [--quick] [--sizes 16,64] [--repeats K]
 """
 
 from __future__ import annotations
@@ -44,7 +59,7 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -68,12 +83,19 @@ from tests.benchmarks.scalelab import (
     leaf_as,
     member_address,
     member_as,
+    member_route,
     write,
 )
 from tests.lablib import REPO_ROOT, unique_lab_name
 
 SERVICE_PORT = 8080
 EVENTS = ("withdrawal", "addition")
+KINDS = ("sidecar", "data_path_only")
+"""Which member an event hits: leaf1's last sidecar, or leaf2's last data-path-only member."""
+MODES = ("rescue", "control")
+SOURCES = 240
+"""Client addresses per group size, one per event (no 4-tuple is ever reused)."""
+MAX_REPEATS = SOURCES // (len(MODES) * len(KINDS) * len(EVENTS))
 SETTLE = 3.5
 """Seconds after the FIB changed for every broken session to notice (pings every 0.3 s)."""
 
@@ -87,6 +109,9 @@ class Size:
     sessions: int
     window: float = 10.0
     idle_seconds: float = 10.0
+    repeats: int = 1
+    control_kinds: tuple[str, ...] = KINDS
+    """The affected members the control runs its events on (all of them but in the smoke)."""
 
     @property
     def shape(self) -> ScaleLab:
@@ -95,8 +120,9 @@ class Size:
 
 FULL = (Size(2, 8, sessions=320), Size(4, 16, sessions=640))
 QUICK = (Size(2, 8, sessions=160), Size(4, 16, sessions=320))
-TINY = Size(2, 4, sessions=96, window=6.0, idle_seconds=2.0)
-"""For the smoke test: the code runs, the numbers mean little."""
+TINY = Size(2, 4, sessions=96, window=SETTLE, idle_seconds=2.0, control_kinds=("sidecar",))
+"""For the smoke test: the code runs, the numbers mean little. Its control runs only the
+sidecar's events, which are enough to show that sessions break without rescue."""
 
 
 def _sidecar_config(member: int) -> dict[str, Any]:
@@ -191,17 +217,23 @@ class Group:
         self.lab, self.shape, self.workdir = lab, shape, workdir
         self.services = {g: LabService(lab, f"m{g}", workdir) for g in range(1, shape.members + 1)}
         self.sidecars: dict[int, subprocess.Popen[Any]] = {}
-        self._sources = iter(range(10, 250))
+        self.rescue = True
+        """False once :meth:`turn_rescue_off` ran: the control's sidecars have no rescue."""
+        self._sources = iter(range(10, 10 + SOURCES))
+        self.events = iter(range(1_000_000))
+        """Numbers each event's files: no two events share one."""
         self._pool = ThreadPoolExecutor(max_workers=16)
 
     def _config_path(self, member: int) -> Path:
-        path = self.workdir / f"m{member}.json"
+        path = self.workdir / f"m{member}{'' if self.rescue else '-norescue'}.json"
         if not path.exists():
             config = (
                 _sidecar_config(member)
                 if self.shape.has_sidecar(member)
                 else _static_config(self.shape, member)
             )
+            if not self.rescue:
+                del config["rescue"]
             path.write_text(json.dumps(config), encoding="utf-8")
         return path
 
@@ -249,17 +281,48 @@ class Group:
             process.kill()
             process.wait(timeout=5)
 
-    def leaf1_hops(self) -> list[tuple[str, int]]:
-        """leaf1's next hops for the anycast prefix that are its own members."""
-        return [h for h in kernel_nexthops(self.lab, "leaf1") if h[0].startswith("10.2.")]
+    def affected(self, kind: str) -> int:
+        """The member an event of ``kind`` hits: the last one of leaf1 or of leaf2."""
+        return self.shape.per_leaf * (1 if kind == "sidecar" else 2)
 
-    def wait_hops(self, count: int, timeout: float = 60) -> None:
+    def leaf_hops(self, leaf: int) -> list[tuple[str, int]]:
+        """The leaf's next hops for the anycast prefix that are its own members."""
+        return [h for h in kernel_nexthops(self.lab, f"leaf{leaf}") if h[0].startswith("10.2.")]
+
+    def wait_hops(self, count: int, timeout: float = 60, leaf: int = 1) -> None:
         wait_for(
-            lambda: len(self.leaf1_hops()) == count,
+            lambda: len(self.leaf_hops(leaf)) == count,
             timeout,
-            f"leaf1 never reached {count} member next hops",
+            f"leaf{leaf} never reached {count} member next hops",
             interval=0.1,
         )
+
+    def originate(self, member: int, on: bool) -> None:
+        """A data-path-only member's leaf starts or stops routing to it and originating its
+        member route (both, as a sidecar's start or SIGTERM does); its data path stays."""
+        leaf = self.shape.leaf_of(member)
+        no = "" if on else "no "
+        done = subprocess.run(
+            [
+                *("vtysh", "-N", self.lab.ns(f"leaf{leaf}")),
+                *("-c", "configure terminal"),
+                *("-c", f"{no}ip route {ANYCAST}/32 {member_address(member)}"),
+                *("-c", f"router bgp {leaf_as(leaf)}"),
+                *("-c", "address-family ipv4 unicast"),
+                *("-c", f"{no}network {member_route(member)} route-map RESCUE-ORIGINATE"),
+            ],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"leaf{leaf}: vtysh failed: {(done.stdout + done.stderr).strip()}")
+
+    def member_route_at_leaf1(self, member: int) -> bool:
+        """Whether leaf1, and so its sidecars, has the member's member route."""
+        route = self.lab.vtysh_json("leaf1", f"show ip bgp {member_route(member)} json")
+        return bool(route.get("paths"))
 
     def member_set(self, member: int) -> int:
         """How many members ``member``'s data path holds (its nft ``members`` set)."""
@@ -273,11 +336,25 @@ class Group:
                 return len(item["set"].get("elem", []))
         return 0
 
-    def learnt_everywhere(self) -> bool:
-        """Every sidecar's data path holds the whole group (learnt from the fabric)."""
+    def holding_group(self) -> int:
+        """How many sidecars' data paths hold the whole group (learnt from the fabric)."""
         # The set holds every member, this one too.
         counts = self._pool.map(self.member_set, self.shape.sidecars)
-        return all(c == self.shape.members for c in counts)
+        return sum(1 for c in counts if c == self.shape.members)
+
+    def learnt_everywhere(self) -> bool:
+        return self.holding_group() == len(self.shape.sidecars)
+
+    def turn_rescue_off(self) -> None:
+        """For the control: no data path anywhere, sidecars without rescue, all announced."""
+        list(self._pool.map(self.stop_sidecar, list(self.sidecars)))
+        # The data path outlives a stopped sidecar on purpose; remove it everywhere.
+        everyone = range(1, self.shape.members + 1)
+        list(self._pool.map(lambda g: self._cli(g, "rescue", "remove"), everyone))
+        self.rescue = False
+        for member in self.shape.sidecars:
+            self.start_sidecar(member)
+        self.wait_hops(len(self.shape.sidecars), timeout=180)
 
     def counters(self) -> Totals:
         """Every member's rescue counters, read in parallel straight from nftables."""
@@ -327,10 +404,24 @@ class Group:
         self._pool.shutdown()
 
 
-def one_event(group: Group, event: str, size: Size) -> dict[str, Any]:
+def _act(group: Group, kind: str, event: str, member: int) -> None:
+    """Withdraw or add ``member``: its sidecar, or its leaf's routes to it."""
+    if kind == "data_path_only":
+        group.originate(member, on=event == "addition")
+    elif event == "withdrawal":
+        # SIGTERM only: the window runs from the FIB change, not from the exit.
+        group.sidecars[member].send_signal(signal.SIGTERM)
+    else:
+        group.start_sidecar(member)
+
+
+def one_event(group: Group, kind: str, event: str, size: Size) -> dict[str, Any]:
     """Hold sessions, withdraw or add the affected member, count over the window."""
     shape = group.shape
-    affected = shape.per_leaf  # the last member of leaf1: a sidecar
+    affected = group.affected(kind)
+    leaf = shape.leaf_of(affected)
+    # The control has no counters to read: its sessions only need to notice.
+    window = size.window if group.rescue else 0.0
     group.abort_sessions()
     time.sleep(0.5)
     hold, result_path = start_hold(
@@ -339,9 +430,10 @@ def one_event(group: Group, event: str, size: Size) -> dict[str, Any]:
         size.sessions,
         group.fresh_source(),
         group.workdir,
-        f"{shape.members}-{event}",
+        f"{shape.members}-{'rescue' if group.rescue else 'control'}-{kind}-{event}-"
+        f"{next(group.events)}",
     )
-    before = group.leaf1_hops()
+    before = group.leaf_hops(leaf)
     read_started = time.monotonic()
     counted_before = group.counters()
     # The members are read in parallel but not at one instant: the after-read starts
@@ -349,73 +441,97 @@ def one_event(group: Group, event: str, size: Size) -> dict[str, Any]:
     read_spread = time.monotonic() - read_started
     started = time.monotonic()
     try:
-        if event == "withdrawal":
-            # SIGTERM only: the window runs from the FIB change, not from the exit.
-            group.sidecars[affected].send_signal(signal.SIGTERM)
-        else:
-            group.start_sidecar(affected)
+        _act(group, kind, event, affected)
         wait_for(
-            lambda: group.leaf1_hops() != before,
+            lambda: group.leaf_hops(leaf) != before,
             60,
-            f"{event}: leaf1's next hops never changed",
+            f"{event} of m{affected}: leaf{leaf}'s next hops never changed",
             interval=0.05,
         )
         changed = time.monotonic()
-        after = group.leaf1_hops()
+        after = group.leaf_hops(leaf)
         # Nothing moves before the FIB changes (a starting sidecar takes seconds), so the
         # window is the ``window`` seconds after the change.
-        time.sleep(max(0.0, changed + size.window - read_spread / 2 - time.monotonic()))
+        time.sleep(max(0.0, changed + window - read_spread / 2 - time.monotonic()))
         read_started = time.monotonic()
         counted = group.counters().minus(counted_before)
         read_spread = max(read_spread, time.monotonic() - read_started)
-        window = (read_started + time.monotonic()) / 2 - changed
+        measured = (read_started + time.monotonic()) / 2 - changed
         time.sleep(max(0.0, changed + SETTLE - time.monotonic()))
+        # What the sidecars make of the event (the hold-down keeps a withdrawn member),
+        # once a data-path-only member's route change crossed the spine, in both modes.
+        holding = group.holding_group()
+        member_route = group.member_route_at_leaf1(affected)
     finally:
         hold.send_signal(signal.SIGTERM)
         hold.wait(timeout=30)
-        if event == "withdrawal":
+        if kind == "sidecar" and event == "withdrawal":
             group.stop_sidecar(affected)
     held = json.loads(result_path.read_text(encoding="utf-8"))["sessions"]
-    return _row(event, shape, f"m{affected}", held, before, after) | {
+    return _row(shape, affected, held, before, after) | {
+        "mode": "rescue" if group.rescue else "control",
+        "kind": kind,
+        "event": event,
         "seconds_to_fib_change": round(changed - started, 2),
-        "window_seconds": round(window, 2),
+        "window_seconds": round(measured, 2) if group.rescue else None,
         "counter_read_seconds": round(read_spread, 2),
         "counters": counted,
         "underlay_per_rescued": (
             round(counted["underlay_sent"] / counted["rescued"], 2) if counted["rescued"] else None
         ),
+        "sidecars_holding_group": holding,
+        "member_route_at_leaf1": member_route,
     }
 
 
 def _row(
-    event: str,
     shape: ScaleLab,
-    affected: str,
+    affected: int,
     held: list[dict[str, Any]],
     before: list[tuple[str, int]],
     after: list[tuple[str, int]],
 ) -> dict[str, Any]:
     opened = [s for s in held if s["state"] != "failed"]
     broken = [s for s in opened if s["state"] == "broken"]
-    leaf1 = {f"m{g}" for g in shape.sidecars}
-    on_leaf1 = sum(1 for s in opened if s["server"] in leaf1)
+    name = f"m{affected}"
+    leaf = shape.leaf_of(affected)
+    same_leaf = {f"m{g}" for g in shape.on_leaf(leaf)}
+    on_leaf = sum(1 for s in opened if s["server"] in same_leaf)
     return {
-        "event": event,
         "members": shape.members,
         "sidecars": len(shape.sidecars),
+        "affected": name,
+        "leaf": leaf,
         "sessions": len(opened),
         "failed_to_open": len(held) - len(opened),
         "servers_answering": len({s["server"] for s in opened}),
-        "on_affected": sum(1 for s in opened if s["server"] == affected),
-        "on_leaf1": on_leaf1,
-        "broken_own": sum(1 for s in broken if s["server"] == affected),
-        "broken_innocent": sum(1 for s in broken if s["server"] != affected),
+        "on_affected": sum(1 for s in opened if s["server"] == name),
+        "on_leaf": on_leaf,
+        "broken_own": sum(1 for s in broken if s["server"] == name),
+        "broken_innocent": sum(1 for s in broken if s["server"] != name),
         "broken_by_reason": dict(Counter(str(s["reason"]) for s in broken)),
-        # Without rescue, every leaf1 session whose next hop changes breaks (hash-threshold).
-        "moved_expected_without_rescue": round(movement(before, after).moved * on_leaf1, 1),
+        # Without rescue, every session on the leaf whose next hop changes breaks
+        # (hash-threshold); the control measures it.
+        "moved_expected_without_rescue": round(movement(before, after).moved * on_leaf, 1),
         "next_hops_before": len(before),
         "next_hops_after": len(after),
     }
+
+
+def run_events(group: Group, size: Size, kinds: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Every event on every kind of affected member, ``size.repeats`` times, in one mode."""
+    shape = group.shape
+    rows = []
+    for repeat in range(size.repeats):
+        for kind in kinds:
+            leaf = shape.leaf_of(group.affected(kind))
+            for event in EVENTS:
+                rows.append(one_event(group, kind, event, size) | {"repeat": repeat})
+                # Each event starts from the settled fabric the previous one left.
+                group.wait_hops(shape.per_leaf - (event == "withdrawal"), leaf=leaf)
+            if group.rescue:
+                wait_for(group.learnt_everywhere, 120, "the sidecars never relearnt", 0.5)
+    return rows
 
 
 @contextmanager
@@ -454,11 +570,12 @@ def run_size(size: Size, workdir: Path) -> dict[str, Any]:
             wait_for(group.learnt_everywhere, 120, "the sidecars never learnt every member", 0.5)
             timing["membership_learnt_seconds"] = round(time.monotonic() - started, 1)
             idle = group.idle_cost(size.idle_seconds)
-            rows = []
-            for event in EVENTS:
-                rows.append(one_event(group, event, size))
-                if event == "withdrawal":
-                    group.wait_hops(len(shape.sidecars) - 1)
+            rows = run_events(group, size, KINDS)
+            if size.control_kinds:
+                started = time.monotonic()
+                group.turn_rescue_off()
+                timing["control_switch_seconds"] = round(time.monotonic() - started, 1)
+                rows += run_events(group, size, size.control_kinds)
         finally:
             group.close()
     return {
@@ -467,6 +584,7 @@ def run_size(size: Size, workdir: Path) -> dict[str, Any]:
         "sidecars": len(shape.sidecars),
         "data_path_only": len(shape.data_path_only),
         "sessions": size.sessions,
+        "repeats": size.repeats,
         "timing": timing,
         "idle_sidecar": idle,
         "events": rows,
@@ -482,6 +600,55 @@ def _ratio(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
+def _median_worst(values: list[float | None]) -> str:
+    """The value all runs had, or the median and the worst (highest) over the repeats."""
+    known = [v for v in values if v is not None]
+    if not known:
+        return "n/a"
+    if min(known) == max(known):
+        return f"{known[0]:g}"
+    return f"{statistics.median(known):g} (worst {max(known):g})"
+
+
+def _range(values: list[Any]) -> str:
+    """One run's value, or the lowest and highest over the repeats."""
+    known = [v for v in values if v is not None]
+    if not known:
+        return "-"
+    low, high = min(known), max(known)
+    return f"{low:g}" if low == high else f"{low:g}-{high:g}"
+
+
+def _groups(results: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
+    """Every (N, mode, affected kind, event)'s rows over the repeats, in run order."""
+    for size in results["sizes"]:
+        keys: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+        for row in size["events"]:
+            keys.setdefault((row["mode"], row["kind"], row["event"]), []).append(row)
+        yield from keys.values()
+
+
+def _summary(rows: list[dict[str, Any]]) -> str:
+    """One line of the main table: a group's rows over the repeats."""
+    first, c = rows[0], [r["counters"] for r in rows]
+    routes = sorted({"yes" if r["member_route_at_leaf1"] else "no" for r in rows})
+    return (
+        f"| {first['members']} | {'on' if first['mode'] == 'rescue' else '**off**'} "
+        f"| {first['affected']} ({first['kind'].replace('_', '-')}, leaf{first['leaf']}) "
+        f"| {first['event']} | {len(rows)} "
+        f"| {_range([r['sessions'] for r in rows])} ({_range([r['on_leaf'] for r in rows])}) "
+        f"| {_range([r['moved_expected_without_rescue'] for r in rows])} "
+        f"| {_median_worst([r['broken_own'] for r in rows])} "
+        f"of {_range([r['on_affected'] for r in rows])} "
+        f"| {_median_worst([r['broken_innocent'] for r in rows])} "
+        f"| {_range([x['rescued'] for x in c])} "
+        f"| {_median_worst([r['underlay_per_rescued'] for r in rows])} "
+        f"| {_median_worst([x['budget_dropped'] for x in c])} "
+        f"| {_range([r['sidecars_holding_group'] for r in rows])} of {first['sidecars']} "
+        f"| {', '.join(routes)} | {_range([r['window_seconds'] for r in rows])} |"
+    )
+
+
 def _breakdown(row: dict[str, Any]) -> str:
     """One row of the per-rescued-packet breakdown of the underlay."""
     c, rescued = row["counters"], row["counters"]["rescued"] or 1
@@ -489,9 +656,12 @@ def _breakdown(row: dict[str, Any]) -> str:
     one_copy = (c["forwarded_learnt"] + c["feedback_sent"] + c["replicated"]) / rescued
     moved = row["moved_expected_without_rescue"] or 1
     return (
-        f"| {row['members']} | {row['event']} | {c['forwarded_learnt'] / rescued:.2f} "
+        f"| {row['members']} | {row['affected']} {row['event']} | {row['repeat'] + 1} "
+        f"| {c['forwarded_learnt'] / rescued:.2f} "
         f"| {c['feedback_sent'] / rescued:.2f} | {replicas / rescued:.2f} | {one_copy:.2f} "
-        f"| {c['rescued'] / moved / row['window_seconds']:.1f} |"
+        f"| {_ratio(row['underlay_per_rescued'])} "
+        f"| {c['rescued'] / moved / row['window_seconds']:.1f} "
+        f"| {row['window_seconds']:g} ± {row['counter_read_seconds'] / 2:.1f} |"
     )
 
 
@@ -501,35 +671,38 @@ def render(results: dict[str, Any]) -> str:
         "## Rescue at group sizes 16 and 64",
         "",
         "Generated by `python -m tests.benchmarks.scale` (`make bench-scale`) from "
-        "`scale.json`. One rescue group behind several leaves of one spine "
-        "(`containerlab/rescue64`, read `tests/benchmarks/scalelab.py`): leaf1's members "
-        "run sidecars that learn the group from the fabric, the other leaves' members are "
-        "data-path-only (`rescue install`, routes originated by their leaf). The event "
-        "hits leaf1's last sidecar: its sidecar stops (withdrawal), then starts again "
-        "(addition), each with fresh sessions pinging every 0.3 s. Underlay per rescued: "
-        "every VXLAN packet all members sent in the window after the event (blind copies "
-        "count once per replica, feedback included) / rescued packets owners accepted. "
-        "Target: 0 broken, at most 2 underlay packets per rescued packet.",
+        "`scale.json`, which keeps every run's row. One rescue group behind several leaves "
+        "of one spine (`containerlab/rescue64`, read `tests/benchmarks/scalelab.py`): "
+        "leaf1's members run sidecars that learn the group from the fabric, the other "
+        "leaves' members are data-path-only (`rescue install`, routes originated by their "
+        "leaf). Events hit leaf1's last sidecar (its sidecar stops: withdrawal; starts "
+        "again: addition) and leaf2's last data-path-only member (leaf2 stops routing to "
+        "it and originating its member route; then starts again), each with fresh sessions "
+        "pinging every 0.3 s. With rescue **off** (the control, same lab, run after): no "
+        "data path anywhere, sidecars without rescue, the same events. Underlay per "
+        "rescued: every VXLAN packet all members sent in the window after the event (blind "
+        "copies count once per replica, feedback included) / rescued packets owners "
+        "accepted. Target: 0 broken, at most 2 underlay packets per rescued packet.",
         "",
-        "| N | event | sessions (on leaf1) | moved w/o rescue (expected) | broken own "
-        "| broken innocent | rescued | underlay sent | blind copies | underlay per rescued "
-        "| budget drops | window s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "Where the runs of a line differ, counts of broken sessions, the ratio and budget "
+        "drops show the median and the worst run; sessions, rescued packets and the rest "
+        "show the lowest-highest. A control (rescue off) event has no window: its sessions "
+        f"are held {SETTLE:g} s after the FIB change. *Sidecars holding the group*: sidecars whose "
+        "data path held every member at the end of the event (a withdrawn member is held "
+        "down); *member route at leaf1*: whether the affected member's member route was "
+        "there then.",
+        "",
+        "| N | rescue | affected | event | runs | sessions (on its leaf) "
+        "| moved w/o rescue (expected) | broken own of on affected | broken innocent "
+        "| rescued | underlay per rescued | budget drops | sidecars holding the group "
+        "| member route at leaf1 | window s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for size in results["sizes"]:
-        for row in size["events"]:
-            c = row["counters"]
-            lines.append(
-                f"| {row['members']} | {row['event']} | {row['sessions']} ({row['on_leaf1']}) "
-                f"| {row['moved_expected_without_rescue']:g} "
-                f"| {row['broken_own']}/{row['on_affected']} | {row['broken_innocent']} "
-                f"| {c['rescued']} | {c['underlay_sent']} | {c['replicated']} "
-                f"| {_ratio(row['underlay_per_rescued'])} | {c['budget_dropped']} "
-                f"| {row['window_seconds']:g} ± {row['counter_read_seconds'] / 2:.1f} |"
-            )
+    lines += [_summary(rows) for rows in _groups(results)]
     lines += [
         "",
-        "Where the underlay packets go, per rescued packet: copies to a learnt owner "
+        "Where the underlay packets go, per rescued packet, every run with rescue on: "
+        "copies to a learnt owner "
         "(one each), feedback (an owner's confirmations, one per flow per second after a "
         "burst of 3) and the rest: blind replicas (every peer's copy of a packet nobody "
         "here knew) and any other copy a data path sends (a targeted first copy's, once "
@@ -538,21 +711,22 @@ def render(results: dict[str, Any]) -> str:
         "always hits the owner): a model, not a measurement. *Packets per moved session* "
         "is rescued packets / expected moved sessions / window: how fast the sessions "
         "sent, which the ratio depends on (blind replicas are paid once per flow, the "
-        "rest per packet).",
+        "rest per packet). Members' counters are read in parallel, not at one instant: "
+        "the window is give or take half the read's spread.",
         "",
-        "| N | event | learnt copies | feedback | blind replicas and other | one copy per blind "
-        "packet (model) | packets per moved session per s |",
-        "|---|---|---|---|---|---|---|",
+        "| N | event | run | learnt copies | feedback | blind replicas and other "
+        "| one copy per blind packet (model) | underlay per rescued "
+        "| packets per moved session per s | window s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for size in results["sizes"]:
-        for row in size["events"]:
-            lines.append(_breakdown(row))
+        lines += [_breakdown(row) for row in size["events"] if row["mode"] == "rescue"]
     lines += [
         "",
         "| N | leaves | sidecars | data-path-only | lab up s | data paths s "
-        "| sidecars announced s | every member learnt s | sidecar idle RSS MiB (median) "
-        "| sidecar idle CPU % (median; all) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| sidecars announced s | every member learnt s | rescue off s "
+        "| sidecar idle RSS MiB (median) | sidecar idle CPU % (median; all) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for size in results["sizes"]:
         t, idle = size["timing"], size["idle_sidecar"]
@@ -560,6 +734,7 @@ def render(results: dict[str, Any]) -> str:
             f"| {size['members']} | {size['leaves']} | {size['sidecars']} "
             f"| {size['data_path_only']} | {t['lab_seconds']:g} | {t['data_paths_seconds']:g} "
             f"| {t['sidecars_announced_seconds']:g} | {t['membership_learnt_seconds']:g} "
+            f"| {t.get('control_switch_seconds', '-')} "
             f"| {idle['rss_mib_median']:g} | {idle['cpu_percent_median']:g}; "
             f"{idle['cpu_percent_total']:g} |"
         )
@@ -570,10 +745,28 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--sizes", default="16,64", help="group sizes to run: 16, 64")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="runs of every event per size and mode, all kept in scale.json (default 1)",
+    )
     parser.add_argument("--docs", type=Path, default=REPO_ROOT / "docs" / "benchmarks")
     args = parser.parse_args(argv)
-    wanted = {int(n) for n in args.sizes.split(",")}
-    sizes = tuple(s for s in (QUICK if args.quick else FULL) if s.shape.members in wanted)
+    # Every event's sessions come from a client address of their own (240 of them).
+    if not 1 <= args.repeats <= MAX_REPEATS:
+        parser.error(f"--repeats must be 1 to {MAX_REPEATS}, not {args.repeats}")
+    try:
+        wanted = {int(n) for n in args.sizes.split(",")}
+    except ValueError:
+        wanted = set()
+    if not wanted or not wanted <= {s.shape.members for s in FULL}:
+        parser.error(f"--sizes takes 16, 64 or 16,64, not {args.sizes!r}")
+    sizes = tuple(
+        replace(s, repeats=args.repeats)
+        for s in (QUICK if args.quick else FULL)
+        if s.shape.members in wanted
+    )
     with tempfile.TemporaryDirectory(prefix="anycast-scale-") as tmp:
         results = run(sizes, Path(tmp))
     args.docs.mkdir(parents=True, exist_ok=True)

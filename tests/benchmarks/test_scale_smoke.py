@@ -1,6 +1,8 @@
 """The rescue scale benchmark at its tiniest (8 members, 2 leaves x 4): it runs, the fabric
-spreads sessions over both leaves and every member, the group is learnt, and the report
-renders. Not a measurement: ``make bench-scale`` runs N = 16 and 64.
+spreads sessions over both leaves and every member, the group is learnt, events on a
+sidecar and on a data-path-only member break nothing with rescue on, the same sidecar
+events break sessions with rescue off (the control), and the report renders. Not a
+measurement: ``make bench-scale`` runs N = 16 and 64.
 """
 
 from __future__ import annotations
@@ -34,32 +36,79 @@ def test_the_committed_lab_is_the_generators_output(tmp_path: Path) -> None:
             assert (committed / relative).read_text() == path.read_text(), relative
 
 
+def _rows(results: dict[str, Any], mode: str, kind: str) -> tuple[dict[str, Any], ...]:
+    (size,) = results["sizes"]
+    return tuple(r for r in size["events"] if (r["mode"], r["kind"]) == (mode, kind))
+
+
 def test_both_kinds_of_member_serve_and_the_group_is_learnt(results: dict[str, Any]) -> None:
     (size,) = results["sizes"]
     assert (size["members"], size["sidecars"], size["data_path_only"]) == (8, 4, 4)
-    withdrawal, addition = size["events"]
+    withdrawal, addition = _rows(results, "rescue", "sidecar")
     # Before the withdrawal all 8 answer: data-path-only members get flows from their leaf.
     assert withdrawal["servers_answering"] == 8, withdrawal
-    assert 0 < withdrawal["on_leaf1"] < withdrawal["sessions"], withdrawal
+    assert 0 < withdrawal["on_leaf"] < withdrawal["sessions"], withdrawal
     assert addition["servers_answering"] == 7, addition  # the affected one was out
     assert size["timing"]["membership_learnt_seconds"] > 0
     assert size["idle_sidecar"]["sidecars"] == 4
     assert size["idle_sidecar"]["rss_mib_median"] > 0
 
 
-def test_each_event_moves_flows_and_counts_the_underlay(results: dict[str, Any]) -> None:
-    for row in results["sizes"][0]["events"]:
+def test_each_event_moves_flows_and_rescue_breaks_none(results: dict[str, Any]) -> None:
+    rows = _rows(results, "rescue", "sidecar") + _rows(results, "rescue", "data_path_only")
+    assert [(r["affected"], r["event"]) for r in rows] == [
+        ("m4", "withdrawal"),
+        ("m4", "addition"),
+        ("m8", "withdrawal"),
+        ("m8", "addition"),
+    ]
+    for row in rows:
         assert row["next_hops_before"] != row["next_hops_after"], row
+        assert (row["broken_own"], row["broken_innocent"]) == (0, 0), row
         counters = row["counters"]
         # Moved sessions sent packets that members handed to their owners.
         assert counters["rescued"] > 0, row
         assert counters["underlay_sent"] >= counters["rescued"], row
         assert row["underlay_per_rescued"] is not None, row
         assert row["window_seconds"] > 0, row
+        # Every sidecar keeps the whole group, a withdrawn member held down.
+        assert row["sidecars_holding_group"] == 4, row
+
+
+def test_a_data_path_only_withdrawal_takes_its_member_route(results: dict[str, Any]) -> None:
+    """leaf2 stops originating m8's member route with its anycast next hop, as a sidecar's
+    SIGTERM withdraws both, and brings it back with the addition."""
+    withdrawal, addition = _rows(results, "rescue", "data_path_only")
+    assert withdrawal["on_affected"] > 0, withdrawal
+    assert (withdrawal["leaf"], withdrawal["next_hops_after"]) == (2, 3), withdrawal
+    assert withdrawal["member_route_at_leaf1"] is False, withdrawal
+    assert (addition["next_hops_after"], addition["member_route_at_leaf1"]) == (4, True)
+
+
+def test_without_rescue_the_same_events_break_sessions(results: dict[str, Any]) -> None:
+    """The control: the 0 broken above is rescue's doing."""
+    withdrawal, addition = _rows(results, "control", "sidecar")
+    assert withdrawal["on_affected"] > 0, withdrawal
+    # Every session on the withdrawn member lands on another one, which has no socket.
+    assert withdrawal["broken_own"] == withdrawal["on_affected"], withdrawal
+    assert addition["broken_innocent"] > 0, addition
+    for row in (withdrawal, addition):
+        assert row["counters"]["underlay_sent"] == 0, row
+        assert row["sidecars_holding_group"] == 0, row
+        assert row["member_route_at_leaf1"] is False, row  # no rescue, no member route
+    assert not _rows(results, "control", "data_path_only")
 
 
 def test_the_section_renders(results: dict[str, Any]) -> None:
     text = scale.render(results)
     assert "## Rescue at group sizes 16 and 64" in text
-    assert "| 8 | withdrawal |" in text
-    assert "| 8 | addition |" in text
+    assert "| 8 | on | m4 (sidecar, leaf1) | withdrawal | 1 |" in text
+    assert "| 8 | on | m8 (data-path-only, leaf2) | addition | 1 |" in text
+    assert "| 8 | **off** | m4 (sidecar, leaf1) | addition | 1 |" in text
+    # Repeats: one line per event, the median and the worst over the runs.
+    (size,) = results["sizes"]
+    worse = [r | {"repeat": 1, "broken_innocent": 3} for r in size["events"]]
+    twice = scale.render({"sizes": [size | {"events": size["events"] + worse}]})
+    line = next(x for x in twice.splitlines() if x.startswith("| 8 | on | m4 (sidecar, leaf1) "))
+    assert "| withdrawal | 2 |" in line, line
+    assert "| 1.5 (worst 3) |" in line, line
