@@ -152,6 +152,7 @@ class TestRender:
         assert "| VXLAN and UDP | 0.000 | 0.300 | 0.000 | 0.000 | +0.300 | +0.000 |" in page
         assert "| TCP | 0.500 | 0.500 | 0.500 | 0.550 | +0.000 | +0.050 |" in page
         assert "| **all** | 1.000 | 1.600 | 1.000 | 1.100 | +0.600 | +0.100 |" in page
+        assert "| **all but other programs** | 1.000 | 1.600 | 1.000 | 1.100 | +0.600 |" in page
         assert "| ksoftirqd/0 | 20.0 | 20.0 | 20.0 | 20.0 |" in page
 
     def test_conclusion_says_whether_the_cores_were_the_limit(self) -> None:
@@ -159,14 +160,19 @@ class TestRender:
         assert "**upload** rescued 60% of direct (6.00 against 10.00 Gbit/s)" in text
         assert "both cores were saturated" in text
         assert "matches the inverse CPU ratio (62%): the two cores are the limit" in text
-        assert "(1.60 s against 1.00 s per GB) the rescued path's extra +0.60 s" in text
+        assert "(1.60 s against 1.00 s per GB) the rescued path's extra +0.60 s per GB" in text
         assert "VXLAN and UDP +0.30" in text
         assert "veth, IP and forwarding +0.30" in text
         assert "TCP +" not in text.split("**download**")[0]  # only what rescue adds
         assert "Other programs' user space was at most 0.0%" in text
         busy = results()
         busy["profiles"]["upload direct"]["groups"]["other programs"] = 20.0
-        assert "Other programs ran meanwhile (their user space up to 20%" in conclusion(busy)
+        busy["profiles"]["upload rescued"]["groups_cpu_seconds_per_gb"]["other programs"] = 0.9
+        noisy = conclusion(busy)
+        assert "Other programs ran meanwhile (their user space up to 20%" in noisy
+        # Someone else's work is not what the rescued path adds.
+        assert "the rescued path's extra +0.60 s per GB" in noisy
+        assert "other programs +0.90" not in noisy
         idle = conclusion(results(rescued_busy=0.7))
         assert "the host was not saturated" in idle
         assert "the two cores are the limit" not in idle
