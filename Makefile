@@ -114,7 +114,7 @@ bench-price: deps
 # Rescued bulk throughput against direct, upload and download (issue 17): 5 interleaved
 # runs per case with the host's busy fraction and CPU per GB, then a perf profile per case
 # grouped by kind of work (docs/benchmarks/rescued.*, the conclusion in docs/rescue.md).
-# About 5 minutes; needs a quiet host, the CPU figures are the whole machine's.
+# About 7 minutes; needs a quiet host, the CPU figures are the whole machine's.
 bench-rescued: deps
 	@$(call need,iperf3,iperf3)
 	@$(call need,perf,linux-perf)
