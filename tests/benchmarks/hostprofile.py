@@ -46,8 +46,12 @@ CONNTRACK = (
 _LINE = re.compile(r"^\s*([\d.]+)%\s+(.*?)\s+\[([k.])\]\s+(\S+)")
 """A line of ``perf report --stdio``, sorted by ``comm,sym`` (or by ``sym`` alone)."""
 OWN = ("iperf3",)
-"""The programs whose user-space samples are the benchmark's own ('user'); any other
-program's are 'other programs' (on a shared host: someone else's work)."""
+"""The benchmark's own programs: their user-space samples are 'user'."""
+KERNEL_THREADS = ("swapper", "ksoftirqd/", "kworker/")
+"""Where the kernel runs the lab's packets besides its programs (softirq in the idle task
+or its thread, deferred work). Every other program's samples, kernel and user, are
+'other programs': on a shared host, someone else's work (their netlink and nft calls
+would otherwise count as our nftables)."""
 
 USER_HZ = 100
 """/proc/stat's tick: 1/USER_HZ s (100 on every Linux architecture we run on)."""
@@ -142,10 +146,10 @@ def group_of(symbol: str, groups: Groups) -> str:
 
 def shares(report: str, groups: Groups) -> dict[str, Any]:
     """Per group, per program and top symbols, the percent of busy samples (idle loops
-    left out) in ``perf report --stdio --sort comm,sym`` (or ``--sort sym``). Kernel
-    symbols go by ``groups`` whatever program was on the CPU (softirq work runs in
-    whichever one it interrupts); user-space ones are 'user' for :data:`OWN` programs
-    (and without a program column), else 'other programs'."""
+    left out) in ``perf report --stdio --sort comm,sym`` (or ``--sort sym``). Samples
+    of :data:`OWN` programs and :data:`KERNEL_THREADS` (or without a program column) go
+    by ``groups`` (kernel) or are 'user'; any other program's are 'other programs', and
+    the top symbols leave them out."""
     by_group: dict[str, float] = {}
     by_program: dict[str, float] = {}
     symbols: dict[str, float] = {}
@@ -154,12 +158,12 @@ def shares(report: str, groups: Groups) -> dict[str, Any]:
         if not match or match.group(4).startswith(IDLE):
             continue
         percent, program, kind, symbol = float(match[1]), match[2], match[3], match[4]
-        if kind == "k":
-            group = group_of(symbol, groups)
-        else:
-            group = "user" if not program or program in OWN else "other programs"
-        by_group[group] = by_group.get(group, 0.0) + percent
         by_program[program or "?"] = by_program.get(program or "?", 0.0) + percent
+        if program and program not in OWN and not program.startswith(KERNEL_THREADS):
+            by_group["other programs"] = by_group.get("other programs", 0.0) + percent
+            continue
+        group = group_of(symbol, groups) if kind == "k" else "user"
+        by_group[group] = by_group.get(group, 0.0) + percent
         symbols[symbol] = symbols.get(symbol, 0.0) + percent
     busy = sum(by_group.values()) or 1.0
     top = sorted(symbols.items(), key=lambda item: -item[1])[:25]

@@ -132,7 +132,7 @@ def render(results: dict[str, Any]) -> str:
     lines += [
         "",
         "Share of the machine's busy samples (idle loops left out) during one run per case "
-        "(%; 'user' is iperf3's user space, 'other programs' anything else's):",
+        "(%; 'user' is iperf3's user space, 'other programs' any other program's work):",
         "",
         *hostprofile.share_table("group", names, CASES, results["profiles"], "groups"),
     ]

@@ -155,6 +155,8 @@ def iperf_run(
         "cpu_tick_per_gb": 1 / 100 / (moved / 1e9),
         "rescued_packets": rescued,
         "copies_per_rescued": copies / rescued if rescued else None,
+        # The sender's, whichever end it is (iperf3 -R reports the server's): drops.
+        "retransmits": report["end"]["sum_sent"].get("retransmits"),
         "window": {
             **window,
             "gb": window_gb,

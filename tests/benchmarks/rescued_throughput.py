@@ -197,7 +197,8 @@ functions every hop runs (IP receive, routing, veth transmit), hence one group f
 Sampling by timer on a VM piles some samples up where interrupts come back on
 (``_raw_spin_unlock_irqrestore``, ``__local_bh_enable_ip``): hence 'locks' with softirq."""
 NAMES = (*(name for name, _ in GROUPS), "other", "user", "other programs")
-"""Kernel groups, the rest of the kernel, iperf3's user space, anything else's."""
+"""Kernel groups, the rest of the kernel, iperf3's user space, any other program's work
+(kernel and user: ``hostprofile.KERNEL_THREADS``)."""
 
 
 def _case(lab: RescueLab, case: str, seconds: float, profile: Path | None) -> dict[str, Any]:
@@ -248,6 +249,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "host_busy": statistics.median(w["host_busy"] for w in windows),
             "busiest_cpu": statistics.median(max(w["cpu_busy"]) for w in windows),
             "cpu_seconds_per_gb": statistics.median(w["cpu_seconds_per_gb"] for w in windows),
+            "retransmits": statistics.median(r.get("retransmits") or 0 for r in picked),
         }
     return out
 
@@ -295,8 +297,7 @@ def run(workdir: Path, runs: int, seconds: float) -> dict[str, Any]:
 
 
 def _lab_seconds(per_group: dict[str, float]) -> float:
-    """The sum of the groups but other programs' user space (on a shared host: not the
-    lab's work; their system calls stay in 'other', they cannot be told apart)."""
+    """The sum of the groups but other programs' (on a shared host: not the lab's work)."""
     return sum(v for k, v in per_group.items() if k != "other programs")
 
 
@@ -305,6 +306,11 @@ def _extra(results: dict[str, Any], direction: str) -> dict[str, float]:
     direct = results["profiles"][f"{direction} direct"]["groups_cpu_seconds_per_gb"]
     rescued = results["profiles"][f"{direction} rescued"]["groups_cpu_seconds_per_gb"]
     return {name: rescued.get(name, 0.0) - direct.get(name, 0.0) for name in NAMES}
+
+
+def _or_unknown(value: float | None) -> str:
+    # Results stored before a figure was recorded say so, rather than show a zero.
+    return "n/a" if value is None else f"{value:g}"
 
 
 def render(results: dict[str, Any]) -> str:
@@ -322,8 +328,8 @@ def render(results: dict[str, Any]) -> str:
         "host's busy time (/proc/stat), other work on it included.",
         "",
         "| case | runs | median Gbit/s | slowest - fastest | host busy | busiest CPU "
-        "| CPU s per GB |",
-        "|---|---|---|---|---|---|---|",
+        "| CPU s per GB | retransmits |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for case in CASES:
         row = summary[case]
@@ -331,7 +337,7 @@ def render(results: dict[str, Any]) -> str:
             f"| {case} | {row['runs']} | {row['gbit_per_s']:.2f} "
             f"| {row['min_gbit_per_s']:.2f} - {row['max_gbit_per_s']:.2f} "
             f"| {100 * row['host_busy']:.0f}% | {100 * row['busiest_cpu']:.0f}% "
-            f"| {row['cpu_seconds_per_gb']:.3f} |"
+            f"| {row['cpu_seconds_per_gb']:.3f} | {_or_unknown(row.get('retransmits'))} |"
         )
     lines += [
         "",
@@ -347,13 +353,16 @@ def render(results: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "When the host is saturated in both cases, the throughput ratio should be close to "
-        "the inverse ratio of CPU per GB: the rescued flow is as fast as its CPU cost "
-        "allows.",
+        "Busy fractions, CPU per GB and retransmits (the sender's, whole run) are medians "
+        "over the runs. When the host is saturated in both cases, the throughput ratio "
+        "should be close to the inverse ratio of CPU per GB: the rescued flow is as fast "
+        "as its CPU cost allows. When it is not, something else holds the flow back "
+        "(retransmits say whether packets were lost).",
         "",
         "CPU seconds per GB by kind of work, one `perf record -a` run per case (each "
         "group's share of the busy samples times that run's CPU per GB; own time per "
-        "kernel symbol, user space apart):",
+        "kernel symbol; 'user' is iperf3's user space, 'other programs' all the samples "
+        "of programs other than iperf3 and the kernel's threads):",
         "",
         "| group | " + " | ".join(CASES) + " | upload: rescued adds | download: rescued adds |",
         "|---|" + "---|" * (len(CASES) + 2),
@@ -375,7 +384,11 @@ def render(results: dict[str, Any]) -> str:
     adds = [f"{_lab_seconds(extra[d]):+.3f}" for d in DIRECTIONS]
     lines.append("| **all but other programs** | " + " | ".join(lab + adds) + " |")
     lines += _programs_table(results)
-    lines += ["", "Top symbols of the rescued upload (% of busy samples):", ""]
+    lines += [
+        "",
+        "Top symbols of the rescued upload, other programs left out (% of busy samples):",
+        "",
+    ]
     lines += [f"- `{s}` {p:.2f}" for s, p in results["profiles"]["upload rescued"]["top"][:15]]
     return "\n".join(lines) + "\n"
 
@@ -399,17 +412,23 @@ def _programs_table(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+OTHERS_QUIET = 5.0
+"""Percent of a profiled run's busy samples in other programs under which the host counts
+as quiet (the lab's own work decided its saturation)."""
+
+
+def _other_share(results: dict[str, Any]) -> float:
+    return max(results["profiles"][c]["groups"].get("other programs", 0.0) for c in CASES)
+
+
 def _others(results: dict[str, Any]) -> str:
-    share = max(results["profiles"][c]["groups"].get("other programs", 0.0) for c in CASES)
-    if share < 5:
-        return (
-            f" Other programs' user space was at most {share:.1f}% of a profiled run's "
-            "busy samples."
-        )
+    share = _other_share(results)
+    if share < OTHERS_QUIET:
+        return f" Other programs were at most {share:.1f}% of a profiled run's busy samples."
     return (
-        f" Other programs ran meanwhile (their user space up to {share:.0f}% of a profiled "
-        "run's busy samples, and their system calls count under 'other'): the host was "
-        "shared, so read the CPU figures as upper bounds and the ratios with care."
+        f" Other programs ran meanwhile (up to {share:.0f}% of a profiled run's busy "
+        "samples): the host was shared, so read the CPU figures as upper bounds and the "
+        "ratios with care."
     )
 
 
@@ -433,10 +452,13 @@ def _verdict(results: dict[str, Any], direction: str) -> str:
         return f"the host was not saturated ({busy}), so its CPU was not the only limit"
     gap = abs(c["throughput_ratio"] / c["inverse_cpu_ratio"] - 1)
     agree = "matches" if gap <= 0.1 else "does not match"
+    if _other_share(results) >= OTHERS_QUIET:
+        limit = ", but other programs' work filled the cores too: not a verdict on the lab"
+    else:
+        limit = ": the two cores are the limit" if gap <= 0.1 else ""
     return (
         f"both cores were saturated ({busy}) and the throughput ratio {agree} the inverse "
-        f"CPU ratio ({100 * c['inverse_cpu_ratio']:.0f}%)"
-        + (": the two cores are the limit" if gap <= 0.1 else "")
+        f"CPU ratio ({100 * c['inverse_cpu_ratio']:.0f}%){limit}"
     )
 
 
@@ -460,7 +482,7 @@ def conclusion(results: dict[str, Any]) -> str:
             f"{direct['cpu_seconds_per_gb']:.2f} s; {_verdict(results, direction)}. In the "
             f"profiled runs ({profiled[0]['cpu_seconds_per_gb']:.2f} s against "
             f"{profiled[1]['cpu_seconds_per_gb']:.2f} s per GB) the rescued path's extra "
-            f"{_lab_seconds(lab):+.2f} s per GB (other programs' user space left out) "
+            f"{_lab_seconds(lab):+.2f} s per GB (other programs left out) "
             f"went mostly to: {where}."
         )
     return (

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.benchmarks.hostprofile import busy_between, cpu_ticks, group_of
+from tests.benchmarks.hostprofile import busy_between, cpu_ticks, group_of, shares
 from tests.benchmarks.rescued_throughput import (
     BEGIN,
     CASES,
@@ -42,6 +42,7 @@ def _run(case: str, gbit: float, busy: float, per_gb: float) -> dict[str, Any]:
     return {
         "case": case,
         "gbit_per_s": gbit,
+        "retransmits": 7 if case.endswith("rescued") else 0,
         "window": {"host_busy": busy, "cpu_busy": [busy, busy / 2], "cpu_seconds_per_gb": per_gb},
     }
 
@@ -127,6 +128,38 @@ class TestGroups:
         assert group_of(symbol, GROUPS) == group
 
 
+PROGRAMS_REPORT = """\
+# Overhead  Command      Symbol
+    40.00%  swapper      [k] pv_native_safe_halt
+    20.00%  iperf3       [k] _copy_from_iter
+    10.00%  nft          [k] nft_set_lookup_global
+     5.00%  python3      [.] _PyEval_EvalFrameDefault
+     5.00%  iperf3       [.] iperf_send
+     5.00%  ksoftirqd/1  [k] vxlan_rcv
+    10.00%  swapper      [k] nft_do_chain
+     5.00%  kworker/0:1  [k] __do_softirq
+"""
+
+
+class TestProgramShares:
+    def test_other_programs_work_is_theirs_kernel_and_user(self) -> None:
+        """Another program's nft calls are not the lab's nftables; softirq in the idle
+        task and kernel threads is."""
+        found = shares(PROGRAMS_REPORT, GROUPS)
+        assert found["busy_percent"] == 60.0
+        assert found["groups"] == {
+            "copy and checksum": round(100 * 20 / 60, 2),
+            "other programs": 25.0,
+            "user": round(100 * 5 / 60, 2),
+            "VXLAN and UDP": round(100 * 5 / 60, 2),
+            "nftables": round(100 * 10 / 60, 2),
+            "softirq, locks, scheduling": round(100 * 5 / 60, 2),
+        }
+        assert found["programs"]["nft"] == round(100 * 10 / 60, 2)
+        assert "nft_set_lookup_global" not in dict(found["top"])
+        assert "_PyEval_EvalFrameDefault" not in dict(found["top"])
+
+
 class TestSummary:
     def test_medians_extremes_and_ratios(self) -> None:
         """Throughput ratio against inverse CPU ratio, per direction."""
@@ -147,6 +180,7 @@ class TestRender:
         page = render(results())
         for case in CASES:
             assert f"| {case} | 3 |" in page
+        assert "| upload rescued | 3 | 6.00 | 5.50 - 6.50 | 98% | 98% | 1.600 | 7 |" in page
         assert "| upload | 60% | 62% | yes |" in page
         # VXLAN: 0 direct, 1.6 * 18.75% = 0.3 rescued; TCP 0.5 in all but 1.1 * 50% download.
         assert "| VXLAN and UDP | 0.000 | 0.300 | 0.000 | 0.000 | +0.300 | +0.000 |" in page
@@ -154,6 +188,13 @@ class TestRender:
         assert "| **all** | 1.000 | 1.600 | 1.000 | 1.100 | +0.600 | +0.100 |" in page
         assert "| **all but other programs** | 1.000 | 1.600 | 1.000 | 1.100 | +0.600 |" in page
         assert "| ksoftirqd/0 | 20.0 | 20.0 | 20.0 | 20.0 |" in page
+
+    def test_a_figure_the_stored_results_lack_is_not_shown_as_zero(self) -> None:
+        older = results()
+        del older["summary"]["upload direct"]["retransmits"]
+        assert "| upload direct | 3 | 10.00 | 9.50 - 10.50 | 97% | 97% | 1.000 | n/a |" in (
+            render(older)
+        )
 
     def test_conclusion_says_whether_the_cores_were_the_limit(self) -> None:
         text = conclusion(results())
@@ -164,15 +205,18 @@ class TestRender:
         assert "VXLAN and UDP +0.30" in text
         assert "veth, IP and forwarding +0.30" in text
         assert "TCP +" not in text.split("**download**")[0]  # only what rescue adds
-        assert "Other programs' user space was at most 0.0%" in text
+        assert "Other programs were at most 0.0%" in text
         busy = results()
         busy["profiles"]["upload direct"]["groups"]["other programs"] = 20.0
         busy["profiles"]["upload rescued"]["groups_cpu_seconds_per_gb"]["other programs"] = 0.9
         noisy = conclusion(busy)
-        assert "Other programs ran meanwhile (their user space up to 20%" in noisy
+        assert "Other programs ran meanwhile (up to 20%" in noisy
         # Someone else's work is not what the rescued path adds.
         assert "the rescued path's extra +0.60 s per GB" in noisy
         assert "other programs +0.90" not in noisy
+        # Saturated by someone else's work too: no verdict on the lab.
+        assert "the two cores are the limit" not in noisy
+        assert "other programs' work filled the cores too: not a verdict" in noisy
         idle = conclusion(results(rescued_busy=0.7))
         assert "the host was not saturated" in idle
         assert "the two cores are the limit" not in idle
