@@ -418,7 +418,7 @@ as quiet (the lab's own work decided its saturation)."""
 
 
 def _other_share(results: dict[str, Any]) -> float:
-    return max(results["profiles"][c]["groups"].get("other programs", 0.0) for c in CASES)
+    return max(float(results["profiles"][c]["groups"].get("other programs", 0.0)) for c in CASES)
 
 
 def _others(results: dict[str, Any]) -> str:
