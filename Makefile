@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .PHONY: help deps system-deps test-deps venv lint unit test integration fabric reliability demo bench \
-	bench-scale bench-price \
+	bench-scale bench-price bench-rescued \
 	constraints install clean
 
 help:
@@ -17,6 +17,7 @@ help:
 	@echo "make bench  - benchmarks (writes docs/benchmarks.md)"
 	@echo "make bench-scale - rescue at group sizes 16 and 64 (docs/benchmarks/scale.{json,md})"
 	@echo "make bench-price - rescue's per-packet price with a perf breakdown (quiet host)"
+	@echo "make bench-rescued - rescued against direct bulk throughput, CPU and perf (quiet host)"
 	@echo "make install - production install: /opt/anycast-announcer, user, /etc, unit (README)"
 
 # Recommended packages stay out: FRR's would bring the exim4 mail server, among others.
@@ -111,6 +112,15 @@ bench-price: deps
 	@$(call need,iperf3,iperf3)
 	@$(call need,perf,linux-perf)
 	$(BIN)/python -m tests.benchmarks.price
+
+# Rescued bulk throughput against direct, upload and download (issue 17): 5 interleaved
+# runs per case with the host's busy fraction and CPU per GB, then a perf profile per case
+# grouped by kind of work (docs/benchmarks/rescued.*, the conclusion in docs/rescue.md).
+# About 7 minutes; needs a quiet host, the CPU figures are the whole machine's.
+bench-rescued: deps
+	@$(call need,iperf3,iperf3)
+	@$(call need,perf,linux-perf)
+	$(BIN)/python -m tests.benchmarks.rescued_throughput
 
 demo: deps
 	$(BIN)/python -m anycast_announcer.netlab.demo

@@ -24,15 +24,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 import statistics
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from tests.benchmarks import hostprofile
 from tests.benchmarks.common import machine
+from tests.benchmarks.hostprofile import CONNTRACK, Groups
 from tests.benchmarks.rescue import iperf_run
 from tests.integration.rescue.rescuelab import SERVERS, RescueLab, rescue_lab, write_config
 from tests.lablib import REPO_ROOT
@@ -42,67 +42,23 @@ CASES = ("off", "on", "on, clamp inert", "on, no MSS clamp")
 sends anyway: the clamp's rule runs on every packet but changes nothing, so the
 difference to *on* is the smaller segments alone."""
 CONFIG_EXTRA = {"on, clamp inert": "  underlay_mtu: 1550", "on, no MSS clamp": "  clamp_mss: false"}
-IDLE = (
-    "pv_native_safe_halt",
-    "default_idle",
-    "cpu_idle_poll",
-    "poll_idle",
-    "intel_idle",
-    "acpi_idle",
-    "mwait_idle",
-    "native_safe_halt",
-)
-GROUPS = (
+GROUPS: Groups = (
     ("MSS clamp (nft_exthdr)", ("nft_exthdr",)),
     ("nftables rules", ("nft_", "nf_tables", "__nft")),
-    (
-        "conntrack",
-        (
-            "nf_conntrack",
-            "nf_ct_",
-            "__nf_conntrack",
-            "tcp_in_window",
-            "hash_conntrack",
-            "nf_confirm",
-            "ipv4_conntrack",
-            "ipv6_conntrack",
-            "__nf_ct",
-            "nf_nat",
-        ),
-    ),
+    ("conntrack", CONNTRACK),
     ("netfilter hooks", ("nf_hook_slow", "nf_hook")),
 )
-_LINE = re.compile(r"^\s*([\d.]+)%\s+\[([k.])\]\s+(\S+)")
 
 
 def group_of(symbol: str) -> str:
     """The cost group a kernel symbol belongs to ('other' if none)."""
-    for name, prefixes in GROUPS:
-        if symbol.startswith(prefixes):
-            return name
-    return "other"
+    return hostprofile.group_of(symbol, GROUPS)
 
 
 def shares(report: str) -> dict[str, Any]:
     """Per group and top symbols, the percent of busy samples (idle loops left out) in
     ``perf report --stdio --sort sym``; user-space symbols count as 'user'."""
-    groups: dict[str, float] = {}
-    symbols: dict[str, float] = {}
-    for line in report.splitlines():
-        match = _LINE.match(line)
-        if not match or match.group(3).startswith(IDLE):
-            continue
-        percent, kind, symbol = float(match.group(1)), match.group(2), match.group(3)
-        group = group_of(symbol) if kind == "k" else "user"
-        groups[group] = groups.get(group, 0.0) + percent
-        symbols[symbol] = symbols.get(symbol, 0.0) + percent
-    busy = sum(groups.values()) or 1.0
-    top = sorted(symbols.items(), key=lambda item: -item[1])[:25]
-    return {
-        "busy_percent": round(busy, 2),
-        "groups": {k: round(100 * v / busy, 2) for k, v in groups.items()},
-        "top": [(s, round(100 * p / busy, 2)) for s, p in top],
-    }
+    return hostprofile.shares(report, GROUPS)
 
 
 def _set_case(lab: RescueLab, case: str, configs: dict[str, Path]) -> None:
@@ -116,20 +72,8 @@ def _set_case(lab: RescueLab, case: str, configs: dict[str, Path]) -> None:
 
 def _profile(lab: RescueLab, seconds: float, workdir: Path, tag: str) -> dict[str, Any]:
     data = workdir / f"perf-{tag.replace(' ', '_').replace(',', '')}.data"
-    record = subprocess.Popen(
-        ["perf", "record", "-a", "-F", "499", "-o", str(data), "--", "sleep", str(seconds - 2)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    result = iperf_run(lab, seconds, reverse=False, switch_after=None)
-    record.wait(timeout=60)
-    report = subprocess.run(
-        ["perf", "report", "-i", str(data), "--stdio", "--no-children", "--sort", "sym"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return {"gbit_per_s": result["gbit_per_s"], **shares(report)}
+    result = iperf_run(lab, seconds, reverse=False, switch_after=None, profile=data)
+    return {"gbit_per_s": result["gbit_per_s"], **shares(hostprofile.read_report(data))}
 
 
 def run(workdir: Path, runs: int, seconds: float) -> dict[str, Any]:
@@ -184,17 +128,14 @@ def render(results: dict[str, Any]) -> str:
         "A spread of runs within one case wider than the differences between the "
         "medians means the host's other work decided them, not rescue.",
     ]
-    names = [name for name, _ in GROUPS] + ["other", "user"]
+    names = [name for name, _ in GROUPS] + ["other", "user", "other programs"]
     lines += [
         "",
-        "Share of the machine's busy samples (idle loops left out) during one run per case (%):",
+        "Share of the machine's busy samples (idle loops left out) during one run per case "
+        "(%; 'user' is iperf3's user space, 'other programs' any other program's work):",
         "",
-        "| group | " + " | ".join(CASES) + " |",
-        "|---|" + "---|" * len(CASES),
+        *hostprofile.share_table("group", names, CASES, results["profiles"], "groups"),
     ]
-    for name in names:
-        cells = [f"{results['profiles'][c]['groups'].get(name, 0.0):.1f}" for c in CASES]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "Top kernel symbols with rescue on (%):", ""]
     lines += [f"- `{s}` {p:.2f}" for s, p in results["profiles"]["on"]["top"][:15]]
     return "\n".join(lines) + "\n"

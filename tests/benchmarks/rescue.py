@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.benchmarks.common import summary
+from tests.benchmarks.hostprofile import busy_between, busy_jiffies, cpu_ticks, start_record
 from tests.integration.rescue.rescuelab import (
     ANYCAST,
     MEMBERS,
@@ -58,13 +59,6 @@ CLIENT = "10.0.100.2"
 IPERF_PORT = 5201
 RATE = "2G"
 """The fixed rate of the paced runs: well below what the lab's shared cores carry."""
-
-
-def _busy_jiffies() -> int:
-    """Busy CPU time of the whole machine (user..softirq, not idle/iowait), in ticks."""
-    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in fields[:7])
-    return user + nice + system + irq + softirq
 
 
 def pmtud(lab: RescueLab, count: int, size: int) -> list[dict[str, Any]]:
@@ -93,8 +87,13 @@ def iperf_run(
     reverse: bool,
     switch_after: float | None,
     rate: str | None = None,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
-    """One iperf3 run to s3; with ``switch_after``, r moves the flow to s1 mid-run."""
+    """One iperf3 run to s3; with ``switch_after``, r moves the flow to s1 mid-run.
+
+    Besides the whole run's CPU per GB, the *window* figures are the host's CPU over the
+    whole seconds that are measured (after the switch, without the first second's slow
+    start), and with ``profile`` a ``perf record -a`` of that window goes to that file."""
     server = lab.lab.popen(
         "s3",
         ["iperf3", "-s", "-1", "-B", ANYCAST[4], "-p", str(IPERF_PORT)],
@@ -109,15 +108,16 @@ def iperf_run(
     extra = (["-R"] if reverse else []) + (["-b", rate] if rate else [])
     client = lab.lab.popen("client", [*argv, *extra], stdout=subprocess.PIPE, text=True)
     started = time.monotonic()
-    busy_before = _busy_jiffies()
+    busy_before = busy_jiffies()
     skip = 1  # iperf3's first interval includes the connection's slow start
     if switch_after is not None:
         time.sleep(max(0.0, started + switch_after - time.monotonic()))
         lab.set_paths(["s1"])
         # Only the intervals wholly after the switch measure the rescued path.
         skip = int(time.monotonic() - started) + 1
+    window = _window(started, skip, seconds, profile)
     out, _ = client.communicate(timeout=seconds + 30)
-    busy = _busy_jiffies() - busy_before
+    busy = busy_jiffies() - busy_before
     server.wait(timeout=10)
     # iperf3 -J puts its own errors in the report; no report at all means it never ran.
     report: dict[str, Any] = (
@@ -127,10 +127,16 @@ def iperf_run(
         raise RuntimeError(f"iperf3 client exited {client.returncode}: {report.get('error')}")
     counters_after = lab.counters()
     intervals = report["intervals"]
-    rates = [i["sum"]["bits_per_second"] for i in intervals[skip:]]
+    counted = intervals[skip:]
+    rates = [i["sum"]["bits_per_second"] for i in counted]
     if not rates:
         raise RuntimeError(f"iperf3 ran {len(intervals)} intervals, none after interval {skip}")
     moved = report["end"]["sum_received"]["bytes"]
+    window_gb = sum(i["sum"]["bytes"] for i in counted) / 1e9
+    # Busy CPU seconds per wall second of the window, times iperf3's own seconds of the
+    # counted intervals: the two clocks' windows differ by the client's start-up only.
+    window_cpu = window["busy_cpu_seconds"] / window["wall_seconds"]
+    window_cpu *= sum(i["sum"]["seconds"] for i in counted)
     rescued = peer_total(counters_after, "received") - peer_total(counters_before, "received")
     copies = peer_total(counters_after, "forwarded") - peer_total(counters_before, "forwarded")
     # The flow directory's copies to one member (queries, forwards) count too.
@@ -149,7 +155,28 @@ def iperf_run(
         "cpu_tick_per_gb": 1 / 100 / (moved / 1e9),
         "rescued_packets": rescued,
         "copies_per_rescued": copies / rescued if rescued else None,
+        # The sender's, whichever end it is (iperf3 -R reports the server's): drops.
+        "retransmits": report["end"]["sum_sent"].get("retransmits"),
+        "window": {
+            **window,
+            "gb": window_gb,
+            "cpu_seconds_per_gb": window_cpu / window_gb if window_gb else None,
+        },
     }
+
+
+def _window(started: float, skip: int, seconds: float, profile: Path | None) -> dict[str, Any]:
+    """The host's CPU from ``skip`` to ``seconds`` after ``started`` (all inside the
+    transfer: iperf3 starts its clock after ``started``), perf recording it if asked."""
+    time.sleep(max(0.0, started + skip - time.monotonic()))
+    before = cpu_ticks()
+    # perf's own start-up and wind-down land inside the window, not past the transfer.
+    record = start_record(profile, seconds - skip - 0.5) if profile else None
+    time.sleep(max(0.0, started + seconds - time.monotonic()))
+    window = busy_between(before, cpu_ticks())
+    if record is not None and record.wait(timeout=30) != 0:
+        raise RuntimeError(f"perf record exited {record.returncode} (is linux-perf installed?)")
+    return window
 
 
 def throughput(lab: RescueLab, seconds: float, repeats: int) -> list[dict[str, Any]]:
@@ -302,10 +329,10 @@ def _flood_row(
     fake = [f"10.200.{i // 250}.{i % 250 + 1}" for i in range(members - len(MEMBERS))]
     config = write_config(lab.workdir / f"flood{members}.yaml", members=[*MEMBERS, *fake])
     lab.install_all(config)
-    before, busy = lab.counters(), _busy_jiffies()
+    before, busy = lab.counters(), busy_jiffies()
     sender = _flood(lab, rate, seconds, source)
     out, _ = sender.communicate(timeout=seconds + 60)
-    ticks = _busy_jiffies() - busy
+    ticks = busy_jiffies() - busy
     sent = json.loads(out)
     after = lab.counters()
     counted = _counted(lab, before)

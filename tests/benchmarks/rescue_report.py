@@ -346,13 +346,11 @@ def _cost_throughput(rows: list[dict[str, Any]]) -> str:
     return (
         "- **Throughput** of one iperf3 flow, rescued against direct (both with rescue "
         f"installed): download (only ACKs rescued) {_percent(ratios['download'])}"
-        f"{paced_text}; upload at full speed {_percent(ratios['upload'])}. On one host the "
-        "rescued path crosses the forwarder's stack and the router twice more, on the "
-        "same two cores, so it is CPU-bound earlier; whole-host CPU per GB moved was "
-        f"{rescued['cpu_seconds_per_gb']:.2f} s rescued against "
-        f"{direct['cpu_seconds_per_gb']:.2f} s direct (upload, full speed). On real "
-        "servers the forwarder's copy, its VXLAN encapsulation and the owner's "
-        "decapsulation are what it costs."
+        f"{paced_text}; upload at full speed {_percent(ratios['upload'])}. Whole-host CPU "
+        f"per GB moved was {rescued['cpu_seconds_per_gb']:.2f} s rescued against "
+        f"{direct['cpu_seconds_per_gb']:.2f} s direct (upload, full speed, whole runs). "
+        "Why the upload loses more, with the host's load and a profile per case: "
+        "*Rescued bulk throughput*, next."
     )
 
 

@@ -46,6 +46,13 @@ def test_throughput_rows_measure_something(results: dict[str, Any]) -> None:
         assert row["gbit_per_s"] > 0, row
         for run in row["runs"]:
             assert run["cpu_ticks"] >= 0, run
+            # The measured window: the counted seconds (about one per interval), the
+            # host's and each CPU's busy fraction.
+            window = run["window"]
+            assert 0 < window["wall_seconds"] <= run["intervals"] + 1, window
+            assert 0 <= window["host_busy"] <= 1, window
+            assert len(window["cpu_busy"]) >= 1, window
+            assert window["gb"] > 0, window
         if row["rate"] == "max":  # unpaced, a core is busy the whole run
             assert row["cpu_seconds_per_gb"] > 0, row
         else:  # paced runs may stay under one 10 ms tick per GB; the row then says "<"
