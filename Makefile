@@ -105,7 +105,7 @@ SCALE_ARGS ?=
 bench-scale: deps
 	$(BIN)/python -m tests.benchmarks.scale $(SCALE_ARGS)
 
-# The price every packet pays for rescue (issue 17): direct throughput off / on / clamp
+# The price every packet pays for rescue: direct throughput off / on / clamp
 # inert / no clamp, interleaved, and a perf profile per case (docs/benchmarks/price.*).
 # Needs a quiet host: on a shared one, other work swamps both figures.
 bench-price: deps
@@ -113,7 +113,7 @@ bench-price: deps
 	@$(call need,perf,linux-perf)
 	$(BIN)/python -m tests.benchmarks.price
 
-# Rescued bulk throughput against direct, upload and download (issue 17): 5 interleaved
+# Rescued bulk throughput against direct, upload and download: 5 interleaved
 # runs per case with the host's busy fraction and CPU per GB, then a perf profile per case
 # grouped by kind of work (docs/benchmarks/rescued.*, the conclusion in docs/rescue.md).
 # About 7 minutes; needs a quiet host, the CPU figures are the whole machine's.

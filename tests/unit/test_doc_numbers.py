@@ -69,7 +69,13 @@ PROCESS_WORDS = re.compile(
 
 @pytest.mark.parametrize(
     "path",
-    [REPO / "README.md", REPO / "containerlab" / "README.md", *sorted(DOCS.glob("*.md"))],
+    [
+        REPO / "README.md",
+        REPO / "CHANGELOG.md",
+        REPO / "containerlab" / "README.md",
+        *sorted(DOCS.glob("*.md")),
+        *sorted((DOCS / "benchmarks").glob("*.md")),
+    ],
     ids=lambda path: path.name,
 )
 def test_no_process_words(path: Path) -> None:
