@@ -159,16 +159,9 @@ def _install(path: str, *, watch: bool = False) -> int:
         )
     again = _reregister_after(plan, report)
     if report.registrations_forgotten:
-        when = (
-            f"once more in {again:g} s"
-            if watch and again
-            else "not again (--watch does that, reregister_after later)"
-            if again
-            else "not again (reregister_after: 0)"
-        )
         print(
             f"  the bucket map changed: registrations forgotten "
-            f"({', '.join(report.registrations_forgotten)}); {when}"
+            f"({', '.join(report.registrations_forgotten)}); {_when_again(again, watch)}"
         )
     return _watch(plan, again) if watch else EXIT_OK
 
@@ -178,6 +171,15 @@ def _reregister_after(plan: RescuePlan, report: ApplyReport) -> float:
     if not report.registrations_forgotten or plan.directory is None:
         return 0.0
     return plan.directory.reregister_after
+
+
+def _when_again(again: float, watch: bool) -> str:
+    if not again:
+        return "not again (reregister_after: 0)"
+    if watch:
+        return f"once more in {again:g} s"
+    # This process exits: a late directory member waits for register_interval.
+    return f"not again (--watch would, {again:g} s later)"
 
 
 def _tables_back(started: float) -> None:
