@@ -271,6 +271,8 @@ def test_a_directory_member_that_takes_the_change_later_still_gets_the_registrat
             time.sleep(0.1)
         window["seconds"] = round(time.monotonic() - switched, 2)
         window["entries_after"] = grown
+        time.sleep(1.0)  # every session has sent two packets since
+        window["entries_1s_later"] = entries()
 
     try:
         summary = lab.hold(4, 60, s1_first_then_s2, settle=1)
