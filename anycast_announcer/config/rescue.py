@@ -29,6 +29,7 @@ from anycast_announcer.overlay import member_mac, overlay_capacity, overlay_pref
 __all__ = [
     "GATE_TIMEOUT_DEFAULT",
     "HOLD_DOWN_DEFAULT",
+    "REREGISTER_AFTER_DEFAULT",
     "DirectoryConfig",
     "MembershipConfig",
     "RescueConfig",
@@ -39,6 +40,9 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 HOLD_DOWN_DEFAULT = 900
 """Seconds a departed member stays in the data path (docs/rescue.md, *Membership*)."""
+REREGISTER_AFTER_DEFAULT = 5.0
+"""Seconds between a bucket-map change and the second emptying of ``registered``: a few
+times the 0.9-1.5 s a membership change takes to reach every member in the lab."""
 GATE_TIMEOUT_DEFAULT = 10
 """Seconds a starting sidecar waits for its group before it announces anyway (docs/rescue.md,
 *The start-up gate*): several times the 0.9-1.5 s membership takes in the lab."""
@@ -151,6 +155,15 @@ class DirectoryConfig(StrictModel):
         ge=1,
         le=10_000_000,
         description="registrations per second this server may send in all",
+    )
+    reregister_after: Float = Field(
+        default=REREGISTER_AFTER_DEFAULT,
+        ge=0,
+        le=3600,
+        description="seconds after a membership change that moved buckets when this "
+        "server forgets its registrations once more, so a bucket's new directory member "
+        "that took the new member list up to this much later than this server gets "
+        "them too; 0: only once, with the change; shorter than register_interval",
     )
 
 
@@ -338,6 +351,12 @@ def rescue_problems(rescue: RescueConfig) -> Iterator[str]:
     if directory.entry_timeout <= directory.register_interval:
         # An entry must outlive the gap between two registrations of a live flow.
         yield "rescue.directory.entry_timeout: must be longer than register_interval"
+    if directory.reregister_after >= directory.register_interval:
+        # Registrations expire by then anyway: a second emptying would only cost.
+        yield (
+            f"rescue.directory.reregister_after: {directory.reregister_after:g} must be "
+            f"shorter than register_interval ({directory.register_interval}); 0 turns it off"
+        )
 
 
 def _membership_problems(rescue: RescueConfig, membership: MembershipConfig) -> Iterator[str]:

@@ -4,7 +4,9 @@
   same ``apply`` the sidecar performs); safe to repeat, a no-op when nothing differs.
   With ``--watch`` it stays in the foreground and repairs the data path whenever
   nftables reports a change to its tables (a host firewall's ``flush ruleset``), as a
-  sidecar does: the repair of a data-path-only member (run it as a service).
+  sidecar does: the repair of a data-path-only member (run it as a service). When the
+  install moved buckets of the flow directory, it also empties ``registered`` once more
+  ``reregister_after`` seconds later, as the sidecar does (``rescue.reregistration``).
 - ``remove``: delete the tables and overlay devices; the host is as it was before the
   first install. Connections being rescued to or through this server break, so remove
   only a server whose route is withdrawn and whose connections are gone, or the whole
@@ -155,7 +157,29 @@ def _install(path: str, *, watch: bool = False) -> int:
             f"{report.adopted} entered into conntrack, {report.liberalized} relaxed, "
             f"{report.forgotten} stale entries forgotten"
         )
-    return _watch(plan) if watch else EXIT_OK
+    again = _reregister_after(plan, report)
+    if report.registrations_forgotten:
+        print(
+            f"  the bucket map changed: registrations forgotten "
+            f"({', '.join(report.registrations_forgotten)}); {_when_again(again, watch)}"
+        )
+    return _watch(plan, again) if watch else EXIT_OK
+
+
+def _reregister_after(plan: RescuePlan, report: ApplyReport) -> float:
+    """Seconds until ``registered`` is to be emptied once more; 0: not again."""
+    if not report.registrations_forgotten or plan.directory is None:
+        return 0.0
+    return plan.directory.reregister_after
+
+
+def _when_again(again: float, watch: bool) -> str:
+    if not again:
+        return "not again (reregister_after: 0)"
+    if watch:
+        return f"once more in {again:g} s"
+    # This process exits: a late directory member waits for register_interval.
+    return f"not again (--watch would, {again:g} s later)"
 
 
 def _tables_back(started: float) -> None:
@@ -173,8 +197,9 @@ def _repaired(report: ApplyReport, started: float) -> None:
     )
 
 
-def _watch(plan: RescuePlan) -> int:
-    """Repair the data path whenever nftables says its tables changed; until a signal."""
+def _watch(plan: RescuePlan, reregister_after: float = 0.0) -> int:
+    """Repair the data path whenever nftables says its tables changed; until a signal.
+    ``reregister_after``: empty ``registered`` once more that many seconds from now."""
     from anycast_announcer.rescue.kernel import RescueError, RescueKernel
     from anycast_announcer.rescue.watch import NftablesWatch
 
@@ -203,8 +228,29 @@ def _watch(plan: RescuePlan) -> int:
             if report.changed:
                 _repaired(report, started)
 
+    async def reregister() -> None:
+        # One change, one deadline: the sidecar's keeper needs Reregistration's
+        # bookkeeping for changes that follow each other; this process applies one plan.
+        await asyncio.sleep(reregister_after)
+        try:
+            families = await asyncio.to_thread(kernel.forget_registrations, plan)
+        except RescueError as error:
+            print(f"error: forgetting registrations failed: {error}", file=sys.stderr, flush=True)
+            return
+        print(
+            f"rescue: registrations forgotten once more ({', '.join(families) or 'none'}) "
+            f"at={time.time():.3f}",
+            flush=True,
+        )
+
+    async def main() -> None:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(repair_forever())
+            if reregister_after > 0:
+                group.create_task(reregister())
+
     try:
-        asyncio.run(repair_forever())
+        asyncio.run(main())
     except KeyboardInterrupt:
         pass
     finally:

@@ -32,9 +32,11 @@ from typing import Any
 from anycast_announcer.rescue.model import TABLE, Family, Overlay, RescuePlan
 from anycast_announcer.rescue.render import (
     MARKER_PREFIX,
+    REGISTERED,
     ChainShape,
     RenderedTable,
     SetShape,
+    TableShape,
 )
 
 __all__ = [
@@ -45,10 +47,12 @@ __all__ = [
     "LinkOp",
     "LinkOpKind",
     "egress_script",
+    "forgets_registrations",
     "link_changes",
     "marker_mode",
     "parse_egress",
     "parse_table",
+    "registrations_script",
     "removal_script",
     "table_script",
 ]
@@ -323,6 +327,24 @@ def table_script(desired: RenderedTable, installed: InstalledTable | None) -> st
     for name in sorted(installed.counters - set(shape.counters)):
         lines.append(f"delete counter {family} {TABLE} {name}")
     return "\n".join(lines) + "\n" + desired.text
+
+
+def forgets_registrations(desired: TableShape, installed: InstalledTable | None) -> bool:
+    """Whether writing ``desired`` over ``installed`` empties a ``registered`` set that
+    held registrations: it is declared differently (its comment names the bucket map,
+    so a membership change that moved buckets), and both have one. A table written
+    whole (absent before) or a plan without the directory has nothing to register again.
+    """
+    if installed is None or REGISTERED not in installed.sets:
+        return False
+    wanted = next((s for s in desired.sets if s.name == REGISTERED), None)
+    return wanted is not None and wanted.comparable() != installed.sets[REGISTERED].comparable()
+
+
+def registrations_script(family: Family) -> str:
+    """The ``nft -f`` text that empties ``family``'s ``registered`` set (and nothing
+    else): owners register every flow again at its next packet."""
+    return f"flush set {family.value} {TABLE} {REGISTERED}\n"
 
 
 EGRESS_FAMILY = "netdev"

@@ -71,16 +71,18 @@ from anycast_announcer.rescue.diff import (
     LinkOp,
     LinkOpKind,
     egress_script,
+    forgets_registrations,
     link_changes,
     marker_mode,
     parse_egress,
     parse_table,
+    registrations_script,
     removal_script,
     table_script,
 )
 from anycast_announcer.rescue.guard import GUARD_PREFERENCE, bytecode, guard_program
 from anycast_announcer.rescue.model import TABLE, Family, Overlay, RescuePlan
-from anycast_announcer.rescue.render import RenderMode, render_table
+from anycast_announcer.rescue.render import REGISTERED, RenderMode, render_table, table_shape
 from anycast_announcer.rescue.takeover import CtEntry, Flow, TakeOver, plan_take_over
 
 __all__ = [
@@ -206,6 +208,10 @@ class ApplyReport:
     """Conntrack entries of established sockets told to stop checking windows."""
     forgotten: int = 0
     """Conntrack entries no socket matched, deleted at take-over."""
+    registrations_forgotten: tuple[str, ...] = ()
+    """Families whose ``registered`` set this apply declared again, empty (the bucket
+    map changed): owners register again at once, and once more after
+    ``reregister_after`` (``rescue.reregistration``)."""
 
     @property
     def changed(self) -> bool:
@@ -866,6 +872,11 @@ class RescueKernel:
         """
         names = (plan.rescue.name, plan.feedback.name)
         before = self.read_installed(names)
+        reregister = tuple(
+            family.value
+            for family in plan.families
+            if forgets_registrations(table_shape(plan, family), before.tables.get(family))
+        )
         try:
             with _reported("applying the rescue plan"):
                 ops = link_changes(before.overlays, plan)
@@ -895,6 +906,7 @@ class RescueKernel:
             adopted=len(conntrack.adopt),
             liberalized=len(conntrack.liberalize),
             forgotten=len(conntrack.forget),
+            registrations_forgotten=reregister,
         )
         log.info(
             "rescue_applied",
@@ -905,8 +917,28 @@ class RescueKernel:
             adopted=report.adopted,
             liberalized=report.liberalized,
             forgotten=report.forgotten,
+            registrations_forgotten=report.registrations_forgotten,
         )
         return report
+
+    def forget_registrations(self, plan: RescuePlan) -> tuple[str, ...]:
+        """Empty ``registered`` in each of ``plan``'s tables that has one (one transaction
+        per family, nothing else touched): owners register every flow again at its next
+        packet. A table that is not there is skipped (it comes back with the set empty).
+        Returns the families emptied."""
+        emptied = []
+        with _reported("forgetting the flow directory's registrations"):
+            for family in plan.families:
+                if not any(s.name == REGISTERED for s in table_shape(plan, family).sets):
+                    continue
+                try:
+                    self._nft(["-f", "-"], registrations_script(family))
+                except RescueError as error:
+                    if "No such file or directory" in str(error):
+                        continue
+                    raise
+                emptied.append(family.value)
+        return tuple(emptied)
 
     def restore(
         self,
@@ -1061,6 +1093,10 @@ class AsyncRescueKernel:
     async def remove(self) -> RemoveReport:
         """See :meth:`RescueKernel.remove`."""
         return await asyncio.to_thread(self.kernel.remove)
+
+    async def forget_registrations(self, plan: RescuePlan) -> tuple[str, ...]:
+        """See :meth:`RescueKernel.forget_registrations`."""
+        return await asyncio.to_thread(self.kernel.forget_registrations, plan)
 
     async def in_sync(self, plan: RescuePlan) -> bool:
         """See :meth:`RescueKernel.in_sync`."""

@@ -245,6 +245,9 @@ class Directory:
     query_rate: int
     query_burst: int
     register_rate: int
+    reregister_after: float
+    """Seconds after a bucket-map change when owners empty ``registered`` once more
+    (the shell's timer, not a rule: see ``rescue.reregistration``); 0: never."""
     seed: int = SEED
 
     @property
@@ -435,6 +438,7 @@ def _directory(settings: RescueConfig, members: tuple[Member, ...]) -> Directory
         query_rate=config.query_rate,
         query_burst=config.query_burst,
         register_rate=config.register_rate,
+        reregister_after=config.reregister_after,
     )
 
 

@@ -73,6 +73,7 @@ from anycast_announcer.rescue.model import TABLE, Directory, Family, Member, Res
 __all__ = [
     "DIRECTORY_COUNTERS",
     "MARKER_PREFIX",
+    "REGISTERED",
     "ChainShape",
     "RenderMode",
     "RenderedTable",
@@ -93,6 +94,8 @@ TABLE_COMMENT = "anycast-announcer flow rescue; remove with: anycast-announcer r
 
 
 EGRESS_PRIORITY = 0
+REGISTERED = "registered"
+"""The owner's set of the flows it registered with their directory members."""
 
 
 class RenderMode(enum.Enum):
@@ -564,7 +567,7 @@ def _directory_sets(plan: RescuePlan, family: Family, directory: Directory) -> l
         # empty and owners register again at their next packet (to the new directory
         # member), instead of being held back by registrations sent to the old one.
         replace(
-            _flow_set("registered", family, directory.register_interval, size),
+            _flow_set(REGISTERED, family, directory.register_interval, size),
             comment=f"bucket map {_bucket_map_digest(directory)}",
         ),
     ]

@@ -15,6 +15,11 @@ way or after a newer configuration arrived (``sync``), since the plan it compare
 is then stale and re-applying it would undo the newer one. A change announced during an
 apply is checked again once the apply is done.
 
+A membership change that moves buckets empties the owners' ``registered`` set with the
+new bucket map; ``reregister_after`` seconds later the keeper empties it once more
+(``rescue.reregistration``), so a directory member that took the change a little
+later than this server still gets this server's registrations.
+
 Nothing is removed at shutdown: the kernel keeps rescuing this server's live connections
 without a process. Removal is ``anycast-announcer rescue remove``.
 """
@@ -22,6 +27,7 @@ without a process. Removal is ``anycast-announcer rescue remove``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import time
 from collections.abc import Callable, Iterable
@@ -42,6 +48,7 @@ from anycast_announcer.rescue.kernel import (
 )
 from anycast_announcer.rescue.model import RescuePlan, build_plan
 from anycast_announcer.rescue.mtu import mtu_warnings
+from anycast_announcer.rescue.reregistration import Reregistration
 from anycast_announcer.rescue.watch import Change, NftablesWatch
 from anycast_announcer.status import RescuePeerStatus, RescueStatus, RescueTraffic
 
@@ -75,6 +82,8 @@ class RescueKernelPort(Protocol):
     async def apply(self, plan: RescuePlan, *, warm: bool = True) -> ApplyReport: ...
 
     async def in_sync(self, plan: RescuePlan) -> bool: ...
+
+    async def forget_registrations(self, plan: RescuePlan) -> tuple[str, ...]: ...
 
     async def restore(self, plan: RescuePlan, families: Iterable[str]) -> ApplyReport: ...
 
@@ -127,6 +136,9 @@ class RescueKeeper:
         self._wanted: tuple[Config, tuple[str, ...]] | None = None
         """The newest plan asked for (applied or not): drift repair and retries use it."""
         self._applying: asyncio.Task[None] | None = None
+        self._reregistration = Reregistration()
+        self._rearm = asyncio.Event()
+        """Set when the second emptying's deadline moved (``_reregister`` waits on it)."""
 
     async def apply(
         self, config: Config, learnt: tuple[str, ...] = (), *, repair: bool = False
@@ -168,6 +180,7 @@ class RescueKeeper:
         self._config, self._plan, self._error = config, plan, None
         self._learnt = learnt
         self._applied_at = time.time()
+        self._schedule_reregistration(plan, report)
         log.info(
             "rescue_applied",
             member=str(plan.me.address),
@@ -176,11 +189,20 @@ class RescueKeeper:
             steps=list(report.link_steps),
             tables=list(report.tables_written),
             adopted=report.adopted,
+            registrations_forgotten=list(report.registrations_forgotten),
         )
         if self._on_applied is not None:
             peers = tuple(str(peer.address) for peer in plan.peers)
             self._on_applied(str(plan.me.address), inherited, peers)
         await self._read_counters()
+
+    def _schedule_reregistration(self, plan: RescuePlan, report: ApplyReport) -> None:
+        if plan.directory is None:
+            self._reregistration.cancel()
+        elif report.registrations_forgotten:
+            now = asyncio.get_running_loop().time()
+            self._reregistration.emptied(now, plan.directory.reregister_after)
+        self._rearm.set()
 
     def sync(self, config: Config, learnt: tuple[str, ...] = ()) -> None:
         """Apply ``config``'s plan soon (a reload, learnt members); failures are logged,
@@ -227,6 +249,8 @@ class RescueKeeper:
         self._config = self._plan = self._counters = None
         self._error, self._wanted = None, None
         self._generation += 1
+        self._reregistration.cancel()
+        self._rearm.set()
         if self._metrics is not None:
             self._metrics.rescue_counters(None)
 
@@ -235,6 +259,7 @@ class RescueKeeper:
         our tables changed, and every ``DRIFT_CHECKS`` readings anyway."""
         async with asyncio.TaskGroup() as group:
             group.create_task(self._watch())
+            group.create_task(self._reregister())
             readings = 0
             while True:
                 await asyncio.sleep(COUNTER_INTERVAL)
@@ -248,6 +273,32 @@ class RescueKeeper:
                 await self._read_counters()
                 if readings % DRIFT_CHECKS == 0:
                     await self.check(retry=True)
+
+    async def _reregister(self) -> None:
+        """Empty ``registered`` once more when ``Reregistration`` says so."""
+        loop = asyncio.get_running_loop()
+        while True:
+            self._rearm.clear()
+            deadline = self._reregistration.deadline
+            if deadline is None:
+                await self._rearm.wait()
+                continue
+            if deadline > loop.time():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._rearm.wait(), deadline - loop.time())
+                continue
+            if self._reregistration.expire(loop.time()) and self._plan is not None:
+                await self._forget_registrations(self._plan)
+
+    async def _forget_registrations(self, plan: RescuePlan) -> None:
+        # Not held back by an apply under way: if it moves buckets again it empties the
+        # set itself and sets a new deadline; if not, emptying it now is what we want.
+        try:
+            families = await self._kernel.forget_registrations(plan)
+        except RescueError as error:
+            log.warning("rescue_reregister_failed", error=str(error))
+            return
+        log.info("rescue_registrations_forgotten", families=list(families))
 
     async def _watch(self) -> None:
         feed = self._changes()

@@ -7,12 +7,14 @@ namespace gets two VXLAN devices under the overlay names first.
 from __future__ import annotations
 
 import ipaddress
+import json
 import subprocess
 from collections.abc import Iterator
 
 import pytest
 
-from anycast_announcer.rescue.model import RescuePlan
+from anycast_announcer.rescue.diff import registrations_script
+from anycast_announcer.rescue.model import Family, RescuePlan
 from anycast_announcer.rescue.render import RenderMode, render_table
 from tests.integration.rescue.rescuelab import require_rescue_host
 from tests.lablib import unique_lab_name
@@ -100,3 +102,38 @@ def test_the_check_can_fail(namespace: str) -> None:
     """A broken table is refused, so the test above can tell."""
     text = render_table(plan(), plan().families[0]).text.replace("ct state", "ct stat")
     assert nft_check(namespace, text).returncode != 0
+
+
+def _nft(namespace: str, *argv: str, script: str | None = None) -> str:
+    return subprocess.run(
+        ["ip", "netns", "exec", namespace, "nft", *argv],
+        input=script,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+def test_the_second_emptying_of_registered_empties_that_set_alone(namespace: str) -> None:
+    """``registrations_script`` on a loaded table: ``registered`` loses its flows, the
+    other flow sets keep theirs (rescue.reregistration)."""
+    flow = "198.18.0.1 . 40000 . 10.255.0.1 . 8080"
+
+    def elements(name: str) -> int:
+        document = json.loads(_nft(namespace, "-j", "list", "set", "ip", "anycast_rescue", name))
+        return sum(len(o["set"].get("elem", [])) for o in document["nftables"] if "set" in o)
+
+    _nft(namespace, "-f", "-", script=render_table(plan(), Family.IPV4).text)
+    try:
+        for name in ("registered", "probation"):
+            _nft(namespace, "add", "element", "ip", "anycast_rescue", name, f"{{ {flow} }}")
+        assert (elements("registered"), elements("probation")) == (1, 1)
+        _nft(namespace, "-f", "-", script=registrations_script(Family.IPV4))
+        assert (elements("registered"), elements("probation")) == (0, 1)
+    finally:
+        _nft(
+            namespace,
+            "-f",
+            "-",
+            script="delete table ip anycast_rescue\ndelete table netdev anycast_rescue\n",
+        )

@@ -217,6 +217,80 @@ def test_a_moved_bucket_is_registered_with_its_new_directory_member_at_once(
     assert window["entries_after"] > window["entries_before"], window
 
 
+def test_a_directory_member_that_takes_the_change_later_still_gets_the_registrations(
+    lab: RescueLab, tmp_path: Path
+) -> None:
+    """s3 leaves the group, but s1 takes the two-member list first (``rescue install
+    --watch``, which, as a sidecar, empties ``registered`` once more ``reregister_after``
+    later) and s2 about a second later, while sessions on s1 and s2 send every half
+    second. The flows of s1 whose bucket moved from s3 to s2 register with s2 at their
+    first packet after s1's install, while s2 still counts those buckets as s3's: refused
+    (``claims_refused``). The second emptying makes them register again once s2 has the
+    new map: new entries in s2's ``dir_<s1>``. Without it (``reregister_after: 0``) they
+    stay unregistered until register_interval (60 s) runs out."""
+    lab.set_paths(["s1", "s2"])  # s3 holds no session: only s1 and s2 register
+    after = 5.0
+    two = write_config(
+        tmp_path / "two.yaml",
+        members=MEMBERS[:2],
+        extra=f"  directory: {{reregister_after: {after:g}}}\n",
+    )
+    window: dict[str, Any] = {}
+    watchers: list[subprocess.Popen[str]] = []
+
+    def entries() -> int:
+        """Flows s2 holds as s1's, as their directory member."""
+        return lab.set_size("s2", "dir_10_0_1_2")
+
+    def s1_first_then_s2() -> None:
+        window["entries_before"] = entries()
+        refused = lab.counter("s2", "claims_refused")
+        watcher = lab.lab.popen(
+            "s1",
+            [*WATCH, "-c", str(two)],
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        watchers.append(watcher)
+        assert watcher.stdout is not None
+        for line in iter(watcher.stdout.readline, ""):
+            window.setdefault("s1_said", []).append(line.strip())
+            if line.startswith("rescue: watching"):
+                break
+        switched = time.monotonic()
+        time.sleep(1.0)
+        assert lab.install("s2", two).startswith("rescue: installed")
+        window["s2_later_s"] = round(time.monotonic() - switched, 2)
+        window["refused_meanwhile"] = lab.counter("s2", "claims_refused") - refused
+        window["entries_s2_switched"] = entries()
+        while (grown := entries()) == window["entries_s2_switched"] and (
+            time.monotonic() < switched + after + 3
+        ):
+            time.sleep(0.1)
+        window["seconds"] = round(time.monotonic() - switched, 2)
+        window["entries_after"] = grown
+        time.sleep(1.0)  # every session has sent two packets since
+        window["entries_1s_later"] = entries()
+
+    try:
+        summary = lab.hold(4, 60, s1_first_then_s2, settle=1)
+    finally:
+        for watcher in watchers:
+            watcher.terminate()
+            out, _ = watcher.communicate(timeout=10)
+            window["s1_said"] = [*window.get("s1_said", []), *out.splitlines()]
+    print(f"late directory member: {window}")
+    assert summary["broken"] == 0, summary["broken_by_reason"]
+    said = "\n".join(window["s1_said"])
+    assert "the bucket map changed: registrations forgotten (ip, ip6)" in said, said
+    # The window this is about happened: s1's registrations reached s2 before its switch.
+    assert window["refused_meanwhile"] > 0, window
+    assert window["entries_after"] > window["entries_s2_switched"], window
+    assert "registrations forgotten once more (ip, ip6)" in said, said
+
+
 def test_an_orphan_is_reset(lab: RescueLab) -> None:
     """s3 dies (link down, route gone): nobody claims its flows, so after probation the
     server that receives them lets its stack reset them; nothing else breaks."""

@@ -63,6 +63,8 @@ class FakeNft:
             error = self.fail(script)
             if error is not None:
                 raise error
+            if missing := self._missing(script):
+                return self._done(argv, 1, stderr=f"Error: No such file or directory ({missing})")
             self._apply(script)
             self.changes.append("nft -f")
             return self._done(argv)
@@ -109,6 +111,14 @@ class FakeNft:
         else:
             raise AssertionError(f"unexpected tc call {argv}")
         return self._done(argv)
+
+    def _missing(self, script: str) -> str | None:
+        """The family of a ``flush set`` whose table is not there, as nft refuses it."""
+        for line in script.splitlines():
+            words = line.split()
+            if words[:2] == ["flush", "set"] and words[2] not in self.tables:
+                return words[2]
+        return None
 
     def _apply(self, script: str) -> None:
         self.scripts.append(script)
@@ -281,6 +291,10 @@ class FakeKernelPort:
     checks: int = 0
     warm: list[bool] = field(default_factory=list)
     restored: list[frozenset[str]] = field(default_factory=list)
+    forgets: tuple[str, ...] = ()
+    """The ``registrations_forgotten`` of every apply's report."""
+    reregistered: list[tuple[float, RescuePlan]] = field(default_factory=list)
+    """(loop time, plan) of every ``forget_registrations``."""
 
     async def host_facts(self, settings: RescueConfig) -> HostFacts:
         return self.local
@@ -292,7 +306,11 @@ class FakeKernelPort:
         if self.apply_error is not None:
             raise self.apply_error
         self.applied.append(plan)
-        return ApplyReport(tables_written=("ip",))
+        return ApplyReport(tables_written=("ip",), registrations_forgotten=self.forgets)
+
+    async def forget_registrations(self, plan: RescuePlan) -> tuple[str, ...]:
+        self.reregistered.append((asyncio.get_running_loop().time(), plan))
+        return ("ip",)
 
     async def in_sync(self, plan: RescuePlan) -> bool:
         self.checks += 1

@@ -34,6 +34,18 @@ def test_defaults() -> None:
     assert rescue.clamp_mss
 
 
+def test_the_second_emptying_of_registered_defaults_to_five_seconds_and_can_be_off() -> None:
+    rescue = parse_config(BASE).rescue
+    assert rescue is not None
+    assert rescue.directory.reregister_after == 5.0
+    for value, expected in (("0", 0.0), ("2", 2.0), ("0.5", 0.5)):
+        lines = f"  members: [10.2.1.2, 10.2.2.2]\n  directory: {{reregister_after: {value}}}\n"
+        text = with_rescue(lines)
+        configured = parse_config(text).rescue
+        assert configured is not None
+        assert configured.directory.reregister_after == expected
+
+
 def test_rescue_is_optional() -> None:
     assert parse_config(BASE.split("rescue:\n")[0]).rescue is None
 
@@ -103,6 +115,14 @@ def test_the_schema_documents_the_section() -> None:
         (
             "  members: [10.2.1.2, 10.2.2.2]\n  directory: {register_interval: 300}\n",
             "rescue.directory.entry_timeout: must be longer than register_interval",
+        ),
+        (
+            "  members: [10.2.1.2, 10.2.2.2]\n  directory: {reregister_after: 60}\n",
+            "rescue.directory.reregister_after: 60 must be shorter than register_interval (60)",
+        ),
+        (
+            "  members: [10.2.1.2, 10.2.2.2]\n  directory: {reregister_after: -1}\n",
+            "rescue.directory.reregister_after: Input should be greater than or equal to 0",
         ),
         (
             "  members: [10.2.1.2, 10.2.2.2]\n  directory: {buckets: 5000}\n",

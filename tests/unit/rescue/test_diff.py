@@ -21,16 +21,19 @@ from typing import Any
 from anycast_announcer.rescue.diff import (
     DEVICE_SYSCTLS,
     InstalledOverlay,
+    InstalledTable,
     LinkOpKind,
     egress_script,
+    forgets_registrations,
     link_changes,
     parse_egress,
     parse_table,
+    registrations_script,
     removal_script,
     table_script,
 )
 from anycast_announcer.rescue.model import Family, Overlay, RescuePlan
-from anycast_announcer.rescue.render import RenderMode, SetShape, render_table
+from anycast_announcer.rescue.render import RenderMode, SetShape, render_table, table_shape
 from tests.unit.rescue.plans import plan
 
 FIXTURE = Path(__file__).with_name("nft-list-table-ip.json")
@@ -308,6 +311,40 @@ class TestRegistrationsFollowTheBucketMap:
         assert comment(plan(base=before_base_with("10.2.4.2")), Family.IPV4) != mine
         buckets = plan("  directory: {buckets: 512}\n")
         assert comment(buckets, Family.IPV4) != mine
+
+
+class TestRegistrationsForgotten:
+    """The apply that empties ``registered`` says so, so the shell can empty it once more
+    ``reregister_after`` later (``rescue.reregistration``)."""
+
+    def installed(self) -> InstalledTable:
+        return parse_table(Family.IPV4, json.loads(FIXTURE.read_text()))
+
+    def test_a_bucket_map_change_forgets_them(self) -> None:
+        for base in (before_base_with("10.2.4.2"), before_base_without("10.2.3.2")):
+            assert forgets_registrations(
+                table_shape(plan(base=base), Family.IPV4), self.installed()
+            )
+
+    def test_a_change_that_keeps_the_map_does_not(self) -> None:
+        for extra in ("", "  learn_timeout: 9\n", "  directory: {reregister_after: 2}\n"):
+            assert not forgets_registrations(
+                table_shape(plan(extra), Family.IPV4), self.installed()
+            )
+
+    def test_nothing_was_registered_in_a_table_written_whole_or_without_the_set(self) -> None:
+        desired = table_shape(plan(base=before_base_with("10.2.4.2")), Family.IPV4)
+        assert not forgets_registrations(desired, None)
+        table = self.installed()
+        sets = {name: s for name, s in table.sets.items() if name != "registered"}
+        assert not forgets_registrations(desired, replace(table, sets=sets))
+
+    def test_turning_the_directory_off_leaves_nothing_to_register_again(self) -> None:
+        off = table_shape(plan("  directory: {enabled: false}\n"), Family.IPV4)
+        assert not forgets_registrations(off, self.installed())
+
+    def test_the_second_emptying_flushes_that_set_alone(self) -> None:
+        assert registrations_script(Family.IPV6) == "flush set ip6 anycast_rescue registered\n"
 
 
 class TestEgressTable:

@@ -242,3 +242,74 @@ async def test_learnt_members_reach_the_plan_and_an_oversized_group_is_an_error(
     recovered = keeper.status()
     assert recovered is not None
     assert recovered.last_error is None
+
+
+class TestSecondEmptyingOfRegistered:
+    """An apply that moved buckets emptied ``registered``; ``reregister_after`` later the
+    keeper empties it once more, so a directory member that took the change a little
+    later than this server gets the registrations (rescue/reregistration.py)."""
+
+    QUICK = "  directory: {reregister_after: 0.05}\n"
+
+    async def _run(self, keeper: RescueKeeper, kernel: FakeKernelPort, until: float) -> None:
+        runner = asyncio.create_task(keeper.run())
+        await asyncio.sleep(until)
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+        await keeper.close()
+
+    async def test_emptied_once_reregister_after_the_change(self) -> None:
+        kernel = FakeKernelPort(FACTS, forgets=("ip", "ip6"))
+        keeper = _keeper(kernel)
+        loop = asyncio.get_running_loop()
+        with capture_logs() as logs:
+            await keeper.apply(config(self.QUICK))
+            applied = loop.time()
+            await self._run(keeper, kernel, 0.3)
+        assert len(kernel.reregistered) == 1
+        at, plan = kernel.reregistered[0]
+        assert at - applied >= 0.05
+        assert plan == kernel.applied[-1]
+        assert {"event": "rescue_registrations_forgotten", "families": ["ip"]} in [
+            {k: v for k, v in log.items() if k in ("event", "families")} for log in logs
+        ]
+
+    async def test_an_apply_that_kept_the_map_does_not_empty_it_again(self) -> None:
+        kernel = FakeKernelPort(FACTS)  # registrations_forgotten: none
+        keeper = _keeper(kernel)
+        await keeper.apply(config(self.QUICK))
+        await self._run(keeper, kernel, 0.15)
+        assert kernel.reregistered == []
+
+    async def test_zero_turns_it_off(self) -> None:
+        kernel = FakeKernelPort(FACTS, forgets=("ip",))
+        keeper = _keeper(kernel)
+        await keeper.apply(config("  directory: {reregister_after: 0}\n"))
+        await self._run(keeper, kernel, 0.15)
+        assert kernel.reregistered == []
+
+    async def test_a_group_forgotten_before_the_deadline_is_not_touched(self) -> None:
+        kernel = FakeKernelPort(FACTS, forgets=("ip",))
+        keeper = _keeper(kernel)
+        await keeper.apply(config("  directory: {reregister_after: 0.1}\n"))
+        keeper.forget()
+        await self._run(keeper, kernel, 0.25)
+        assert kernel.reregistered == []
+
+    async def test_a_later_change_moves_the_deadline(self) -> None:
+        """Its own apply emptied the set again: the delay counts from it."""
+        kernel = FakeKernelPort(FACTS, forgets=("ip",))
+        keeper = _keeper(kernel)
+        loop = asyncio.get_running_loop()
+        await keeper.apply(config("  directory: {reregister_after: 0.1}\n"))
+        runner = asyncio.create_task(keeper.run())
+        await asyncio.sleep(0.05)
+        await keeper.apply(config("  directory: {reregister_after: 0.1}\n", base=TWO))
+        second = loop.time()
+        await asyncio.sleep(0.3)
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+        assert len(kernel.reregistered) == 1
+        at, plan = kernel.reregistered[0]
+        assert at - second >= 0.1
+        assert len(plan.members) == 2

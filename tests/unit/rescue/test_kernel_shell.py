@@ -303,3 +303,46 @@ class TestResetGuard:
             "tc filter del eth2",
             "nft -f",
         ]
+
+
+class TestForgetRegistrations:
+    """The second emptying of ``registered`` (``rescue.reregistration``): that set alone,
+    in each table that has it."""
+
+    def test_empties_registered_in_each_family_and_nothing_else(self, tmp_path: Path) -> None:
+        host = FakeHost(tmp_path)
+        kernel = host.kernel()
+        kernel.apply(plan())
+        tables = dict(host.nft.tables)
+        host.nft.scripts.clear()
+        assert kernel.forget_registrations(plan()) == ("ip", "ip6")
+        assert host.nft.scripts == [
+            "flush set ip anycast_rescue registered\n",
+            "flush set ip6 anycast_rescue registered\n",
+        ]
+        assert host.nft.tables == tables
+
+    def test_a_table_that_is_not_there_is_skipped(self, tmp_path: Path) -> None:
+        """Deleted behind our back: it comes back with the set empty anyway."""
+        host = FakeHost(tmp_path)
+        kernel = host.kernel()
+        kernel.apply(plan())
+        host.nft.tables.pop("ip")
+        assert kernel.forget_registrations(plan()) == ("ip6",)
+
+    def test_without_the_directory_there_is_nothing_to_empty(self, tmp_path: Path) -> None:
+        host = FakeHost(tmp_path)
+        kernel = host.kernel()
+        off = plan("  directory: {enabled: false}\n")
+        kernel.apply(off)
+        host.nft.scripts.clear()
+        assert kernel.forget_registrations(off) == ()
+        assert host.nft.scripts == []
+
+    def test_another_failure_is_a_rescue_error(self, tmp_path: Path) -> None:
+        host = FakeHost(tmp_path)
+        kernel = host.kernel()
+        kernel.apply(plan())
+        host.nft.fail = lambda script: subprocess.TimeoutExpired(["nft"], 60)
+        with pytest.raises(RescueError, match="forgetting the flow directory's registrations"):
+            kernel.forget_registrations(plan())
