@@ -615,6 +615,30 @@ def test_membership_is_learnt_from_the_fabric_on_every_member(
             lambda e: DATA_PATH_ONLY in e.get("peers", []),
             f"{DATA_PATH_ONLY} installed",
         )
+        # The new member took buckets from the others: each member empties its flows'
+        # registrations once more, reregister_after (5 s) after its own apply, for a
+        # directory member that took the change later than it did.
+        installed = results["data_path_only_added_installed"]
+
+        def forgotten_again() -> dict[str, float] | None:
+            times = {
+                node: _first(
+                    fabric.sidecars[node],
+                    "rescue_registrations_forgotten",
+                    before + installed[node] + 4.5,
+                    lambda e: "ip" in e.get("families", []),
+                )
+                for node in SERVERS
+            }
+            if any(t is None for t in times.values()):
+                return None
+            return {node: round(t - before, 3) for node, t in times.items() if t is not None}
+
+        results["data_path_only_added_reregistered"] = wait_until(
+            forgotten_again,
+            timeout=20,
+            message="not every member emptied its registrations a second time",
+        )
         before = time.time()
         leaf2("address-family ipv4 unicast", f"no network {DATA_PATH_ONLY_ROUTE}")
         results["data_path_only_removed_held_down"] = _converged(
