@@ -238,6 +238,17 @@ class Totals:
         return {f.name: getattr(self, f.name) - getattr(other, f.name) for f in fields(self)}
 
 
+def _per_table(listing: dict[str, Any]) -> dict[int, RescueCounters]:
+    """``nft -j list counters`` of a member, split into each family's rescue table."""
+    families = {name: family for family, name in _NFT_FAMILY.items()}
+    tables: dict[int, list[dict[str, Any]]] = {family: [] for family in FAMILIES}
+    for item in listing.get("nftables", []):
+        counter = item.get("counter", {})
+        if counter.get("table") == "anycast_rescue" and counter.get("family") in families:
+            tables[families[counter["family"]]].append(item)
+    return {family: parse_counters([{"nftables": items}]) for family, items in tables.items()}
+
+
 class Group:
     """The members of one scale lab: services, data paths, sidecars."""
 
@@ -417,22 +428,7 @@ class Group:
 
         def read(member: int) -> dict[int, RescueCounters]:
             out = self.lab.run(f"m{member}", ["nft", "-j", "list", "counters"], check=False)
-            items = json.loads(out.stdout).get("nftables", []) if out.stdout.strip() else []
-            return {
-                family: parse_counters(
-                    [
-                        {
-                            "nftables": [
-                                i
-                                for i in items
-                                if i.get("counter", {}).get("family") == _NFT_FAMILY[family]
-                                and i["counter"].get("table") == "anycast_rescue"
-                            ]
-                        }
-                    ]
-                )
-                for family in FAMILIES
-            }
+            return _per_table(json.loads(out.stdout) if out.stdout.strip() else {})
 
         members = list(self._pool.map(read, range(1, self.shape.members + 1)))
         return {family: Totals.of([m[family] for m in members]) for family in FAMILIES}

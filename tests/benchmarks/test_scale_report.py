@@ -139,6 +139,31 @@ class TestReport:
         assert v6.endswith("| 600 | | | | | |"), v6
 
 
+class TestCounters:
+    def test_one_listing_is_split_into_each_familys_table(self) -> None:
+        """Rescued packets per family; the underlay's counter only in the IPv4 table."""
+
+        def counter(family: str, name: str, packets: int, table: str = "anycast_rescue") -> Any:
+            return {"counter": {"family": family, "table": table, "name": name, "packets": packets}}
+
+        listing = {
+            "nftables": [
+                {"metainfo": {"json_schema_version": 1}},
+                counter("ip", "underlay_sent", 50),
+                counter("ip", "rx_10_2_1_2", 7),
+                counter("ip6", "rx_10_2_1_2", 11),
+                counter("ip6", "replicated", 2),
+                counter("ip", "rx_10_2_1_2", 1000, table="other"),
+                counter("inet", "rx_10_2_1_2", 1000),
+            ]
+        }
+        tables = scale._per_table(listing)
+        v4, v6 = scale.Totals.of([tables[4]]), scale.Totals.of([tables[6]])
+        assert (v4.underlay_sent, v4.rescued, v4.replicated) == (50, 7, 0)
+        assert (v6.underlay_sent, v6.rescued, v6.replicated) == (0, 11, 2)
+        assert scale._per_table({})[6] == scale._per_table({})[4]
+
+
 class TestOptions:
     @pytest.mark.parametrize("value", ["5", "4,7", "x", ""])
     def test_a_bad_families_list_is_named(
