@@ -130,20 +130,4 @@ def test_the_section_renders(results: dict[str, Any]) -> None:
         assert f"| 8 | on | m4 (sidecar, leaf1) | withdrawal | 1 | IPv{family} |" in text
         assert f"| 8 | on | m8 (data-path-only, leaf2) | addition | 1 | IPv{family} |" in text
         assert f"| 8 | **off** | m4 (sidecar, leaf1) | addition | 1 | IPv{family} |" in text
-    # Repeats: one line per event and family, the median and the worst over the runs.
-    (size,) = results["sizes"]
-    worse = [
-        r
-        | {
-            "repeat": 1,
-            "families": [f | {"broken_innocent": 3 * f["family"]} for f in r["families"]],
-        }
-        for r in size["events"]
-    ]
-    twice = scale.render({"sizes": [size | {"events": size["events"] + worse}]})
-    lines = [x for x in twice.splitlines() if x.startswith("| 8 | on | m4 (sidecar, leaf1) ")]
-    v4, v6 = lines[:2]
-    assert "| withdrawal | 2 | IPv4 |" in v4, v4
-    assert "| 6 (worst 12) |" in v4, v4
-    assert "| withdrawal | 2 | IPv6 |" in v6, v6
-    assert "| 9 (worst 18) |" in v6, v6
+    # Repeats and the event's own cells: tests/benchmarks/test_scale_report.py.
