@@ -105,10 +105,19 @@ def _stop(process: subprocess.Popen[Any] | None, timeout: float = 5) -> None:
 class LabService:
     """The benchmark service (tests.benchmarks.labtools serve) in a server node."""
 
-    def __init__(self, lab: Lab, node: str, workdir: Path, probe_ports: int = 0) -> None:
+    def __init__(
+        self,
+        lab: Lab,
+        node: str,
+        workdir: Path,
+        probe_ports: int = 0,
+        listen: Sequence[str] = (f"{ANYCAST}:{SERVICE_PORT}",),
+    ) -> None:
         self.lab, self.node = lab, node
         self.record = workdir / f"{node}-arrivals.json"
         self.probe_ports = probe_ports
+        self.listen = tuple(listen)
+        """HOST:PORT addresses the service listens on (``[v6]:port`` for IPv6)."""
         self.process: subprocess.Popen[Any] | None = None
 
     def start(self) -> None:
@@ -119,8 +128,7 @@ class LabService:
             "serve",
             "--name",
             self.node,
-            "--listen",
-            f"{ANYCAST}:{SERVICE_PORT}",
+            *(word for address in self.listen for word in ("--listen", address)),
         ]
         if self.probe_ports:
             argv += [
@@ -136,10 +144,9 @@ class LabService:
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            probe = self.lab.run(
-                self.node, ["ss", "-Hltn", f"sport = :{SERVICE_PORT}"], check=False
-            )
-            if str(SERVICE_PORT) in probe.stdout:
+            # Every address bound, not only the first (ss writes them as we do).
+            probe = self.lab.run(self.node, ["ss", "-Hltn"], check=False)
+            if all(address in probe.stdout for address in self.listen):
                 return
             time.sleep(0.05)
         raise RuntimeError(f"service on {self.node} never listened")

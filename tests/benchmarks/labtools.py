@@ -1,12 +1,13 @@
 """Processes the benchmarks start inside lab nodes: a service and a long-lived-session client.
 
     python -m tests.benchmarks.labtools serve --name srv1 --listen 10.255.0.1:8080 \\
+        [--listen [fd00:255::1]:8080] \\
         [--probe-host 10.255.0.1 --probe-ports 20000:500 --record /tmp/arrivals.json]
 
-serves the session protocol on ``--listen`` (greets with ``NAME``, answers each line with
-``NAME``; on SIGUSR1 it *drains*: says ``BYE`` on every session and closes it with a FIN,
-which stands in for the drain hook asking the application to close long-lived sessions;
-on SIGUSR2 it aborts every session),
+serves the session protocol on every ``--listen`` address (greets with ``NAME``, answers
+each line with ``NAME``; on SIGUSR1 it *drains*: says ``BYE`` on every session and closes
+it with a FIN, which stands in for the drain hook asking the application to close
+long-lived sessions; on SIGUSR2 it aborts every session),
 and, on every ``--probe-ports`` port, accepts health-check connections, notes the arrival
 time (``time.time()``) per port and closes them. The arrival times are written to
 ``--record`` as JSON on SIGTERM.
@@ -99,7 +100,7 @@ class _Sessions:
 
 async def serve(
     name: str,
-    listen: str | None,
+    listen: list[str],
     probe_host: str | None,
     probe_ports: str | None,
     record: Path | None,
@@ -108,8 +109,8 @@ async def serve(
     loop = asyncio.get_running_loop()
     sessions = _Sessions(name)
     servers: list[asyncio.AbstractServer] = []
-    if listen:
-        host, port = _split(listen)
+    for address in listen:
+        host, port = _split(address)
         servers.append(
             await asyncio.start_server(
                 sessions.handle, host, port, reuse_address=True, backlog=4096
@@ -274,7 +275,7 @@ def main() -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     s = sub.add_parser("serve")
     s.add_argument("--name", required=True)
-    s.add_argument("--listen")
+    s.add_argument("--listen", action="append", default=[], help="HOST:PORT, repeatable")
     s.add_argument("--probe-host")
     s.add_argument("--probe-ports", help="FIRST:COUNT")
     s.add_argument("--record", type=Path)

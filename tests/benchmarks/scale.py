@@ -8,7 +8,9 @@ their leaf. Every member serves the lab TCP service on the anycast address.
 
 For each N, events on two *affected* members, each event with its own fresh sessions
 from the client (one ping every 0.3 s each way, so with ACKs several packets a second per
-session):
+session), ``sessions`` of them to the anycast address of each family (``--families``:
+10.255.0.1 and fd00:255::1 by default, both held through the same events; the lab is
+dual-stack over an IPv4 underlay, read ``tests.benchmarks.scalelab``):
 
 - **sidecar** (the last member of leaf1): **withdrawal**, its sidecar stops (SIGTERM
   withdraws its anycast and member routes; service and data path stay, as they do on a
@@ -28,11 +30,13 @@ Each mode runs every event ``--repeats`` times, in this order, on the same lab:
   again. Its broken sessions are what the fabric's rehashing does without rescue, measured
   rather than computed from the hash math.
 
-Per event: sessions broken, on the affected member (*own*) and elsewhere (*innocent*);
-and over the ``window`` seconds after the event, every member's rescue counters read
-straight from its nftables table: ``underlay_sent`` (every VXLAN packet a member sent,
-each replica of a blind copy and every feedback packet counted) summed over all members,
-divided by the rescued packets that owners accepted (the per-peer ``received``). The
+Per event and family: sessions broken, on the affected member (*own*) and elsewhere
+(*innocent*). Per event, over the ``window`` seconds after it, every member's rescue
+counters read straight from its nftables tables (one per family): ``underlay_sent``
+(every VXLAN packet a member sent, each replica of a blind copy and every feedback
+packet counted; the IPv4 underlay carries both families, so this has no per-family
+split) summed over all members, divided by the rescued packets that owners accepted
+(the per-peer ``received``, of both families; each family's own count is in its row). The
 issue's target is at most 2 underlay packets per rescued packet; blind copies go to
 all N - 1 members, so this measures whatever data path is installed (the counters are
 the same whichever rules produce them). A control event has no window (there are no
@@ -42,7 +46,8 @@ Also per N: how long the lab and the group take to come up, how long the sidecar
 to learn every member, and one sidecar's idle RSS and CPU (sidecar + ExaBGP), which is
 what decided how many real sidecars this 2-core machine carries.
 
-    sudo .venv/bin/python -m tests.benchmarks.scale [--quick] [--sizes 16,64] [--repeats K]
+    sudo .venv/bin/python -m tests.benchmarks.scale [--quick] [--sizes 16,64] [--repeats K] \\
+        [--families 4,6]
 """
 
 from __future__ import annotations
@@ -67,7 +72,6 @@ from anycast_announcer.netlab import Lab
 from anycast_announcer.rescue.counters import RescueCounters, parse_counters
 from tests.benchmarks.common import (
     LabService,
-    kernel_nexthops,
     machine,
     start_hold,
     tree_cpu,
@@ -77,11 +81,16 @@ from tests.benchmarks.common import (
 from tests.benchmarks.hashmath import movement
 from tests.benchmarks.scalelab import (
     ANYCAST,
+    ANYCAST6,
+    ANYCASTS,
     COMMUNITY,
+    PREFIX_LENGTH,
     ScaleLab,
     leaf_address,
+    leaf_address6,
     leaf_as,
     member_address,
+    member_address6,
     member_as,
     member_route,
     write,
@@ -98,6 +107,10 @@ SOURCES = 240
 MAX_REPEATS = SOURCES // (len(MODES) * len(KINDS) * len(EVENTS))
 SETTLE = 3.5
 """Seconds after the FIB changed for every broken session to notice (pings every 0.3 s)."""
+FAMILIES = (4, 6)
+"""The address families the lab carries; ``--families`` picks the ones the client holds
+sessions in (every event's sessions of both come from one client address index)."""
+_NFT_FAMILY = {4: "ip", 6: "ip6"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +125,8 @@ class Size:
     repeats: int = 1
     control_kinds: tuple[str, ...] = KINDS
     """The affected members the control runs its events on (all of them but in the smoke)."""
+    families: tuple[int, ...] = FAMILIES
+    """The families whose anycast address the client holds ``sessions`` sessions to."""
 
     @property
     def shape(self) -> ScaleLab:
@@ -122,7 +137,16 @@ FULL = (Size(2, 8, sessions=320), Size(4, 16, sessions=640))
 QUICK = (Size(2, 8, sessions=160), Size(4, 16, sessions=320))
 TINY = Size(2, 4, sessions=96, window=SETTLE, idle_seconds=2.0, control_kinds=("sidecar",))
 """For the smoke test: the code runs, the numbers mean little. Its control runs only the
-sidecar's events, which are enough to show that sessions break without rescue."""
+sidecar's events, which are enough to show that sessions break without rescue. Both
+families' sessions share its events, which costs it no extra event."""
+
+
+def _target(family: int) -> str:
+    return f"[{ANYCAST6}]:{SERVICE_PORT}" if family == 6 else f"{ANYCAST}:{SERVICE_PORT}"
+
+
+def _prefix(family: int) -> str:
+    return f"{ANYCASTS[family]}/{PREFIX_LENGTH[family]}"
 
 
 def _sidecar_config(member: int) -> dict[str, Any]:
@@ -132,7 +156,11 @@ def _sidecar_config(member: int) -> dict[str, Any]:
             "local_as": member_as(member),
             "router_id": member_address(member),
             "hold_time": 9,
-            "peers": [{"address": leaf_address(member), "peer_as": leaf_as(1)}],
+            # A sidecar announces a prefix on the sessions of its family only.
+            "peers": [
+                {"address": leaf_address(member), "peer_as": leaf_as(1)},
+                {"address": leaf_address6(member), "peer_as": leaf_as(1)},
+            ],
         },
         "services": [
             {
@@ -145,13 +173,10 @@ def _sidecar_config(member: int) -> dict[str, Any]:
             }
         ],
         "prefixes": [
-            {
-                "prefix": f"{ANYCAST}/32",
-                "services": ["web"],
-                "dampening": {"enabled": False},
-            }
+            {"prefix": _prefix(family), "services": ["web"], "dampening": {"enabled": False}}
+            for family in FAMILIES
         ],
-        "allowed_prefixes": ["10.255.0.0/24"],
+        "allowed_prefixes": ["10.255.0.0/24", "fd00:255::/64"],
         "rescue": {
             "membership": {
                 "community": COMMUNITY,
@@ -169,7 +194,10 @@ def _static_config(shape: ScaleLab, member: int) -> dict[str, Any]:
     config = _sidecar_config(member)
     del config["rescue"]
     peer_as = leaf_as(shape.leaf_of(member))
-    config["bgp"]["peers"] = [{"address": leaf_address(member), "peer_as": peer_as}]
+    config["bgp"]["peers"] = [
+        {"address": leaf_address(member), "peer_as": peer_as},
+        {"address": leaf_address6(member), "peer_as": peer_as},
+    ]
     config["rescue"] = {"members": [member_address(g) for g in range(1, shape.members + 1)]}
     return config
 
@@ -210,12 +238,30 @@ class Totals:
         return {f.name: getattr(self, f.name) - getattr(other, f.name) for f in fields(self)}
 
 
+def _per_table(listing: dict[str, Any]) -> dict[int, RescueCounters]:
+    """``nft -j list counters`` of a member, split into each family's rescue table."""
+    families = {name: family for family, name in _NFT_FAMILY.items()}
+    tables: dict[int, list[dict[str, Any]]] = {family: [] for family in FAMILIES}
+    for item in listing.get("nftables", []):
+        counter = item.get("counter", {})
+        if counter.get("table") == "anycast_rescue" and counter.get("family") in families:
+            tables[families[counter["family"]]].append(item)
+    return {family: parse_counters([{"nftables": items}]) for family, items in tables.items()}
+
+
 class Group:
     """The members of one scale lab: services, data paths, sidecars."""
 
-    def __init__(self, lab: Lab, shape: ScaleLab, workdir: Path) -> None:
+    def __init__(
+        self, lab: Lab, shape: ScaleLab, workdir: Path, families: tuple[int, ...] = FAMILIES
+    ) -> None:
         self.lab, self.shape, self.workdir = lab, shape, workdir
-        self.services = {g: LabService(lab, f"m{g}", workdir) for g in range(1, shape.members + 1)}
+        self.families = families
+        """The families the client holds sessions in; their FIBs mark an event's moment."""
+        listen = [_target(family) for family in FAMILIES]
+        self.services = {
+            g: LabService(lab, f"m{g}", workdir, listen=listen) for g in range(1, shape.members + 1)
+        }
         self.sidecars: dict[int, subprocess.Popen[Any]] = {}
         self.rescue = True
         """False once :meth:`turn_rescue_off` ran: the control's sidecars have no rescue."""
@@ -285,15 +331,34 @@ class Group:
         """The member an event of ``kind`` hits: the last one of leaf1 or of leaf2."""
         return self.shape.per_leaf * (1 if kind == "sidecar" else 2)
 
-    def leaf_hops(self, leaf: int) -> list[tuple[str, int]]:
-        """The leaf's next hops for the anycast prefix that are its own members."""
-        return [h for h in kernel_nexthops(self.lab, f"leaf{leaf}") if h[0].startswith("10.2.")]
+    def leaf_hops(self, leaf: int, family: int = 4) -> list[tuple[str, int]]:
+        """The leaf's next hops for the family's anycast prefix that are its own members
+        (not its uplink, eth1), in kernel order, with weights."""
+        out = self.lab.run(
+            f"leaf{leaf}",
+            ["ip", f"-{family}", "-j", "route", "show", _prefix(family)],
+            check=False,
+        ).stdout
+        hops = []
+        for route in json.loads(out or "[]"):
+            # An IPv6 next hop learnt over BGP may be the member's link-local address:
+            # the device tells a member from the uplink in both families.
+            for hop in route.get("nexthops", [route]):
+                if "gateway" in hop and hop.get("dev") != "eth1":
+                    hops.append((str(hop["gateway"]), int(hop.get("weight", 1))))
+        return hops
+
+    def hops(self, leaf: int) -> dict[int, list[tuple[str, int]]]:
+        """:meth:`leaf_hops` of every family the client holds sessions in."""
+        return {family: self.leaf_hops(leaf, family) for family in self.families}
 
     def wait_hops(self, count: int, timeout: float = 60, leaf: int = 1) -> None:
+        """Until ``leaf`` has ``count`` member next hops in every held family."""
+        families = "/".join(f"IPv{f}" for f in self.families)
         wait_for(
-            lambda: len(self.leaf_hops(leaf)) == count,
+            lambda: all(len(h) == count for h in self.hops(leaf).values()),
             timeout,
-            f"leaf{leaf} never reached {count} member next hops",
+            f"leaf{leaf} never reached {count} member next hops in {families}",
             interval=0.1,
         )
 
@@ -307,6 +372,7 @@ class Group:
                 *("vtysh", "-N", self.lab.ns(f"leaf{leaf}")),
                 *("-c", "configure terminal"),
                 *("-c", f"{no}ip route {ANYCAST}/32 {member_address(member)}"),
+                *("-c", f"{no}ipv6 route {ANYCAST6}/128 {member_address6(member)}"),
                 *("-c", f"router bgp {leaf_as(leaf)}"),
                 *("-c", "address-family ipv4 unicast"),
                 *("-c", f"{no}network {member_route(member)} route-map RESCUE-ORIGINATE"),
@@ -356,28 +422,32 @@ class Group:
             self.start_sidecar(member)
         self.wait_hops(len(self.shape.sidecars), timeout=180)
 
-    def counters(self) -> Totals:
-        """Every member's rescue counters, read in parallel straight from nftables."""
+    def counters(self) -> dict[int, Totals]:
+        """Every member's rescue counters per family's table, summed over the members;
+        read in parallel straight from nftables, one ``nft`` per member for both tables."""
 
-        def read(member: int) -> RescueCounters:
-            out = self.lab.run(
-                f"m{member}",
-                ["nft", "-j", "list", "counters", "table", "ip", "anycast_rescue"],
-                check=False,
-            ).stdout
-            return parse_counters([json.loads(out)] if out.strip() else [])
+        def read(member: int) -> dict[int, RescueCounters]:
+            out = self.lab.run(f"m{member}", ["nft", "-j", "list", "counters"], check=False)
+            return _per_table(json.loads(out.stdout) if out.stdout.strip() else {})
 
-        return Totals.of(list(self._pool.map(read, range(1, self.shape.members + 1))))
+        members = list(self._pool.map(read, range(1, self.shape.members + 1)))
+        return {family: Totals.of([m[family] for m in members]) for family in FAMILIES}
 
     def abort_sessions(self) -> None:
         for service in self.services.values():
             service.abort_sessions()
 
-    def fresh_source(self) -> str:
-        """A client address no earlier run used: no 4-tuple is ever reused."""
-        address = f"10.3.0.{next(self._sources)}"
-        self.lab.run("client", ["ip", "addr", "add", f"{address}/24", "dev", "eth1"])
-        return address
+    def fresh_sources(self) -> dict[int, str]:
+        """A client address per family that no earlier run used: no 4-tuple is ever
+        reused. Both families' addresses of one event share their index."""
+        index = next(self._sources)
+        sources = {4: f"10.3.0.{index}", 6: f"fd00:3::{index}"}
+        added = {4: [f"{sources[4]}/24", "dev", "eth1"], 6: [f"{sources[6]}/64", "dev", "eth1"]}
+        # No DAD for the IPv6 one: the client binds to it at once.
+        added[6].append("nodad")
+        for family in self.families:
+            self.lab.run("client", ["ip", f"-{family}", "addr", "add", *added[family]])
+        return {family: sources[family] for family in self.families}
 
     def idle_cost(self, seconds: float) -> dict[str, Any]:
         """RSS and CPU of each running sidecar (with its ExaBGP child) while nothing happens."""
@@ -415,6 +485,52 @@ def _act(group: Group, kind: str, event: str, member: int) -> None:
         group.start_sidecar(member)
 
 
+def _hold_sessions(
+    group: Group, size: Size, tag: str
+) -> dict[int, tuple[subprocess.Popen[Any], Path]]:
+    """The client's sessions in every family, each from a fresh address; all open."""
+    sources = group.fresh_sources()
+    holds: dict[int, tuple[subprocess.Popen[Any], Path]] = {}
+    try:
+        for family in group.families:
+            holds[family] = start_hold(
+                group.lab,
+                _target(family),
+                size.sessions,
+                sources[family],
+                group.workdir,
+                f"{tag}-v{family}",
+            )
+    except BaseException:
+        _release(holds)
+        raise
+    return holds
+
+
+def _release(holds: dict[int, tuple[subprocess.Popen[Any], Path]]) -> None:
+    """Stop the client's sessions; each writes its result file on the way out."""
+    for process, _ in holds.values():
+        process.send_signal(signal.SIGTERM)
+    for process, _ in holds.values():
+        process.wait(timeout=30)
+
+
+def _wait_fib_change(
+    group: Group, leaf: int, before: dict[int, list[tuple[str, int]]], what: str
+) -> dict[int, float]:
+    """When each family's next hops on ``leaf`` first differed from ``before``."""
+    changed: dict[int, float] = {}
+
+    def every_family_changed() -> bool:
+        for family, hops in group.hops(leaf).items():
+            if family not in changed and hops != before[family]:
+                changed[family] = time.monotonic()
+        return len(changed) == len(before)
+
+    wait_for(every_family_changed, 60, f"{what}: leaf{leaf}'s next hops never changed", 0.05)
+    return changed
+
+
 def one_event(group: Group, kind: str, event: str, size: Size) -> dict[str, Any]:
     """Hold sessions, withdraw or add the affected member, count over the window."""
     shape = group.shape
@@ -424,37 +540,30 @@ def one_event(group: Group, kind: str, event: str, size: Size) -> dict[str, Any]
     window = size.window if group.rescue else 0.0
     group.abort_sessions()
     time.sleep(0.5)
-    hold, result_path = start_hold(
-        group.lab,
-        f"{ANYCAST}:{SERVICE_PORT}",
-        size.sessions,
-        group.fresh_source(),
-        group.workdir,
+    holds = _hold_sessions(
+        group,
+        size,
         f"{shape.members}-{'rescue' if group.rescue else 'control'}-{kind}-{event}-"
         f"{next(group.events)}",
     )
-    before = group.leaf_hops(leaf)
-    read_started = time.monotonic()
-    counted_before = group.counters()
-    # The members are read in parallel but not at one instant: the after-read starts
-    # half this early, so that each member's window is ``window`` give or take half.
-    read_spread = time.monotonic() - read_started
-    started = time.monotonic()
     try:
+        before = group.hops(leaf)
+        read_started = time.monotonic()
+        counted_before = group.counters()
+        # The members are read in parallel but not at one instant: the after-read starts
+        # half this early, so that each member's window is ``window`` give or take half.
+        read_spread = time.monotonic() - read_started
+        started = time.monotonic()
         _act(group, kind, event, affected)
-        wait_for(
-            lambda: group.leaf_hops(leaf) != before,
-            60,
-            f"{event} of m{affected}: leaf{leaf}'s next hops never changed",
-            interval=0.05,
-        )
-        changed = time.monotonic()
-        after = group.leaf_hops(leaf)
+        # The window runs from the moment every held family's FIB changed.
+        changed_at = _wait_fib_change(group, leaf, before, f"{event} of m{affected}")
+        changed = max(changed_at.values())
+        after = group.hops(leaf)
         # Nothing moves before the FIB changes (a starting sidecar takes seconds), so the
         # window is the ``window`` seconds after the change.
         time.sleep(max(0.0, changed + window - read_spread / 2 - time.monotonic()))
         read_started = time.monotonic()
-        counted = group.counters().minus(counted_before)
+        counted_after = group.counters()
         read_spread = max(read_spread, time.monotonic() - read_started)
         measured = (read_started + time.monotonic()) / 2 - changed
         time.sleep(max(0.0, changed + SETTLE - time.monotonic()))
@@ -463,12 +572,31 @@ def one_event(group: Group, kind: str, event: str, size: Size) -> dict[str, Any]
         holding = group.holding_group()
         member_route = group.member_route_at_leaf1(affected)
     finally:
-        hold.send_signal(signal.SIGTERM)
-        hold.wait(timeout=30)
+        _release(holds)
         if kind == "sidecar" and event == "withdrawal":
             group.stop_sidecar(affected)
-    held = json.loads(result_path.read_text(encoding="utf-8"))["sessions"]
-    return _row(shape, affected, held, before, after) | {
+    by_family = {f: counted_after[f].minus(counted_before[f]) for f in FAMILIES}
+    # Both families' tables together: the IPv4 underlay carries both.
+    counted = {name: sum(c[name] for c in by_family.values()) for name in by_family[4]}
+    families = [
+        _family_row(
+            shape,
+            affected,
+            json.loads(holds[f][1].read_text(encoding="utf-8"))["sessions"],
+            (before[f], after[f]),
+        )
+        | {
+            "family": f,
+            "seconds_to_fib_change": round(changed_at[f] - started, 2),
+            "counters": by_family[f],
+        }
+        for f in group.families
+    ]
+    return {
+        "members": shape.members,
+        "sidecars": len(shape.sidecars),
+        "affected": f"m{affected}",
+        "leaf": leaf,
         "mode": "rescue" if group.rescue else "control",
         "kind": kind,
         "event": event,
@@ -481,27 +609,24 @@ def one_event(group: Group, kind: str, event: str, size: Size) -> dict[str, Any]
         ),
         "sidecars_holding_group": holding,
         "member_route_at_leaf1": member_route,
+        "families": families,
     }
 
 
-def _row(
+def _family_row(
     shape: ScaleLab,
     affected: int,
     held: list[dict[str, Any]],
-    before: list[tuple[str, int]],
-    after: list[tuple[str, int]],
+    hops: tuple[list[tuple[str, int]], list[tuple[str, int]]],
 ) -> dict[str, Any]:
+    """One family's sessions of an event: where they were and which broke."""
+    before, after = hops
     opened = [s for s in held if s["state"] != "failed"]
     broken = [s for s in opened if s["state"] == "broken"]
     name = f"m{affected}"
-    leaf = shape.leaf_of(affected)
-    same_leaf = {f"m{g}" for g in shape.on_leaf(leaf)}
+    same_leaf = {f"m{g}" for g in shape.on_leaf(shape.leaf_of(affected))}
     on_leaf = sum(1 for s in opened if s["server"] in same_leaf)
     return {
-        "members": shape.members,
-        "sidecars": len(shape.sidecars),
-        "affected": name,
-        "leaf": leaf,
         "sessions": len(opened),
         "failed_to_open": len(held) - len(opened),
         "servers_answering": len({s["server"] for s in opened}),
@@ -556,7 +681,7 @@ def run_size(size: Size, workdir: Path) -> dict[str, Any]:
     sizedir.mkdir(parents=True)
     sizedir.chmod(0o755)
     with scale_lab(shape, sizedir) as (lab, timing):
-        group = Group(lab, shape, sizedir)
+        group = Group(lab, shape, sizedir, size.families)
         try:
             started = time.monotonic()
             group.start_services()
@@ -584,6 +709,7 @@ def run_size(size: Size, workdir: Path) -> dict[str, Any]:
         "sidecars": len(shape.sidecars),
         "data_path_only": len(shape.data_path_only),
         "sessions": size.sessions,
+        "families": list(size.families),
         "repeats": size.repeats,
         "timing": timing,
         "idle_sidecar": idle,
@@ -628,33 +754,44 @@ def _groups(results: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
         yield from keys.values()
 
 
-def _summary(rows: list[dict[str, Any]]) -> str:
-    """One line of the main table: a group's rows over the repeats."""
+def _summary(rows: list[dict[str, Any]]) -> list[str]:
+    """The main table's lines for a group's rows over the repeats: one per family. The
+    event's own cells (both families together) are on its first family's line only."""
     first, c = rows[0], [r["counters"] for r in rows]
     routes = sorted({"yes" if r["member_route_at_leaf1"] else "no" for r in rows})
-    return (
+    event = (
         f"| {first['members']} | {'on' if first['mode'] == 'rescue' else '**off**'} "
         f"| {first['affected']} ({first['kind'].replace('_', '-')}, leaf{first['leaf']}) "
         f"| {first['event']} | {len(rows)} "
-        f"| {_range([r['sessions'] for r in rows])} ({_range([r['on_leaf'] for r in rows])}) "
-        f"| {_range([r['moved_expected_without_rescue'] for r in rows])} "
-        f"| {_median_worst([r['broken_own'] for r in rows])} "
-        f"of {_range([r['on_affected'] for r in rows])} "
-        f"| {_median_worst([r['broken_innocent'] for r in rows])} "
-        f"| {_range([x['rescued'] for x in c])} "
+    )
+    shared = (
         f"| {_median_worst([r['underlay_per_rescued'] for r in rows])} "
         f"| {_median_worst([x['budget_dropped'] for x in c])} "
         f"| {_range([r['sidecars_holding_group'] for r in rows])} of {first['sidecars']} "
         f"| {', '.join(routes)} | {_range([r['window_seconds'] for r in rows])} |"
     )
+    lines = []
+    for index, family in enumerate(f["family"] for f in first["families"]):
+        fs = [f for r in rows for f in r["families"] if f["family"] == family]
+        lines.append(
+            f"{event}| IPv{family} "
+            f"| {_range([f['sessions'] for f in fs])} ({_range([f['on_leaf'] for f in fs])}) "
+            f"| {_range([f['moved_expected_without_rescue'] for f in fs])} "
+            f"| {_median_worst([f['broken_own'] for f in fs])} "
+            f"of {_range([f['on_affected'] for f in fs])} "
+            f"| {_median_worst([f['broken_innocent'] for f in fs])} "
+            f"| {_range([f['counters']['rescued'] for f in fs])} "
+            + (shared if index == 0 else "| | | | | |")
+        )
+    return lines
 
 
 def _breakdown(row: dict[str, Any]) -> str:
-    """One row of the per-rescued-packet breakdown of the underlay."""
+    """One row of the per-rescued-packet breakdown of the underlay (both families)."""
     c, rescued = row["counters"], row["counters"]["rescued"] or 1
     replicas = c["underlay_sent"] - c["forwarded_learnt"] - c["feedback_sent"]
     one_copy = (c["forwarded_learnt"] + c["feedback_sent"] + c["replicated"]) / rescued
-    moved = row["moved_expected_without_rescue"] or 1
+    moved = sum(f["moved_expected_without_rescue"] for f in row["families"]) or 1
     return (
         f"| {row['members']} | {row['affected']} {row['event']} | {row['repeat'] + 1} "
         f"| {c['forwarded_learnt'] / rescued:.2f} "
@@ -678,11 +815,16 @@ def render(results: dict[str, Any]) -> str:
         "leaf). Events hit leaf1's last sidecar (its sidecar stops: withdrawal; starts "
         "again: addition) and leaf2's last data-path-only member (leaf2 stops routing to "
         "it and originating its member route; then starts again), each with fresh sessions "
-        "pinging every 0.3 s. With rescue **off** (the control, same lab, run after): no "
+        "pinging every 0.3 s, to the anycast address of each family (10.255.0.1, "
+        "fd00:255::1), both families' sessions held through the same event. The lab is "
+        "dual-stack over an IPv4 underlay: a moved IPv6 packet is rescued in VXLAN over "
+        "IPv4 like an IPv4 one. With rescue **off** (the control, same lab, run after): no "
         "data path anywhere, sidecars without rescue, the same events. Underlay per "
         "rescued: every VXLAN packet all members sent in the window after the event (blind "
         "copies count once per replica, feedback included) / rescued packets owners "
-        "accepted. Target: 0 broken, at most 2 underlay packets per rescued packet.",
+        "accepted, both families together (the underlay's counter cannot tell them apart); "
+        "*rescued* is each family's own. Target: 0 broken, at most 2 underlay packets per "
+        "rescued packet.",
         "",
         "Where the runs of a line differ, counts of broken sessions, the ratio and budget "
         "drops show the median and the worst run; sessions, rescued packets and the rest "
@@ -690,26 +832,28 @@ def render(results: dict[str, Any]) -> str:
         f"are held {SETTLE:g} s after the FIB change. *Sidecars holding the group*: sidecars whose "
         "data path held every member at the end of the event (a withdrawn member is held "
         "down); *member route at leaf1*: whether the affected member's member route was "
-        "there then.",
+        "there then. An event has one line per family; the cells from *underlay per "
+        "rescued* on are the event's (all families) and are on its first line only.",
         "",
-        "| N | rescue | affected | event | runs | sessions (on its leaf) "
+        "| N | rescue | affected | event | runs | family | sessions (on its leaf) "
         "| moved w/o rescue (expected) | broken own of on affected | broken innocent "
         "| rescued | underlay per rescued | budget drops | sidecars holding the group "
         "| member route at leaf1 | window s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    lines += [_summary(rows) for rows in _groups(results)]
+    lines += [line for rows in _groups(results) for line in _summary(rows)]
     lines += [
         "",
-        "Where the underlay packets go, per rescued packet, every run with rescue on: "
-        "copies to a learnt owner "
+        "Where the underlay packets go, per rescued packet (both families), every run with "
+        "rescue on: copies to a learnt owner "
         "(one each), feedback (an owner's confirmations, one per flow per second after a "
         "burst of 3) and the rest: blind replicas (every peer's copy of a packet nobody "
         "here knew) and any other copy a data path sends (a targeted first copy's, once "
         "there is one). *One copy per blind packet* recomputes the ratio from the same counters "
         "as if each blind packet had gone to one member (a targeted first copy that "
         "always hits the owner): a model, not a measurement. *Packets per moved session* "
-        "is rescued packets / expected moved sessions / window: how fast the sessions "
+        "is rescued packets / expected moved sessions (both families) / window: how fast "
+        "the sessions "
         "sent, which the ratio depends on (blind replicas are paid once per flow, the "
         "rest per packet). Members' counters are read in parallel, not at one instant: "
         "the window is give or take half the read's spread.",
@@ -741,6 +885,14 @@ def render(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _numbers(text: str) -> set[int]:
+    """``16,64`` as {16, 64}; empty for anything that is not a comma-separated list."""
+    try:
+        return {int(n) for n in text.split(",")}
+    except ValueError:
+        return set()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
@@ -751,19 +903,25 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="runs of every event per size and mode, all kept in scale.json (default 1)",
     )
+    parser.add_argument(
+        "--families",
+        default="4,6",
+        help="address families the client holds sessions in, each with the size's "
+        "sessions, through the same events: 4, 6 or 4,6 (default 4,6)",
+    )
     parser.add_argument("--docs", type=Path, default=REPO_ROOT / "docs" / "benchmarks")
     args = parser.parse_args(argv)
     # Every event's sessions come from a client address of their own (240 of them).
     if not 1 <= args.repeats <= MAX_REPEATS:
         parser.error(f"--repeats must be 1 to {MAX_REPEATS}, not {args.repeats}")
-    try:
-        wanted = {int(n) for n in args.sizes.split(",")}
-    except ValueError:
-        wanted = set()
+    wanted = _numbers(args.sizes)
     if not wanted or not wanted <= {s.shape.members for s in FULL}:
         parser.error(f"--sizes takes 16, 64 or 16,64, not {args.sizes!r}")
+    families = _numbers(args.families)
+    if not families or not families <= set(FAMILIES):
+        parser.error(f"--families takes 4, 6 or 4,6, not {args.families!r}")
     sizes = tuple(
-        replace(s, repeats=args.repeats)
+        replace(s, repeats=args.repeats, families=tuple(sorted(families)))
         for s in (QUICK if args.quick else FULL)
         if s.shape.members in wanted
     )

@@ -9,29 +9,40 @@ fabric. Regenerate the committed lab after a change here::
 
 The shape (N = 64)::
 
-                              spine1 (AS 65000) ---- client 10.3.0.2
+                              spine1 (AS 65000) ---- client 10.3.0.2, fd00:3::2
                  eth1 /      eth2 |      eth3 |      \\ eth4
         leaf1 (65101)     leaf2 (65102)  leaf3 (65103)  leaf4 (65104)
         m1 .. m16         m17 .. m32     m33 .. m48     m49 .. m64
         sidecars          data path only (rescue install), routes by the leaf
 
 - **leaf1's members run real sidecars** (started by the benchmark, not by the lab):
-  each announces the anycast prefix and its member route over eBGP and learns the group
+  each announces the anycast prefixes and its member route over eBGP and learns the group
   from the fabric (``rescue.membership``).
 - **The other leaves' members are data-path-only** (``anycast-announcer rescue
   install`` with the whole group as static ``members:``): their leaf routes the anycast
-  prefix to them with static routes (staticd, one ECMP route) and originates it and
-  their member routes into BGP (``RESCUE-ORIGINATE``, docs/leaf.md), so the fabric
-  hashes flows to them and every sidecar learns them.
+  prefixes to them with static routes (staticd, one ECMP route per family) and
+  originates them and their member routes into BGP (``RESCUE-ORIGINATE``,
+  docs/leaf.md), so the fabric hashes flows to them and every sidecar learns them.
 - A leaf is all one kind: zebra prefers a static route (distance 1) to an eBGP one (20),
   so a leaf mixing both would send nothing to its sidecars.
 
-Addresses: member g (1..N) has the link 10.2.g.0/24 (leaf .1, member .2), its member
-route is 10.254.g.2/32 and, on leaf1, its AS 65200 + g; leaf L's uplink is 10.1.L.0/24
-(spine .1); the client's link 10.3.0.0/24. Every member owns 10.255.0.1/32 on lo.
-Every router hashes flows over addresses, protocol and ports with its own seed, and the
+Addresses: member g (1..N) has the link 10.2.g.0/24 and fd00:2:g::/64 (leaf .1 / ::1,
+member .2 / ::2), its member route is 10.254.g.2/32 and, on leaf1, its AS 65200 + g;
+leaf L's uplink is 10.1.L.0/24 and fd00:1:L::/64 (spine .1 / ::1); the client's link
+10.3.0.0/24 and fd00:3::/64. Every member owns 10.255.0.1/32 and fd00:255::1/128 on lo.
+Every router hashes flows over addresses, protocol and ports with its own seed (one
+seed for both families: ``net.ipv4.fib_multipath_hash_seed`` serves IPv6 too), and the
 fabric runs an MTU of 9000 (a rescued packet carries VXLAN's 50 bytes more); the
 client's link stays at 1500.
+
+**Dual stack, IPv4 underlay.** The group is its members' IPv4 addresses: rescue
+carries a moved IPv6 packet in VXLAN over the IPv4 underlay as it does an IPv4 one
+(the rescue lab, tests/integration/rescue, does the same), and member routes are IPv4
+only. The IPv6 anycast prefix travels as the IPv4 one does, on IPv6 sessions of its
+own (a sidecar announces a prefix only to peers of its family): a leaf1 sidecar peers
+with leaf1 over both families, each leaf with the spine over both; a data-path-only
+leaf routes fd00:255::1/128 to its members with static routes and originates it.
+Global IPv6 addresses skip DAD (``nodad``) so they are usable at once.
 
 ``maximum-paths``: 64 everywhere (the spine needs one path per leaf, a leaf one per
 member). Debian's FRR 8.4 is built with MULTIPATH_NUM = 256 (``maximum-paths (1-256)``
@@ -45,11 +56,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ANYCAST = "10.255.0.1"
+ANYCAST6 = "fd00:255::1"
+ANYCASTS = {4: ANYCAST, 6: ANYCAST6}
+"""The anycast address of each family."""
+PREFIX_LENGTH = {4: 32, 6: 128}
 COMMUNITY = "65000:4242"
 SPINE_AS = 65000
 CLIENT = "10.3.0.2"
+CLIENT6 = "fd00:3::2"
 MAXIMUM_PATHS = 64
-_HASH = "sysctl -qw net.ipv4.fib_multipath_hash_policy=3 net.ipv4.fib_multipath_hash_fields=0x0037"
+_FORWARD = "sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1"
+_HASH = (
+    "sysctl -qw net.ipv4.fib_multipath_hash_policy=3 net.ipv4.fib_multipath_hash_fields=0x0037"
+    " net.ipv6.fib_multipath_hash_policy=3 net.ipv6.fib_multipath_hash_fields=0x0037"
+)
 _DAEMONS = """\
 # Which FRR daemons run on {node}; zebra always runs. Read by anycast-netlab.
 bgpd=yes
@@ -99,6 +119,16 @@ def member_address(member: int) -> str:
     return f"10.2.{member}.2"
 
 
+def member_address6(member: int) -> str:
+    """The member's IPv6 address on its leaf link (its IPv6 BGP session's end)."""
+    return f"fd00:2:{member}::2"
+
+
+def leaf_address6(member: int) -> str:
+    """The leaf's IPv6 end of the member's link: its IPv6 peer and default route."""
+    return f"fd00:2:{member}::1"
+
+
 def member_route(member: int) -> str:
     """The member route announced for it (docs/rescue.md, ``route_prefixes``)."""
     return f"10.254.{member}.2/32"
@@ -141,13 +171,19 @@ def _topology(lab: ScaleLab) -> str:
     for port in range(1, lab.leaves + 1):
         lines.append(f"        - ip link set eth{port} mtu 9000")
     lines += [
-        "        - sysctl -qw net.ipv4.ip_forward=1",
+        f"        - {_FORWARD}",
         f"        - {_HASH}",
         "        - sysctl -qw net.ipv4.fib_multipath_hash_seed=3001",
     ]
     for leaf in range(1, lab.leaves + 1):
-        lines.append(f"        - ip addr add 10.1.{leaf}.1/24 dev eth{leaf}")
-    lines.append(f"        - ip addr add 10.3.0.1/24 dev eth{lab.leaves + 1}")
+        lines += [
+            f"        - ip addr add 10.1.{leaf}.1/24 dev eth{leaf}",
+            f"        - ip addr add fd00:1:{leaf}::1/64 dev eth{leaf} nodad",
+        ]
+    lines += [
+        f"        - ip addr add 10.3.0.1/24 dev eth{lab.leaves + 1}",
+        f"        - ip addr add fd00:3::1/64 dev eth{lab.leaves + 1} nodad",
+    ]
     for leaf in range(1, lab.leaves + 1):
         lines += [
             f"    leaf{leaf}:",
@@ -161,13 +197,17 @@ def _topology(lab: ScaleLab) -> str:
         for port, _ in enumerate(lab.on_leaf(leaf), start=2):
             lines.append(f"        - ip link set eth{port} mtu 9000")
         lines += [
-            "        - sysctl -qw net.ipv4.ip_forward=1",
+            f"        - {_FORWARD}",
             f"        - {_HASH}",
             f"        - sysctl -qw net.ipv4.fib_multipath_hash_seed={3100 + leaf}",
             f"        - ip addr add 10.1.{leaf}.2/24 dev eth1",
+            f"        - ip addr add fd00:1:{leaf}::2/64 dev eth1 nodad",
         ]
         for port, member in enumerate(lab.on_leaf(leaf), start=2):
-            lines.append(f"        - ip addr add {leaf_address(member)}/24 dev eth{port}")
+            lines += [
+                f"        - ip addr add {leaf_address(member)}/24 dev eth{port}",
+                f"        - ip addr add {leaf_address6(member)}/64 dev eth{port} nodad",
+            ]
     for member in range(1, lab.members + 1):
         lines += [
             f"    m{member}:",
@@ -175,15 +215,20 @@ def _topology(lab: ScaleLab) -> str:
             "      exec:",
             "        - ip link set eth1 mtu 9000",
             f"        - ip addr add {member_address(member)}/24 dev eth1",
+            f"        - ip addr add {member_address6(member)}/64 dev eth1 nodad",
             f"        - ip addr add {ANYCAST}/32 dev lo",
+            f"        - ip addr add {ANYCAST6}/128 dev lo",
             f"        - ip route replace default via {leaf_address(member)}",
+            f"        - ip -6 route replace default via {leaf_address6(member)}",
         ]
     lines += [
         "    client:",
         "      image: alpine:3",
         "      exec:",
         f"        - ip addr add {CLIENT}/24 dev eth1",
+        f"        - ip addr add {CLIENT6}/64 dev eth1 nodad",
         "        - ip route replace default via 10.3.0.1",
+        "        - ip -6 route replace default via fd00:3::1",
         "",
         "  links:",
     ]
@@ -215,14 +260,20 @@ def _spine(lab: ScaleLab) -> str:
         " timers bgp 1 3",
     ]
     for leaf in range(1, lab.leaves + 1):
-        lines += [
-            f" neighbor 10.1.{leaf}.2 remote-as {leaf_as(leaf)}",
-            f" neighbor 10.1.{leaf}.2 timers connect 1",
-            f" neighbor 10.1.{leaf}.2 advertisement-interval 0",
-        ]
-    lines += [" !", " address-family ipv4 unicast", "  network 10.3.0.0/24"]
-    lines += [f"  neighbor 10.1.{leaf}.2 activate" for leaf in range(1, lab.leaves + 1)]
-    lines += [f"  maximum-paths {MAXIMUM_PATHS}", " exit-address-family", "exit", "!"]
+        for peer in (f"10.1.{leaf}.2", f"fd00:1:{leaf}::2"):
+            lines += [
+                f" neighbor {peer} remote-as {leaf_as(leaf)}",
+                f" neighbor {peer} timers connect 1",
+                f" neighbor {peer} advertisement-interval 0",
+            ]
+    for afi, client_net, peer in (
+        ("ipv4", "10.3.0.0/24", "10.1.{}.2"),
+        ("ipv6", "fd00:3::/64", "fd00:1:{}::2"),
+    ):
+        lines += [" !", f" address-family {afi} unicast", f"  network {client_net}"]
+        lines += [f"  neighbor {peer.format(leaf)} activate" for leaf in range(1, lab.leaves + 1)]
+        lines += [f"  maximum-paths {MAXIMUM_PATHS}", " exit-address-family"]
+    lines += ["exit", "!"]
     return "\n".join(lines) + "\n"
 
 
@@ -247,7 +298,9 @@ def _leaf_head(leaf: int, static: list[str] | None = None) -> list[str]:
     ]
 
 
-def _leaf_router(lab: ScaleLab, leaf: int, neighbors: list[str], af: list[str]) -> list[str]:
+def _leaf_router(
+    lab: ScaleLab, leaf: int, neighbors: list[str], af: list[str], af6: list[str]
+) -> list[str]:
     lines = [
         f"router bgp {leaf_as(leaf)}",
         f" bgp router-id 10.1.{leaf}.2",
@@ -258,6 +311,9 @@ def _leaf_router(lab: ScaleLab, leaf: int, neighbors: list[str], af: list[str]) 
         f" neighbor 10.1.{leaf}.1 remote-as {SPINE_AS}",
         f" neighbor 10.1.{leaf}.1 timers connect 1",
         f" neighbor 10.1.{leaf}.1 advertisement-interval 0",
+        f" neighbor fd00:1:{leaf}::1 remote-as {SPINE_AS}",
+        f" neighbor fd00:1:{leaf}::1 timers connect 1",
+        f" neighbor fd00:1:{leaf}::1 advertisement-interval 0",
         *neighbors,
         " !",
         " address-family ipv4 unicast",
@@ -269,6 +325,14 @@ def _leaf_router(lab: ScaleLab, leaf: int, neighbors: list[str], af: list[str]) 
         f"  neighbor 10.1.{leaf}.1 activate",
         f"  maximum-paths {MAXIMUM_PATHS}",
         " exit-address-family",
+        " !",
+        # Only the anycast prefix: the underlay the members reach each other through is
+        # IPv4, so their IPv6 subnets stay on the leaf.
+        " address-family ipv6 unicast",
+        *af6,
+        f"  neighbor fd00:1:{leaf}::1 activate",
+        f"  maximum-paths {MAXIMUM_PATHS}",
+        " exit-address-family",
         "exit",
         "!",
     ]
@@ -278,7 +342,8 @@ def _leaf_router(lab: ScaleLab, leaf: int, neighbors: list[str], af: list[str]) 
 def _sidecar_leaf(lab: ScaleLab, leaf: int) -> str:
     lines = [
         f"! leaf{leaf} of the rescue scale lab: its members run sidecars, which announce the",
-        "! anycast prefix and their member route (docs/leaf.md, 'Rescue member routes').",
+        "! anycast prefixes (IPv4 and IPv6, one session each) and their member route",
+        "! (docs/leaf.md, 'Rescue member routes').",
         *_leaf_head(leaf),
     ]
     for member in lab.on_leaf(leaf):
@@ -287,38 +352,51 @@ def _sidecar_leaf(lab: ScaleLab, leaf: int) -> str:
             f"ip prefix-list M{member}-IN seq 20 permit {member_route(member)}",
         ]
     lines += [
+        f"ipv6 prefix-list ANYCAST6-IN seq 10 permit {ANYCAST6}/128",
         "route-map SERVERS-OUT permit 10",
         " match ip address prefix-list RESCUE-MEMBERS",
         " match community RESCUE-GROUP",
         "exit",
         "route-map SERVERS-OUT deny 20",
         "exit",
+        # Member routes are IPv4: the IPv6 sessions carry nothing to the servers.
+        "route-map SERVERS-OUT6 deny 10",
+        "exit",
         "!",
     ]
-    neighbors, af = [], []
+    neighbors, af, af6 = [], [], []
     for member in lab.on_leaf(leaf):
-        peer = member_address(member)
-        neighbors += [
-            f" neighbor {peer} remote-as {member_as(member)}",
-            f" neighbor {peer} timers 3 9",
-            f" neighbor {peer} timers connect 1",
-            f" neighbor {peer} advertisement-interval 0",
-        ]
+        for peer in (member_address(member), member_address6(member)):
+            neighbors += [
+                f" neighbor {peer} remote-as {member_as(member)}",
+                f" neighbor {peer} timers 3 9",
+                f" neighbor {peer} timers connect 1",
+                f" neighbor {peer} advertisement-interval 0",
+            ]
+        peer, peer6 = member_address(member), member_address6(member)
         af += [
             f"  neighbor {peer} activate",
             f"  neighbor {peer} prefix-list M{member}-IN in",
             f"  neighbor {peer} route-map SERVERS-OUT out",
         ]
-    return "\n".join(lines + _leaf_router(lab, leaf, neighbors, af)) + "\n"
+        af6 += [
+            f"  neighbor {peer6} activate",
+            f"  neighbor {peer6} prefix-list ANYCAST6-IN in",
+            f"  neighbor {peer6} route-map SERVERS-OUT6 out",
+        ]
+    return "\n".join(lines + _leaf_router(lab, leaf, neighbors, af, af6)) + "\n"
 
 
 def _static_leaf(lab: ScaleLab, leaf: int) -> str:
     lines = [
         f"! leaf{leaf} of the rescue scale lab: its members are data-path-only (rescue install,",
-        "! no BGP). The leaf routes the anycast prefix to them (one static ECMP route) and",
-        "! originates it and their member routes (RESCUE-ORIGINATE, docs/leaf.md).",
+        "! no BGP). The leaf routes the anycast prefixes to them (one static ECMP route",
+        "! per family) and originates them and their member routes (RESCUE-ORIGINATE,",
+        "! docs/leaf.md).",
         *_leaf_head(
-            leaf, [f"ip route {ANYCAST}/32 {member_address(m)}" for m in lab.on_leaf(leaf)]
+            leaf,
+            [f"ip route {ANYCAST}/32 {member_address(m)}" for m in lab.on_leaf(leaf)]
+            + [f"ipv6 route {ANYCAST6}/128 {member_address6(m)}" for m in lab.on_leaf(leaf)],
         ),
         # As long an AS path as a sidecar leaf's (leaf, server): the spine only spreads
         # over paths of equal length.
@@ -329,7 +407,8 @@ def _static_leaf(lab: ScaleLab, leaf: int) -> str:
     ]
     af = [f"  network {ANYCAST}/32 route-map ANYCAST-ORIGINATE"]
     af += [f"  network {member_route(m)} route-map RESCUE-ORIGINATE" for m in lab.on_leaf(leaf)]
-    router = _leaf_router(lab, leaf, [" no bgp network import-check"], af)
+    af6 = [f"  network {ANYCAST6}/128 route-map ANYCAST-ORIGINATE"]
+    router = _leaf_router(lab, leaf, [" no bgp network import-check"], af, af6)
     return "\n".join(lines + router) + "\n"
 
 
