@@ -87,16 +87,27 @@ def iperf_run(
     reverse: bool,
     switch_after: float | None,
     rate: str | None = None,
+    *,
     profile: Path | None = None,
+    pin: bool = False,
 ) -> dict[str, Any]:
     """One iperf3 run to s3; with ``switch_after``, r moves the flow to s1 mid-run.
+
+    With ``pin``, the sending iperf3 runs on CPU 0 and the receiving one on CPU 1
+    (``taskset``), and the window also has CPU 0's busy fraction and busy seconds per GB:
+    in this one-host lab a flow's forwarding runs in the softirq of the CPU that sent it
+    (veth hands each packet to that CPU's backlog), so CPU 0 carries the whole path up
+    to the receiving socket.
 
     Besides the whole run's CPU per GB, the *window* figures are the host's CPU over the
     whole seconds that are measured (after the switch, without the first second's slow
     start), and with ``profile`` a ``perf record -a`` of that window goes to that file."""
+    # The sender is the client, or the server with -R.
+    sender_cpu, receiver_cpu = (["taskset", "-c", "0"], ["taskset", "-c", "1"]) if pin else ([], [])
+    server_cpu, client_cpu = (sender_cpu, receiver_cpu) if reverse else (receiver_cpu, sender_cpu)
     server = lab.lab.popen(
         "s3",
-        ["iperf3", "-s", "-1", "-B", ANYCAST[4], "-p", str(IPERF_PORT)],
+        [*server_cpu, "iperf3", "-s", "-1", "-B", ANYCAST[4], "-p", str(IPERF_PORT)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -106,7 +117,9 @@ def iperf_run(
     counters_before = lab.counters()
     argv = ["iperf3", "-c", ANYCAST[4], "-p", str(IPERF_PORT), "-t", str(seconds), "-J"]
     extra = (["-R"] if reverse else []) + (["-b", rate] if rate else [])
-    client = lab.lab.popen("client", [*argv, *extra], stdout=subprocess.PIPE, text=True)
+    client = lab.lab.popen(
+        "client", [*client_cpu, *argv, *extra], stdout=subprocess.PIPE, text=True
+    )
     started = time.monotonic()
     busy_before = busy_jiffies()
     skip = 1  # iperf3's first interval includes the connection's slow start
@@ -135,8 +148,18 @@ def iperf_run(
     window_gb = sum(i["sum"]["bytes"] for i in counted) / 1e9
     # Busy CPU seconds per wall second of the window, times iperf3's own seconds of the
     # counted intervals: the two clocks' windows differ by the client's start-up only.
-    window_cpu = window["busy_cpu_seconds"] / window["wall_seconds"]
-    window_cpu *= sum(i["sum"]["seconds"] for i in counted)
+    counted_seconds = sum(i["sum"]["seconds"] for i in counted)
+    window_cpu = window["busy_cpu_seconds"] / window["wall_seconds"] * counted_seconds
+    sender = (
+        {
+            "sender_cpu_busy": window["cpu_busy"][0],
+            "sender_cpu_seconds_per_gb": (
+                window["cpu_busy"][0] * counted_seconds / window_gb if window_gb else None
+            ),
+        }
+        if pin
+        else {}
+    )
     rescued = peer_total(counters_after, "received") - peer_total(counters_before, "received")
     copies = peer_total(counters_after, "forwarded") - peer_total(counters_before, "forwarded")
     # The flow directory's copies to one member (queries, forwards) count too.
@@ -161,6 +184,7 @@ def iperf_run(
             **window,
             "gb": window_gb,
             "cpu_seconds_per_gb": window_cpu / window_gb if window_gb else None,
+            **sender,
         },
     }
 

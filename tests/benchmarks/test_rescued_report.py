@@ -39,11 +39,14 @@ intr 12399
 
 
 def _run(case: str, gbit: float, busy: float, per_gb: float) -> dict[str, Any]:
+    window = {"host_busy": busy, "cpu_busy": [busy, busy / 2], "cpu_seconds_per_gb": per_gb}
+    if case.endswith("pinned"):  # CPU 0 carries two thirds of the work
+        window |= {"sender_cpu_busy": busy, "sender_cpu_seconds_per_gb": per_gb * 2 / 3}
     return {
         "case": case,
         "gbit_per_s": gbit,
-        "retransmits": 7 if case.endswith("rescued") else 0,
-        "window": {"host_busy": busy, "cpu_busy": [busy, busy / 2], "cpu_seconds_per_gb": per_gb},
+        "retransmits": 7 if "rescued" in case else 0,
+        "window": window,
     }
 
 
@@ -57,8 +60,9 @@ def _profile(per_gb: float, groups: dict[str, float]) -> dict[str, Any]:
     }
 
 
-def results(rescued_busy: float = 0.98) -> dict[str, Any]:
-    """Direct 10 Gbit/s at 1.0 s/GB; rescued upload 6 at 1.6, download 9 at 1.1."""
+def results(rescued_busy: float = 0.98, pinned_busy: float = 0.95) -> dict[str, Any]:
+    """Direct 10 Gbit/s at 1.0 s/GB; rescued upload 6 at 1.6, download 9 at 1.1; pinned
+    upload direct 12 at 0.9 (CPU 0: 0.6), rescued 7.5 at 1.5 (CPU 0: 1.0)."""
     rows = []
     for gbit_shift in (-0.5, 0.0, 0.5):
         rows += [
@@ -66,6 +70,8 @@ def results(rescued_busy: float = 0.98) -> dict[str, Any]:
             _run("upload rescued", 6 + gbit_shift, rescued_busy, 1.6),
             _run("download direct", 10 + gbit_shift, 0.97, 1.0),
             _run("download rescued", 9 + gbit_shift, rescued_busy, 1.1),
+            _run("upload direct pinned", 12 + gbit_shift, pinned_busy, 0.9),
+            _run("upload rescued pinned", 7.5 + gbit_shift, pinned_busy, 1.5),
         ]
     direct = {"TCP": 50.0, "veth, IP and forwarding": 30.0, "user": 20.0}
     rescued = {"TCP": 31.25, "veth, IP and forwarding": 37.5, "VXLAN and UDP": 18.75}
@@ -173,6 +179,22 @@ class TestSummary:
         assert made["compare"]["download"]["throughput_ratio"] == pytest.approx(0.9)
         assert made["compare"]["upload"]["saturated"] is True
         assert results(rescued_busy=0.7)["compare"]["upload"]["saturated"] is False
+        pinned = made["compare"]["upload pinned"]
+        assert made["summary"]["upload rescued pinned"]["sender_cpu_seconds_per_gb"] == (
+            pytest.approx(1.0)
+        )
+        assert pinned["throughput_ratio"] == pytest.approx(7.5 / 12)
+        assert pinned["inverse_cpu_ratio"] == pytest.approx(0.6)
+        assert pinned["saturated"] is True
+        assert results(pinned_busy=0.8)["compare"]["upload pinned"]["saturated"] is False
+
+    def test_results_stored_before_the_pinned_cases_still_render(self) -> None:
+        older = results()
+        older["runs"] = [r for r in older["runs"] if not r["case"].endswith("pinned")]
+        older["summary"] = summarize(older["runs"])
+        older["compare"] = compare(older["summary"])
+        assert "upload pinned" not in older["compare"]
+        assert "Pinned upload" not in render(older) + conclusion(older)
 
 
 class TestRender:
@@ -188,6 +210,8 @@ class TestRender:
         assert "| **all** | 1.000 | 1.600 | 1.000 | 1.100 | +0.600 | +0.100 |" in page
         assert "| **all but other programs** | 1.000 | 1.600 | 1.000 | 1.100 | +0.600 |" in page
         assert "| ksoftirqd/0 | 20.0 | 20.0 | 20.0 | 20.0 |" in page
+        assert "| upload rescued pinned | 3 | 7.50 | 7.00 - 8.00 | 95% |" in page
+        assert "| medians | 62% | 60% | 95% | 95% | 0.600 | 1.000 |" in page
 
     def test_a_figure_the_stored_results_lack_is_not_shown_as_zero(self) -> None:
         older = results()
@@ -220,6 +244,13 @@ class TestRender:
         idle = conclusion(results(rescued_busy=0.7))
         assert "the host was not saturated" in idle
         assert "the two cores are the limit" not in idle
+        # Pinned: CPU 0 full in both, 62% against 60%: the sender's core is the limit.
+        assert "**Pinned upload** (sender on CPU 0, receiver on CPU 1): rescued 62%" in text
+        assert "one core, the sender's, is the limit" in text
+        assert "one core, the sender's, is the limit" not in noisy
+        half = conclusion(results(pinned_busy=0.6))
+        assert "the sending core was not shown to be the limit" in half
+        assert "one core, the sender's, is the limit" not in half
 
     def test_conclusion_goes_between_the_markers_only(self) -> None:
         page = f"before\n{BEGIN}\nold text\n{END}\nafter\n"
