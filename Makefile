@@ -113,10 +113,11 @@ bench-price: deps
 	@$(call need,perf,linux-perf)
 	$(BIN)/python -m tests.benchmarks.price
 
-# Rescued bulk throughput against direct, upload and download: 5 interleaved
-# runs per case with the host's busy fraction and CPU per GB, then a perf profile per case
-# grouped by kind of work (docs/benchmarks/rescued.*, the conclusion in docs/rescue.md).
-# About 7 minutes; needs a quiet host, the CPU figures are the whole machine's.
+# Rescued bulk throughput against direct, upload and download, and the upload with the
+# sender pinned to CPU 0: 5 interleaved runs per case with the host's (and CPU 0's) busy
+# fraction and CPU per GB, then a perf profile per case grouped by kind of work
+# (docs/benchmarks/rescued.*, the conclusion in docs/rescue.md). About 10 minutes; needs a
+# quiet host and two CPUs, the CPU figures are the whole machine's.
 bench-rescued: deps
 	@$(call need,iperf3,iperf3)
 	@$(call need,perf,linux-perf)
