@@ -320,7 +320,7 @@ def table_script(desired: RenderedTable, installed: InstalledTable | None) -> st
     wanted_sets = {s.name: s for s in shape.sets}
     for name in sorted(installed.sets):
         want = wanted_sets.get(name)
-        if want is None or want.comparable() != installed.sets[name].comparable():
+        if want is None or _declared_again(want, installed.sets[name]):
             lines.append(f"delete set {family} {TABLE} {name}")
         elif not want.dynamic:
             lines.append(f"flush set {family} {TABLE} {name}")
@@ -338,7 +338,13 @@ def forgets_registrations(desired: TableShape, installed: InstalledTable | None)
     if installed is None or REGISTERED not in installed.sets:
         return False
     wanted = next((s for s in desired.sets if s.name == REGISTERED), None)
-    return wanted is not None and wanted.comparable() != installed.sets[REGISTERED].comparable()
+    return wanted is not None and _declared_again(wanted, installed.sets[REGISTERED])
+
+
+def _declared_again(wanted: SetShape, installed: SetShape) -> bool:
+    """Whether :func:`table_script` deletes ``installed`` and declares ``wanted`` in its
+    place, empty (they differ in what must match for a set to be kept)."""
+    return wanted.comparable() != installed.comparable()
 
 
 def registrations_script(family: Family) -> str:

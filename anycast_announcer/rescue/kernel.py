@@ -856,14 +856,10 @@ class RescueKernel:
         if installed.guard != self._guard_wanted(plan):
             return False
         indexes = self.device_indexes(plan)
-        underlay = render_table(plan, plan.underlay, device_indexes=indexes)
-        if egress_script(underlay, installed.egress) is not None:
+        rendered = {f: render_table(plan, f, device_indexes=indexes) for f in plan.families}
+        if egress_script(rendered[plan.underlay], installed.egress) is not None:
             return False
-        return all(
-            installed.tables[family].marker
-            == render_table(plan, family, device_indexes=indexes).marker
-            for family in plan.families
-        )
+        return all(installed.tables[f].marker == rendered[f].marker for f in plan.families)
 
     def apply(self, plan: RescuePlan, *, warm: bool = True) -> ApplyReport:
         """Make the kernel match ``plan``; idempotent, and a no-op when it already does.
