@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .PHONY: help deps system-deps test-deps venv lint unit test integration fabric reliability demo bench \
-	bench-scale bench-price bench-rescued \
+	bench-scale bench-price bench-rescued bench-hairpin \
 	constraints install clean
 
 help:
@@ -18,6 +18,7 @@ help:
 	@echo "make bench-scale - rescue at group sizes 16 and 64 (docs/benchmarks/scale.{json,md})"
 	@echo "make bench-price - rescue's per-packet price with a perf breakdown (quiet host)"
 	@echo "make bench-rescued - rescued against direct bulk throughput, CPU and perf (quiet host)"
+	@echo "make bench-hairpin - the rescued upload taken apart, one part at a time (quiet host)"
 	@echo "make install - production install: /opt/anycast-announcer, user, /etc, unit (README)"
 
 # Recommended packages stay out: FRR's would bring the exim4 mail server, among others.
@@ -122,6 +123,15 @@ bench-rescued: deps
 	@$(call need,iperf3,iperf3)
 	@$(call need,perf,linux-perf)
 	$(BIN)/python -m tests.benchmarks.rescued_throughput
+
+# The rescued upload taken apart: the flow detours through a plain host, one part of the
+# rescued path added at a time (hops, VXLAN, conntrack, dup), then all of rescue, and
+# forwarding in a netdev hook as a contrast; 9 interleaved runs per case
+# (docs/benchmarks/hairpin.*, the conclusion in docs/rescue.md). About 16 minutes; needs
+# a quiet host.
+bench-hairpin: deps
+	@$(call need,iperf3,iperf3)
+	$(BIN)/python -m tests.benchmarks.hairpin
 
 demo: deps
 	$(BIN)/python -m anycast_announcer.netlab.demo

@@ -36,6 +36,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,7 @@ def pmtud(lab: RescueLab, count: int, size: int) -> list[dict[str, Any]]:
     return rows
 
 
-def iperf_run(
+def iperf_run(  # noqa: PLR0913  # keyword-only knobs of one benchmark run
     lab: RescueLab,
     seconds: float,
     reverse: bool,
@@ -90,8 +91,10 @@ def iperf_run(
     *,
     profile: Path | None = None,
     pin: bool = False,
+    switch: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
-    """One iperf3 run to s3; with ``switch_after``, r moves the flow to s1 mid-run.
+    """One iperf3 run to s3; with ``switch_after``, r moves the flow to s1 mid-run (or
+    ``switch`` moves it elsewhere).
 
     With ``pin``, the sending iperf3 runs on CPU 0 and the receiving one on CPU 1
     (``taskset``), and the window also has CPU 0's busy fraction and busy seconds per GB:
@@ -125,7 +128,7 @@ def iperf_run(
     skip = 1  # iperf3's first interval includes the connection's slow start
     if switch_after is not None:
         time.sleep(max(0.0, started + switch_after - time.monotonic()))
-        lab.set_paths(["s1"])
+        switch() if switch is not None else lab.set_paths(["s1"])
         # Only the intervals wholly after the switch measure the rescued path.
         skip = int(time.monotonic() - started) + 1
     window = _window(started, skip, seconds, profile)

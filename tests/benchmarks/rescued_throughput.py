@@ -48,6 +48,7 @@ from typing import Any
 from tests.benchmarks import hostprofile
 from tests.benchmarks.common import machine
 from tests.benchmarks.hostprofile import CONNTRACK, Groups
+from tests.benchmarks.published import between_markers, publish
 from tests.benchmarks.rescue import iperf_run
 from tests.integration.rescue.rescuelab import SERVERS, RescueLab, rescue_lab
 from tests.lablib import REPO_ROOT
@@ -588,11 +589,7 @@ def conclusion(results: dict[str, Any]) -> str:
 
 def with_conclusion(page: str, results: dict[str, Any]) -> str:
     """``page`` with the text between the markers replaced by :func:`conclusion`."""
-    head, begin, rest = page.partition(BEGIN)
-    _, end, tail = rest.partition(END)
-    if not begin or not end:
-        raise ValueError(f"docs/rescue.md lacks the markers {BEGIN!r} ... {END!r}")
-    return f"{head}{BEGIN}\n{conclusion(results)}\n{END}{tail}"
+    return between_markers(page, BEGIN, END, conclusion(results))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -619,11 +616,14 @@ def main(argv: list[str] | None = None) -> int:
             results = run(Path(tmp), args.runs, args.seconds)
         stored.parent.mkdir(parents=True, exist_ok=True)
         stored.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
-    (stored.parent / "rescued.md").write_text(render(results), encoding="utf-8")
-    page = args.docs / "rescue.md"
-    page.write_text(with_conclusion(page.read_text(encoding="utf-8"), results), encoding="utf-8")
-    print(render(results))
-    print(conclusion(results))
+    publish(
+        results,
+        report=stored.parent / "rescued.md",
+        render=render,
+        page=args.docs / "rescue.md",
+        markers=(BEGIN, END),
+        paragraph=conclusion(results),
+    )
     return 0
 
 
