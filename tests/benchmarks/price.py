@@ -103,6 +103,20 @@ def run(workdir: Path, runs: int, seconds: float) -> dict[str, Any]:
     return {"machine": machine(), "runs": rows, "medians": medians, "profiles": profiles}
 
 
+def paired(rows: list[dict[str, Any]], case: str) -> list[float]:
+    """Per round that ran both, ``case``'s rate over that round's *off* rate. Rounds run
+    the cases back to back, so a drift of the host's speed between rounds cancels out
+    of these ratios where it does not out of the medians."""
+    by_round: dict[int, dict[str, float]] = {}
+    for row in rows:
+        by_round.setdefault(row["run"], {})[row["case"]] = row["gbit_per_s"]
+    return [
+        rates[case] / rates["off"]
+        for _, rates in sorted(by_round.items())
+        if case in rates and rates.get("off")
+    ]
+
+
 def render(results: dict[str, Any]) -> str:
     """The breakdown as Markdown."""
     medians = results["medians"]
@@ -127,7 +141,22 @@ def render(results: dict[str, Any]) -> str:
         "",
         "A spread of runs within one case wider than the differences between the "
         "medians means the host's other work decided them, not rescue.",
+        "",
+        "Paired by round (each round runs the cases back to back: its case's rate over "
+        "its *off* rate, so drift between rounds cancels):",
+        "",
+        "| case | rounds | median ratio | rounds within 5% of off or faster |",
+        "|---|---|---|---|",
     ]
+    for case in CASES[1:]:
+        ratios = paired(results["runs"], case)
+        if not ratios:
+            continue
+        within = sum(ratio >= 0.95 for ratio in ratios)
+        lines.append(
+            f"| {case} | {len(ratios)} | {100 * (statistics.median(ratios) - 1):+.1f}% "
+            f"| {within} of {len(ratios)} |"
+        )
     names = [name for name, _ in GROUPS] + ["other", "user", "other programs"]
     lines += [
         "",
