@@ -321,16 +321,18 @@ def render(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _points(summary: dict[str, dict[str, Any]], better: str, worse: str) -> str:
-    return f"{100 * (summary[better]['of_direct'] - summary[worse]['of_direct']):.0f}"
+def _points(summary: dict[str, dict[str, Any]], better: str, worse: str) -> int:
+    """Whole points of direct between two cases, as the text shows them."""
+    difference: float = summary[better]["of_direct"] - summary[worse]["of_direct"]
+    return round(100 * difference)
 
 
-def _in_points(points: float) -> str:
-    return f"{points:.0f} point" if round(points) == 1 else f"{points:.0f} points"
+def _in_points(points: int) -> str:
+    return f"{points} point" if points == 1 else f"{points} points"
 
 
 def _rescue_cost(summary: dict[str, dict[str, Any]]) -> str:
-    points = float(_points(summary, "vxlan + conntrack + dup", "rescued"))
+    points = _points(summary, "vxlan + conntrack + dup", "rescued")
     if points <= 0:
         return (
             "rescue's own rules cost nothing measurable on top of it"
@@ -356,8 +358,8 @@ def conclusion(results: dict[str, Any]) -> str:
         f" {_pct(summary['vxlan + conntrack + dup']['of_direct'])};"
         f" {_rescue_cost(summary)}."
         " The costliest parts are the VXLAN encapsulation"
-        f" ({_in_points(float(_points(summary, 'hairpin', 'vxlan')))}) and the `dup`"
-        f" ({_in_points(float(_points(summary, 'vxlan + conntrack', 'vxlan + conntrack + dup')))})."
+        f" ({_in_points(_points(summary, 'hairpin', 'vxlan'))}) and the `dup`"
+        f" ({_in_points(_points(summary, 'vxlan + conntrack', 'vxlan + conntrack + dup'))})."
         " Every"
         f" part costs throughput while the host stays at most {_pct(busiest)} busy: on one"
         " host each stage of a packet's path runs in turn in the softirq of the CPU that"
