@@ -39,19 +39,16 @@ the ``hairpin:`` markers). Needs a quiet host: the figures are the whole machine
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tests.benchmarks.common import machine
-from tests.benchmarks.published import between_markers, publish
+from tests.benchmarks.published import between_markers, command_line, publish, stored_or_run
 from tests.benchmarks.rescue import IPERF_PORT, iperf_run
 from tests.integration.rescue.rescuelab import ANYCAST, SERVERS, RescueLab, rescue_lab
-from tests.lablib import REPO_ROOT
 
 CASES = (
     "direct",
@@ -380,28 +377,15 @@ def with_conclusion(page: str, results: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     # The host's speed drifts from run to run: 9 runs per case steady the medians.
-    parser.add_argument("--runs", type=int, default=9, help="runs per case (default 9)")
-    parser.add_argument("--seconds", type=float, default=8, help="seconds per run (>= 5)")
-    parser.add_argument("--docs", type=Path, default=REPO_ROOT / "docs")
-    parser.add_argument(
-        "--from-json", action="store_true", help="only re-render from benchmarks/hairpin.json"
-    )
-    args = parser.parse_args(argv)
-    if args.runs < 1 or args.seconds < 5:
-        parser.error("--runs must be 1 or more and --seconds 5 or more")
-    stored = args.docs / "benchmarks" / "hairpin.json"
-    if args.from_json:
-        results = json.loads(stored.read_text(encoding="utf-8"))
-    else:
-        with tempfile.TemporaryDirectory(prefix="anycast-hairpin-") as tmp:
-            results = run(Path(tmp), args.runs, args.seconds)
-        stored.parent.mkdir(parents=True, exist_ok=True)
-        stored.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    _, args = command_line(
+        argv, description=__doc__.splitlines()[0], name="hairpin", runs=9, seconds=8,
+        min_seconds=5,
+    )  # fmt: skip
+    results = stored_or_run(args, "hairpin", run)
     publish(
         results,
-        report=stored.parent / "hairpin.md",
+        report=args.docs / "benchmarks" / "hairpin.md",
         render=render,
         page=args.docs / "rescue.md",
         markers=(BEGIN, END),

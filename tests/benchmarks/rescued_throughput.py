@@ -36,22 +36,18 @@ CPU figures are the whole machine's.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import shutil
 import statistics
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from tests.benchmarks import hostprofile
 from tests.benchmarks.common import machine
 from tests.benchmarks.hostprofile import CONNTRACK, Groups
-from tests.benchmarks.published import between_markers, publish
+from tests.benchmarks.published import between_markers, command_line, publish, stored_or_run
 from tests.benchmarks.rescue import iperf_run
 from tests.integration.rescue.rescuelab import SERVERS, RescueLab, rescue_lab
-from tests.lablib import REPO_ROOT
 
 DIRECTIONS = ("upload", "download")
 PATHS = ("direct", "rescued")
@@ -594,31 +590,18 @@ def with_conclusion(page: str, results: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5, help="runs per case (default 5)")
-    parser.add_argument("--seconds", type=float, default=10, help="seconds per run (>= 6)")
-    parser.add_argument("--docs", type=Path, default=REPO_ROOT / "docs")
-    parser.add_argument(
-        "--from-json", action="store_true", help="only re-render from benchmarks/rescued.json"
-    )
-    args = parser.parse_args(argv)
-    if args.runs < 1 or args.seconds < 6:
-        parser.error("--runs must be 1 or more and --seconds 6 or more")
+    parser, args = command_line(
+        argv, description=__doc__.splitlines()[0], name="rescued", runs=5, seconds=10,
+        min_seconds=6,
+    )  # fmt: skip
     if not args.from_json and (os.cpu_count() or 1) < 2:
         parser.error("the pinned cases need two CPUs (sender on CPU 0, receiver on CPU 1)")
-    stored = args.docs / "benchmarks" / "rescued.json"
-    if args.from_json:
-        results = json.loads(stored.read_text(encoding="utf-8"))
-    else:
-        if shutil.which("perf") is None:
-            parser.error("perf is not installed: apt-get install linux-perf")
-        with tempfile.TemporaryDirectory(prefix="anycast-rescued-") as tmp:
-            results = run(Path(tmp), args.runs, args.seconds)
-        stored.parent.mkdir(parents=True, exist_ok=True)
-        stored.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    if not args.from_json and shutil.which("perf") is None:
+        parser.error("perf is not installed: apt-get install linux-perf")
+    results = stored_or_run(args, "rescued", run)
     publish(
         results,
-        report=stored.parent / "rescued.md",
+        report=args.docs / "benchmarks" / "rescued.md",
         render=render,
         page=args.docs / "rescue.md",
         markers=(BEGIN, END),
